@@ -72,6 +72,27 @@ J2000_JD = 2_451_545.0  # Julian date of the J2000.0 epoch, 2000-01-01 12:00 TT
 SMF28_GROUP_INDEX_1550 = 1.4682
 SMF28_GROUP_INDEX_1310 = 1.4676  # Corning PI1424, 1310 nm
 
+# --- Sky background radiance (reference levels for QKD background counts) ----------------------
+# Spectral radiance in SI, W m^-2 sr^-1 per metre of wavelength (1 W m^-2 sr^-1 nm^-1 = 1e9).
+# Night levels come from V-band sky surface brightness (mag arcsec^-2) through the V zero point
+# f_lambda(V=0) = 3.631e-9 erg s^-1 cm^-2 A^-1 = 3.631e-2 W m^-2 m^-1 (Bessell, Castelli & Plez
+# 1998, A&A 333, 231, Table A2); order-of-magnitude levels: the near-IR night sky is brighter.
+V_BAND_ZERO_POINT_W_PER_M2_M = 3.631e-2
+# Dark moonless sky at a good site, V = 21.9 mag arcsec^-2 (Benn & Ellison 1998, New Astron.
+# Rev. 42, 503, La Palma): ~2.7e0, i.e. ~3e-9 W m^-2 sr^-1 nm^-1.
+SKY_RADIANCE_NIGHT_MOONLESS_W_PER_M2_SR_M = (
+    V_BAND_ZERO_POINT_W_PER_M2_M * 10 ** (-0.4 * 21.9) / ARCSEC**2
+)
+# Full-moon sky, V ~ 18.0 mag arcsec^-2 (Krisciunas & Schaefer 1991, PASP 103, 1033, moonlit-sky
+# model): ~1e2, i.e. ~1e-7 W m^-2 sr^-1 nm^-1 (also a typical suburban light-polluted sky).
+SKY_RADIANCE_NIGHT_FULL_MOON_W_PER_M2_SR_M = (
+    V_BAND_ZERO_POINT_W_PER_M2_M * 10 ** (-0.4 * 18.0) / ARCSEC**2
+)
+# Clear daytime sky away from the Sun: 5 uW cm^-2 sr^-1 nm^-1 = 0.05 W m^-2 sr^-1 nm^-1, the
+# typical noon peak of the horizon sky ("Measurements of spectral radiance of the horizon sky",
+# Appl. Opt. 6, 2105 (1967); the same paper's maximum is 0.38 W m^-2 sr^-1 nm^-1).
+SKY_RADIANCE_DAY_W_PER_M2_SR_M = 5.0e7
+
 
 def db_to_linear(loss_db):
     """Transmittance (0..1] for a loss in dB (positive dB = loss). Broadcasts over arrays."""
