@@ -1,0 +1,396 @@
+"""Tests of the scenario schema and loader: packaged files validate, bad ones explain."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.scenarios import (
+    Scenario,
+    ScenarioError,
+    list_scenarios,
+    load_scenario,
+    packaged_scenario_path,
+    parse_scenario,
+    scenario_from_dict,
+)
+from twin.scenarios.loader import _Loader
+from twin.scenarios.schema import Walker, great_circle_distance_m
+
+PACKAGED = {"small", "mega", "micius-xinglong"}
+SMALL_TEXT = packaged_scenario_path("small").read_text(encoding="utf-8")
+SMALL_DATA = yaml.load(SMALL_TEXT, Loader=_Loader)
+ONE_KM = 1_000.0
+
+
+def _edit(old: str, new: str, text: str = SMALL_TEXT) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def _error(text: str, **kwargs) -> str:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, label="bad.yaml", **kwargs)
+    msg = str(info.value)
+    assert msg == info.value.format()
+    assert "Traceback" not in msg
+    return msg
+
+
+def _validate_data(data: dict) -> Scenario:
+    return scenario_from_dict(data, label="prop.yaml")
+
+
+# --- packaged scenarios ---------------------------------------------------------------------
+
+
+def test_list_scenarios_lists_the_packaged_files():
+    infos = list_scenarios()
+    assert {i.name for i in infos} >= PACKAGED
+    for info in infos:
+        assert info.path.is_file() and info.path.stem == info.name
+        assert len(info.description) > 20
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGED))
+def test_every_packaged_scenario_validates(name):
+    scenario = load_scenario(packaged_scenario_path(name))
+    assert scenario.name == name
+    assert load_scenario(name) == scenario  # a bare packaged name works too
+    for site in scenario.sites:
+        assert -90 <= site.lat_deg <= 90
+    assert scenario.time.n_ticks * scenario.time.tick_s == pytest.approx(scenario.time.duration_s)
+
+
+def test_mega_is_the_full_scale_scenario():
+    s = load_scenario("mega")
+    (shell,) = s.constellations
+    assert str(shell.walker) == "53:1584/72/1"
+    assert shell.altitude_m == 550_000
+    assert s.n_satellites == 1584 and shell.walker.per_plane == 22
+    assert len(s.haps) == 10
+    assert sum(site.kind == "factory" for site in s.sites) == 50
+    ogs = [site for site in s.sites if site.kind == "ogs"]
+    assert len(ogs) == 30 and len(s.ogs_clusters) == 10
+    for cluster in s.ogs_clusters:
+        members = [s.site(m) for m in s.cluster_members(cluster.name)]
+        assert len(members) == 3
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                # main paper sec. III-A: diversity stations separated by >50 km
+                d_m = great_circle_distance_m(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
+                assert d_m > 50 * ONE_KM, (a.name, b.name)
+    for edge in s.fiber.edges:
+        assert s.fiber_length_m(edge) > 0
+
+
+def test_micius_xinglong():
+    s = load_scenario("micius-xinglong")
+    xinglong = s.site("xinglong")
+    # Xinglong Observatory, 40.3959 N, 117.5772 E, 900 m (Liao et al., Nature 549, 43 (2017))
+    assert (xinglong.lat_deg, xinglong.lon_deg, xinglong.altitude_m) == (40.3959, 117.5772, 900)
+    assert str(s.constellations[0].walker) == "97.4:1/1/0"
+    assert s.constellations[0].altitude_m == 500_000
+    link = s.equipment.optical.sat_ogs
+    # Liao et al. 2017: 850 nm, 100 MHz, signal/decoy/vacuum 0.8/0.1/0, 300 mm / 1 m apertures
+    assert link.wavelength_m == pytest.approx(850e-9)
+    assert link.repetition_rate_hz == 1e8
+    assert (link.mu_signal, link.mu_decoy, link.mu_vacuum) == (0.8, 0.1, 0.0)
+    assert (link.tx_aperture_m, link.rx_aperture_m) == (0.30, 1.0)
+    assert link.dark_count_prob == pytest.approx(25 * 2e-9)
+
+
+def test_equipment_maps_to_si_power_models():
+    s = load_scenario("small")
+    sat = s.equipment.satellite.power_model()
+    assert sat.battery_capacity_j == pytest.approx(1_000 * 3_600.0)
+    assert sat.laser_on_w == 40.0 and sat.laser_terminals == 2
+    assert s.equipment.ogs.power_model().cryocooler_w == 1_500.0
+    assert s.equipment.haps.power_model().battery_capacity_j == pytest.approx(8_000 * 3_600.0)
+
+
+def test_great_circle_distance():
+    r_m = 6_371_008.8  # IUGG mean radius (twin.units.EARTH_MEAN_RADIUS_M)
+    # exact cases on the sphere: a quarter meridian, one degree of equator, antipodes
+    assert great_circle_distance_m(0, 0, 90, 0) == pytest.approx(math.pi / 2 * r_m)
+    assert great_circle_distance_m(0, 10, 0, 11) == pytest.approx(math.pi / 180 * r_m)
+    assert great_circle_distance_m(10, 20, -10, -160) == pytest.approx(math.pi * r_m)
+    # London - Paris against the spherical law of cosines: ~343.5 km
+    lat1, lon1, lat2, lon2 = (x * math.pi / 180 for x in (51.5074, -0.1278, 48.8566, 2.3522))
+    cos_c = math.sin(lat1) * math.sin(lat2) + math.cos(lat1) * math.cos(lat2) * math.cos(
+        lon2 - lon1
+    )
+    ref_m = r_m * math.acos(cos_c)
+    d_m = great_circle_distance_m(51.5074, -0.1278, 48.8566, 2.3522)
+    assert abs(d_m - ref_m) < 1.0  # metres
+    assert abs(d_m - 343_500.0) < ONE_KM
+
+
+def test_fiber_length_from_route_factor():
+    s = load_scenario("small")
+    edge = s.fiber.edges[1]  # munich-factory - stuttgart-factory, no length_m
+    a, b = s.site(edge.a), s.site(edge.b)
+    gc_m = great_circle_distance_m(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
+    assert s.fiber_length_m(edge) == pytest.approx(1.5 * gc_m)
+
+
+# --- readable errors ------------------------------------------------------------------------
+
+
+def test_wrong_type():
+    msg = _error(_edit("lat_deg: 48.1772", 'lat_deg: "north"'))
+    assert "sites[0].lat_deg" in msg and "'north'" in msg and "[-90, 90]" in msg
+    line = 1 + SMALL_TEXT[: SMALL_TEXT.index("lat_deg: 48.1772")].count("\n")
+    assert f"line {line}:" in msg
+
+
+@pytest.mark.parametrize("value", ["true", '"48.2"', "[48.2]"])
+def test_numbers_are_strict(value):
+    msg = _error(_edit("lat_deg: 48.1772", f"lat_deg: {value}"))
+    assert "sites[0].lat_deg" in msg and "a number in [-90, 90]" in msg
+
+
+def test_yaml_1_2_scalars():
+    text = _edit("altitude_m: 550000", "altitude_m: 5.5e5")  # a float, not a string
+    assert parse_scenario(text).constellations[0].altitude_m == 550_000.0
+    msg = _error(_edit("total: 24,", "total: 0x18,"))
+    assert "constellations[0].walker.total" in msg and "'0x18'" in msg
+
+
+def test_unknown_key_is_rejected_with_the_known_keys():
+    msg = _error(_edit("altitude_m: 510", "altitude_mm: 510"))
+    assert "sites[0].altitude_mm" in msg and "unknown key 'altitude_mm'" in msg
+    assert "altitude_m" in msg and "lat_deg" in msg  # the allowed keys
+    assert "sites[0].altitude_m: required key is missing" in msg
+    msg = _error(SMALL_TEXT + "weather: []\n")
+    assert "unknown key 'weather'" in msg
+
+
+def test_out_of_range_latitude():
+    msg = _error(_edit("lat_deg: 53.5395", "lat_deg: 91.0"))
+    assert "sites[2].lat_deg" in msg and "91.0" in msg and "[-90, 90]" in msg
+
+
+def test_unknown_grid_region_lists_known_codes():
+    msg = _error(_edit("grid_region: DE", "grid_region: XX"))
+    assert "sites[0].grid_region" in msg and "'XX'" in msg
+    for code in ("DE", "FR", "NO", "WORLD"):
+        assert code in msg
+
+
+def test_norway_is_not_false():
+    scenario = parse_scenario(_edit("grid_region: DE", "grid_region: NO"))
+    assert scenario.sites[0].grid_region == "NO"
+
+
+@pytest.mark.parametrize(
+    ("walker", "expected"),
+    [
+        ('"53:24/5/1"', ["constellations[0].walker.planes", "divisors of 24", "5"]),
+        ('"53:24/6/6"', ["constellations[0].walker.phasing", "[0, 5]", "6"]),
+        ('"53-24-6-1"', ["constellations[0].walker", "i:T/P/F", "'53-24-6-1'"]),
+        ('"190:24/6/1"', ["constellations[0].walker.inclination_deg", "[0, 180]", "190"]),
+    ],
+)
+def test_bad_walker(walker, expected):
+    text = _edit(
+        "walker: {inclination_deg: 53, total: 24, planes: 6, phasing: 1}", f"walker: {walker}"
+    )
+    msg = _error(text)
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_walker_string_and_mapping_agree():
+    assert Walker.model_validate("53:1584/72/1") == Walker(
+        inclination_deg=53, total=1584, planes=72, phasing=1
+    )
+    assert Walker.model_validate(" 97.4 : 1 / 1 / 0 ").inclination_rad == pytest.approx(
+        97.4 * math.pi / 180
+    )
+
+
+def test_yaml_syntax_error_has_line_and_column():
+    msg = _error(_edit("  duration_s: 3600", "  duration_s: [3600"))
+    assert "YAML syntax error" in msg and "line" in msg and "column" in msg
+    assert "bad.yaml" in msg
+
+
+def test_duplicate_key():
+    msg = _error(_edit("seed: 0", "seed: 0\nseed: 1"))
+    assert "duplicate key 'seed'" in msg and "line" in msg
+
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(missing)
+    assert "nope.yaml" in str(info.value) and "not found" in str(info.value)
+    assert "small" in str(info.value)  # lists the packaged names
+    assert info.value.path == missing
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text(_edit("tick_s: 1.0", "tick_sec: 1.0"), encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value) and "time.tick_sec" in str(info.value)
+
+
+def test_ogs_cluster_separation():
+    # move the Zugspitze OGS 21.5 km from Oberpfaffenhofen
+    msg = _error(_edit("lat_deg: 47.4167, lon_deg: 10.9797", "lat_deg: 47.9, lon_deg: 11.2"))
+    assert "ogs_clusters[0].members" in msg
+    assert "'dlr-oberpfaffenhofen' and 'zugspitze'" in msg
+    assert "21.5 km" in msg and ">= 50 km" in msg
+    # the same pair is valid under a stated 20 km minimum
+    relaxed = _edit(
+        "min_separation_m: 50000",
+        "min_separation_m: 20000",
+        _edit("lat_deg: 47.4167, lon_deg: 10.9797", "lat_deg: 47.9, lon_deg: 11.2"),
+    )
+    assert parse_scenario(relaxed).ogs_clusters[0].min_separation_m == 20_000
+
+
+def test_cross_reference_errors_are_all_reported():
+    text = _edit("{a: frankfurt-hub, b: hamburg-port}", "{a: frankfurt-hub, b: hambrug-port}")
+    text = _edit("name: haps-munich", "name: zugspitze", text)
+    text = _edit("cluster: bavaria-alps}", "cluster: bavaria}", text)
+    msg = _error(text)
+    assert "3 problems" in msg
+    assert "fiber.edges[3].b" in msg and "'hambrug-port'" in msg
+    assert "haps[0].name" in msg and "sites[5]" in msg
+    assert "sites[4].cluster" in msg and "allowed: bavaria-alps" in msg
+
+
+def test_cluster_members_must_be_ogs():
+    text = _edit(
+        "  - name: bavaria-alps\n", "  - name: bavaria-alps\n    members: [hamburg-port]\n"
+    )
+    msg = _error(text)
+    assert "ogs_clusters[0].members[0]" in msg and "kind 'ogs'" in msg
+
+
+def test_time_rules():
+    msg = _error(_edit('"2024-06-21T00:00:00Z"', '"2024-06-21T00:00:00"'))
+    assert "time.start_utc" in msg and "time zone" in msg
+    msg = _error(_edit("tick_s: 1.0", "tick_s: 7.0"))
+    assert "time.duration_s" in msg and "whole multiple of tick_s" in msg and "3605" in msg
+    msg = _error(_edit("tick_s: 1.0", "tick_s: 0"))
+    assert "time.tick_s" in msg and "(0," in msg
+
+
+def test_dict_and_yaml_paths_agree():
+    assert scenario_from_dict(copy.deepcopy(SMALL_DATA)) == parse_scenario(SMALL_TEXT)
+    with pytest.raises(ScenarioError, match="top level must be a mapping"):
+        scenario_from_dict([1, 2])
+
+
+def test_haps_need_haps_equipment():
+    data = copy.deepcopy(SMALL_DATA)
+    del data["equipment"]["haps"]
+    with pytest.raises(ScenarioError, match=r"equipment\.haps is required"):
+        _validate_data(data)
+
+
+def test_constellation_sources(tmp_path):
+    (tmp_path / "sats.tle").write_text("ISS\n1 ...\n2 ...\n", encoding="utf-8")
+    text = _edit(
+        '    walker: {inclination_deg: 53, total: 24, planes: 6, phasing: 1}   # or "53:24/6/1"\n'
+        "    altitude_m: 550000\n",
+        "    tle_file: sats.tle\n",
+    )
+    scenario = parse_scenario(text, base_dir=tmp_path)
+    assert scenario.constellations[0].tle_file == (tmp_path / "sats.tle").resolve()
+    msg = _error(_edit("tle_file: sats.tle", "tle_file: other.tle", text), base_dir=tmp_path)
+    assert "constellations[0].tle_file" in msg and "other.tle" in msg and "not found" in msg
+    msg = _error(
+        _edit("tle_file: sats.tle", "tle_file: sats.tle\n    altitude_m: 5.0e+5", text),
+        base_dir=tmp_path,
+    )
+    assert "constellations[0].altitude_m" in msg and "remove altitude_m" in msg
+    msg = _error(_edit("    altitude_m: 550000\n", ""))
+    assert "constellations[0].altitude_m" in msg and "required with walker" in msg
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+def _with_site_value(key: str, value: float) -> dict:
+    data = copy.deepcopy(SMALL_DATA)
+    data["sites"][2][key] = value  # the Hamburg port: in no cluster, no separation rule
+    return data
+
+
+@settings(max_examples=40, deadline=None)
+@given(lat=st.floats(-90, 90), lon=st.floats(-180, 180), alt=st.floats(-500, 9_000))
+def test_valid_coordinates_are_accepted(lat, lon, alt):
+    data = _with_site_value("lat_deg", lat)
+    data["sites"][2]["lon_deg"] = lon
+    data["sites"][2]["altitude_m"] = alt
+    site = _validate_data(data).sites[2]
+    assert (site.lat_deg, site.lon_deg, site.altitude_m) == (lat, lon, alt)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    key_value=st.one_of(
+        st.tuples(st.just("lat_deg"), st.floats(90.0, 1e6, exclude_min=True)),
+        st.tuples(st.just("lat_deg"), st.floats(-1e6, -90.0, exclude_max=True)),
+        st.tuples(st.just("lon_deg"), st.floats(180.0, 1e6, exclude_min=True)),
+        st.tuples(st.just("lon_deg"), st.floats(-1e6, -180.0, exclude_max=True)),
+        st.tuples(st.just("altitude_m"), st.floats(9_000.0, 1e9, exclude_min=True)),
+        st.tuples(st.just("altitude_m"), st.floats(-1e9, -500.0, exclude_max=True)),
+    )
+)
+def test_invalid_coordinates_are_rejected_with_path_value_and_range(key_value):
+    key, value = key_value
+    with pytest.raises(ScenarioError) as info:
+        _validate_data(_with_site_value(key, value))
+    msg = str(info.value)
+    assert f"sites[2].{key}" in msg
+    assert repr(value) in msg
+    bounds = {"lat_deg": "[-90, 90]", "lon_deg": "[-180, 180]", "altitude_m": "[-500, 9000]"}
+    assert bounds[key] in msg
+
+
+@settings(max_examples=40, deadline=None)
+@given(tick=st.floats(1e-3, 600.0), n=st.integers(1, 10_000))
+def test_duration_of_whole_ticks_is_accepted(tick, n):
+    data = copy.deepcopy(SMALL_DATA)
+    data["time"]["tick_s"] = tick
+    data["time"]["duration_s"] = n * tick
+    if n * tick > 366 * 86_400:
+        return
+    assert _validate_data(data).time.n_ticks == n
+
+
+@settings(max_examples=40, deadline=None)
+@given(tick=st.floats(-1e3, 0.0))
+def test_nonpositive_tick_is_rejected(tick):
+    data = copy.deepcopy(SMALL_DATA)
+    data["time"]["tick_s"] = tick
+    with pytest.raises(ScenarioError, match=r"time\.tick_s"):
+        _validate_data(data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tick=st.floats(1.0, 100.0), frac=st.floats(0.01, 0.99))
+def test_fractional_tick_count_is_rejected(tick, frac):
+    data = copy.deepcopy(SMALL_DATA)
+    data["time"]["tick_s"] = tick
+    data["time"]["duration_s"] = (10 + frac) * tick
+    with pytest.raises(ScenarioError, match="whole multiple of tick_s"):
+        _validate_data(data)
+
+
+def test_packaged_dir_has_only_valid_yaml():
+    for path in Path(packaged_scenario_path("small")).parent.glob("*.yaml"):
+        load_scenario(path)

@@ -1,0 +1,785 @@
+"""The scenario schema: what a scenario YAML file may say, checked by pydantic v2.
+
+Units live in the key names (``lat_deg``, ``altitude_m``, ``wavelength_nm``, ``battery_wh``):
+scenario files are the boundary where people write degrees, nanometres and watt-hours; the
+properties on these models (``lat_rad``, ``wavelength_m``, ``battery_capacity_j``...) hand SI
+values to the model. Every model forbids unknown keys, so a misspelt key is an error, not a
+silently ignored setting. Models are frozen: a loaded scenario is a value.
+
+Cross-field rules (unique names, cluster membership and the OGS diversity-cluster separation,
+fibre endpoints) run after the fields are valid, and report every violation at once with its
+field path (see :class:`ScenarioProblems`; the loader turns them into readable messages).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from twin.physics.carbon import grid_regions
+from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, SatellitePowerModel
+from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, URAD, WH_J
+
+__all__ = [
+    "Constellation",
+    "Equipment",
+    "FiberBackbone",
+    "FiberEdge",
+    "Haps",
+    "HapsEquipment",
+    "HapsLoadsW",
+    "OgsCluster",
+    "OgsEquipment",
+    "OpticalLinkEquipment",
+    "OpticalLinks",
+    "Problem",
+    "SatelliteEquipment",
+    "SatelliteLoadsW",
+    "Scenario",
+    "ScenarioProblems",
+    "Site",
+    "SiteKind",
+    "TimeSpan",
+    "Walker",
+    "great_circle_distance_m",
+]
+
+# Main paper sec. III-A: "OGSs are deployed in diversity clusters (e.g., three stations
+# separated by >50 km)".
+DEFAULT_OGS_MIN_SEPARATION_M = 50_000.0
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+_NAME_HELP = "letters, digits, '_', '.', '-' (no spaces), starting with a letter or digit"
+
+SiteKind = Literal["factory", "port", "logistics_hub", "ogs", "iot_field"]
+
+
+class Problem(NamedTuple):
+    """One cross-field violation: where (a path of keys and list indices), what, and why."""
+
+    loc: tuple[str | int, ...]
+    value: Any
+    message: str
+
+
+class ScenarioProblems(ValueError):
+    """Raised inside validation to report several located problems at once."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(p.message for p in self.problems))
+
+
+def great_circle_distance_m(lat1_deg, lon1_deg, lat2_deg, lon2_deg) -> float:
+    """Great-circle distance on a sphere of the IUGG mean Earth radius, m (haversine).
+
+    Adequate for cluster separations and fibre route estimates (the ellipsoidal difference is
+    < 0.5 %); precise geometry lives in twin.physics.geometry.
+    """
+    p1, p2 = lat1_deg * DEG, lat2_deg * DEG
+    dp, dl = p2 - p1, (lon2_deg - lon1_deg) * DEG
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2.0 * EARTH_MEAN_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False, strict=True
+    )
+
+
+def _name_field(description: str):
+    return Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description=description)
+
+
+# --------------------------------------------------------------------------------------------
+# Time
+# --------------------------------------------------------------------------------------------
+
+
+class TimeSpan(_Strict):
+    """Simulated time span: ``duration_s`` must be a whole number of ticks."""
+
+    start_utc: datetime = Field(
+        strict=False, description="start, ISO 8601 with an explicit zone, e.g. 2024-06-21T00:00:00Z"
+    )
+    duration_s: float = Field(gt=0, le=366 * 86_400, description="simulated span, s")
+    tick_s: float = Field(gt=0, le=86_400, description="simulation step, s")
+
+    @field_validator("start_utc", mode="before")
+    @classmethod
+    def _explicit_zone(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
+                raise ValueError(
+                    f"start_utc {value!r} has no time zone; write UTC explicitly, "
+                    f"e.g. '{text}Z' (ISO 8601)"
+                )
+            return text
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(f"start_utc {value.isoformat()} has no time zone; give UTC")
+        return value
+
+    @model_validator(mode="after")
+    def _whole_ticks(self) -> TimeSpan:
+        n = self.duration_s / self.tick_s
+        if abs(n - round(n)) > 1e-9 * max(n, 1.0):
+            lo, hi = math.floor(n) * self.tick_s, math.ceil(n) * self.tick_s
+            raise ScenarioProblems(
+                [
+                    Problem(
+                        ("duration_s",),
+                        self.duration_s,
+                        f"duration_s ({self.duration_s:g}) must be a whole multiple of tick_s "
+                        f"({self.tick_s:g}); allowed: e.g. {lo:g} or {hi:g}",
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def n_ticks(self) -> int:
+        """Number of ticks in the span."""
+        return round(self.duration_s / self.tick_s)
+
+    @property
+    def end_utc(self) -> datetime:
+        """End of the span."""
+        return self.start_utc + timedelta(seconds=self.duration_s)
+
+
+# --------------------------------------------------------------------------------------------
+# Ground sites and clusters
+# --------------------------------------------------------------------------------------------
+
+
+class Site(_Strict):
+    """A ground node: factory, port, logistics hub, optical ground station or IoT field."""
+
+    name: str = _name_field("unique node name")
+    lat_deg: float = Field(ge=-90, le=90, description="geodetic latitude, deg, north positive")
+    lon_deg: float = Field(ge=-180, le=180, description="longitude, deg, east positive")
+    altitude_m: float = Field(
+        ge=-500, le=9_000, description="height above the WGS84 ellipsoid, m (Dead Sea to Everest)"
+    )
+    kind: SiteKind
+    grid_region: str = Field(description="carbon-intensity region code (twin.physics.carbon)")
+    jurisdiction: str = Field(
+        pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country code (or EU)"
+    )
+    cluster: str | None = Field(default=None, description="OGS diversity cluster, by name")
+
+    @field_validator("grid_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        code = value.upper()
+        known = grid_regions()
+        if code not in known:
+            raise ValueError(
+                f"unknown grid_region {value!r}; allowed: one of {', '.join(known)} "
+                f"(WORLD for a country without data)"
+            )
+        return code
+
+    @property
+    def lat_rad(self) -> float:
+        return self.lat_deg * DEG
+
+    @property
+    def lon_rad(self) -> float:
+        return self.lon_deg * DEG
+
+
+class OgsCluster(_Strict):
+    """A diversity cluster of OGS sites (main paper sec. III-A), to dodge correlated clouds.
+
+    Members are the sites listed here plus the sites whose ``cluster`` names this cluster.
+    Every pair must be at least ``min_separation_m`` apart (great circle).
+    """
+
+    name: str = _name_field("cluster name")
+    members: list[str] = Field(default_factory=list, description="OGS site names")
+    min_separation_m: float = Field(
+        default=DEFAULT_OGS_MIN_SEPARATION_M,
+        ge=0,
+        le=5_000_000,
+        description="minimum great-circle distance between members, m",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Space and air segments
+# --------------------------------------------------------------------------------------------
+
+_WALKER_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*:\s*(\d+)\s*/\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class Walker(_Strict):
+    """Walker-Delta pattern i:T/P/F (Walker 1984, J. Br. Interplanet. Soc. 37, 559).
+
+    T satellites in P equally spaced planes at inclination i; F in [0, P-1] sets the relative
+    phase between adjacent planes (F * 360 / T deg). Written either as the string
+    ``"53:1584/72/1"`` or as a mapping with the four keys below.
+    """
+
+    inclination_deg: float = Field(ge=0, le=180)
+    total: int = Field(ge=1, le=100_000, description="T, satellites in the shell")
+    planes: int = Field(ge=1, le=10_000, description="P, orbital planes")
+    phasing: int = Field(ge=0, description="F, phasing factor in [0, P-1]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_string(cls, value):
+        if isinstance(value, str):
+            m = _WALKER_RE.match(value)
+            if not m:
+                raise ValueError(
+                    f"walker must be 'i:T/P/F' (inclination_deg:total/planes/phasing), "
+                    f"e.g. '53:1584/72/1'; got {value!r}"
+                )
+            return {
+                "inclination_deg": float(m.group(1)),
+                "total": int(m.group(2)),
+                "planes": int(m.group(3)),
+                "phasing": int(m.group(4)),
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Walker:
+        problems = []
+        if self.total % self.planes:
+            problems.append(
+                Problem(
+                    ("planes",),
+                    self.planes,
+                    f"total T={self.total} must be divisible by planes P={self.planes} "
+                    f"(equal satellites per plane); allowed P: divisors of {self.total}",
+                )
+            )
+        if not 0 <= self.phasing < self.planes:
+            problems.append(
+                Problem(
+                    ("phasing",),
+                    self.phasing,
+                    f"phasing F={self.phasing} must be within [0, P-1] = [0, {self.planes - 1}]",
+                )
+            )
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.inclination_deg:g}:{self.total}/{self.planes}/{self.phasing}"
+
+    @property
+    def inclination_rad(self) -> float:
+        return self.inclination_deg * DEG
+
+    @property
+    def per_plane(self) -> int:
+        return self.total // self.planes
+
+
+class Constellation(_Strict):
+    """A satellite shell: a Walker-Delta pattern at ``altitude_m``, or a TLE or OMM file.
+
+    File paths are relative to the scenario file; the loader resolves them and checks they
+    exist (parsing is twin.physics.orbits' job).
+    """
+
+    name: str = _name_field("constellation name (satellites are named <name>-<index>)")
+    walker: Walker | None = None
+    altitude_m: float | None = Field(
+        default=None,
+        ge=150_000,
+        le=40_000_000,
+        description="circular-orbit altitude above the equatorial radius, m (walker only)",
+    )
+    tle_file: Path | None = Field(default=None, strict=False)
+    omm_file: Path | None = Field(default=None, strict=False)
+
+    @field_validator("tle_file", "omm_file")
+    @classmethod
+    def _resolve_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        if base is None:
+            return value
+        path = value if value.is_absolute() else Path(base) / value
+        if not path.is_file():
+            raise ValueError(
+                f"file {str(value)!r} not found (looked for {path}); paths are relative to "
+                f"the scenario file"
+            )
+        return path.resolve()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Constellation:
+        given = [k for k in ("walker", "tle_file", "omm_file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ScenarioProblems(
+                [
+                    Problem(
+                        (),
+                        given,
+                        f"give exactly one of walker, tle_file, omm_file; got "
+                        f"{', '.join(given) if given else 'none'}",
+                    )
+                ]
+            )
+        if self.walker is not None and self.altitude_m is None:
+            raise ScenarioProblems(
+                [Problem(("altitude_m",), None, "altitude_m is required with walker")]
+            )
+        if self.walker is None and self.altitude_m is not None:
+            raise ScenarioProblems(
+                [
+                    Problem(
+                        ("altitude_m",),
+                        self.altitude_m,
+                        "altitude_m applies only to walker shells; a TLE/OMM file carries "
+                        "its own orbits: remove altitude_m",
+                    )
+                ]
+            )
+        return self
+
+
+class Haps(_Strict):
+    """A high-altitude platform station, quasi-stationary over (lat, lon).
+
+    ITU Radio Regulations No. 1.66A define a HAPS at 20-50 km; platforms actually flown hold
+    17-25 km (Loon balloons ~18-20 km, Airbus Zephyr ~21 km). Accepted: 15-50 km.
+    """
+
+    name: str = _name_field("unique node name")
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    altitude_m: float = Field(ge=15_000, le=50_000, description="station altitude, m")
+    drift_radius_m: float = Field(
+        default=0.0, ge=0, le=200_000, description="station-keeping drift radius, m"
+    )
+
+    @property
+    def lat_rad(self) -> float:
+        return self.lat_deg * DEG
+
+    @property
+    def lon_rad(self) -> float:
+        return self.lon_deg * DEG
+
+
+# --------------------------------------------------------------------------------------------
+# Fibre backbone
+# --------------------------------------------------------------------------------------------
+
+
+class FiberEdge(_Strict):
+    """A fibre span between two sites; its length is given or estimated from the route."""
+
+    a: str = Field(min_length=1, description="site name")
+    b: str = Field(min_length=1, description="site name")
+    length_m: float | None = Field(default=None, gt=0, le=20_000_000)
+    route_factor: float | None = Field(
+        default=None, ge=1.0, le=5.0, description="fibre route / great circle (overrides default)"
+    )
+    band: Literal["C", "O"] = Field(default="C", description="C (1550 nm) or O (1310 nm)")
+
+
+class FiberBackbone(_Strict):
+    """Terrestrial fibre. ``route_factor``: fibre route length over great-circle distance."""
+
+    # assumption: real routes follow roads and rail; 1.5 is a mid value of the 1.2-2 range of
+    # route inflation usually assumed for long-haul planning.
+    route_factor: float = Field(default=1.5, ge=1.0, le=5.0)
+    edges: list[FiberEdge] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Equipment
+# --------------------------------------------------------------------------------------------
+
+
+class OpticalLinkEquipment(_Strict):
+    """Transmitter, receiver and QKD source parameters of one kind of optical link."""
+
+    tx_aperture_m: float = Field(gt=0, le=10, description="transmit telescope diameter, m")
+    rx_aperture_m: float = Field(gt=0, le=40, description="receive telescope diameter, m")
+    wavelength_nm: float = Field(ge=300, le=2_000)
+    divergence_urad: float = Field(
+        gt=0, le=10_000, description="full-angle beam divergence as published, urad"
+    )
+    pointing_jitter_urad: float = Field(default=1.0, ge=0, le=1_000)
+    detector_efficiency: float = Field(gt=0, le=1, description="a fraction, not a percentage")
+    dark_count_rate_hz: float = Field(ge=0, le=1e8)
+    detection_window_ns: float = Field(
+        default=2.0, gt=0, le=1_000, description="coincidence/gate window, ns"
+    )
+    misalignment_error: float = Field(ge=0, le=0.5, description="e_d, a fraction")
+    repetition_rate_hz: float = Field(gt=0, le=1e11)
+    mu_signal: float = Field(gt=0, le=10, description="mean photon number of signal states")
+    mu_decoy: float = Field(ge=0, le=10, description="mean photon number of decoy states")
+    mu_vacuum: float = Field(default=0.0, ge=0, le=10)
+    f_ec: float = Field(ge=1, le=3, description="error-correction inefficiency f >= 1")
+
+    @model_validator(mode="after")
+    def _ordered_intensities(self) -> OpticalLinkEquipment:
+        if not self.mu_vacuum <= self.mu_decoy < self.mu_signal:
+            raise ScenarioProblems(
+                [
+                    Problem(
+                        ("mu_decoy",),
+                        self.mu_decoy,
+                        f"intensities must satisfy mu_vacuum <= mu_decoy < mu_signal, got "
+                        f"{self.mu_vacuum:g}, {self.mu_decoy:g}, {self.mu_signal:g}",
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def wavelength_m(self) -> float:
+        return self.wavelength_nm * NM
+
+    @property
+    def divergence_rad(self) -> float:
+        return self.divergence_urad * URAD
+
+    @property
+    def pointing_jitter_rad(self) -> float:
+        return self.pointing_jitter_urad * URAD
+
+    @property
+    def dark_count_prob(self) -> float:
+        """Dark-count probability per detection window (rate x window)."""
+        return self.dark_count_rate_hz * self.detection_window_ns * NS
+
+
+class OpticalLinks(_Strict):
+    """Optical equipment per link kind; ``sat_ogs`` is required, the others optional."""
+
+    sat_ogs: OpticalLinkEquipment
+    haps_ogs: OpticalLinkEquipment | None = None
+    sat_haps: OpticalLinkEquipment | None = None
+    isl: OpticalLinkEquipment | None = None
+
+
+class SatelliteLoadsW(_Strict):
+    """Satellite loads, W (the unit is in the parent key ``loads_w``)."""
+
+    bus: float = Field(ge=0, le=100_000)
+    laser_off: float = Field(default=0.0, ge=0, le=10_000)
+    laser_standby: float = Field(ge=0, le=10_000)
+    laser_on: float = Field(ge=0, le=10_000)
+    laser_turbo: float = Field(ge=0, le=10_000)
+    qkd_payload: float = Field(ge=0, le=10_000)
+    compute: float = Field(ge=0, le=10_000)
+
+
+class SatelliteEquipment(_Strict):
+    """Battery, solar array and loads of every satellite of the scenario."""
+
+    battery_wh: float = Field(gt=0, le=1_000_000)
+    reserve_fraction: float = Field(ge=0, le=1)
+    charge_efficiency: float = Field(gt=0, le=1)
+    discharge_efficiency: float = Field(gt=0, le=1)
+    solar_area_m2: float = Field(ge=0, le=10_000)
+    solar_efficiency: float = Field(gt=0, le=1)
+    laser_terminals: int = Field(ge=0, le=16)
+    loads_w: SatelliteLoadsW
+
+    def power_model(self) -> SatellitePowerModel:
+        """The SI power model (twin.physics.energy) these settings describe."""
+        return SatellitePowerModel(
+            bus_w=self.loads_w.bus,
+            laser_off_w=self.loads_w.laser_off,
+            laser_standby_w=self.loads_w.laser_standby,
+            laser_on_w=self.loads_w.laser_on,
+            laser_turbo_w=self.loads_w.laser_turbo,
+            laser_terminals=self.laser_terminals,
+            qkd_payload_w=self.loads_w.qkd_payload,
+            compute_w=self.loads_w.compute,
+            battery_capacity_j=self.battery_wh * WH_J,
+            reserve_fraction=self.reserve_fraction,
+            charge_efficiency=self.charge_efficiency,
+            discharge_efficiency=self.discharge_efficiency,
+            solar_area_m2=self.solar_area_m2,
+            solar_efficiency=self.solar_efficiency,
+        )
+
+
+class OgsEquipment(_Strict):
+    """Wall-plug power of each OGS, W."""
+
+    cryocooler_w: float = Field(ge=0, le=100_000)
+    telescope_drive_w: float = Field(ge=0, le=100_000)
+    adaptive_optics_w: float = Field(ge=0, le=100_000)
+    it_w: float = Field(ge=0, le=100_000)
+
+    def power_model(self) -> GroundStationPowerModel:
+        return GroundStationPowerModel(
+            cryocooler_w=self.cryocooler_w,
+            telescope_drive_w=self.telescope_drive_w,
+            adaptive_optics_w=self.adaptive_optics_w,
+            it_w=self.it_w,
+        )
+
+
+class HapsLoadsW(_Strict):
+    """HAPS loads, W."""
+
+    propulsion_avionics: float = Field(ge=0, le=1_000_000)
+    terminal: float = Field(ge=0, le=10_000)
+    qkd_payload: float = Field(ge=0, le=10_000)
+
+
+class HapsEquipment(_Strict):
+    """Battery, solar array and loads of every HAPS of the scenario."""
+
+    battery_wh: float = Field(gt=0, le=1_000_000)
+    reserve_fraction: float = Field(ge=0, le=1)
+    charge_efficiency: float = Field(gt=0, le=1)
+    discharge_efficiency: float = Field(gt=0, le=1)
+    solar_area_m2: float = Field(ge=0, le=10_000)
+    solar_efficiency: float = Field(gt=0, le=1)
+    loads_w: HapsLoadsW
+
+    def power_model(self) -> HapsPowerModel:
+        return HapsPowerModel(
+            solar_area_m2=self.solar_area_m2,
+            solar_efficiency=self.solar_efficiency,
+            propulsion_avionics_w=self.loads_w.propulsion_avionics,
+            terminal_w=self.loads_w.terminal,
+            qkd_payload_w=self.loads_w.qkd_payload,
+            battery_capacity_j=self.battery_wh * WH_J,
+            reserve_fraction=self.reserve_fraction,
+            charge_efficiency=self.charge_efficiency,
+            discharge_efficiency=self.discharge_efficiency,
+        )
+
+
+class Equipment(_Strict):
+    """Equipment parameters; ``haps`` is required when the scenario has HAPS."""
+
+    optical: OpticalLinks
+    satellite: SatelliteEquipment
+    ogs: OgsEquipment
+    haps: HapsEquipment | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario
+# --------------------------------------------------------------------------------------------
+
+
+class Scenario(_Strict):
+    """A whole scenario file. See the packaged ``small.yaml`` for a commented example."""
+
+    name: str = _name_field("scenario name")
+    description: str = Field(min_length=1, max_length=2_000)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    time: TimeSpan
+    sites: list[Site] = Field(min_length=1)
+    ogs_clusters: list[OgsCluster] = Field(default_factory=list)
+    constellations: list[Constellation] = Field(default_factory=list)
+    haps: list[Haps] = Field(default_factory=list)
+    fiber: FiberBackbone = Field(default_factory=FiberBackbone)
+    equipment: Equipment
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Scenario:
+        problems: list[Problem] = []
+        problems += self._check_unique_names()
+        problems += self._check_clusters()
+        problems += self._check_fiber()
+        if self.haps and self.equipment.haps is None:
+            problems.append(
+                Problem(
+                    ("equipment", "haps"),
+                    None,
+                    f"equipment.haps is required: the scenario has {len(self.haps)} HAPS",
+                )
+            )
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+    def _check_unique_names(self) -> list[Problem]:
+        problems = []
+        seen: dict[str, tuple] = {}
+        groups = (
+            ("sites", self.sites),
+            ("haps", self.haps),
+            ("constellations", self.constellations),
+        )
+        for group, items in groups:
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    where = "{}[{}]".format(*seen[item.name])
+                    problems.append(
+                        Problem(
+                            (group, i, "name"),
+                            item.name,
+                            f"name {item.name!r} is already used by {where}; node names must "
+                            f"be unique",
+                        )
+                    )
+                else:
+                    seen[item.name] = (group, i)
+        names = [c.name for c in self.ogs_clusters]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                problems.append(
+                    Problem(("ogs_clusters", i, "name"), n, f"cluster name {n!r} is repeated")
+                )
+        return problems
+
+    def _check_clusters(self) -> list[Problem]:
+        problems = []
+        by_name = {s.name: (i, s) for i, s in enumerate(self.sites)}
+        cluster_names = {c.name for c in self.ogs_clusters}
+        ogs_names = sorted(s.name for s in self.sites if s.kind == "ogs")
+        for i, site in enumerate(self.sites):
+            if site.cluster is None:
+                continue
+            if site.cluster not in cluster_names:
+                allowed = ", ".join(sorted(cluster_names)) or "none defined in ogs_clusters"
+                problems.append(
+                    Problem(
+                        ("sites", i, "cluster"),
+                        site.cluster,
+                        f"no OGS cluster named {site.cluster!r}; allowed: {allowed}",
+                    )
+                )
+            elif site.kind != "ogs":
+                problems.append(
+                    Problem(
+                        ("sites", i, "cluster"),
+                        site.cluster,
+                        f"site {site.name!r} has kind {site.kind!r}; only kind 'ogs' sites "
+                        f"join OGS clusters",
+                    )
+                )
+        for ci, cluster in enumerate(self.ogs_clusters):
+            for mi, member in enumerate(cluster.members):
+                loc = ("ogs_clusters", ci, "members", mi)
+                if member not in by_name:
+                    problems.append(
+                        Problem(
+                            loc,
+                            member,
+                            f"no site named {member!r}; allowed: OGS sites "
+                            f"{', '.join(ogs_names) or '(none)'}",
+                        )
+                    )
+                elif by_name[member][1].kind != "ogs":
+                    problems.append(
+                        Problem(
+                            loc,
+                            member,
+                            f"site {member!r} has kind {by_name[member][1].kind!r}; cluster "
+                            f"members must have kind 'ogs'",
+                        )
+                    )
+                elif (other := by_name[member][1].cluster) not in (None, cluster.name):
+                    problems.append(
+                        Problem(
+                            loc,
+                            member,
+                            f"site {member!r} says cluster {other!r} but is listed in "
+                            f"{cluster.name!r}",
+                        )
+                    )
+            members = [by_name[m][1] for m in self.cluster_members(cluster.name) if m in by_name]
+            for a_i, a in enumerate(members):
+                for b in members[a_i + 1 :]:
+                    d_m = great_circle_distance_m(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
+                    if d_m < cluster.min_separation_m:
+                        problems.append(
+                            Problem(
+                                ("ogs_clusters", ci, "members"),
+                                [a.name, b.name],
+                                f"members {a.name!r} and {b.name!r} are {d_m / 1e3:.1f} km "
+                                f"apart; allowed: >= {cluster.min_separation_m / 1e3:g} km "
+                                f"(min_separation_m of cluster {cluster.name!r}; main paper "
+                                f"sec. III-A: >50 km)",
+                            )
+                        )
+        return problems
+
+    def _check_fiber(self) -> list[Problem]:
+        problems = []
+        names = {s.name for s in self.sites}
+        seen_pairs: dict[frozenset, int] = {}
+        for i, edge in enumerate(self.fiber.edges):
+            for end in ("a", "b"):
+                value = getattr(edge, end)
+                if value not in names:
+                    problems.append(
+                        Problem(
+                            ("fiber", "edges", i, end),
+                            value,
+                            f"no site named {value!r}; fibre ends must be sites",
+                        )
+                    )
+            if edge.a == edge.b:
+                problems.append(
+                    Problem(("fiber", "edges", i, "b"), edge.b, "a fibre edge needs two sites")
+                )
+            pair = frozenset((edge.a, edge.b))
+            if pair in seen_pairs:
+                problems.append(
+                    Problem(
+                        ("fiber", "edges", i),
+                        [edge.a, edge.b],
+                        f"duplicate of fiber.edges[{seen_pairs[pair]}]",
+                    )
+                )
+            seen_pairs.setdefault(pair, i)
+        return problems
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def site(self, name: str) -> Site:
+        """The site called ``name`` (KeyError if none)."""
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def cluster_members(self, cluster_name: str) -> list[str]:
+        """Member site names of a cluster: its list, then sites naming it, without repeats."""
+        cluster = next((c for c in self.ogs_clusters if c.name == cluster_name), None)
+        if cluster is None:
+            raise KeyError(cluster_name)
+        out = list(dict.fromkeys(cluster.members))
+        out += [s.name for s in self.sites if s.cluster == cluster_name and s.name not in out]
+        return out
+
+    def fiber_length_m(self, edge: FiberEdge) -> float:
+        """Length of a fibre edge, m: as given, else great circle x route factor."""
+        if edge.length_m is not None:
+            return edge.length_m
+        a, b = self.site(edge.a), self.site(edge.b)
+        factor = edge.route_factor if edge.route_factor is not None else self.fiber.route_factor
+        return factor * great_circle_distance_m(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
+
+    @property
+    def n_satellites(self) -> int:
+        """Satellites in walker shells (TLE/OMM shells count once parsed by orbits)."""
+        return sum(c.walker.total for c in self.constellations if c.walker is not None)
