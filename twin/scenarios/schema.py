@@ -416,25 +416,48 @@ class FiberBackbone(_Strict):
 
 
 class OpticalLinkEquipment(_Strict):
-    """Transmitter, receiver and QKD source parameters of one kind of optical link."""
+    """Transmitter, receiver and QKD source parameters of one kind of optical link.
+
+    The fields map onto ``twin.physics.fso.Terminal`` and ``twin.physics.presets.LinkPreset``
+    (same meanings, boundary units): ``divergence_urad`` is the far-field 1/e^2 half-angle
+    (the presets read Liao et al. 2017's "~10 urad" this way), ``pointing_jitter_urad`` the
+    rms jitter per axis of the transmitter.
+    """
 
     tx_aperture_m: float = Field(gt=0, le=10, description="transmit telescope diameter, m")
     rx_aperture_m: float = Field(gt=0, le=40, description="receive telescope diameter, m")
+    rx_obscuration_m: float = Field(
+        default=0.0, ge=0, le=40, description="receiver central obscuration diameter, m"
+    )
     wavelength_nm: float = Field(ge=300, le=2_000)
     divergence_urad: float = Field(
-        gt=0, le=10_000, description="full-angle beam divergence as published, urad"
+        gt=0, le=10_000, description="far-field 1/e^2 half-angle beam divergence, urad"
     )
-    pointing_jitter_urad: float = Field(default=1.0, ge=0, le=1_000)
+    pointing_jitter_urad: float = Field(
+        default=0.0, ge=0, le=1_000, description="transmitter rms pointing jitter per axis"
+    )
+    tx_optical_efficiency: float = Field(default=1.0, gt=0, le=1)
+    rx_optical_efficiency: float = Field(default=1.0, gt=0, le=1)
+    coupling_efficiency: float = Field(
+        default=1.0, gt=0, le=1, description="fixed coupling into the detector / fibre"
+    )
     detector_efficiency: float = Field(gt=0, le=1, description="a fraction, not a percentage")
-    dark_count_rate_hz: float = Field(ge=0, le=1e8)
-    detection_window_ns: float = Field(
-        default=2.0, gt=0, le=1_000, description="coincidence/gate window, ns"
+    dark_count_rate_hz: float = Field(ge=0, le=1e8, description="per detector")
+    n_detectors: int = Field(default=4, ge=1, le=64)
+    background_count_rate_hz: float = Field(
+        default=0.0, ge=0, le=1e9, description="sky and stray light, summed over detectors"
+    )
+    gate_width_ns: float = Field(
+        default=1.0, gt=0, le=1_000, description="detection gate / coincidence window, ns"
     )
     misalignment_error: float = Field(ge=0, le=0.5, description="e_d, a fraction")
     repetition_rate_hz: float = Field(gt=0, le=1e11)
     mu_signal: float = Field(gt=0, le=10, description="mean photon number of signal states")
     mu_decoy: float = Field(ge=0, le=10, description="mean photon number of decoy states")
     mu_vacuum: float = Field(default=0.0, ge=0, le=10)
+    signal_probability: float = Field(
+        default=1.0, gt=0, le=1, description="fraction of pulses sent as signal states"
+    )
     f_ec: float = Field(ge=1, le=3, description="error-correction inefficiency f >= 1")
 
     @model_validator(mode="after")
@@ -457,17 +480,17 @@ class OpticalLinkEquipment(_Strict):
         return self.wavelength_nm * NM
 
     @property
-    def divergence_rad(self) -> float:
-        return self.divergence_urad * URAD
-
-    @property
-    def pointing_jitter_rad(self) -> float:
+    def pointing_jitter_rms_rad(self) -> float:
         return self.pointing_jitter_urad * URAD
 
     @property
-    def dark_count_prob(self) -> float:
-        """Dark-count probability per detection window (rate x window)."""
-        return self.dark_count_rate_hz * self.detection_window_ns * NS
+    def divergence_half_angle_rad(self) -> float:
+        return self.divergence_urad * URAD
+
+    @property
+    def gate_width_s(self) -> float:
+        """Detection gate, s (feed ``twin.physics.qkd.dark_count_prob`` with it)."""
+        return self.gate_width_ns * NS
 
 
 class OpticalLinks(_Strict):

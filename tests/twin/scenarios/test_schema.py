@@ -103,7 +103,8 @@ def test_micius_xinglong():
     assert link.repetition_rate_hz == 1e8
     assert (link.mu_signal, link.mu_decoy, link.mu_vacuum) == (0.8, 0.1, 0.0)
     assert (link.tx_aperture_m, link.rx_aperture_m) == (0.30, 1.0)
-    assert link.dark_count_prob == pytest.approx(25 * 2e-9)
+    assert link.divergence_half_angle_rad == pytest.approx(10e-6)
+    assert link.gate_width_s == pytest.approx(2e-9) and link.signal_probability == 0.5
 
 
 def test_equipment_maps_to_si_power_models():
