@@ -283,8 +283,9 @@ class SatellitePowerModel:
 
     - ``bus_w``: assumption, 150 W platform (ADCS, OBC, thermal, TT&C) for a ~200 kg smallsat.
     - laser terminal: CubeSat terminals draw 8.5 W (Tesat CubeLCT) to 15 W (MIT CLICK-A) and up
-      to 100 W for a 200 Gbit/s downlink terminal (MIT LL TBIRD) (Table 1 of "CubeSat-based
-      laser communication", J. Space Technol. Appl. 4(2), 2024). Assumption, inside that range:
+      to 100 W for a 200 Gbit/s downlink terminal (MIT LL TBIRD) (Table 1, "Details of CubeSat-based
+      laser communication projects", J. Space Technol. Appl. 4(2), 87, 2024). Assumption, inside
+      that range:
       ``laser_on_w = 40`` (smallsat terminal with coarse pointing), standby 10 W, turbo 60 W
       (main paper sec. IV "QKD Turbo Mode" diverts power to the laser), off 0 W.
     - ``qkd_payload_w``: assumption, 30 W (QRNG, state preparation, timing, on-board post-
