@@ -197,11 +197,43 @@ def _unwrap(annotation) -> list:
     return [annotation]
 
 
-def _field_at(model: type[BaseModel], loc: Loc):
-    """Walk ``loc`` through the schema: (field info, annotation) of its last key, or None."""
+def _tagged(types: list, part) -> list:
+    """The models of a discriminated union whose tag (a one-value Literal field) is ``part``.
+
+    pydantic puts the tag in error locations (``weather.events.1.rain.rain_rate_mm_per_h``);
+    the tag is not a key of the file.
+    """
+    if not isinstance(part, str):
+        return []
+    models = [tp for tp in types if isinstance(tp, type) and issubclass(tp, BaseModel)]
+    if len(models) < 2 or any(part in tp.model_fields for tp in models):
+        return []
+    return [
+        tp
+        for tp in models
+        if any(
+            typing.get_origin(f.annotation) is typing.Literal
+            and typing.get_args(f.annotation) == (part,)
+            for f in tp.model_fields.values()
+        )
+    ]
+
+
+def _walk(model: type[BaseModel], loc: Loc):
+    """Walk ``loc`` through the schema.
+
+    Returns (field info, types) of its last key, or None where the schema has no such key, and
+    ``loc`` as a path of the file's keys: without the tags of discriminated unions, which
+    pydantic puts in error locations but the file does not contain.
+    """
     current: list = [model]
     info = None
-    for part in loc:
+    shown: list = []
+    for depth, part in enumerate(loc):
+        if tagged := _tagged(current, part):
+            current = tagged
+            continue
+        shown.append(part)
         nxt: list = []
         for tp in current:
             if isinstance(part, int):
@@ -212,9 +244,19 @@ def _field_at(model: type[BaseModel], loc: Loc):
                     info = tp.model_fields[part]
                     nxt += _unwrap(info.annotation)
         if not nxt:
-            return None
+            return None, (*shown, *loc[depth + 1 :])
         current = nxt
-    return info, current
+    return (info, current), tuple(shown)
+
+
+def _field_at(model: type[BaseModel], loc: Loc):
+    """Walk ``loc`` through the schema: (field info, annotation) of its last key, or None."""
+    return _walk(model, loc)[0]
+
+
+def _file_loc(model: type[BaseModel], loc: Loc) -> Loc:
+    """``loc`` as a path of the file's keys: without the tags of discriminated unions."""
+    return _walk(model, loc)[1]
 
 
 def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -238,9 +280,14 @@ def _allowed(model: type[BaseModel], loc: Loc) -> str:
         return ""
     info, types = found
     words = []
+    choices = [
+        a for tp in types if typing.get_origin(tp) is typing.Literal for a in typing.get_args(tp)
+    ]
+    if choices:
+        words.append("one of " + ", ".join(repr(a) for a in dict.fromkeys(choices)))
     for tp in types:
         if typing.get_origin(tp) is typing.Literal:
-            words.append("one of " + ", ".join(repr(a) for a in typing.get_args(tp)))
+            continue
         elif isinstance(tp, type) and issubclass(tp, BaseModel):
             words.append(f"a mapping with keys {', '.join(tp.model_fields)}")
         elif typing.get_origin(tp) is list:
@@ -285,30 +332,43 @@ def _problem_lines(model: type[BaseModel], exc: ValidationError) -> list[tuple[L
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ScenarioProblems):
             for p in cause.problems:
-                full = (*loc, *p.loc)
+                full = _file_loc(model, (*loc, *p.loc))
                 lines.append((full, f"{_loc_text(full)}: {p.message} (got {_short(p.value)})"))
             continue
         kind = err["type"]
-        path = _loc_text(loc)
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            # a discriminated union (weather.events[i].kind): name the tag key, not the item
+            key = str(err["ctx"]["discriminator"]).strip("'")
+            tag_loc = (*_file_loc(model, loc), key)
+            allowed = _allowed(model, (*loc, key))
+            item = err["input"]
+            if kind == "union_tag_not_found" or not isinstance(item, dict):
+                text = f"required key is missing; expected {allowed}"
+            else:
+                text = f"unknown {key} (got {_short(item.get(key))}); allowed: {allowed}"
+            lines.append((tag_loc, f"{_loc_text(tag_loc)}: {text}"))
+            continue
+        shown = _file_loc(model, loc)
+        path = _loc_text(shown)
         if kind == "missing":
             allowed = _allowed(model, loc)
-            lines.append((loc, f"{path}: required key is missing; expected {allowed}"))
+            lines.append((shown, f"{path}: required key is missing; expected {allowed}"))
         elif kind == "extra_forbidden":
             keys = _known_keys(model, loc[:-1])
             lines.append(
                 (
-                    loc,
+                    shown,
                     f"{path}: unknown key {str(loc[-1])!r} (got {_short(err['input'])}); "
                     f"allowed keys here: {', '.join(keys)}",
                 )
             )
         elif kind == "value_error":
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append((loc, f"{path}: {msg}"))
+            lines.append((shown, f"{path}: {msg}"))
         else:
             allowed = "" if kind == "literal_error" else _allowed(model, loc)
             tail = f"; allowed: {allowed}" if allowed else ""
-            lines.append((loc, f"{path}: {err['msg']} (got {_short(err['input'])}){tail}"))
+            lines.append((shown, f"{path}: {err['msg']} (got {_short(err['input'])}){tail}"))
     return lines
 
 

@@ -7,17 +7,23 @@ values to the model. Every model forbids unknown keys, so a misspelt key is an e
 silently ignored setting. Models are frozen: a loaded scenario is a value.
 
 Cross-field rules (unique names, cluster membership and the OGS diversity-cluster separation,
-fibre endpoints) run after the fields are valid, and report every violation at once with its
-field path (see :class:`ScenarioProblems`; the loader turns them into readable messages).
+fibre endpoints, weather-event sites and time windows) run after the fields are valid, and
+report every violation at once with its field path (see :class:`ScenarioProblems`; the loader
+turns them into readable messages).
+
+Weather (:class:`Weather`) is a clear-air background plus events (cloud, fog, rain, snow,
+turbulence), a discriminated union on ``kind``: each kind has its own fields, so an error names
+the right one (``weather.events[1].rain_rate_mm_per_h``).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -33,10 +39,12 @@ from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, Satelli
 from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, URAD, WH_J
 
 __all__ = [
+    "CloudEvent",
     "Constellation",
     "Equipment",
     "FiberBackbone",
     "FiberEdge",
+    "FogEvent",
     "Haps",
     "HapsEquipment",
     "HapsLoadsW",
@@ -45,14 +53,21 @@ __all__ = [
     "OpticalLinkEquipment",
     "OpticalLinks",
     "Problem",
+    "RainEvent",
     "SatelliteEquipment",
     "SatelliteLoadsW",
     "Scenario",
     "ScenarioProblems",
     "Site",
     "SiteKind",
+    "SnowEvent",
     "TimeSpan",
+    "TurbulenceEvent",
     "Walker",
+    "Weather",
+    "WeatherBackground",
+    "WeatherEvent",
+    "WeatherEventKind",
     "great_circle_distance_m",
 ]
 
@@ -92,6 +107,18 @@ def great_circle_distance_m(lat1_deg, lon1_deg, lat2_deg, lon2_deg) -> float:
     dp, dl = p2 - p1, (lon2_deg - lon1_deg) * DEG
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2.0 * EARTH_MEAN_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _site_names_help(name: str, site_names: list[str], limit: int = 12) -> str:
+    """What a dangling site reference may be: the site names (the first few), close matches."""
+    close = difflib.get_close_matches(name, site_names, n=3)
+    if len(site_names) <= limit:
+        text = f"one of the site names {', '.join(site_names)}"
+    else:
+        text = f"a name from sites ({len(site_names)} sites: {', '.join(site_names[:limit])}, ...)"
+    if close:
+        text += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return text
 
 
 class _Strict(BaseModel):
@@ -606,6 +633,327 @@ class Equipment(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+# Weather
+# --------------------------------------------------------------------------------------------
+
+WeatherEventKind = Literal["cloud", "fog", "rain", "snow", "turbulence"]
+
+# assumption: a link is declared blocked when weather adds more than 15 dB. With the packaged
+# sat_ogs settings (Micius-class source and receiver, 400 Hz of dark and background counts in a
+# 2 ns gate), twin.physics.qkd's weak+vacuum decoy BB84 yields key up to ~48 dB of total loss
+# (channel x detector); a Micius-class downlink loses roughly 30-40 dB across a pass (diffraction
+# into a 1 m telescope ~23 dB at 1000 km plus optics, detector and clear air), so 15 dB more
+# leaves no key over most of the pass. (Main paper sec. VIII-B: fog or heavy rain "exceeding
+# 100 dB/km" makes QKD physically impossible: far beyond this threshold on any slant path.)
+DEFAULT_LINK_BLOCK_THRESHOLD_DB = 15.0
+
+# "Clear" atmosphere: 23 km meteorological range, the standard clear-air visibility of the
+# LOWTRAN/MODTRAN rural aerosol model (VIS = 23 km).
+DEFAULT_CLEAR_VISIBILITY_M = 23_000.0
+
+# Hufnagel-Valley 5/7 parameters (Andrews & Phillips 2005, eq. 12.1): the defaults of
+# twin.physics.turbulence.hufnagel_valley_cn2 (HV57_* there; a test keeps them equal).
+DEFAULT_GROUND_CN2_M_MINUS_2_3 = 1.7e-14
+DEFAULT_RMS_WIND_SPEED_M_PER_S = 21.0
+
+# Droplet number of stratus and cumulus, 250 cm^-3 (Awan et al. 2009, J. Commun. 4(8), 533,
+# Table 1): used with a cloud's liquid water content when the file gives no number.
+DEFAULT_CLOUD_DROPLET_NUMBER_PER_CM3 = 250.0
+
+
+class WeatherBackground(_Strict):
+    """Clear-air conditions everywhere, whenever no event says otherwise.
+
+    ``ground_cn2_m_minus_2_3`` and ``rms_wind_speed_m_per_s`` are the Hufnagel-Valley parameters
+    of ``twin.physics.turbulence.hufnagel_valley_cn2`` (same names; defaults: the HV 5/7 profile).
+    """
+
+    # 1 km: below that the WMO calls it fog (use a fog event); ~340 km: the Koschmieder range
+    # 3.912 / 0.0116 km^-1 of an aerosol-free (Rayleigh-only) sea-level atmosphere at 550 nm.
+    visibility_m: float = Field(
+        default=DEFAULT_CLEAR_VISIBILITY_M,
+        ge=1_000,
+        le=350_000,
+        description="clear-air meteorological visibility at 550 nm, m",
+    )
+    # Near-ground Cn2 runs from ~1e-17 m^-2/3 or less (weak) to ~1e-13 or more (strong: hot
+    # ground at midday) (Andrews & Phillips, Laser Beam Propagation through Random Media, 2nd
+    # ed., 2005): 1e-18..1e-11 keeps margin on both sides.
+    ground_cn2_m_minus_2_3: float = Field(
+        default=DEFAULT_GROUND_CN2_M_MINUS_2_3,
+        ge=1e-18,
+        le=1e-11,
+        description="Hufnagel-Valley ground-level Cn2, m^-2/3",
+    )
+    # HV's v is the rms wind over 5-20 km: ~10-40 m/s climatologically; jet-stream cores stay
+    # below ~100 m/s.
+    rms_wind_speed_m_per_s: float = Field(
+        default=DEFAULT_RMS_WIND_SPEED_M_PER_S,
+        ge=0,
+        le=100,
+        description="Hufnagel-Valley rms upper-atmosphere wind speed, m/s",
+    )
+
+
+class _WeatherEventBase(_Strict):
+    """What every weather event has: a name, a footprint, an optional motion, a time window.
+
+    Footprint: a circle (``center_lat_deg``, ``center_lon_deg``, ``radius_m``) or a list of
+    scenario ``sites`` it covers. A circle may move (a front) at a constant velocity; the centre
+    given is its position at ``start_s``. Times are offsets from ``time.start_utc``; the event is
+    active for ``start_s <= t < end_s``.
+    """
+
+    name: str = _name_field("event name, unique within weather.events")
+    center_lat_deg: float | None = Field(default=None, ge=-90, le=90)
+    center_lon_deg: float | None = Field(default=None, ge=-180, le=180)
+    # Convective rain cells are a few km across; synoptic fronts and cloud shields reach
+    # ~1000-2000 km: 3000 km bounds any single weather system.
+    radius_m: float | None = Field(
+        default=None, gt=0, le=3_000_000, description="footprint radius, m"
+    )
+    sites: list[str] | None = Field(
+        default=None, min_length=1, description="names of the scenario sites the event covers"
+    )
+    # Fronts move at ~5-15 m/s, convective cells with the steering wind (up to ~30 m/s);
+    # 100 m/s is above any jet stream that could carry them.
+    velocity_east_m_per_s: float = Field(default=0.0, ge=-100, le=100)
+    velocity_north_m_per_s: float = Field(default=0.0, ge=-100, le=100)
+    start_s: float = Field(ge=0, description="start, s after time.start_utc")
+    end_s: float = Field(gt=0, description="end, s after time.start_utc (after start_s)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _WeatherEventBase:
+        problems = self._problems()
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+    def _problems(self) -> list[Problem]:
+        problems = []
+        circle = ("center_lat_deg", "center_lon_deg", "radius_m")
+        given = [k for k in circle if getattr(self, k) is not None]
+        if self.sites is not None and given:
+            problems.append(
+                Problem(
+                    (given[0],),
+                    getattr(self, given[0]),
+                    "give the footprint either as a circle (center_lat_deg, center_lon_deg, "
+                    "radius_m) or as sites: [names], not both",
+                )
+            )
+        elif self.sites is None and len(given) != len(circle):
+            missing = [k for k in circle if k not in given]
+            problems.append(
+                Problem(
+                    (missing[0],),
+                    None,
+                    f"footprint incomplete: missing {', '.join(missing)}; allowed: a circle "
+                    f"(center_lat_deg, center_lon_deg, radius_m) or sites: [names]",
+                )
+            )
+        if self.sites is not None:
+            for key in ("velocity_east_m_per_s", "velocity_north_m_per_s"):
+                if getattr(self, key) != 0.0:
+                    problems.append(
+                        Problem(
+                            (key,),
+                            getattr(self, key),
+                            f"{key} moves a circular footprint; a sites footprint stays on "
+                            f"its sites: remove it or give a circle",
+                        )
+                    )
+        if self.end_s <= self.start_s:
+            problems.append(
+                Problem(
+                    ("end_s",),
+                    self.end_s,
+                    f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g}); "
+                    f"allowed: end_s > {self.start_s:g}",
+                )
+            )
+        return problems
+
+    def is_active(self, t_s: float) -> bool:
+        """Whether the event is on at ``t_s`` (s after the scenario start)."""
+        return self.start_s <= t_s < self.end_s
+
+    def center_at_deg(self, t_s: float) -> tuple[float, float]:
+        """Centre (lat_deg, lon_deg) of a circular footprint at ``t_s``, moved by its velocity.
+
+        Local flat-Earth step on the IUGG mean sphere from the centre at ``start_s``: adequate
+        while the front moves < ~1000 km (the metric error grows with distance squared).
+        """
+        if self.center_lat_deg is None or self.center_lon_deg is None:
+            raise ValueError(f"weather event {self.name!r} has a sites footprint, not a centre")
+        dt_s = t_s - self.start_s
+        lat_deg = (
+            self.center_lat_deg + self.velocity_north_m_per_s * dt_s / EARTH_MEAN_RADIUS_M / DEG
+        )
+        cos_lat = max(math.cos(self.center_lat_deg * DEG), 1e-6)
+        lon_deg = self.center_lon_deg + (
+            self.velocity_east_m_per_s * dt_s / (EARTH_MEAN_RADIUS_M * cos_lat) / DEG
+        )
+        lat_deg = min(90.0, max(-90.0, lat_deg))
+        return lat_deg, (lon_deg + 180.0) % 360.0 - 180.0
+
+
+class CloudEvent(_WeatherEventBase):
+    """A cloud layer: base, thickness, and its liquid water content or its optical attenuation.
+
+    Give exactly one of ``liquid_water_g_per_m3`` (with ``droplet_number_per_cm3``, the inputs
+    of ``twin.physics.atmosphere.cloud_attenuation_db_per_km``) and ``attenuation_db_per_km``
+    (used as given, at the link wavelength).
+    """
+
+    kind: Literal["cloud"]
+    # Tropospheric clouds stay below the tropopause (~8 km at the poles, ~17-18 km in the
+    # tropics): base and top within 0-20 km, where HAPS fly above the weather (main paper
+    # sec. III-A).
+    base_altitude_m: float = Field(
+        ge=0, le=20_000, description="cloud base above the WGS84 ellipsoid, m"
+    )
+    thickness_m: float = Field(gt=0, le=20_000, description="cloud depth, m")
+    # Typical: stratocumulus 0.15, stratus 0.29, nimbostratus 0.65, cumulus 1.0 g/m^3 (Awan et
+    # al. 2009, J. Commun. 4(8), 533, Table 1); cumulonimbus cores reach a few g/m^3: 5 g/m^3
+    # bounds water clouds.
+    liquid_water_g_per_m3: float | None = Field(
+        default=None, gt=0, le=5, description="liquid water content, g/m^3"
+    )
+    # Awan et al. 2009 Table 1: 200-400 cm^-3 in water clouds, down to 0.025 cm^-3 in cirrus;
+    # polluted continental cumulus reach ~1000-2000 cm^-3: 5000 bounds them.
+    droplet_number_per_cm3: float = Field(
+        default=DEFAULT_CLOUD_DROPLET_NUMBER_PER_CM3,
+        gt=0,
+        le=5_000,
+        description="droplet number concentration, cm^-3 (with liquid_water_g_per_m3)",
+    )
+    # Geometric-optics extinction 3 LWC / (2 rho_w r_eff) with LWC 5 g/m^3 and r_eff 10 um is
+    # 750 km^-1 = ~3300 dB/km; the 10 m visibility of the densest fog is ~1700 dB/km.
+    attenuation_db_per_km: float | None = Field(
+        default=None, gt=0, le=5_000, description="specific attenuation at the link wavelength"
+    )
+
+    def _problems(self) -> list[Problem]:
+        problems = super()._problems()
+        given = [
+            k
+            for k in ("liquid_water_g_per_m3", "attenuation_db_per_km")
+            if getattr(self, k) is not None
+        ]
+        if self.attenuation_db_per_km is not None and (
+            "droplet_number_per_cm3" in self.model_fields_set
+        ):
+            problems.append(
+                Problem(
+                    ("droplet_number_per_cm3",),
+                    self.droplet_number_per_cm3,
+                    "droplet_number_per_cm3 goes with liquid_water_g_per_m3; with "
+                    "attenuation_db_per_km it would be ignored: remove it",
+                )
+            )
+        if len(given) != 1:
+            problems.append(
+                Problem(
+                    (given[-1] if given else "liquid_water_g_per_m3",),
+                    [getattr(self, k) for k in given] if given else None,
+                    f"give exactly one of liquid_water_g_per_m3 (g/m^3, in (0, 5]) or "
+                    f"attenuation_db_per_km (dB/km, in (0, 5000]); got "
+                    f"{', '.join(given) if given else 'neither'}",
+                )
+            )
+        top_m = self.base_altitude_m + self.thickness_m
+        if top_m > 20_000:
+            problems.append(
+                Problem(
+                    ("thickness_m",),
+                    self.thickness_m,
+                    f"cloud top base_altitude_m + thickness_m = {top_m:g} m is above 20 km; "
+                    f"allowed: thickness_m <= {20_000 - self.base_altitude_m:g} "
+                    f"(tropospheric clouds)",
+                )
+            )
+        return problems
+
+    @property
+    def top_altitude_m(self) -> float:
+        return self.base_altitude_m + self.thickness_m
+
+
+class FogEvent(_WeatherEventBase):
+    """Fog at the ground, given by its meteorological visibility."""
+
+    kind: Literal["fog"]
+    # Fog is visibility below 1 km (WMO International Meteorological Vocabulary); the densest
+    # fogs measured are down to ~10-30 m.
+    visibility_m: float = Field(ge=10, lt=1_000, description="visibility in the fog, m")
+
+
+class RainEvent(_WeatherEventBase):
+    """Rain, given by its rate (the R of ITU-R P.838 and of optical rain models)."""
+
+    kind: Literal["rain"]
+    # Heavy rain is > ~10 mm/h; ITU-R P.837 maps put the rate exceeded 0.01 % of the year at
+    # up to ~150 mm/h; point rates above ~300 mm/h are only minute-long records.
+    rain_rate_mm_per_h: float = Field(gt=0, le=300, description="rain rate, mm/h")
+
+
+class SnowEvent(_WeatherEventBase):
+    """Snowfall: a liquid-water-equivalent rate, the S of ITU-R P.1817-1's ``a S^b`` (Table 2).
+
+    ``snow_type`` picks the wet or dry snow coefficients of that table.
+    """
+
+    kind: Literal["snow"]
+    # Very heavy snowfall lays a few cm to ~15 cm of snow per hour, i.e. ~2-15 mm/h of water
+    # at 50-150 kg/m^3 snow density; 50 mm/h is a generous ceiling.
+    snow_rate_mm_per_h: float = Field(
+        gt=0, le=50, description="snowfall rate, mm/h of liquid water equivalent"
+    )
+    snow_type: Literal["wet", "dry"] = Field(
+        default="wet", description="ITU-R P.1817-1 Table 2 coefficients"
+    )
+
+
+class TurbulenceEvent(_WeatherEventBase):
+    """Stronger (or weaker) optical turbulence: Hufnagel-Valley parameters under the footprint.
+
+    ``rms_wind_speed_m_per_s`` left out keeps the background's value.
+    """
+
+    kind: Literal["turbulence"]
+    # Same ranges and reasons as WeatherBackground.
+    ground_cn2_m_minus_2_3: float = Field(
+        ge=1e-18, le=1e-11, description="Hufnagel-Valley ground-level Cn2, m^-2/3"
+    )
+    rms_wind_speed_m_per_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Hufnagel-Valley rms upper-atmosphere wind speed, m/s",
+    )
+
+
+WeatherEvent = Annotated[
+    CloudEvent | FogEvent | RainEvent | SnowEvent | TurbulenceEvent,
+    Field(discriminator="kind"),
+]
+
+
+class Weather(_Strict):
+    """Clear-air background, weather events in space and time, and the link-blocking rule."""
+
+    background: WeatherBackground = Field(default_factory=WeatherBackground)
+    events: list[WeatherEvent] = Field(default_factory=list)
+    link_block_threshold_db: float = Field(
+        default=DEFAULT_LINK_BLOCK_THRESHOLD_DB,
+        gt=0,
+        le=100,
+        description="a link is blocked when weather adds more loss than this, dB",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Scenario
 # --------------------------------------------------------------------------------------------
 
@@ -623,6 +971,7 @@ class Scenario(_Strict):
     haps: list[Haps] = Field(default_factory=list)
     fiber: FiberBackbone = Field(default_factory=FiberBackbone)
     equipment: Equipment
+    weather: Weather = Field(default_factory=Weather)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
@@ -630,6 +979,7 @@ class Scenario(_Strict):
         problems += self._check_unique_names()
         problems += self._check_clusters()
         problems += self._check_fiber()
+        problems += self._check_weather()
         if self.haps and self.equipment.haps is None:
             problems.append(
                 Problem(
@@ -774,6 +1124,53 @@ class Scenario(_Strict):
                     )
                 )
             seen_pairs.setdefault(pair, i)
+        return problems
+
+    def _check_weather(self) -> list[Problem]:
+        problems = []
+        site_names = [s.name for s in self.sites]
+        duration_s = self.time.duration_s
+        seen: dict[str, int] = {}
+        for i, event in enumerate(self.weather.events):
+            loc = ("weather", "events", i)
+            if event.name in seen:
+                problems.append(
+                    Problem(
+                        (*loc, "name"),
+                        event.name,
+                        f"event name {event.name!r} is already used by "
+                        f"weather.events[{seen[event.name]}]; event names must be unique",
+                    )
+                )
+            seen.setdefault(event.name, i)
+            for j, site in enumerate(event.sites or ()):
+                if site not in site_names:
+                    problems.append(
+                        Problem(
+                            (*loc, "sites", j),
+                            site,
+                            f"no site named {site!r}; allowed: "
+                            f"{_site_names_help(site, site_names)}",
+                        )
+                    )
+            if event.start_s >= duration_s:
+                problems.append(
+                    Problem(
+                        (*loc, "start_s"),
+                        event.start_s,
+                        f"start_s ({event.start_s:g} s) is not within the scenario; allowed: "
+                        f"[0, {duration_s:g}) s (time.duration_s = {duration_s:g})",
+                    )
+                )
+            if event.end_s > duration_s:
+                problems.append(
+                    Problem(
+                        (*loc, "end_s"),
+                        event.end_s,
+                        f"end_s ({event.end_s:g} s) is after the scenario ends; allowed: "
+                        f"end_s <= {duration_s:g} s (time.duration_s)",
+                    )
+                )
         return problems
 
     # --- queries -----------------------------------------------------------------------------

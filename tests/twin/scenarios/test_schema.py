@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import typing
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,13 @@ from twin.scenarios import (
     scenario_from_dict,
 )
 from twin.scenarios.loader import _Loader
-from twin.scenarios.schema import Walker, great_circle_distance_m
+from twin.scenarios.schema import (
+    CloudEvent,
+    Walker,
+    WeatherEvent,
+    WeatherEventKind,
+    great_circle_distance_m,
+)
 
 PACKAGED = {"small", "mega", "micius-xinglong"}
 SMALL_TEXT = packaged_scenario_path("small").read_text(encoding="utf-8")
@@ -169,8 +177,8 @@ def test_unknown_key_is_rejected_with_the_known_keys():
     assert "sites[0].altitude_mm" in msg and "unknown key 'altitude_mm'" in msg
     assert "altitude_m" in msg and "lat_deg" in msg  # the allowed keys
     assert "sites[0].altitude_m: required key is missing" in msg
-    msg = _error(SMALL_TEXT + "weather: []\n")
-    assert "unknown key 'weather'" in msg
+    msg = _error(SMALL_TEXT + "storms: []\n")
+    assert "unknown key 'storms'" in msg and "weather" in msg  # the allowed keys
 
 
 def test_out_of_range_latitude():
@@ -321,6 +329,344 @@ def test_constellation_sources(tmp_path):
     assert "constellations[0].altitude_m" in msg and "required with walker" in msg
 
 
+# --- weather ----------------------------------------------------------------------------------
+
+RAIN_KIND = "      kind: rain\n"
+RAIN_RATE = "      rain_rate_mm_per_h: 25 "
+RAIN_END = "      end_s: 2400\n"
+TURB_SITES = "      sites: [dlr-oberpfaffenhofen]\n"
+TURB_CN2 = "      ground_cn2_m_minus_2_3: 1.0e-13"
+
+
+def _line(text: str, fragment: str) -> int:
+    return 1 + text[: text.index(fragment)].count("\n")
+
+
+def _cloud(**fields) -> dict:
+    event = {
+        "name": "deck",
+        "kind": "cloud",
+        "sites": ["zugspitze"],
+        "start_s": 0,
+        "end_s": 600,
+        "base_altitude_m": 1_000,
+        "thickness_m": 500,
+    }
+    event.update(fields)
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _with_events(*events: dict) -> dict:
+    data = copy.deepcopy(SMALL_DATA)
+    data["weather"]["events"] = list(events)
+    return data
+
+
+def _data_error(data: dict) -> str:
+    with pytest.raises(ScenarioError) as info:
+        _validate_data(data)
+    return str(info.value)
+
+
+def test_weather_is_optional_and_defaults_to_clear_hv57_air():
+    data = copy.deepcopy(SMALL_DATA)
+    del data["weather"]
+    weather = _validate_data(data).weather
+    assert weather.events == []
+    background = weather.background
+    assert background.visibility_m == 23_000.0  # standard clear atmosphere
+    # Hufnagel-Valley 5/7 (Andrews & Phillips 2005, eq. 12.1)
+    assert background.ground_cn2_m_minus_2_3 == 1.7e-14
+    assert background.rms_wind_speed_m_per_s == 21.0
+    assert weather.link_block_threshold_db == 15.0
+    assert load_scenario("micius-xinglong").weather == weather  # a file without weather:
+
+
+def test_background_feeds_hufnagel_valley_cn2():
+    turbulence = pytest.importorskip("twin.physics.turbulence")
+    background = load_scenario("small").weather.background
+    assert background.ground_cn2_m_minus_2_3 == turbulence.HV57_GROUND_CN2_M_MINUS_2_3
+    assert background.rms_wind_speed_m_per_s == turbulence.HV57_RMS_WIND_SPEED_M_PER_S
+    # the field names are hufnagel_valley_cn2's keywords, with the same defaults
+    params = inspect.signature(turbulence.hufnagel_valley_cn2).parameters
+    for key in ("ground_cn2_m_minus_2_3", "rms_wind_speed_m_per_s"):
+        assert params[key].default == getattr(background, key)
+    hv = background.model_dump(include={"ground_cn2_m_minus_2_3", "rms_wind_speed_m_per_s"})
+    # at the ground: the boundary term A plus the 2.7e-16 free-atmosphere term (A&P eq. 12.1)
+    assert float(turbulence.hufnagel_valley_cn2(0.0, **hv)) == pytest.approx(1.7e-14 + 2.7e-16)
+
+
+def test_small_rain_cell_passes_over_one_ogs():
+    s = load_scenario("small")
+    rain, turbulence = s.weather.events
+    assert (rain.kind, rain.rain_rate_mm_per_h, turbulence.kind) == ("rain", 25.0, "turbulence")
+    assert turbulence.sites == ["dlr-oberpfaffenhofen"]
+    assert turbulence.rms_wind_speed_m_per_s is None  # keeps the background's
+    ogs = s.site("dlr-oberpfaffenhofen")
+    zugspitze = s.site("zugspitze")
+
+    def distance_m(site, t_s):
+        lat, lon = rain.center_at_deg(t_s)
+        return great_circle_distance_m(lat, lon, site.lat_deg, site.lon_deg)
+
+    assert distance_m(ogs, rain.start_s) > rain.radius_m  # arrives from the west
+    assert distance_m(ogs, 1_500.0) < rain.radius_m  # overhead mid-event
+    assert distance_m(ogs, rain.end_s) > rain.radius_m  # and has passed
+    for t_s in (rain.start_s, 1_500.0, rain.end_s):
+        assert distance_m(zugspitze, t_s) > 50 * ONE_KM  # the diversity site stays dry
+    assert not rain.is_active(599.0) and rain.is_active(600.0) and not rain.is_active(2_400.0)
+
+
+def test_mega_cloud_front_crosses_the_uk_cluster():
+    s = load_scenario("mega")
+    (front,) = s.weather.events
+    assert isinstance(front, CloudEvent) and front.top_altitude_m == 3_800.0
+
+    def covered(name, t_s):
+        site = s.site(name)
+        lat, lon = front.center_at_deg(t_s)
+        return great_circle_distance_m(lat, lon, site.lat_deg, site.lon_deg) < front.radius_m
+
+    assert s.site("goonhilly").cluster == "united-kingdom"
+    assert covered("goonhilly", 0.0) and covered("goonhilly", 3_600.0)
+    assert not covered("chilbolton", 0.0) and covered("chilbolton", 3_600.0)
+    assert not any(covered("herstmonceux", t) for t in (0.0, 1_800.0, 3_600.0))
+
+
+def test_front_motion():
+    event = _cloud(sites=None, center_lat_deg=48.0, center_lon_deg=11.0, radius_m=50_000.0)
+    event.update(velocity_north_m_per_s=10.0, start_s=100, end_s=2_000, liquid_water_g_per_m3=0.2)
+    cloud = CloudEvent.model_validate(event)
+    assert cloud.center_at_deg(100.0) == (48.0, 11.0)
+    lat, lon = cloud.center_at_deg(1_100.0)  # 10 km north
+    assert abs(great_circle_distance_m(48.0, 11.0, lat, lon) - 10 * ONE_KM) < 1.0  # metres
+    assert lon == 11.0
+    east = CloudEvent.model_validate(
+        {**event, "velocity_north_m_per_s": 0.0, "velocity_east_m_per_s": -20.0}
+    )
+    lat, lon = east.center_at_deg(1_100.0)  # 20 km west
+    assert abs(great_circle_distance_m(48.0, 11.0, lat, lon) - 20 * ONE_KM) < 5.0  # metres
+    assert lon < 11.0 and abs(lat - 48.0) < 1e-9
+    with pytest.raises(ValueError, match="sites footprint"):
+        CloudEvent.model_validate({**_cloud(), "liquid_water_g_per_m3": 0.2}).center_at_deg(0.0)
+
+
+def test_every_event_kind_parses_into_its_model():
+    common = {"sites": ["zugspitze", "hamburg-port"], "start_s": 0, "end_s": 3_600}
+    events = [
+        _cloud(attenuation_db_per_km=300.0),
+        {**common, "name": "valley-fog", "kind": "fog", "visibility_m": 150},
+        {**common, "name": "drizzle", "kind": "rain", "rain_rate_mm_per_h": 0.5},
+        {**common, "name": "blizzard", "kind": "snow", "snow_rate_mm_per_h": 5, "snow_type": "dry"},
+        {
+            **common,
+            "name": "seeing",
+            "kind": "turbulence",
+            "ground_cn2_m_minus_2_3": 5e-15,
+            "rms_wind_speed_m_per_s": 30,
+        },
+    ]
+    weather = _validate_data(_with_events(*events)).weather
+    assert [type(e).__name__ for e in weather.events] == [
+        "CloudEvent",
+        "FogEvent",
+        "RainEvent",
+        "SnowEvent",
+        "TurbulenceEvent",
+    ]
+    cloud, fog, rain, snow, seeing = weather.events
+    assert cloud.attenuation_db_per_km == 300.0 and cloud.liquid_water_g_per_m3 is None
+    assert fog.visibility_m == 150.0 and rain.rain_rate_mm_per_h == 0.5
+    assert (snow.snow_rate_mm_per_h, snow.snow_type) == (5.0, "dry")
+    assert (seeing.ground_cn2_m_minus_2_3, seeing.rms_wind_speed_m_per_s) == (5e-15, 30.0)
+    msg = _data_error(_with_events({**events[3], "snow_type": "slush"}))
+    assert "weather.events[0].snow_type" in msg and "'slush'" in msg and "'wet' or 'dry'" in msg
+
+
+def test_event_kinds_are_the_discriminated_union():
+    union = typing.get_args(typing.get_args(WeatherEvent)[0])
+    kinds = [typing.get_args(model.model_fields["kind"].annotation)[0] for model in union]
+    assert kinds == list(typing.get_args(WeatherEventKind))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # unknown kind: the tag key, the value and the kinds allowed
+        (
+            RAIN_KIND,
+            "      kind: hail\n",
+            ["weather.events[0].kind", "'hail'", "'cloud', 'fog', 'rain', 'snow', 'turbulence'"],
+        ),
+        # negative rain: the path without pydantic's union tag
+        (
+            RAIN_RATE,
+            "      rain_rate_mm_per_h: -5.0 ",
+            ["weather.events[0].rain_rate_mm_per_h", "-5.0", "(0, 300]"],
+        ),
+        # end before start
+        (RAIN_END, "      end_s: 300\n", ["weather.events[0].end_s", "300", "end_s > 600"]),
+        # event outside the duration
+        (RAIN_END, "      end_s: 4000\n", ["weather.events[0].end_s", "4000", "<= 3600"]),
+        (
+            "      start_s: 600\n" + RAIN_END,
+            "      start_s: 3700\n      end_s: 3800\n",
+            ["weather.events[0].start_s", "3700", "[0, 3600)", "weather.events[0].end_s"],
+        ),
+        # unknown site name, with a suggestion
+        (
+            TURB_SITES,
+            "      sites: [dlr-oberpfafenhofen]\n",
+            [
+                "weather.events[1].sites[0]",
+                "'dlr-oberpfafenhofen'",
+                "zugspitze",
+                "did you mean 'dlr-oberpfaffenhofen'",
+            ],
+        ),
+        # Cn2 out of range, in an event and in the background
+        (
+            TURB_CN2,
+            "      ground_cn2_m_minus_2_3: 1.0e-10",
+            ["weather.events[1].ground_cn2_m_minus_2_3", "1e-10", "[1e-18, 1e-11]"],
+        ),
+        (
+            "    ground_cn2_m_minus_2_3: 1.7e-14",
+            "    ground_cn2_m_minus_2_3: 1.7e-19",
+            ["weather.background.ground_cn2_m_minus_2_3", "1.7e-19", "[1e-18, 1e-11]"],
+        ),
+        (
+            "  link_block_threshold_db: 15",
+            "  link_block_threshold_db: -3.0",
+            ["weather.link_block_threshold_db", "-3.0", "(0, 100]"],
+        ),
+    ],
+)
+def test_bad_weather_names_path_value_and_range(old, new, expected):
+    text = _edit(old, new)
+    msg = _error(text)
+    for part in expected:
+        assert part in msg, (part, msg)
+    # the message points at the edited line of the file
+    assert f"line {_line(text, new)}:" in msg
+
+
+def test_missing_intensity_field_names_the_kind_specific_key():
+    text = _edit(RAIN_RATE, "      # no rate ")
+    msg = _error(text)
+    assert "weather.events[0].rain_rate_mm_per_h: required key is missing" in msg
+    assert "(0, 300]" in msg and "rain rate, mm/h" in msg
+    msg = _error(_edit(TURB_CN2, "      rms_wind_speed_m_per_s: 30 #"))
+    assert "weather.events[1].ground_cn2_m_minus_2_3: required key is missing" in msg
+    assert "[1e-18, 1e-11]" in msg
+    msg = _error(_edit(RAIN_KIND, ""))
+    assert "weather.events[0].kind: required key is missing" in msg and "'snow'" in msg
+
+
+def test_keys_of_another_kind_are_unknown_keys_with_the_right_key_set():
+    msg = _error(_edit(RAIN_KIND, "      kind: fog\n      visibility_m: 200\n"))
+    assert "weather.events[0].rain_rate_mm_per_h: unknown key" in msg
+    allowed = msg.split("allowed keys here:")[1].splitlines()[0]
+    assert "visibility_m" in allowed and "rain_rate_mm_per_h" not in allowed
+
+
+def test_weather_must_be_a_mapping():
+    msg = _error(_edit("weather:\n  background:", "weather: []\nunused:\n  background:"))
+    assert "weather" in msg and "background, events, link_block_threshold_db" in msg
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (_cloud(), ["weather.events[0].liquid_water_g_per_m3", "exactly one of", "neither"]),
+        (
+            _cloud(liquid_water_g_per_m3=0.2, attenuation_db_per_km=50.0),
+            ["weather.events[0].attenuation_db_per_km", "exactly one of", "[0.2, 50.0]"],
+        ),
+        (
+            _cloud(liquid_water_g_per_m3=6.0),
+            ["weather.events[0].liquid_water_g_per_m3", "6.0", "(0, 5]"],
+        ),
+        (
+            _cloud(attenuation_db_per_km=300.0, droplet_number_per_cm3=200.0),
+            ["weather.events[0].droplet_number_per_cm3", "200.0", "would be ignored"],
+        ),
+        (
+            _cloud(attenuation_db_per_km=10.0, base_altitude_m=15_000, thickness_m=8_000),
+            ["weather.events[0].thickness_m", "23000 m is above 20 km", "<= 5000"],
+        ),
+        (
+            _cloud(
+                attenuation_db_per_km=10.0, sites=None, center_lat_deg=48.0, center_lon_deg=11.0
+            ),
+            ["weather.events[0].radius_m", "footprint incomplete", "missing radius_m"],
+        ),
+        (
+            _cloud(
+                attenuation_db_per_km=10.0, center_lat_deg=48.0, center_lon_deg=11.0, radius_m=1e4
+            ),
+            ["weather.events[0].center_lat_deg", "not both"],
+        ),
+        (
+            _cloud(attenuation_db_per_km=10.0, velocity_east_m_per_s=5.0),
+            ["weather.events[0].velocity_east_m_per_s", "5.0", "sites footprint"],
+        ),
+        (
+            {
+                "name": "fog",
+                "kind": "fog",
+                "sites": ["zugspitze"],
+                "start_s": 0,
+                "end_s": 60,
+                "visibility_m": 1_000,
+            },
+            ["weather.events[0].visibility_m", "1000", "[10, 1000)"],
+        ),
+        (
+            {
+                "name": "snow",
+                "kind": "snow",
+                "sites": ["zugspitze"],
+                "start_s": 0,
+                "end_s": 60,
+                "snow_rate_mm_per_h": 0,
+            },
+            ["weather.events[0].snow_rate_mm_per_h", "0", "(0, 50]"],
+        ),
+    ],
+)
+def test_bad_event_fields(event, expected):
+    msg = _data_error(_with_events(event))
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_event_names_are_unique():
+    deck = _cloud(attenuation_db_per_km=10.0)
+    msg = _data_error(_with_events(deck, deck))
+    assert "weather.events[1].name" in msg and "weather.events[0]" in msg and "unique" in msg
+
+
+@settings(max_examples=40, deadline=None)
+@given(rate=st.floats(0.0, 300.0, exclude_min=True))
+def test_rain_rates_in_range_are_accepted(rate):
+    data = copy.deepcopy(SMALL_DATA)
+    data["weather"]["events"][0]["rain_rate_mm_per_h"] = rate
+    assert _validate_data(data).weather.events[0].rain_rate_mm_per_h == rate
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rate=st.one_of(st.floats(-1e6, 0.0), st.floats(300.0, 1e6, exclude_min=True)),
+)
+def test_rain_rates_out_of_range_are_rejected(rate):
+    data = copy.deepcopy(SMALL_DATA)
+    data["weather"]["events"][0]["rain_rate_mm_per_h"] = rate
+    msg = _data_error(data)
+    assert "weather.events[0].rain_rate_mm_per_h" in msg and repr(rate) in msg
+    assert "(0, 300]" in msg
+
+
 # --- properties -----------------------------------------------------------------------------
 
 
@@ -366,6 +712,7 @@ def test_invalid_coordinates_are_rejected_with_path_value_and_range(key_value):
 @given(tick=st.floats(1e-3, 600.0), n=st.integers(1, 10_000))
 def test_duration_of_whole_ticks_is_accepted(tick, n):
     data = copy.deepcopy(SMALL_DATA)
+    data["weather"]["events"] = []  # their windows are fixed in seconds
     data["time"]["tick_s"] = tick
     data["time"]["duration_s"] = n * tick
     if n * tick > 366 * 86_400:
