@@ -45,6 +45,7 @@ __all__ = [
     "beam_radius_at_range_m",
     "beam_radius_from_divergence_m",
     "diffraction_limited_divergence_rad",
+    "field_of_view_efficiency",
     "fso_channel",
     "gaussian_waist_from_aperture_m",
     "geometric_efficiency",
@@ -249,6 +250,41 @@ def static_misalignment_efficiency(beam_radius_m, pointing_offset_rad, range_m) 
     return np.exp(-2.0 * (theta * length) ** 2 / w**2)
 
 
+def field_of_view_efficiency(
+    fov_full_angle_rad, fried_parameter_m, wavelength_m, aperture_diameter_m
+) -> np.ndarray:
+    """Fraction of the long-exposure image of a point source inside a circular field stop.
+
+    Turbulence spreads the image of the satellite over the seeing disk, FWHM 0.98 lambda / r0
+    (Fried 1966, JOSA 56, 1372; the seeing of ``turbulence.seeing_arcsec``), added in quadrature
+    to the diffraction core, FWHM 1.03 lambda / D (Airy pattern). A receiver that limits its
+    field of view (field stop, small detector, multimode fibre) to the full angle ``fov`` keeps
+    1 - exp(-2 (fov/2)^2 / w^2) of it, with w = FWHM / sqrt(2 ln 2) the 1/e^2 radius of the
+    Gaussian approximation of the long-exposure image. This is the turbulence loss that grows at
+    low elevation on a downlink (r0 ~ cos(zenith)^(3/5)); the Gaussian core underestimates the
+    Kolmogorov image's wings, so the loss is a lower bound for small fields of view.
+
+    Shapes: all arguments broadcast; returns their broadcast shape, values in (0, 1].
+    ``fried_parameter_m = inf`` (no turbulence) leaves the diffraction core alone.
+    """
+    fov = _as_float(fov_full_angle_rad)
+    r0 = _as_float(fried_parameter_m)
+    lam = _as_float(wavelength_m)
+    d = _as_float(aperture_diameter_m)
+    _check_positive("wavelength_m", lam)
+    _check_positive("aperture_diameter_m", d)
+    if np.any(fov <= 0) or np.any(fov > 0.1):
+        raise ValueError(
+            "fov_full_angle_rad must be a small positive angle in radians, got "
+            f"{np.max(fov)} (microradians or degrees passed?)"
+        )
+    if np.any(~(r0 > 0)):
+        raise ValueError(f"fried_parameter_m must be > 0 (metres; inf: no turbulence), got {r0}")
+    fwhm2 = (0.98 * lam / r0) ** 2 + (1.03 * lam / d) ** 2
+    w2 = fwhm2 / (2.0 * np.log(2.0))
+    return -np.expm1(-2.0 * (0.5 * fov) ** 2 / w2)
+
+
 # ---------------------------------------------------------------------------------------------
 # Terminals and the composed channel (eq. 1)
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +315,10 @@ class Terminal:
     stop), 0..1; turbulence-dependent coupling is in the turbulence term"""
     detector_efficiency: float = 1.0
     """single-photon detection efficiency, 0..1 (receiver only)"""
+    field_of_view_full_angle_rad: float | None = None
+    """full angle of the receiver's field stop (rad); None: no field stop. Turbulence spreads
+    the image over the seeing disk, and what falls outside is lost (see
+    :func:`field_of_view_efficiency`)"""
     pointing_jitter_rms_rad: float = 0.0
     """rms pointing jitter per axis of this terminal when transmitting (rad)"""
     pointing_bias_rad: float = 0.0
@@ -309,6 +349,20 @@ class Terminal:
             raise ValueError(
                 "obscuration_diameter_m must be in [0, aperture_diameter_m), got "
                 f"{self.obscuration_diameter_m}"
+            )
+        if self.field_of_view_full_angle_rad is not None and not (
+            0 < self.field_of_view_full_angle_rad < 0.1
+        ):
+            raise ValueError(
+                "field_of_view_full_angle_rad must be a small positive angle in radians, got "
+                f"{self.field_of_view_full_angle_rad} (microradians passed? use 20e-6)"
+            )
+        if not (self.m2 >= 1.0):
+            raise ValueError(f"m2 (beam quality M^2) must be >= 1, got {self.m2}")
+        if not (abs(self.pointing_bias_rad) < 0.1):
+            raise ValueError(
+                "pointing_bias_rad must be a small angle in radians, got "
+                f"{self.pointing_bias_rad} (microradians passed? use 1e-6)"
             )
         if not (0 <= self.pointing_jitter_rms_rad < 0.1):
             raise ValueError(

@@ -11,6 +11,7 @@ from twin.physics.fso import (
     beam_radius_at_range_m,
     beam_radius_from_divergence_m,
     diffraction_limited_divergence_rad,
+    field_of_view_efficiency,
     fso_channel,
     gaussian_waist_from_aperture_m,
     geometric_efficiency,
@@ -132,6 +133,25 @@ def test_pointing_no_jitter_is_lossless_and_bias_loss():
         pointing_efficiency_mean(3.0, 2.0, 1e6)
 
 
+def test_field_of_view_efficiency_closed_form_and_limits():
+    lam, d = 850 * NM, 1.0
+    r0 = 0.08
+    fwhm = np.hypot(0.98 * lam / r0, 1.03 * lam / d)
+    w = fwhm / np.sqrt(2 * np.log(2))
+    # a field stop of full angle FWHM keeps 1 - exp(-2 (FWHM/2)^2 / w^2) = 1 - 2^-1 = 50 %
+    assert field_of_view_efficiency(fwhm, r0, lam, d) == pytest.approx(0.5, rel=1e-12)
+    assert field_of_view_efficiency(2 * w, r0, lam, d) == pytest.approx(1 - np.exp(-2.0))
+    # wide stops keep everything; worse seeing (smaller r0) loses more
+    assert field_of_view_efficiency(1e-3, r0, lam, d) == pytest.approx(1.0)
+    assert field_of_view_efficiency(20e-6, 0.05, lam, d) < field_of_view_efficiency(
+        20e-6, 0.10, lam, d
+    )
+    # no turbulence: only the diffraction core, which a 20 urad stop on 1 m passes entirely
+    assert field_of_view_efficiency(20e-6, np.inf, lam, d) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="microradians"):
+        field_of_view_efficiency(20.0, r0, lam, d)
+
+
 # --- broadcasting of every function --------------------------------------------------------------
 
 
@@ -149,6 +169,11 @@ def test_broadcasting_all_functions():
         lambda z, th: beam_radius_from_divergence_m(z, th, 0.15),
         (1e6, 1e-5),
         ([5e5, 1e6, 1.2e6], [5e-6, 1e-5]),
+    )
+    _check_broadcast(
+        lambda fov, r0: field_of_view_efficiency(fov, r0, 850 * NM, 1.0),
+        (20e-6, 0.08),
+        ([10e-6, 20e-6, 50e-6], [0.03, 0.08, np.inf]),
     )
     _check_broadcast(gaussian_waist_from_aperture_m, (0.3, 1.0), ([0.1, 0.3, 1.0], [1.0, 1.12]))
     _check_broadcast(geometric_efficiency, (5.0, 1.0), ([1.0, 5.0, 12.0], [0.3, 1.0]))
