@@ -7,11 +7,11 @@ can tell measured hardware from our choices.
 
 ``micius-2017`` reproduces the decoy-state BB84 downlink of the Micius satellite to the Xinglong
 ground station: S.-K. Liao et al., "Satellite-to-ground quantum key distribution", Nature 549,
-43-47 (2017) [Liao17], and the reproduction of its Fig. 3 in Baidu QNET's Micius tutorial
-(github.com/baidu/QCompute, Extensions/QuantumNetwork/tutorials, "Micius quantum satellite
+43-47 (2017) [Liao17], and the reproduction of that experiment in Baidu QNET's Micius tutorial
+(github.com/baidu/QCompute, Extensions/QuantumNetwork, tutorial "Micius quantum satellite
 experiment", 2022) [QNET22], which lists the source settings it took from [Liao17] (100 MHz,
 850 nm, intensities 0.8/0.1/0 sent with probabilities 0.5/0.25/0.25, detector efficiency 0.5)
-and digitises the measured link loss along the 19 Dec 2016 pass (645-1200 km).
+and digitises the measured link loss along one pass (645-1200 km).
 """
 
 from __future__ import annotations

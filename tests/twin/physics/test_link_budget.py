@@ -1,13 +1,13 @@
 """Tests of the composed link budget and the presets, with the Micius validation.
 
 Validation source (the issue's required check): S.-K. Liao et al., "Satellite-to-ground quantum
-key distribution", Nature 549, 43-47 (2017), Fig. 3 -- the link loss measured along the
-19 December 2016 pass of Micius over Xinglong, 645-1200 km. The numbers below are 10-km window
-averages of the digitisation of that figure published with Baidu QNET's Micius tutorial
-(github.com/baidu/QCompute, Extensions/QuantumNetwork/examples/data/
-micius2017_link_efficiency.csv, 2022). QNET applies the 50 % detector efficiency on top of that
-loss, so the digitised loss is everything *but* the detector; it is compared with our
-``total_loss_db - detector_loss_db``.
+key distribution", Nature 549, 43-47 (2017): the link loss measured along one pass of Micius over
+Xinglong, 645-1200 km (the pass of its Fig. 3), in the digitisation published with Baidu QNET's
+Micius tutorial (github.com/baidu/QCompute, Extensions/QuantumNetwork/examples/data/
+micius2017_link_efficiency.csv, 2022; QNET states that the data come from Liao 2017). The
+numbers below are approximate +-5 km averages read from that file. QNET applies the 50 %
+detector efficiency on top of that loss, so the digitised loss is everything *but* the detector;
+it is compared with our ``total_loss_db - detector_loss_db``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_micius_range_dependence_without_the_absolute_level():
 
 def test_micius_key_rate_and_qber_orders():
     # Liao et al. 2017: "kilohertz key rate ... over a distance of up to 1,200 km"; the final key
-    # of the 19 Dec 2016 pass averaged ~1.1 kbit/s. Asymptotic rate here, so the same order.
+    # of that pass averaged ~1.1 kbit/s. Asymptotic rate here, so the same order.
     b = compute_link_budget("micius-2017", range_m=1000 * KM)
     assert 300.0 < float(b.skr_bps) < 10_000.0
     # the sifted key is several kbit/s (Fig. 3 of Liao 2017: ~kHz sifted rates over the pass)
