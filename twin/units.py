@@ -66,6 +66,13 @@ SOLAR_CONSTANT_W_PER_M2 = 1_361.0  # total solar irradiance at 1 AU (Kopp & Lean
 SIDEREAL_DAY_S = 86_164.090_5  # mean sidereal day (IERS Conventions 2010; Vallado 4th ed. 3.5)
 J2000_JD = 2_451_545.0  # Julian date of the J2000.0 epoch, 2000-01-01 12:00 TT
 
+# --- Standard atmosphere (U.S. Standard Atmosphere 1976, NOAA-S/T 76-1562; = ISO 2533 / ICAO) ---
+STANDARD_GRAVITY_M_PER_S2 = 9.806_65  # g0, exact by definition (3rd CGPM, 1901)
+SEA_LEVEL_PRESSURE_PA = 101_325.0  # p0, standard atmosphere (exact by definition)
+SEA_LEVEL_TEMPERATURE_K = 288.15  # T0, USSA 1976
+AIR_MOLAR_MASS_KG_PER_MOL = 0.028_964_4  # M0, mean molar mass of dry air, USSA 1976
+GAS_CONSTANT_J_PER_MOL_K = 8.314_32  # R*, the value USSA 1976 uses (CODATA 2018: 8.314462618)
+
 # --- Optical fibre --------------------------------------------------------------------------
 # Group index of SMF-28 at 1550 nm (Corning SMF-28 Ultra product information PI1424, 2021):
 # light travels at c / n_g in the fibre, so ~4.9 us per km.
