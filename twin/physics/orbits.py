@@ -590,6 +590,11 @@ class ConstellationPropagator:
         self._jd = np.empty(1)
         self._fr = np.empty(1)
 
+    @property
+    def satrec_array(self) -> SatrecArray:
+        """The underlying ``SatrecArray`` (benchmarks time its bare ``sgp4`` call)."""
+        return self._array
+
     def _sgp4(self, jd: float, fr: float):
         self._jd[0] = jd
         self._fr[0] = fr

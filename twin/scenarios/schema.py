@@ -958,6 +958,10 @@ class Weather(_Strict):
 # --------------------------------------------------------------------------------------------
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class Scenario(_Strict):
     """A whole scenario file. See the packaged ``small.yaml`` for a commented example."""
 
@@ -972,6 +976,30 @@ class Scenario(_Strict):
     fiber: FiberBackbone = Field(default_factory=FiberBackbone)
     equipment: Equipment
     weather: Weather = Field(default_factory=Weather)
+
+    def summary(self) -> str:
+        """One line for ``qntwin validate``: what the file describes, in counts."""
+        kinds: dict[str, int] = {}
+        for site in self.sites:
+            kinds[site.kind] = kinds.get(site.kind, 0) + 1
+        shells = [
+            f"{c.name} {c.walker} at {c.altitude_m / 1000:g} km"
+            if c.walker is not None
+            else f"{c.name} from {(c.tle_file or c.omm_file).name}"
+            for c in self.constellations
+        ]
+        parts = [
+            _count(len(self.sites), "site")
+            + " ("
+            + ", ".join(f"{n} {k}" for k, n in kinds.items())
+            + ")",
+            "constellations: " + ("; ".join(shells) if shells else "none"),
+            f"{len(self.haps)} HAPS",
+            _count(len(self.fiber.edges), "fiber edge"),
+            _count(len(self.weather.events), "weather event"),
+            f"{self.time.duration_s:g} s at {self.time.tick_s:g} s ticks",
+        ]
+        return ", ".join(parts)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
