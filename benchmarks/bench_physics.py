@@ -22,8 +22,12 @@ import numpy as np
 
 from twin.physics.geometry import SiteGeometry
 from twin.physics.link_table import LinkBudgetTable
-from twin.physics.orbits import ConstellationPropagator, jd_fr_add_seconds, jd_fr_from_datetime
-from twin.physics.orbits import walker_delta
+from twin.physics.orbits import (
+    ConstellationPropagator,
+    jd_fr_add_seconds,
+    jd_fr_from_datetime,
+    walker_delta,
+)
 from twin.physics.presets import get_preset
 from twin.units import DEG, KM
 
