@@ -101,8 +101,12 @@ def test_mega_is_the_full_scale_scenario():
 def test_micius_xinglong():
     s = load_scenario("micius-xinglong")
     xinglong = s.site("xinglong")
-    # Xinglong Observatory, 40.3959 N, 117.5772 E, 900 m (Liao et al., Nature 549, 43 (2017))
-    assert (xinglong.lat_deg, xinglong.lon_deg, xinglong.altitude_m) == (40.3959, 117.5772, 900)
+    # Xinglong Observatory, NAOC, 40.3959 N, 117.5772 E, 960 m (Liao et al., Nature 549, 43
+    # (2017)); the scenario and the micius-2017 link preset describe the same station
+    from twin.physics.presets import get_preset
+
+    assert (xinglong.lat_deg, xinglong.lon_deg, xinglong.altitude_m) == (40.3959, 117.5772, 960)
+    assert xinglong.altitude_m == get_preset("micius-2017").ground_altitude_m
     assert str(s.constellations[0].walker) == "97.4:1/1/0"
     assert s.constellations[0].altitude_m == 500_000
     link = s.equipment.optical.sat_ogs
