@@ -142,6 +142,7 @@ from twin.physics.link_budget import (
     LinkBudget,
     compute_link_budget,
     link_from_params,
+    qkd_terms,
 )
 from twin.physics.link_table import (
     LinkBudgetTable,
@@ -383,6 +384,7 @@ __all__ = [
     "PRESETS",
     "compute_link_budget",
     "link_from_params",
+    "qkd_terms",
     "LinkBudget",
     "LinkBudgetTable",
     "PairBudgets",

@@ -44,6 +44,7 @@ __all__ = [
     "LinkBudget",
     "compute_link_budget",
     "link_from_params",
+    "qkd_terms",
 ]
 
 # Where each end of a link kind sits: the lower end of a ground/HAPS-space link is the one in
@@ -342,6 +343,33 @@ def _fade_margin_db(link: LinkPreset, zenith: np.ndarray, alpha, beta) -> np.nda
     return np.interp(zenith, z_nodes, fade_nodes)
 
 
+def qkd_terms(link: LinkPreset, transmittance):
+    """Decoy-state BB84 terms of ``link`` at a total ``transmittance`` (detector included).
+
+    Returns ``(noise_click_prob, qber, sifted_key_rate_bps, skr_bps)``: Y0 from dark counts and
+    background, the signal-state QBER (Ma et al. 2005 eq. (5)), the sifted rate, and the
+    asymptotic secret key rate at the preset's signal rate. Broadcasts over ``transmittance``.
+    """
+    y0 = qkd.combine_noise_probs(
+        qkd.dark_count_prob(link.dark_count_rate_hz, link.gate_width_s, link.n_detectors),
+        -np.expm1(-link.background_count_rate_hz * link.gate_width_s),
+    )
+    qber = qkd.bb84_qber(transmittance, link.mu_signal, y0, link.misalignment_error)
+    rate_per_pulse = qkd.decoy_bb84_rate_per_pulse(
+        transmittance,
+        link.mu_signal,
+        dark_count_prob=y0,
+        misalignment_error=link.misalignment_error,
+        f_ec=link.f_ec,
+        sifting=link.sifting,
+        decoys=link.decoys,
+    )
+    signal_rate_hz = link.repetition_rate_hz * link.signal_probability
+    sifted = signal_rate_hz * link.sifting * qkd.bb84_gain(transmittance, link.mu_signal, y0)
+    skr = qkd.secret_key_rate_bps(rate_per_pulse, signal_rate_hz)
+    return y0, qber, sifted, skr
+
+
 def compute_link_budget(
     preset_or_params: str | LinkPreset | Mapping,
     *,
@@ -400,23 +428,7 @@ def compute_link_budget(
         out += 0.0
         return out
 
-    y0 = qkd.combine_noise_probs(
-        qkd.dark_count_prob(link.dark_count_rate_hz, link.gate_width_s, link.n_detectors),
-        -np.expm1(-link.background_count_rate_hz * link.gate_width_s),
-    )
-    qber = qkd.bb84_qber(total, link.mu_signal, y0, link.misalignment_error)
-    rate_per_pulse = qkd.decoy_bb84_rate_per_pulse(
-        total,
-        link.mu_signal,
-        dark_count_prob=y0,
-        misalignment_error=link.misalignment_error,
-        f_ec=link.f_ec,
-        sifting=link.sifting,
-        decoys=link.decoys,
-    )
-    signal_rate_hz = link.repetition_rate_hz * link.signal_probability
-    sifted = signal_rate_hz * link.sifting * qkd.bb84_gain(total, link.mu_signal, y0)
-    skr = qkd.secret_key_rate_bps(rate_per_pulse, signal_rate_hz)
+    y0, qber, sifted, skr = qkd_terms(link, total)
 
     receiver_loss = linear_to_db(ch.receiver_optics * ch.detector)
     return LinkBudget(

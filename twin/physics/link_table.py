@@ -25,14 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.physics import qkd
 from twin.physics.fso import (
     beam_radius_from_divergence_m,
     geometric_efficiency,
     pointing_efficiency_mean,
     static_misalignment_efficiency,
 )
-from twin.physics.link_budget import compute_link_budget
+from twin.physics.link_budget import compute_link_budget, qkd_terms
 from twin.physics.presets import LinkPreset
 from twin.units import DEG, db_to_linear, linear_to_db
 
@@ -104,25 +103,11 @@ class LinkBudgetTable:
             linear_to_db(tx.optical_efficiency * rx.optical_efficiency * rx.coupling_efficiency)
             + linear_to_db(rx.detector_efficiency)
         )
-        # QKD terms against total loss, straight from twin.physics.qkd (as compute_link_budget).
+        # QKD terms against total loss, from the same function compute_link_budget uses.
         self._loss_grid_db = np.arange(0.0, _MAX_LOSS_DB + _LOSS_STEP_DB, _LOSS_STEP_DB)
-        eta = db_to_linear(self._loss_grid_db)
-        y0 = qkd.combine_noise_probs(
-            qkd.dark_count_prob(link.dark_count_rate_hz, link.gate_width_s, link.n_detectors),
-            -np.expm1(-link.background_count_rate_hz * link.gate_width_s),
+        _, self._qber_grid, _, self._skr_grid_bps = qkd_terms(
+            link, db_to_linear(self._loss_grid_db)
         )
-        self._qber_grid = qkd.bb84_qber(eta, link.mu_signal, y0, link.misalignment_error)
-        rate_per_pulse = qkd.decoy_bb84_rate_per_pulse(
-            eta,
-            link.mu_signal,
-            dark_count_prob=y0,
-            misalignment_error=link.misalignment_error,
-            f_ec=link.f_ec,
-            sifting=link.sifting,
-            decoys=link.decoys,
-        )
-        signal_rate_hz = link.repetition_rate_hz * link.signal_probability
-        self._skr_grid_bps = qkd.secret_key_rate_bps(rate_per_pulse, signal_rate_hz)
 
     def _unit_elevation(self, elevation_rad: np.ndarray) -> np.ndarray:
         return (elevation_rad - self._min_elevation_rad) / (np.pi / 2 - self._min_elevation_rad)

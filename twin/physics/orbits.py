@@ -608,14 +608,8 @@ class ConstellationPropagator:
         e, r, v = self._sgp4(jd, fr)
         theta, theta_dot = gmst_1982_rad(*jd_fr_add_seconds(jd, fr, dut1_s))
         c, s = math.cos(float(theta)) * KM, math.sin(float(theta)) * KM
-        pos = np.empty((3, self.n_satellites))
+        pos = self._rotate_km_to_ecef_m(r, c, s)
         vel = np.empty((3, self.n_satellites))
-        rx, ry = r[:, 0], r[:, 1]
-        np.multiply(rx, c, out=pos[0])
-        pos[0] += s * ry
-        np.multiply(ry, c, out=pos[1])
-        pos[1] -= s * rx
-        np.multiply(r[:, 2], KM, out=pos[2])
         w = float(theta_dot)
         vel[0] = c * v[:, 0] + s * v[:, 1] + w * pos[1]
         vel[1] = -s * v[:, 0] + c * v[:, 1] - w * pos[0]
@@ -627,13 +621,18 @@ class ConstellationPropagator:
         _, r, _ = self._sgp4(jd, fr)
         theta, _ = gmst_1982_rad(*jd_fr_add_seconds(jd, fr, dut1_s))
         c, s = math.cos(float(theta)) * KM, math.sin(float(theta)) * KM
+        return self._rotate_km_to_ecef_m(r, c, s)
+
+    def _rotate_km_to_ecef_m(self, r_km: np.ndarray, c: float, s: float) -> np.ndarray:
+        """TEME (N, 3) km -> Earth-fixed (3, N) m: a z-rotation by GMST, c = cos * KM and
+        s = sin * KM, written into one fresh array without temporaries (hot path)."""
         pos = np.empty((3, self.n_satellites))
-        rx, ry = r[:, 0], r[:, 1]
+        rx, ry = r_km[:, 0], r_km[:, 1]
         np.multiply(rx, c, out=pos[0])
         pos[0] += s * ry
         np.multiply(ry, c, out=pos[1])
         pos[1] -= s * rx
-        np.multiply(r[:, 2], KM, out=pos[2])
+        np.multiply(r_km[:, 2], KM, out=pos[2])
         return pos
 
 
