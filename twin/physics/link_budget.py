@@ -367,6 +367,8 @@ def qkd_terms(link: LinkPreset, transmittance):
     signal_rate_hz = link.repetition_rate_hz * link.signal_probability
     sifted = signal_rate_hz * link.sifting * qkd.bb84_gain(transmittance, link.mu_signal, y0)
     skr = qkd.secret_key_rate_bps(rate_per_pulse, signal_rate_hz)
+    # Y0 does not depend on the transmittance; it still gets the shape of the other three
+    y0 = np.full(np.shape(qber), y0)
     return y0, qber, sifted, skr
 
 
