@@ -541,8 +541,8 @@ class SatelliteLoadsW(_Strict):
     compute: float = Field(ge=0, le=10_000)
 
 
-class SatelliteEquipment(_Strict):
-    """Battery, solar array and loads of every satellite of the scenario."""
+class _BatteryAndSolar(_Strict):
+    """The battery and solar array that satellites and HAPS share in form."""
 
     battery_wh: float = Field(gt=0, le=1_000_000)
     reserve_fraction: float = Field(ge=0, le=1)
@@ -550,6 +550,11 @@ class SatelliteEquipment(_Strict):
     discharge_efficiency: float = Field(gt=0, le=1)
     solar_area_m2: float = Field(ge=0, le=10_000)
     solar_efficiency: float = Field(gt=0, le=1)
+
+
+class SatelliteEquipment(_BatteryAndSolar):
+    """Battery, solar array and loads of every satellite of the scenario."""
+
     laser_terminals: int = Field(ge=0, le=16)
     loads_w: SatelliteLoadsW
 
@@ -598,15 +603,9 @@ class HapsLoadsW(_Strict):
     qkd_payload: float = Field(ge=0, le=10_000)
 
 
-class HapsEquipment(_Strict):
+class HapsEquipment(_BatteryAndSolar):
     """Battery, solar array and loads of every HAPS of the scenario."""
 
-    battery_wh: float = Field(gt=0, le=1_000_000)
-    reserve_fraction: float = Field(ge=0, le=1)
-    charge_efficiency: float = Field(gt=0, le=1)
-    discharge_efficiency: float = Field(gt=0, le=1)
-    solar_area_m2: float = Field(ge=0, le=10_000)
-    solar_efficiency: float = Field(gt=0, le=1)
     loads_w: HapsLoadsW
 
     def power_model(self) -> HapsPowerModel:
