@@ -11,6 +11,8 @@ scalars). Booleans are only ``true``/``false`` (``grid_region: NO`` stays Norway
 decimal (``12:30`` is not 750, ``010`` is not 8); timestamps stay strings (the schema parses
 ``start_utc`` and insists on an explicit time zone). Duplicate keys are errors. Numbers are
 strict: a quoted ``"45"`` or a ``true`` where a number belongs is an error.
+Anchors, aliases and merge keys (``<<: *defaults``; keys written beside it win) work as in
+PyYAML's safe loader.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ class _DuplicateKey(Exception):
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False):
     seen: set = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *defaults": SafeLoader merges it below; keys given here win
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise _DuplicateKey(str(key), key_node.start_mark)
@@ -120,23 +124,41 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 Loc = tuple[Any, ...]
 
 
-def _positions(node: yaml.Node, loc: Loc = (), out: dict | None = None) -> dict[Loc, int]:
-    """Map each field path to the 1-based line where its value (or key) starts."""
+def _positions(
+    node: yaml.Node, loc: Loc = (), out: dict | None = None, seen: set | None = None
+) -> dict[Loc, int]:
+    """Map each field path to the 1-based line where its value (or key) starts.
+
+    An alias (``*name``) is the very node of its anchor: each node is walked once, so a
+    recursive anchor (``a: &x [*x]``) ends and repeated aliases cost nothing; paths below an
+    alias take the line of the key that uses it.
+    """
     out = {} if out is None else out
+    seen = set() if seen is None else seen
     out.setdefault(loc, node.start_mark.line + 1)
+    if id(node) in seen:
+        return out
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
             out[(*loc, key)] = key_node.start_mark.line + 1
-            _positions(value_node, (*loc, key), out)
+            _positions(value_node, (*loc, key), out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _positions(item, (*loc, i), out)
+            _positions(item, (*loc, i), out, seen)
     return out
 
 
 def _parse_yaml(text: str, label: str) -> tuple[Any, dict[Loc, int]]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader rejects control characters (NUL, ...) here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError(
+            f"{label}: line {line}: character {chr(exc.character)!r} is not allowed in YAML "
+            "(a binary file, or a stray control character?)"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -240,6 +240,35 @@ def test_duplicate_key():
     assert "duplicate key 'seed'" in msg and "line" in msg
 
 
+def test_control_characters_are_a_clear_error_not_a_traceback():
+    # PyYAML's reader rejects them before parsing (it used to escape as a ReaderError)
+    msg = _error(_edit("seed: 0", "seed: 0\nnote: a\x00b"))
+    assert "bad.yaml" in msg and "'\\x00' is not allowed in YAML" in msg
+    line = SMALL_TEXT[: SMALL_TEXT.index("seed: 0")].count("\n") + 2
+    assert f"line {line}:" in msg
+
+
+def test_recursive_alias_is_reported_not_a_recursion_error():
+    msg = _error(_edit("seed: 0", "seed: 0\nloop: &x [*x]"))
+    assert "unknown key 'loop'" in msg and "[[...]]" in msg
+
+
+def test_merge_keys_work_and_explicit_keys_win():
+    # "<<: *anchor" (a YAML merge key) is not a duplicate key; keys written beside it override
+    # the merged ones. Stuttgart takes kind, grid_region and jurisdiction from Munich.
+    text = _edit("  - {name: munich-factory,", "  - &munich {name: munich-factory,")
+    text = _edit(
+        "  - {name: stuttgart-factory, kind: factory, lat_deg: 48.8340, lon_deg: 9.1520, "
+        "altitude_m: 250,\n     grid_region: DE, jurisdiction: DE}",
+        "  - {<<: *munich, name: stuttgart-factory, lat_deg: 48.8340, lon_deg: 9.1520, "
+        "altitude_m: 250}",
+        text,
+    )
+    assert parse_scenario(text) == parse_scenario(SMALL_TEXT)
+    msg = _error(_edit("altitude_m: 250}", "altitude_m: 250, altitude_m: 251}", text))
+    assert "duplicate key 'altitude_m'" in msg
+
+
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ScenarioError) as info:
