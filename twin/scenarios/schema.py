@@ -469,6 +469,12 @@ class OpticalLinkEquipment(_Strict):
         default=1.0, gt=0, le=1, description="fixed coupling into the detector / fibre"
     )
     detector_efficiency: float = Field(gt=0, le=1, description="a fraction, not a percentage")
+    rx_field_of_view_urad: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="full angle of the receiver's field stop, urad (omit: no field stop)",
+    )
     dark_count_rate_hz: float = Field(ge=0, le=1e8, description="per detector")
     n_detectors: int = Field(default=4, ge=1, le=64)
     background_count_rate_hz: float = Field(
@@ -513,6 +519,12 @@ class OpticalLinkEquipment(_Strict):
     @property
     def divergence_half_angle_rad(self) -> float:
         return self.divergence_urad * URAD
+
+    @property
+    def rx_field_of_view_rad(self) -> float | None:
+        if self.rx_field_of_view_urad is None:
+            return None
+        return self.rx_field_of_view_urad * URAD
 
     @property
     def gate_width_s(self) -> float:

@@ -1,0 +1,125 @@
+"""G(t) from the physics: edges appear and vanish with geometry and weather."""
+
+import numpy as np
+import pytest
+
+from twin.network.topology import FSO_MASK_RAD, EdgeKind, TopologyModel
+from twin.network.weather import SiteWeather
+from twin.physics.geometry import look_angles
+from twin.scenarios import load_scenario
+from twin.units import NS_PER_S, SPEED_OF_LIGHT_M_PER_S
+
+
+@pytest.fixture(scope="module")
+def small():
+    scenario = load_scenario("small")
+    return scenario, TopologyModel(scenario)
+
+
+def test_nodes_are_sites_then_haps_then_satellites(small):
+    scenario, model = small
+    names = model.node_names
+    assert names[: len(scenario.sites)] == tuple(s.name for s in scenario.sites)
+    assert names[len(scenario.sites)] == scenario.haps[0].name
+    assert names[-24:] == tuple(f"shell-a-{k:02d}" for k in range(24))
+
+
+def test_snapshot_is_a_pure_function_of_time(small):
+    _, model = small
+    one, two = model.snapshot(1234 * NS_PER_S), model.snapshot(1234 * NS_PER_S)
+    for field in ("a", "b", "kind", "transmittance", "latency_s", "skr_bps", "up"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
+
+
+def test_edges_are_canonical_and_sorted(small):
+    _, model = small
+    snap = model.snapshot(600 * NS_PER_S)
+    assert np.all(snap.a < snap.b)
+    keys = list(zip(snap.a.tolist(), snap.b.tolist(), snap.kind.tolist(), strict=True))
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+
+
+def test_optical_ground_space_edges_respect_the_elevation_mask(small):
+    scenario, model = small
+    seen = 0
+    for t_s in range(0, 3600, 120):
+        snap = model.snapshot(t_s * NS_PER_S)
+        fso = np.flatnonzero(snap.kind == EdgeKind.FSO_GROUND_SPACE)
+        for e in fso:
+            site = scenario.sites[snap.a[e]]
+            assert site.kind == "ogs"
+            sat_pos = model._propagator.positions_ecef_m(
+                *model._epoch[:1], model._epoch[1] + t_s / 86400
+            )[:, snap.b[e] - model._sat_offset]
+            look = look_angles(site.lat_rad, site.lon_rad, site.altitude_m, sat_pos)
+            assert look.elevation_rad >= FSO_MASK_RAD - 1e-6
+            # latency is the slant range at the speed of light
+            assert snap.latency_s[e] == pytest.approx(look.slant_range_m / SPEED_OF_LIGHT_M_PER_S)
+            seen += 1
+    assert seen > 0, "no satellite pass over the small scenario's OGS in an hour"
+
+
+def test_fibre_latency_and_key_rate_follow_length(small):
+    scenario, model = small
+    snap = model.snapshot(0)
+    fiber = np.flatnonzero(snap.kind == EdgeKind.FIBER)
+    assert fiber.size == len(scenario.fiber.edges)
+    for e in fiber:
+        a, b = model.node_names[snap.a[e]], model.node_names[snap.b[e]]
+        edge = next(x for x in scenario.fiber.edges if {x.a, x.b} == {a, b})
+        length_km = scenario.fiber_length_m(edge) / 1e3
+        assert snap.latency_s[e] == pytest.approx(length_km * 4.897e-6, rel=1e-3)
+        assert (snap.skr_bps[e] > 0) == (length_km <= 100.0)
+
+
+def test_isl_chords_through_the_earth_are_down(small):
+    # 24 satellites in 6 planes: in-plane neighbours are 90 deg apart, their chord dips
+    # ~1,500 km below the surface at 550 km altitude: no line of sight
+    _, model = small
+    snap = model.snapshot(0)
+    isl = snap.kind == EdgeKind.ISL
+    assert isl.sum() == 48
+    assert not np.any(snap.up[isl])
+
+
+def test_mega_isl_neighbours_are_up():
+    scenario = load_scenario("mega")
+    model = TopologyModel(scenario)
+    snap = model.snapshot(0)
+    isl = snap.kind == EdgeKind.ISL
+    assert isl.sum() == 2 * 1584  # ring neighbour + next plane, each listed once
+    assert snap.up[isl].mean() > 0.99
+
+
+def test_rain_cell_adds_loss_only_while_over_the_site(small):
+    scenario, _ = small
+    weather = SiteWeather(scenario.weather, scenario.sites, 850e-9)
+    rained = [i for i, s in enumerate(scenario.sites) if s.name == "dlr-oberpfaffenhofen"]
+    zen = np.array([0.3])
+    alt = np.array([scenario.sites[rained[0]].altitude_m])
+    assert weather.extra_loss_db(100.0, rained, zen, alt)[0] == 0.0
+    wet = weather.extra_loss_db(1500.0, rained, zen, alt)[0]  # overhead ~15 min after start
+    # 25 mm/h rain, 1.076 R^0.67 = 9.3 dB/km over 3 km / cos(0.3): ~29 dB
+    assert wet == pytest.approx(9.30 * 3.0 / np.cos(0.3), rel=0.01)
+    dry = [i for i, s in enumerate(scenario.sites) if s.name == "zugspitze"]
+    assert weather.extra_loss_db(1500.0, dry, zen, alt)[0] == 0.0
+
+
+def test_csr_keeps_the_faster_of_parallel_edges(small):
+    _, model = small
+    for t_s in range(0, 3600, 60):
+        snap = model.snapshot(t_s * NS_PER_S)
+        if np.any(snap.kind == EdgeKind.FSO_GROUND_SPACE):
+            break
+    csr = snap.to_csr("latency_s")
+    assert (csr != csr.T).nnz == 0
+    e = np.flatnonzero(snap.kind == EdgeKind.FSO_GROUND_SPACE)[0]
+    assert csr[snap.a[e], snap.b[e]] == pytest.approx(snap.latency_s[e])
+    quantum = snap.to_csr("latency_s", quantum_only=True)
+    rf = np.flatnonzero(snap.kind == EdgeKind.RF_KA)
+    for k in rf:
+        same_pair_fso = (
+            (snap.a == snap.a[k]) & (snap.b == snap.b[k]) & (snap.kind != EdgeKind.RF_KA)
+        )
+        if not np.any(same_pair_fso & (snap.skr_bps > 0)):
+            assert quantum[snap.a[k], snap.b[k]] == 0

@@ -1,0 +1,619 @@
+"""The time-varying graph G(t) = (V, E(t)) of a scenario (main paper, section III-A).
+
+V is fixed for a run, in a stable order: the scenario's ground sites (factories, ports, hubs,
+IoT fields, OGS) in file order, then the HAPS, then the satellites of each constellation
+(named ``<constellation>-<index>``, index from 0, zero-padded). E(t) is recomputed every tick
+from the physics layer:
+
+====================  =========================================================================
+edge kind             when it exists, and what carries it
+====================  =========================================================================
+FIBER                 always (scenario fibre backbone); SMF-28 loss and latency; QKD over it
+                      only below ``FIBER_QKD_MAX_M`` (the paper's <100 km coexistence rule)
+FSO_GROUND_SPACE      OGS -> satellite above the optical elevation mask; LinkBudgetTable
+                      budgets plus the weather along the slant path; down above the scenario's
+                      weather blocking threshold
+FSO_GROUND_HAPS       OGS -> HAPS above the optical mask; compute_link_budget, weather included
+FSO_HAPS_SPACE        HAPS -> satellite above the HAPS-space mask; above the weather
+ISL                   each satellite to its in-plane neighbours and the same slot of the next
+                      plane (the "+Grid" of most Walker designs), when the chord clears the
+                      Earth plus 80 km of atmosphere; vacuum
+RF_KA                 OGS -> satellite above the RF mask: classical only (no QKD), the FSO
+                      fallback of section VIII-B
+====================  =========================================================================
+
+Every edge carries: kind, transmittance (quantum channel, detector included), latency (s,
+propagation), classical capacity (bit/s), secret-key rate (bit/s), entanglement fidelity of a
+pair sent over it from an SPDC source at the upper end (amplitude damping with
+gamma = 1 - channel transmittance, SPARQ eq. (10)), and up/down.
+
+Capacities and masks without a published number in our sources are assumptions, set here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from twin.physics.entanglement import amplitude_damping_fidelity
+from twin.physics.fiber import C_BAND, O_BAND, fiber_latency_s, fiber_transmittance
+from twin.physics.fso import Terminal
+from twin.physics.geometry import SiteGeometry, line_of_sight_clear, look_angles
+from twin.physics.haps import haps_states_ecef
+from twin.physics.link_budget import compute_link_budget, qkd_terms
+from twin.physics.link_table import LinkBudgetTable
+from twin.physics.orbits import (
+    ConstellationPropagator,
+    jd_fr_add_seconds,
+    jd_fr_from_datetime,
+    load_tle_file,
+    parse_omm_text,
+    walker_delta,
+)
+from twin.physics.presets import LinkPreset
+from twin.units import DEG, KM, NS_PER_S, SPEED_OF_LIGHT_M_PER_S
+
+from .weather import SiteWeather
+
+__all__ = [
+    "EdgeKind",
+    "FIBER_QKD_MAX_M",
+    "Snapshot",
+    "TopologyModel",
+    "preset_from_equipment",
+]
+
+
+class EdgeKind(enum.IntEnum):
+    FIBER = 0
+    FSO_GROUND_SPACE = 1
+    FSO_GROUND_HAPS = 2
+    FSO_HAPS_SPACE = 3
+    ISL = 4
+    RF_KA = 5
+
+
+# --- assumptions (no published value in our sources; each a scenario setting later) ----------
+FSO_MASK_RAD = 15 * DEG  # assumption: optical OGS links below ~15 deg lose too much to air mass
+RF_MASK_RAD = 10 * DEG  # assumption: Ka-band user terminals typically work above 10-25 deg
+HAPS_SPACE_MASK_RAD = 5 * DEG  # assumption: above the weather, low elevations remain usable
+ISL_GRAZING_ALTITUDE_M = 80 * KM  # assumption: keep ISL chords above the mesosphere
+FIBER_QKD_MAX_M = 100 * KM  # main paper sec. III-A: quantum channels on fibre below ~100 km
+FIBER_CAPACITY_BPS = 100e9  # assumption: one 100G coherent wavelength per fibre edge
+FSO_CAPACITY_BPS = 10e9  # assumption: optical ground-space / HAPS terminals, 10 Gb/s class
+ISL_CAPACITY_BPS = 10e9  # assumption: Tesat SCOT80-class optical ISL, 10 Gb/s
+RF_KA_CAPACITY_BPS = 1e9  # assumption: a Ka-band feeder link of ~500 MHz at ~2 bit/s/Hz
+# Fibre QKD terminals (decoy BB84 over SMF): a commercial-class system (assumption: 1 GHz
+# source, 0.8-efficient SNSPDs at 100 Hz dark counts, 1.5 % misalignment, f = 1.16).
+FIBER_QKD = dict(
+    repetition_rate_hz=1e9,
+    detector_efficiency=0.8,
+    dark_count_rate_hz=100.0,
+    n_detectors=4,
+    gate_width_s=0.1e-9,
+    misalignment_error=0.015,
+    f_ec=1.16,
+    mu_signal=0.5,
+    decoys=(0.1, 0.0),
+)
+
+
+def preset_from_equipment(
+    equipment, *, name: str, kind: str, platform_altitude_m: float, ground_altitude_m: float = 0.0
+) -> LinkPreset:
+    """A :class:`LinkPreset` from a scenario's ``OpticalLinkEquipment`` (same meanings)."""
+    wavelength_m = equipment.wavelength_m
+    tx = Terminal(
+        aperture_diameter_m=equipment.tx_aperture_m,
+        wavelength_m=wavelength_m,
+        divergence_half_angle_rad=equipment.divergence_half_angle_rad,
+        optical_efficiency=equipment.tx_optical_efficiency,
+        pointing_jitter_rms_rad=equipment.pointing_jitter_rms_rad,
+    )
+    rx = Terminal(
+        aperture_diameter_m=equipment.rx_aperture_m,
+        wavelength_m=wavelength_m,
+        obscuration_diameter_m=equipment.rx_obscuration_m,
+        optical_efficiency=equipment.rx_optical_efficiency,
+        coupling_efficiency=equipment.coupling_efficiency,
+        detector_efficiency=equipment.detector_efficiency,
+        field_of_view_full_angle_rad=equipment.rx_field_of_view_rad,
+    )
+    return LinkPreset(
+        name=name,
+        description=f"scenario equipment for {kind} links",
+        kind=kind,
+        tx=tx,
+        rx=rx,
+        platform_altitude_m=platform_altitude_m,
+        ground_altitude_m=ground_altitude_m,
+        repetition_rate_hz=equipment.repetition_rate_hz,
+        mu_signal=equipment.mu_signal,
+        decoys=(equipment.mu_decoy, equipment.mu_vacuum),
+        signal_probability=equipment.signal_probability,
+        dark_count_rate_hz=equipment.dark_count_rate_hz,
+        n_detectors=equipment.n_detectors,
+        background_count_rate_hz=equipment.background_count_rate_hz,
+        gate_width_s=equipment.gate_width_s,
+        misalignment_error=equipment.misalignment_error,
+        f_ec=equipment.f_ec,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """G(t) at one tick: node names (stable) and E edge arrays of shape (E,).
+
+    Edges are undirected and listed once with ``a < b`` (node indices), sorted by (a, b, kind):
+    the order is a function of the physics only, never of dict or set order.
+    """
+
+    t_ns: int
+    node_names: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    kind: np.ndarray
+    transmittance: np.ndarray
+    latency_s: np.ndarray
+    capacity_bps: np.ndarray
+    skr_bps: np.ndarray
+    fidelity: np.ndarray
+    up: np.ndarray
+    weather_loss_db: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_names)
+
+    def to_csr(self, weight: str = "latency_s", *, quantum_only: bool = False) -> csr_matrix:
+        """Symmetric sparse adjacency of the edges that are up, weighted by a field.
+
+        ``quantum_only`` drops RF edges (no QKD) and edges with no key rate. When two edges
+        join the same pair (fibre and FSO never do; FSO and RF between an OGS and a satellite
+        do) the smaller weight wins.
+        """
+        mask = self.up.copy()
+        if quantum_only:
+            mask &= (self.kind != EdgeKind.RF_KA) & (self.skr_bps > 0)
+        w = getattr(self, weight)[mask]
+        a, b = self.a[mask], self.b[mask]
+        # keep the minimum weight per pair: sort by weight, keep first occurrence per pair
+        order = np.lexsort((w, b, a))
+        a, b, w = a[order], b[order], w[order]
+        first = np.ones(a.size, dtype=bool)
+        first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        a, b, w = a[first], b[first], w[first]
+        rows = np.concatenate([a, b])
+        cols = np.concatenate([b, a])
+        # csgraph treats explicit zeros as missing edges: a zero weight becomes tiny
+        data = np.maximum(np.concatenate([w, w]), 1e-15)
+        n = self.n_nodes
+        return csr_matrix((data, (rows, cols)), shape=(n, n))
+
+
+@dataclass
+class _EdgeBatch:
+    """Edges of one kind, accumulated before the snapshot is sorted."""
+
+    a: np.ndarray
+    b: np.ndarray
+    kind: int
+    transmittance: np.ndarray
+    latency_s: np.ndarray
+    capacity_bps: np.ndarray
+    skr_bps: np.ndarray
+    fidelity: np.ndarray
+    up: np.ndarray
+    weather_loss_db: np.ndarray
+
+
+@dataclass(frozen=True)
+class _OgsHapsPairs:
+    ogs: np.ndarray  # index into the OGS list
+    haps: np.ndarray  # index into the HAPS list
+    zenith_rad: np.ndarray
+    latency_s: np.ndarray
+    clear_transmittance: np.ndarray
+    preset: LinkPreset
+
+
+def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidelity, up,
+           weather_loss_db=0.0) -> _EdgeBatch:  # fmt: skip
+    a = np.asarray(a, dtype=np.int64)
+    n = a.size
+
+    def full(x, dtype=float):
+        return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).copy()
+
+    return _EdgeBatch(
+        a=a,
+        b=np.asarray(b, dtype=np.int64),
+        kind=int(kind),
+        transmittance=full(transmittance),
+        latency_s=full(latency_s),
+        capacity_bps=full(capacity_bps),
+        skr_bps=full(skr_bps),
+        fidelity=full(fidelity),
+        up=full(up, bool),
+        weather_loss_db=full(weather_loss_db),
+    )
+
+
+def _entanglement_fidelity(channel_transmittance) -> np.ndarray:
+    """Fidelity of a Bell pair whose photon crossed the channel (SPARQ: gamma = 1 - eta)."""
+    eta = np.clip(np.asarray(channel_transmittance, dtype=float), 0.0, 1.0)
+    return amplitude_damping_fidelity(1.0 - eta)
+
+
+class TopologyModel:
+    """Builds G(t) for a scenario, one :meth:`snapshot` per tick (pure: same t, same graph)."""
+
+    def __init__(self, scenario) -> None:
+        self.scenario = scenario
+        sites = list(scenario.sites)
+        self._sites = sites
+        self._ogs = np.array([i for i, s in enumerate(sites) if s.kind == "ogs"], dtype=np.int64)
+        self._haps = list(scenario.haps)
+        self._epoch = jd_fr_from_datetime(scenario.time.start_utc)
+
+        sats, names = [], []
+        self._sat_plane: list[tuple[int, int, int]] = []  # (shell, plane, slot) per satellite
+        for shell_index, constellation in enumerate(scenario.constellations):
+            if constellation.walker is not None:
+                w = constellation.walker
+                shell = walker_delta(
+                    w.inclination_rad,
+                    w.total,
+                    w.planes,
+                    w.phasing,
+                    constellation.altitude_m,
+                    scenario.time.start_utc,
+                )
+                members = shell.satellites
+                planes = [(shell_index, int(p), int(s)) for p, s in
+                          zip(shell.plane_index, shell.slot_index, strict=True)]  # fmt: skip
+            else:
+                entries = (
+                    load_tle_file(constellation.tle_file)
+                    if constellation.tle_file is not None
+                    else parse_omm_text(
+                        constellation.omm_file.read_text(), source=str(constellation.omm_file)
+                    )
+                )
+                members = [e.satrec for e in entries]
+                planes = [(shell_index, -1, k) for k in range(len(members))]
+            width = len(str(max(len(members) - 1, 0)))
+            names += [f"{constellation.name}-{k:0{width}d}" for k in range(len(members))]
+            sats += members
+            self._sat_plane += planes
+        self._n_sats = len(sats)
+        self._propagator = ConstellationPropagator(sats) if sats else None
+
+        self.node_names: tuple[str, ...] = tuple(
+            [s.name for s in sites] + [h.name for h in self._haps] + names
+        )
+        if len(set(self.node_names)) != len(self.node_names):
+            raise ValueError("node names must be unique across sites, HAPS and satellites")
+        self._haps_offset = len(sites)
+        self._sat_offset = len(sites) + len(self._haps)
+
+        equipment = scenario.equipment
+        sat_altitudes = [c.altitude_m for c in scenario.constellations if c.altitude_m]
+        self._sat_altitude_m = float(np.median(sat_altitudes)) if sat_altitudes else 550 * KM
+        self._weather = SiteWeather(scenario.weather, sites, equipment.optical.sat_ogs.wavelength_m)
+        ogs_alt = np.array([sites[i].altitude_m for i in self._ogs], dtype=float)
+        self._ogs_geometry = (
+            SiteGeometry(
+                np.array([sites[i].lat_rad for i in self._ogs]),
+                np.array([sites[i].lon_rad for i in self._ogs]),
+                ogs_alt,
+            )
+            if self._ogs.size
+            else None
+        )
+        self._ogs_alt = ogs_alt
+        self._sat_ogs_preset = preset_from_equipment(
+            equipment.optical.sat_ogs,
+            name="sat-ogs",
+            kind="downlink",
+            platform_altitude_m=self._sat_altitude_m,
+        )
+        # one budget table per HV ground-Cn2 condition (background, and each turbulence event)
+        self._tables: dict[float, LinkBudgetTable] = {}
+        self._isl_preset = (
+            preset_from_equipment(
+                equipment.optical.isl,
+                name="isl",
+                kind="isl",
+                platform_altitude_m=self._sat_altitude_m + 1.0,
+            )  # fmt: skip
+            if equipment.optical.isl is not None
+            else None
+        )
+        self._isl_pairs = self._isl_neighbours()
+        self._fiber = self._fiber_edges()
+        # HAPS hold their stations (drift is small against link ranges; the physics layer's
+        # haps_drift can move them once the engine draws drift per run seed)
+        haps_alt = np.array([h.altitude_m for h in self._haps], dtype=float)
+        self._haps_geometry = (
+            SiteGeometry(
+                np.array([h.lat_rad for h in self._haps]),
+                np.array([h.lon_rad for h in self._haps]),
+                haps_alt,
+            )
+            if self._haps
+            else None
+        )
+        self._ogs_haps = self._ogs_haps_pairs(haps_alt)
+        self._sat_haps_table = (
+            LinkBudgetTable(
+                preset_from_equipment(
+                    equipment.optical.sat_haps,
+                    name="sat-haps",
+                    kind="space-haps",
+                    platform_altitude_m=self._sat_altitude_m,
+                ),  # fmt: skip
+                haps_alt,
+                min_elevation_rad=HAPS_SPACE_MASK_RAD,
+            )
+            if self._haps and equipment.optical.sat_haps is not None
+            else None
+        )
+
+    # --- static parts ------------------------------------------------------------------------
+
+    def _index(self, name: str) -> int:
+        return self.node_names.index(name)
+
+    def _fiber_edges(self) -> _EdgeBatch:
+        a, b, length, band = [], [], [], []
+        for edge in self.scenario.fiber.edges:
+            i, j = sorted((self._index(edge.a), self._index(edge.b)))
+            a.append(i)
+            b.append(j)
+            length.append(self.scenario.fiber_length_m(edge))
+            band.append(O_BAND if edge.band == "O" else C_BAND)
+        length_m = np.array(length, dtype=float)
+        alpha_db_per_km = np.array([x.attenuation_db_per_km for x in band], dtype=float)
+        group_index = np.array([x.group_index for x in band], dtype=float)
+        eta = fiber_transmittance(length_m, alpha_db_per_km)
+        latency = fiber_latency_s(length_m, group_index)
+        fiber_link = dataclasses.replace(
+            self._sat_ogs_preset,
+            **{k: v for k, v in FIBER_QKD.items() if k != "detector_efficiency"},
+        )
+        detector = FIBER_QKD["detector_efficiency"]
+        _, _, _, skr = qkd_terms(fiber_link, eta * detector) if eta.size else (0, 0, 0, eta)
+        skr = np.where(length_m <= FIBER_QKD_MAX_M, skr, 0.0)
+        return _batch(
+            a, b, EdgeKind.FIBER,
+            transmittance=eta * detector, latency_s=latency, capacity_bps=FIBER_CAPACITY_BPS,
+            skr_bps=skr, fidelity=_entanglement_fidelity(eta), up=True,
+        )  # fmt: skip
+
+    def _isl_neighbours(self) -> np.ndarray:
+        """(K, 2) satellite index pairs: in-plane ring neighbours and next-plane same slot."""
+        by_key = {key: k for k, key in enumerate(self._sat_plane)}
+        pairs = set()
+        for k, (shell, plane, slot) in enumerate(self._sat_plane):
+            if plane < 0:
+                continue
+            per_plane = sum(1 for s, p, _ in self._sat_plane if s == shell and p == plane)
+            planes = 1 + max(p for s, p, _ in self._sat_plane if s == shell)
+            ring_next = (shell, plane, (slot + 1) % per_plane)
+            next_plane = (shell, (plane + 1) % planes, slot)
+            for other in (ring_next, next_plane):
+                j = by_key.get(other)
+                if j is not None and j != k:
+                    pairs.add((min(k, j), max(k, j)))
+        return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+    def _ogs_haps_pairs(self, haps_alt: np.ndarray) -> _OgsHapsPairs | None:
+        """OGS-HAPS pairs above the optical mask, budgeted once in clear air (the platforms
+        hold their stations, so the geometry is fixed; only the weather changes per tick)."""
+        optical = self.scenario.equipment.optical
+        if not self._haps or optical.haps_ogs is None or not self._ogs.size:
+            return None
+        sites = self._sites
+        haps_pos = haps_states_ecef(
+            np.array([h.lat_rad for h in self._haps]),
+            np.array([h.lon_rad for h in self._haps]),
+            haps_alt,
+            np.zeros(1),
+        ).position_m[:, :, 0]
+        look = look_angles(
+            np.array([sites[i].lat_rad for i in self._ogs])[:, None],
+            np.array([sites[i].lon_rad for i in self._ogs])[:, None],
+            self._ogs_alt[:, None],
+            haps_pos[:, None, :],
+        )
+        ogs, haps = np.nonzero(look.elevation_rad >= FSO_MASK_RAD)
+        preset = preset_from_equipment(
+            optical.haps_ogs, name="haps-ogs", kind="ground-haps",
+            platform_altitude_m=float(np.max(haps_alt)),
+        )  # fmt: skip
+        eta = np.empty(ogs.size)
+        for k, (o, h) in enumerate(zip(ogs, haps, strict=True)):
+            link = dataclasses.replace(
+                preset, platform_altitude_m=float(haps_alt[h]),
+                ground_altitude_m=float(self._ogs_alt[o]),
+            )  # fmt: skip
+            budget = compute_link_budget(
+                link, elevation_rad=float(look.elevation_rad[o, h]), fade_margin=False
+            )
+            eta[k] = float(budget.transmittance)
+        return _OgsHapsPairs(
+            ogs=ogs,
+            haps=haps,
+            zenith_rad=np.pi / 2 - look.elevation_rad[ogs, haps],
+            latency_s=look.slant_range_m[ogs, haps] / SPEED_OF_LIGHT_M_PER_S,
+            clear_transmittance=eta,
+            preset=preset,
+        )
+
+    def _table(self, ground_cn2: float) -> LinkBudgetTable:
+        table = self._tables.get(ground_cn2)
+        if table is None:
+            preset = dataclasses.replace(self._sat_ogs_preset, hv_ground_cn2_m_minus_2_3=ground_cn2)
+            table = LinkBudgetTable(preset, self._ogs_alt, min_elevation_rad=FSO_MASK_RAD)
+            self._tables[ground_cn2] = table
+        return table
+
+    # --- per tick ----------------------------------------------------------------------------
+
+    def snapshot(self, t_ns: int) -> Snapshot:
+        t_s = t_ns / NS_PER_S
+        jd, fr = (float(x) for x in jd_fr_add_seconds(*self._epoch, t_s))
+        batches = [self._fiber]
+        sat_pos = self._propagator.positions_ecef_m(jd, fr) if self._propagator else None
+        if sat_pos is not None and self._ogs_geometry is not None:
+            batches += self._ground_space(t_s, sat_pos)
+        if sat_pos is not None and self._isl_preset is not None and self._isl_pairs.size:
+            batches.append(self._isl(sat_pos))
+        if self._haps:
+            batches += self._haps_edges(t_s, sat_pos)
+        return self._assemble(t_ns, batches)
+
+    def _ground_space(self, t_s: float, sat_pos: np.ndarray) -> list[_EdgeBatch]:
+        out = []
+        rf = self._ogs_geometry.visible_pairs(sat_pos, RF_MASK_RAD)
+        ogs_node = self._ogs[rf.site_index]
+        sat_node = self._sat_offset + rf.satellite_index
+        latency = rf.slant_range_m / SPEED_OF_LIGHT_M_PER_S
+        out.append(
+            _batch(
+                ogs_node,
+                sat_node,
+                EdgeKind.RF_KA,
+                transmittance=0.0,
+                latency_s=latency,
+                capacity_bps=RF_KA_CAPACITY_BPS,
+                skr_bps=0.0,
+                fidelity=0.0,
+                up=True,
+            )  # fmt: skip
+        )
+        optical = rf.elevation_rad >= FSO_MASK_RAD
+        if not np.any(optical):
+            return out
+        site = rf.site_index[optical]
+        el = rf.elevation_rad[optical]
+        rng = rf.slant_range_m[optical]
+        weather_db = self._weather.extra_loss_db(
+            t_s, self._ogs[site], np.pi / 2 - el, self._ogs_alt[site]
+        )
+        cn2 = self._weather.ground_cn2(t_s)[self._ogs[site]]
+        total_db = np.empty(el.size)
+        qber = np.empty(el.size)
+        skr = np.empty(el.size)
+        for value in np.unique(cn2):
+            m = cn2 == value
+            budget = self._table(float(value)).evaluate(site[m], el[m], rng[m], weather_db[m])
+            total_db[m], qber[m], skr[m] = budget.total_loss_db, budget.qber, budget.skr_bps
+        up = weather_db <= self._weather.block_threshold_db
+        eta = 10.0 ** (-total_db / 10)
+        out.append(
+            _batch(
+                self._ogs[site],
+                self._sat_offset + rf.satellite_index[optical],
+                EdgeKind.FSO_GROUND_SPACE,
+                transmittance=eta,
+                latency_s=latency[optical],
+                capacity_bps=FSO_CAPACITY_BPS,
+                skr_bps=np.where(up, skr, 0.0),
+                fidelity=_entanglement_fidelity(eta / self._sat_ogs_preset.rx.detector_efficiency),
+                up=up,
+                weather_loss_db=weather_db,
+            )  # fmt: skip
+        )
+        return out
+
+    def _isl(self, sat_pos: np.ndarray) -> _EdgeBatch:
+        i, j = self._isl_pairs[:, 0], self._isl_pairs[:, 1]
+        r1, r2 = sat_pos[:, i], sat_pos[:, j]
+        range_m = np.linalg.norm(r1 - r2, axis=0)
+        clear = line_of_sight_clear(r1, r2, ISL_GRAZING_ALTITUDE_M)
+        budget = compute_link_budget(self._isl_preset, range_m=range_m, fade_margin=False)
+        return _batch(
+            self._sat_offset + i, self._sat_offset + j, EdgeKind.ISL,
+            transmittance=budget.transmittance, latency_s=range_m / SPEED_OF_LIGHT_M_PER_S,
+            capacity_bps=ISL_CAPACITY_BPS, skr_bps=np.where(clear, budget.skr_bps, 0.0),
+            fidelity=_entanglement_fidelity(budget.channel_transmittance), up=clear,
+        )  # fmt: skip
+
+    def _haps_edges(self, t_s: float, sat_pos: np.ndarray | None) -> list[_EdgeBatch]:
+        """OGS-HAPS and HAPS-satellite links (equipment permitting), budgeted one by one."""
+        out = []
+        optical = self.scenario.equipment.optical
+        haps_alt = np.array([h.altitude_m for h in self._haps])
+        if self._ogs_haps is not None:
+            pairs = self._ogs_haps
+            weather_db = self._weather.extra_loss_db(
+                t_s, self._ogs[pairs.ogs], pairs.zenith_rad, self._ogs_alt[pairs.ogs],
+                platform_altitude_m=haps_alt[pairs.haps],
+            )  # fmt: skip
+            up = weather_db <= self._weather.block_threshold_db
+            eta = pairs.clear_transmittance * 10.0 ** (-weather_db / 10)
+            _, _, _, skr = qkd_terms(pairs.preset, eta)
+            out.append(
+                _batch(
+                    self._ogs[pairs.ogs],
+                    self._haps_offset + pairs.haps,
+                    EdgeKind.FSO_GROUND_HAPS,
+                    transmittance=eta,
+                    latency_s=pairs.latency_s,
+                    capacity_bps=FSO_CAPACITY_BPS,
+                    skr_bps=np.where(up, skr, 0.0),
+                    fidelity=_entanglement_fidelity(eta / pairs.preset.rx.detector_efficiency),
+                    up=up,
+                    weather_loss_db=weather_db,
+                )  # fmt: skip
+            )
+        if self._sat_haps_table is not None and sat_pos is not None:
+            vis = self._haps_geometry.visible_pairs(sat_pos, HAPS_SPACE_MASK_RAD)
+            budget = self._sat_haps_table.evaluate(
+                vis.site_index, vis.elevation_rad, vis.slant_range_m
+            )
+            detector = optical.sat_haps.detector_efficiency
+            out.append(
+                _batch(
+                    self._haps_offset + vis.site_index,
+                    self._sat_offset + vis.satellite_index,
+                    EdgeKind.FSO_HAPS_SPACE,
+                    transmittance=budget.transmittance,
+                    latency_s=vis.slant_range_m / SPEED_OF_LIGHT_M_PER_S,
+                    capacity_bps=FSO_CAPACITY_BPS,
+                    skr_bps=budget.skr_bps,
+                    fidelity=_entanglement_fidelity(budget.transmittance / detector),
+                    up=True,
+                )  # fmt: skip
+            )
+        return out
+
+    def _assemble(self, t_ns: int, batches: list[_EdgeBatch]) -> Snapshot:
+        def cat(field: str, dtype=float) -> np.ndarray:
+            parts = [np.asarray(getattr(b, field), dtype=dtype) for b in batches]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        a, b = cat("a", np.int64), cat("b", np.int64)
+        kind = np.concatenate([np.full(x.a.size, x.kind, dtype=np.int8) for x in batches])
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        order = np.lexsort((kind, hi, lo))
+        return Snapshot(
+            t_ns=int(t_ns),
+            node_names=self.node_names,
+            a=lo[order],
+            b=hi[order],
+            kind=kind[order],
+            transmittance=cat("transmittance")[order],
+            latency_s=cat("latency_s")[order],
+            capacity_bps=cat("capacity_bps")[order],
+            skr_bps=cat("skr_bps")[order],
+            fidelity=cat("fidelity")[order],
+            up=cat("up", bool)[order],
+            weather_loss_db=cat("weather_loss_db")[order],
+        )
