@@ -99,8 +99,9 @@ def test_rain_cell_adds_loss_only_while_over_the_site(small):
     alt = np.array([scenario.sites[rained[0]].altitude_m])
     assert weather.extra_loss_db(100.0, rained, zen, alt)[0] == 0.0
     wet = weather.extra_loss_db(1500.0, rained, zen, alt)[0]  # overhead ~15 min after start
-    # 25 mm/h rain, 1.076 R^0.67 = 9.3 dB/km over 3 km / cos(0.3): ~29 dB
-    assert wet == pytest.approx(9.30 * 3.0 / np.cos(0.3), rel=0.01)
+    # 25 mm/h rain, 1.076 R^0.67 = 9.3 dB/km, through the rain column from the station (600 m)
+    # up to 3 km, along a path at 0.3 rad from the zenith: 9.3 x 2.4 / cos(0.3) = 23.4 dB
+    assert wet == pytest.approx(9.30 * 2.4 / np.cos(0.3), rel=0.01)
     dry = [i for i, s in enumerate(scenario.sites) if s.name == "zugspitze"]
     assert weather.extra_loss_db(1500.0, dry, zen, alt)[0] == 0.0
 
