@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from twin.physics.orbits import load_tle_file, parse_omm_text
 from twin.scenarios.schema import Scenario, ScenarioProblems
 
 __all__ = [
@@ -406,7 +407,13 @@ def _line_of(positions: dict[Loc, int], loc: Loc) -> int | None:
 def _validation_error(
     label: str, path: Path | None, exc: ValidationError, positions: dict[Loc, int]
 ) -> ScenarioError:
-    located = [(_line_of(positions, loc), text) for loc, text in _problem_lines(Scenario, exc)]
+    return _problems_error(label, path, _problem_lines(Scenario, exc), positions)
+
+
+def _problems_error(
+    label: str, path: Path | None, lines: list[tuple[Loc, str]], positions: dict[Loc, int]
+) -> ScenarioError:
+    located = [(_line_of(positions, loc), text) for loc, text in lines]
     located.sort(key=lambda item: (item[0] is None, item[0] or 0))
     problems = [f"line {line}: {text}" if line else text for line, text in located]
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
@@ -439,9 +446,48 @@ def scenario_from_dict(
         )
     context = {"base_dir": base_dir} if base_dir is not None else None
     try:
-        return Scenario.model_validate(data, context=context)
+        scenario = Scenario.model_validate(data, context=context)
     except ValidationError as exc:
         raise _validation_error(label, None, exc, positions) from None
+    if base_dir is not None:  # catalog paths were resolved and found: parse them too
+        problems = _catalog_problems(scenario)
+        if problems:
+            raise _problems_error(label, None, problems, positions)
+    return scenario
+
+
+def _catalog_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """Parse every constellation's TLE/OMM file; one problem per file that does not parse.
+
+    The parsers of :mod:`twin.physics.orbits` check each element set (TLE: length, columns,
+    checksum, with the file's line number; OMM: keys and values, with the record number), so
+    ``qntwin validate`` reports a malformed catalog before a run trips on it.
+    """
+    problems: list[tuple[Loc, str]] = []
+    for i, constellation in enumerate(scenario.constellations):
+        for key in ("tle_file", "omm_file"):
+            path = getattr(constellation, key)
+            if path is None:
+                continue
+            loc: Loc = ("constellations", i, key)
+            try:
+                if key == "tle_file":
+                    entries = load_tle_file(path)
+                else:
+                    entries = parse_omm_text(path.read_text(encoding="utf-8"), source=str(path))
+            except UnicodeDecodeError as exc:
+                message = f"{path} is not UTF-8 text (byte {exc.start}); is it an OMM file?"
+            except ValueError as exc:
+                message = str(exc)
+            except OSError as exc:
+                message = f"{path} cannot be read: {exc.strerror}"
+            else:
+                if entries:
+                    continue
+                message = f"{path} holds no element sets; a constellation needs at least one"
+            fix = "a CelesTrak 3-line TLE file" if key == "tle_file" else "a CCSDS OMM file"
+            problems.append((loc, f"{_loc_text(loc)}: {message} (expected {fix})"))
+    return problems
 
 
 def _packaged_dir() -> Path:

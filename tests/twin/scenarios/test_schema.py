@@ -342,8 +342,16 @@ def test_haps_need_haps_equipment():
         _validate_data(data)
 
 
+# The ISS element set of tests/twin/physics/test_orbits.py (CelesTrak, as in skyfield's tests).
+ISS_3LE = (
+    "ISS (ZARYA)\n"
+    "1 25544U 98067A   18184.80969102  .00001614  00000-0  31745-4 0  9993\n"
+    "2 25544  51.6414 295.8524 0003435 262.6267 204.2868 15.54005638121106\n"
+)
+
+
 def test_constellation_sources(tmp_path):
-    (tmp_path / "sats.tle").write_text("ISS\n1 ...\n2 ...\n", encoding="utf-8")
+    (tmp_path / "sats.tle").write_text(ISS_3LE, encoding="utf-8")
     text = _edit(
         '    walker: {inclination_deg: 53, total: 24, planes: 6, phasing: 1}   # or "53:24/6/1"\n'
         "    altitude_m: 550000\n",
@@ -360,6 +368,54 @@ def test_constellation_sources(tmp_path):
     assert "constellations[0].altitude_m" in msg and "remove altitude_m" in msg
     msg = _error(_edit("    altitude_m: 550000\n", ""))
     assert "constellations[0].altitude_m" in msg and "required with walker" in msg
+
+
+def _tle_scenario(tmp_path, catalog_text: str, key: str = "tle_file", name: str = "sats.tle"):
+    (tmp_path / name).write_text(catalog_text, encoding="utf-8")
+    return _edit(
+        '    walker: {inclination_deg: 53, total: 24, planes: 6, phasing: 1}   # or "53:24/6/1"\n'
+        "    altitude_m: 550000\n",
+        f"    {key}: {name}\n",
+    )
+
+
+def test_malformed_tle_file_is_reported_with_its_line_number(tmp_path):
+    # the catalog is parsed at load time (twin.physics.orbits), not only checked to exist:
+    # a bad checksum on the file's line 2 names the field, the file and that line
+    bad = ISS_3LE.replace("0  9993", "0  9994")
+    text = _tle_scenario(tmp_path, bad)
+    yaml_line = text[: text.index("tle_file:")].count("\n") + 1
+    msg = _error(text, base_dir=tmp_path)
+    assert f"line {yaml_line}: constellations[0].tle_file:" in msg
+    assert "sats.tle line 2: bad checksum" in msg and "TLE" in msg
+    # a truncated line 2, and a file with no element set at all
+    msg = _error(_tle_scenario(tmp_path, ISS_3LE[:-20] + "\n"), base_dir=tmp_path)
+    assert "sats.tle line 3: wrong length" in msg
+    msg = _error(_tle_scenario(tmp_path, "\n\n"), base_dir=tmp_path)
+    assert "holds no element sets" in msg
+    # through load_scenario and the CLI's path: a ScenarioError naming the scenario file
+    scenario_path = tmp_path / "scenario.yaml"
+    scenario_path.write_text(_tle_scenario(tmp_path, bad), encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(scenario_path)
+    assert str(scenario_path) in str(info.value) and "bad checksum" in str(info.value)
+
+
+def test_omm_file_is_parsed_at_load_time(tmp_path):
+    record = (
+        '[{"OBJECT_NAME": "ISS (ZARYA)", "OBJECT_ID": "1998-067A", '
+        '"EPOCH": "2018-07-03T19:25:57.304128", "MEAN_MOTION": 15.54005638, '
+        '"ECCENTRICITY": 0.0003435, "INCLINATION": 51.6414, "RA_OF_ASC_NODE": 295.8524, '
+        '"ARG_OF_PERICENTER": 262.6267, "MEAN_ANOMALY": 204.2868, "NORAD_CAT_ID": 25544, '
+        '"BSTAR": 3.1745e-5, "MEAN_MOTION_DOT": 1.614e-5, "MEAN_MOTION_DDOT": 0}]'
+    )
+    text = _tle_scenario(tmp_path, record, key="omm_file", name="sats.json")
+    assert parse_scenario(text, base_dir=tmp_path).constellations[0].omm_file.name == "sats.json"
+    broken = _tle_scenario(
+        tmp_path, record.replace('"BSTAR": 3.1745e-5, ', ""), key="omm_file", name="sats.json"
+    )
+    msg = _error(broken, base_dir=tmp_path)
+    assert "constellations[0].omm_file:" in msg and "record 1: missing key BSTAR" in msg
 
 
 # --- weather ----------------------------------------------------------------------------------
