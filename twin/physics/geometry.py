@@ -15,6 +15,7 @@ for the evidence that drove the design.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -548,17 +549,24 @@ def elevation_from_slant_range_rad(
 
     Inverse of :func:`slant_range_from_elevation_m`:
     ``sin el = ((R+h)^2 - (R+h_s)^2 - d^2) / (2 (R+h_s) d)``. Broadcasts; radians. Raises for
-    a range shorter than the altitude difference or beyond the horizon range.
+    a range shorter than the altitude difference ``h - h_s`` or beyond the horizon range
+    ``sqrt((R+h)^2 - (R+h_s)^2)`` (the platform below the site's horizon); NaN stays NaN.
     """
     d = np.asarray(slant_range_m, dtype=float)
     r_sat = earth_radius_m + np.asarray(altitude_m, dtype=float)
     r_site = earth_radius_m + np.asarray(site_altitude_m, dtype=float)
     sin_el = (r_sat * r_sat - r_site * r_site - d * d) / (2.0 * r_site * d)
-    if np.any(np.abs(sin_el) > 1.0 + 1e-12):
+    bad = (sin_el > 1.0 + 1e-12) | (sin_el < -1e-12)
+    if np.any(bad):
+        arrays = np.broadcast_arrays(d, r_sat, r_site, bad)[:3]
+        d_b, sat_b, site_b = (float(a[bad].flat[0]) for a in arrays)
+        horizon_m = math.sqrt(max(sat_b * sat_b - site_b * site_b, 0.0))
         raise ValueError(
-            "slant_range_m is geometrically impossible for this altitude (shorter than the "
-            "altitude difference or longer than the range to the horizon); got "
-            f"slant_range_m={d!r}, altitude_m={altitude_m!r}"
+            f"slant_range_m {d_b:.6g} m is geometrically impossible for a platform at "
+            f"altitude_m {sat_b - earth_radius_m:.6g} seen from site_altitude_m "
+            f"{site_b - earth_radius_m:.6g}: it must be within [{sat_b - site_b:.6g}, "
+            f"{horizon_m:.6g}] m (from the altitude difference to the range at the site's "
+            "horizon; km passed? multiply by twin.units.KM)"
         )
     return np.arcsin(np.clip(sin_el, -1.0, 1.0))
 

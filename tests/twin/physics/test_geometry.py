@@ -288,6 +288,13 @@ def test_link_geometry_broadcasting_and_errors():
         slant_range_from_elevation_m(45.0, 550e3)
     with pytest.raises(ValueError, match="impossible"):
         elevation_from_slant_range_rad(100e3, 550e3)
+    # Beyond the horizon range sqrt((R+h)^2 - R^2) (2,705 km at 550 km, spherical R = 6371 km)
+    # the platform is below the horizon: rejected as the docstring says, with the valid window.
+    horizon_m = math.sqrt((EARTH_MEAN_RADIUS_M + 550e3) ** 2 - EARTH_MEAN_RADIUS_M**2)
+    assert float(elevation_from_slant_range_rad(horizon_m, 550e3)) == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match=r"3e\+06 m is .*impossible.* \[550000, 2\.7\d+e\+06\] m"):
+        elevation_from_slant_range_rad(np.array([1e6, 3e6]), 550e3)
+    assert np.isnan(elevation_from_slant_range_rad(np.nan, 550e3))  # SGP4 failures pass through
 
 
 def test_line_of_sight_equatorial_chord():
