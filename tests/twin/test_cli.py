@@ -78,30 +78,132 @@ def test_link_budget_overrides_change_the_budget(capsys):
     assert 4.0 < gain_db < 6.5  # 2x the aperture diameter: up to 6 dB more capture
 
 
+def test_link_budget_json_with_several_ranges_gives_lists(capsys):
+    code, out, _ = run_cli(capsys, "link-budget", "--range-km", "600,800", "--json")
+    assert code == 0
+    budget = json.loads(out)
+    for key in ("range_m", "total_loss_db", "transmittance", "qber", "skr_bps"):
+        assert len(budget[key]) == 2 and all(isinstance(v, float) for v in budget[key])
+    assert budget["range_m"] == [600e3, 800e3]
+    assert budget["total_loss_db"][1] > budget["total_loss_db"][0]
+
+
+# (argv, text the error must contain). These end in CliError / ValueError: exit 2, one line.
+BAD_LINK_BUDGET = [
+    (["--preset", "nope"], "known presets: "),
+    (["--range-km", "100"], "shorter than the altitude difference"),
+    (["--weather-loss-db", "-1"], ">= 0"),
+    (["--weather-loss-db", "inf"], "finite loss"),
+    (["--detector-efficiency", "1.5"], "detector_efficiency"),
+    (["--divergence-urad", "0"], "divergence_half_angle_rad must be a small positive angle"),
+    (["--wavelength-nm", "-1"], "--wavelength-nm must be > 0"),
+    (["--tx-aperture-m", "0"], "aperture_diameter_m must be > 0"),
+    # the receiver's own obscuration (0.25 m secondary) was named instead of the flag
+    (["--rx-aperture-m", "0.1"], "--rx-aperture-m 0.1 is not larger than the central obscuration"),
+    # beyond the horizon (it used to print an array repr in metres)
+    (["--range-km", "1e9"], "beyond the horizon range of micius-2017 (2570.75 km)"),
+    (["--range-km", "600,3000"], "--range-km 3000 is beyond the horizon"),
+    # near the horizon the flat-Earth turbulence model diverges (Rytov 5e9, 64 dB at 1e-4 deg)
+    (["--elevation-deg", "0.0001"], "--elevation-deg 0.0001 is below 5 deg"),
+    (["--range-km", "2500"], "0.6452 deg elevation, below 5 deg"),
+    (["--preset", "ground-haps-20km", "--elevation-deg", "1"], "below 5 deg"),
+    (["--preset", "isl-leo-1550", "--elevation-deg", "30"], "no elevation; give --range-km"),
+]
+
+# These are rejected by argparse itself (exit 2 through SystemExit, usage + one error line).
+BAD_LINK_BUDGET_ARGS = [
+    (["--range-km", "-5"], "ranges must be positive finite km"),
+    (["--range-km", "abc"], "'abc'"),
+    (["--range-km", "inf"], "ranges must be positive finite km, got inf"),
+    (["--elevation-deg", "120"], "(0, 90]"),
+    (["--elevation-deg", "nan"], "elevations must be positive finite degrees, got nan"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_LINK_BUDGET)
+def test_link_budget_bad_input_is_one_clear_line(capsys, argv, expected):
+    code, out, err = run_cli(capsys, "link-budget", *argv)
+    assert code == 2 and out == ""
+    assert expected in err
+    assert err.startswith("qntwin link-budget: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "Warning" not in err
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_LINK_BUDGET_ARGS)
+def test_link_budget_bad_flag_value_is_an_argparse_error(capsys, argv, expected):
+    with pytest.raises(SystemExit) as info:
+        main(["link-budget", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_link_budget_accepts_the_edges_of_the_supported_geometry(capsys):
+    # 5 deg elevation and the altitude difference itself are allowed; an HAPS-space link has
+    # no ground end, so low elevations stay available there
+    for argv in (
+        ["--elevation-deg", "5"],
+        ["--range-km", "499.04"],
+        ["--preset", "haps-space-550km", "--elevation-deg", "1"],
+        ["--preset", "isl-leo-1550", "--range-km", "5000"],
+    ):
+        code, _, err = run_cli(capsys, "link-budget", *argv, "--json")
+        assert code == 0, (argv, err)
+
+
+def _small_with_tle(tmp_path, tle_text):
+    from twin.scenarios import packaged_scenario_path
+
+    text = packaged_scenario_path("small").read_text()
+    walker = (
+        '    walker: {inclination_deg: 53, total: 24, planes: 6, phasing: 1}   # or "53:24/6/1"\n'
+        "    altitude_m: 550000\n"
+    )
+    assert walker in text
+    (tmp_path / "sats.tle").write_text(tle_text)
+    path = tmp_path / "tle.yaml"
+    path.write_text(text.replace(walker, "    tle_file: sats.tle\n"))
+    return path
+
+
+ISS_LINE1 = "1 25544U 98067A   18184.80969102  .00001614  00000-0  31745-4 0  9993"
+ISS_LINE2 = "2 25544  51.6414 295.8524 0003435 262.6267 204.2868 15.54005638121106"
+
+
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("content", "expected"),
     [
-        (["link-budget", "--preset", "nope"], "known presets: "),
-        (["link-budget", "--range-km", "-5"], "positive"),
-        (["link-budget", "--range-km", "abc"], "'abc'"),
-        (["link-budget", "--elevation-deg", "120"], "(0, 90]"),
-        (["link-budget", "--range-km", "100"], "altitude difference"),
-        (["link-budget", "--weather-loss-db", "-1"], ">= 0"),
-        (["link-budget", "--detector-efficiency", "1.5"], "detector_efficiency"),
+        (b"name: x\n  bad: [\n", "YAML syntax error at line 2"),
+        (b"", "the file is empty"),
+        (b"# only a comment\n", "the file is empty"),
+        (b"- a\n- b\n", "the top level must be a mapping"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text"),
+        (b"name: x\x00\n", "'\\x00' is not allowed in YAML"),
+        (b"loop: &x [*x]\n", "unknown key 'loop'"),
     ],
 )
-def test_link_budget_bad_input_is_one_clear_line(capsys, argv, expected):
-    with pytest.raises(SystemExit) if expected in ("positive", "'abc'", "(0, 90]") else _no_exit():
-        code = main(argv)
-        assert code == 2
-    err = capsys.readouterr().err
-    assert expected in err
+def test_validate_bad_files_exit_2_without_traceback(tmp_path, capsys, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    code, out, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and out == ""
+    assert str(path) in err and expected in err, err
     assert "Traceback" not in err
 
 
-class _no_exit:
-    def __enter__(self):
-        return self
+def test_validate_a_directory(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", str(tmp_path))
+    assert code == 2 and "is not a file" in err
 
-    def __exit__(self, *exc):
-        return False
+
+def test_validate_parses_the_tle_file_a_scenario_names(tmp_path, capsys):
+    good = _small_with_tle(tmp_path, f"ISS (ZARYA)\n{ISS_LINE1}\n{ISS_LINE2}\n")
+    code, out, _ = run_cli(capsys, "validate", str(good))
+    assert code == 0 and "shell-a from sats.tle" in out
+    # one altered digit: the checksum of the file's line 3 no longer matches
+    bad = _small_with_tle(
+        tmp_path, f"ISS (ZARYA)\n{ISS_LINE1}\n{ISS_LINE2.replace('51.6414', '51.6415')}\n"
+    )
+    code, out, err = run_cli(capsys, "validate", str(bad))
+    assert code == 2 and out == ""
+    assert "constellations[0].tle_file" in err and "sats.tle line 3: bad checksum" in err
