@@ -447,7 +447,8 @@ class HapsPowerModel:
     300`` (level flight at ~20 km), one optical terminal (``terminal_w = 40``, as the satellite
     terminal), ``qkd_payload_w = 30``, an 8 kWh battery (Li-S / Li-ion at ~400 Wh/kg, ~20 kg)
     with 20 % reserve and 0.95 / 0.95 efficiencies. Sized so that a 12 h equinox night at
-    370 W (4.4 kWh drawn, 4.9 kWh from the cells) stays above the reserve.
+    370 W (4.44 kWh delivered, 4.44 / 0.95 = 4.67 kWh drawn from the cells) stays above the
+    reserve (6.4 kWh usable above it).
     """
 
     solar_area_m2: float = 20.0

@@ -47,9 +47,6 @@ __all__ = [
     "qkd_terms",
 ]
 
-# Where each end of a link kind sits: the lower end of a ground/HAPS-space link is the one in
-# (or nearest) the atmosphere.
-_ATMOSPHERIC_KINDS = {k for k in LINK_KINDS if k != "isl"}
 # Receiver at the lower end: turbulence acts like on a downlink (plane wave at the receiver).
 _DOWNWARD_KINDS = {"downlink", "haps-ground", "space-haps"}
 
