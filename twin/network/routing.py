@@ -1,0 +1,688 @@
+"""Routing primitives over one snapshot of G(t): pure functions, deterministic tie-breaking.
+
+Two forms of a snapshot are accepted:
+
+* a networkx ``Graph`` or ``DiGraph`` whose edges carry ``latency_s``, ``up``, ``kind``,
+  ``skr_bps``, ``distance_m`` and ``transmissivity`` (``transmittance`` is read when
+  ``transmissivity`` is absent: the topology's name for the same quantity) and whose nodes may
+  carry ``jurisdiction``; an edge without ``up`` counts as up. Multigraphs are refused: keep the
+  best edge of each node pair (as ``Snapshot.to_csr`` does) before routing.
+* sparse CSR matrices (:func:`graph_to_csr`, :func:`csr_from_edge_arrays`) for the batch form,
+  :func:`shortest_paths_from_sources`, built on ``scipy.sparse.csgraph.dijkstra``.
+
+Baselines
+    :func:`static_shortest_path` is the main paper's baseline (sec. IX): shortest path by
+    propagation delay over the links that are up; no key, weather or prediction awareness.
+    :func:`dijkstra_distance_path` is SPARQ's (sec. V-B, Fig. 10): shortest by link distance over
+    the links whose transmissivity reaches a threshold.
+
+Exact weights
+    Weights are quantised to integers before the search (``latency_s`` to 1 ns, ``distance_m``
+    to 1 mm; pass ``weight_quantum`` for other attributes), each edge costing at least one
+    quantum. Path lengths are then exact integer sums, so "equal weight" is exact equality,
+    not an accident of float summation order, and the CSR form needs no explicit zeros
+    (which csgraph would read as missing edges).
+
+Tie-breaking (the rule, identical in both forms)
+    Among the minimum-weight paths, each node's predecessor is the smallest node name among
+    its tight predecessors (``dist[u] + w(u, v) == dist[v]``). Equivalently, the path read from
+    the destination back to the source is the lexicographically smallest. Insertion order of
+    nodes and edges never matters.
+
+Regulatory constraint (main paper sec. IV-B)
+    A flow may forbid transit through some jurisdictions (node attribute ``jurisdiction``).
+    Nodes of a forbidden jurisdiction are excluded as intermediate hops; the flow's own
+    endpoints are always allowed (a factory in a forbidden country may still send and receive
+    its own data). Nodes without a ``jurisdiction`` (satellites, HAPS unless given one) are
+    never excluded. If no path remains, the result is None, not an exception.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+__all__ = [
+    "DEFAULT_WEIGHT_QUANTA",
+    "NO_PREDECESSOR",
+    "NodeIndex",
+    "csr_from_edge_arrays",
+    "dijkstra_distance_path",
+    "edge_transmissivity",
+    "graph_to_csr",
+    "k_shortest_paths",
+    "no_transit_mask",
+    "path_bottleneck_skr_bps",
+    "path_distance_m",
+    "path_from_predecessors",
+    "path_latency_s",
+    "path_min_transmissivity",
+    "path_weight",
+    "shortest_path",
+    "shortest_paths_from_sources",
+    "static_shortest_path",
+    "transit_violations",
+]
+
+DEFAULT_WEIGHT_QUANTA: Mapping[str, float] = {
+    "latency_s": 1e-9,  # 1 ns: the model's time quantum (message timestamps are int ns)
+    "distance_m": 1e-3,  # 1 mm
+}
+NO_PREDECESSOR = -9999  # scipy.sparse.csgraph's marker, kept for familiarity
+
+EdgeFilter = Callable[[Mapping[str, Any]], bool]
+
+
+# --------------------------------------------------------------------------------------------
+# edge attributes and weights
+# --------------------------------------------------------------------------------------------
+
+
+def _check_graph(graph: nx.Graph) -> None:
+    if not isinstance(graph, nx.Graph):
+        raise ValueError(f"graph must be a networkx Graph or DiGraph, got {type(graph).__name__}")
+    if graph.is_multigraph():
+        raise ValueError(
+            "multigraphs are not routed: keep one edge per node pair (the best one for the "
+            "weight, as Snapshot.to_csr does) and pass a Graph or DiGraph"
+        )
+
+
+def _is_up(data: Mapping[str, Any]) -> bool:
+    return bool(data.get("up", True))
+
+
+def edge_transmissivity(data: Mapping[str, Any]) -> float:
+    """An edge's transmissivity: ``transmissivity``, else ``transmittance`` (same quantity)."""
+    if "transmissivity" in data:
+        return float(data["transmissivity"])
+    if "transmittance" in data:
+        return float(data["transmittance"])
+    raise ValueError(
+        f"edge attributes {sorted(data)} have no transmissivity; set 'transmissivity' (or "
+        "'transmittance') on every edge"
+    )
+
+
+def _quantum(weight: str, weight_quantum: float | None) -> float:
+    if weight_quantum is None:
+        try:
+            return DEFAULT_WEIGHT_QUANTA[weight]
+        except KeyError:
+            raise ValueError(
+                f"no default quantum for weight {weight!r}: pass weight_quantum (the smallest "
+                f"difference that matters, in the attribute's unit); defaults exist for "
+                f"{sorted(DEFAULT_WEIGHT_QUANTA)}"
+            ) from None
+    if not (weight_quantum > 0 and math.isfinite(weight_quantum)):
+        raise ValueError(f"weight_quantum must be a positive finite number, got {weight_quantum!r}")
+    return float(weight_quantum)
+
+
+def _quantise(value: Any, quantum: float, where: str) -> int:
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a number, got {value!r}") from None
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(
+            f"{where} must be finite and >= 0, got {w!r} (mark unusable links up=False instead)"
+        )
+    steps = round(w / quantum)
+    if steps >= 2**52:
+        raise ValueError(f"{where} = {w!r} is too large for quantum {quantum!r}: raise the quantum")
+    return max(1, steps)
+
+
+def _edge_weight(u: Hashable, v: Hashable, data: Mapping[str, Any], weight: str, q: float) -> int:
+    if weight not in data:
+        raise ValueError(f"edge ({u!r}, {v!r}) has no {weight!r} attribute")
+    return _quantise(data[weight], q, f"edge ({u!r}, {v!r}) {weight}")
+
+
+def _codes(forbidden: Iterable[str]) -> set[str]:
+    if isinstance(forbidden, str):
+        raise ValueError(
+            f"forbidden_jurisdictions must be a collection of codes, got the string "
+            f"{forbidden!r}: write [{forbidden!r}]"
+        )
+    return {str(c).strip().upper() for c in forbidden}
+
+
+def _excluded_nodes(
+    graph: nx.Graph, forbidden: Iterable[str], endpoints: Iterable[Hashable]
+) -> set[Hashable]:
+    forbidden = _codes(forbidden)
+    if not forbidden:
+        return set()
+    keep = set(endpoints)
+    return {
+        n
+        for n, j in graph.nodes(data="jurisdiction")
+        if j is not None and str(j).upper() in forbidden and n not in keep
+    }
+
+
+def _usable(edge_filter: EdgeFilter | None) -> EdgeFilter:
+    if edge_filter is None:
+        return _is_up
+    return lambda data: _is_up(data) and edge_filter(data)
+
+
+def _transmissivity_filter(transmissivity_min: float) -> EdgeFilter:
+    if not 0.0 <= transmissivity_min <= 1.0:
+        raise ValueError(f"transmissivity_min must be within [0, 1], got {transmissivity_min!r}")
+    return lambda data: edge_transmissivity(data) >= transmissivity_min
+
+
+# --------------------------------------------------------------------------------------------
+# single pair (networkx snapshot)
+# --------------------------------------------------------------------------------------------
+
+
+def shortest_path(
+    graph: nx.Graph,
+    src: Hashable,
+    dst: Hashable,
+    *,
+    weight: str = "latency_s",
+    weight_quantum: float | None = None,
+    forbidden_jurisdictions: Iterable[str] = (),
+    edge_filter: EdgeFilter | None = None,
+) -> list[Hashable] | None:
+    """Minimum-weight path over the usable edges, or None if there is none.
+
+    Usable: ``up`` (absent: up) and ``edge_filter(data)`` if given. Nodes of
+    ``forbidden_jurisdictions`` other than ``src`` and ``dst`` are skipped. Ties follow the
+    module's rule (smallest-name tight predecessor). ``src == dst`` gives ``[src]``.
+    """
+    _check_graph(graph)
+    for end, name in ((src, "src"), (dst, "dst")):
+        if end not in graph:
+            raise ValueError(f"{name} {end!r} is not a node of the graph")
+    if src == dst:
+        return [src]
+    q = _quantum(weight, weight_quantum)
+    usable = _usable(edge_filter)
+    excluded = _excluded_nodes(graph, forbidden_jurisdictions, (src, dst))
+    successors = graph.succ if graph.is_directed() else graph.adj
+    predecessors = graph.pred if graph.is_directed() else graph.adj
+
+    # Dijkstra to dst; `done` holds final distances only (popped nodes)
+    done: dict[Hashable, int] = {}
+    tentative: dict[Hashable, int] = {src: 0}
+    counter = itertools.count()  # heap order among equal distances does not affect the result
+    heap: list[tuple[int, int, Hashable]] = [(0, next(counter), src)]
+    while heap:
+        d, _, u = heapq.heappop(heap)
+        if u in done:
+            continue
+        done[u] = d
+        if u == dst:
+            break
+        for v, data in successors[u].items():
+            if v in done or v in excluded or not usable(data):
+                continue
+            nd = d + _edge_weight(u, v, data, weight, q)
+            if nd < tentative.get(v, nd + 1):
+                tentative[v] = nd
+                heapq.heappush(heap, (nd, next(counter), v))
+    if dst not in done:
+        return None
+
+    # walk back: the smallest-name tight predecessor at every node
+    path = [dst]
+    v = dst
+    while v != src:
+        best = None
+        for u, data in predecessors[v].items():
+            if u not in done or u in excluded or not usable(data):
+                continue
+            if done[u] + _edge_weight(u, v, data, weight, q) == done[v]:
+                if best is None or u < best:
+                    best = u
+        if best is None:  # cannot happen: dst was reached through some tight edge
+            raise RuntimeError(f"no tight predecessor of {v!r}: routing invariant violated")
+        path.append(best)
+        v = best
+    path.reverse()
+    return path
+
+
+def static_shortest_path(
+    graph: nx.Graph,
+    src: Hashable,
+    dst: Hashable,
+    *,
+    weight: str = "latency_s",
+    forbidden_jurisdictions: Iterable[str] = (),
+    weight_quantum: float | None = None,
+) -> list[Hashable] | None:
+    """The main paper's baseline: shortest by propagation delay over the links that are up.
+
+    No key, weather or prediction awareness (main paper sec. IX, "static shortest-path
+    routing"). Returns the node list from ``src`` to ``dst`` or None.
+    """
+    return shortest_path(
+        graph,
+        src,
+        dst,
+        weight=weight,
+        weight_quantum=weight_quantum,
+        forbidden_jurisdictions=forbidden_jurisdictions,
+    )
+
+
+def dijkstra_distance_path(
+    graph: nx.Graph,
+    src: Hashable,
+    dst: Hashable,
+    *,
+    transmissivity_min: float,
+    forbidden_jurisdictions: Iterable[str] = (),
+    weight: str = "distance_m",
+    weight_quantum: float | None = None,
+) -> list[Hashable] | None:
+    """SPARQ's baseline: Dijkstra by link distance over links with transmissivity >= threshold.
+
+    SPARQ (Shaban et al., IEEE TQE 2024) sec. V-B: nodes connect when the link transmissivity
+    reaches a threshold, and the shortest-path baseline "only focuses on link distance and does
+    not consider link quality" (Fig. 10). Down links are excluded too. ``transmissivity_min``
+    is a scenario setting (the paper's value is lost in our text copy).
+    """
+    return shortest_path(
+        graph,
+        src,
+        dst,
+        weight=weight,
+        weight_quantum=weight_quantum,
+        forbidden_jurisdictions=forbidden_jurisdictions,
+        edge_filter=_transmissivity_filter(transmissivity_min),
+    )
+
+
+def _canonical_subgraph(
+    graph: nx.Graph,
+    weight: str,
+    q: float,
+    usable: EdgeFilter,
+    excluded: set[Hashable],
+) -> nx.Graph:
+    """A copy with the usable edges only, built in sorted order, weights in quanta (``_w``)."""
+    h = graph.__class__()
+    h.add_nodes_from(sorted(n for n in graph.nodes if n not in excluded))
+    edges = []
+    for u, v, data in graph.edges(data=True):
+        if u in excluded or v in excluded or not usable(data):
+            continue
+        if not graph.is_directed() and v < u:
+            u, v = v, u
+        edges.append((u, v, _edge_weight(u, v, data, weight, q)))
+    edges.sort()
+    h.add_weighted_edges_from(edges, weight="_w")
+    return h
+
+
+def k_shortest_paths(
+    graph: nx.Graph,
+    src: Hashable,
+    dst: Hashable,
+    k: int,
+    *,
+    weight: str = "latency_s",
+    weight_quantum: float | None = None,
+    forbidden_jurisdictions: Iterable[str] = (),
+    edge_filter: EdgeFilter | None = None,
+    max_ties: int | None = None,
+) -> list[list[Hashable]]:
+    """Up to ``k`` loopless paths in order of weight, then names read from dst, for controllers.
+
+    Built on ``networkx.shortest_simple_paths`` (Yen's algorithm) over a canonical copy of the
+    usable subgraph, so the result never depends on insertion order. Paths tied with the k-th
+    are also drawn (up to ``max_ties``, default 4k) and the list is sorted by weight, ties by
+    the module's rule (the path read from dst back), before cutting to k: the first path is
+    :func:`shortest_path`'s whenever the ties fit. Usability and jurisdictions as in
+    :func:`shortest_path`. Returns ``[]`` when dst is unreachable.
+    """
+    _check_graph(graph)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    for end, name in ((src, "src"), (dst, "dst")):
+        if end not in graph:
+            raise ValueError(f"{name} {end!r} is not a node of the graph")
+    if src == dst:
+        return [[src]]
+    q = _quantum(weight, weight_quantum)
+    excluded = _excluded_nodes(graph, forbidden_jurisdictions, (src, dst))
+    h = _canonical_subgraph(graph, weight, q, _usable(edge_filter), excluded)
+    extra = 4 * k if max_ties is None else max_ties
+    found: list[tuple[int, list[Hashable]]] = []
+    try:
+        for path in nx.shortest_simple_paths(h, src, dst, weight="_w"):
+            w = nx.path_weight(h, path, "_w")
+            if len(found) >= k and (w > found[k - 1][0] or len(found) >= k + extra):
+                break
+            found.append((w, path))
+    except nx.NetworkXNoPath:
+        return []
+    # ties in the order of the module's rule: the path read backwards, smallest first
+    found.sort(key=lambda wp: (wp[0], wp[1][::-1]))
+    return [p for _, p in found[:k]]
+
+
+# --------------------------------------------------------------------------------------------
+# path properties
+# --------------------------------------------------------------------------------------------
+
+
+def _path_edges(graph: nx.Graph, path: Sequence[Hashable]) -> list[Mapping[str, Any]]:
+    _check_graph(graph)
+    if len(path) == 0:
+        raise ValueError("path is empty: give at least one node")
+    out = []
+    for u, v in itertools.pairwise(path):
+        if not graph.has_edge(u, v):
+            raise ValueError(f"path hop ({u!r}, {v!r}) is not an edge of the graph")
+        out.append(graph.edges[u, v])
+    return out
+
+
+def path_weight(graph: nx.Graph, path: Sequence[Hashable], attribute: str) -> float:
+    """Sum of an edge attribute along a path (``math.fsum``: exact, order-independent)."""
+    return math.fsum(float(d[attribute]) for d in _path_edges(graph, path))
+
+
+def path_latency_s(graph: nx.Graph, path: Sequence[Hashable]) -> float:
+    """Propagation latency of a path, s (sum of ``latency_s``; 0 for a single node)."""
+    return path_weight(graph, path, "latency_s")
+
+
+def path_distance_m(graph: nx.Graph, path: Sequence[Hashable]) -> float:
+    """Length of a path, m (sum of ``distance_m``)."""
+    return path_weight(graph, path, "distance_m")
+
+
+def path_bottleneck_skr_bps(graph: nx.Graph, path: Sequence[Hashable]) -> float:
+    """Smallest ``skr_bps`` along a path, bit/s: the trusted-relay end-to-end key rate bound.
+
+    A single-node path has no bottleneck (``math.inf``).
+    """
+    return min((float(d["skr_bps"]) for d in _path_edges(graph, path)), default=math.inf)
+
+
+def path_min_transmissivity(graph: nx.Graph, path: Sequence[Hashable]) -> float:
+    """Smallest transmissivity along a path (1.0 for a single node)."""
+    return min((edge_transmissivity(d) for d in _path_edges(graph, path)), default=1.0)
+
+
+def transit_violations(
+    graph: nx.Graph, path: Sequence[Hashable], forbidden_jurisdictions: Iterable[str]
+) -> list[Hashable]:
+    """Intermediate nodes of ``path`` in a forbidden jurisdiction (endpoints never count).
+
+    An empty list means the path obeys the regulatory constraint (what a shield checks).
+    """
+    forbidden = _codes(forbidden_jurisdictions)
+    out = []
+    for n in path[1:-1]:
+        j = graph.nodes[n].get("jurisdiction")
+        if j is not None and str(j).upper() in forbidden:
+            out.append(n)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# batch form: CSR + scipy.sparse.csgraph
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class NodeIndex:
+    """A stable node index: ``names[i]`` is node i; ``rank[i]`` its place in sorted name order.
+
+    ``from_graph`` indexes the nodes in sorted order (rank == index); ``from_names`` keeps a
+    given order (e.g. the topology's scenario order) and ranks by name for tie-breaking.
+    """
+
+    names: tuple[Hashable, ...]
+    position: Mapping[Hashable, int]
+    rank: np.ndarray
+
+    @classmethod
+    def from_names(cls, names: Sequence[Hashable]) -> NodeIndex:
+        names = tuple(names)
+        position = {n: i for i, n in enumerate(names)}
+        if len(position) != len(names):
+            raise ValueError("node names must be unique")
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[sorted(range(len(names)), key=lambda i: names[i])] = np.arange(len(names))
+        return cls(names, position, rank)
+
+    @classmethod
+    def from_graph(cls, graph: nx.Graph) -> NodeIndex:
+        return cls.from_names(sorted(graph.nodes))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def indices(self, nodes: Iterable[Hashable]) -> np.ndarray:
+        try:
+            return np.array([self.position[n] for n in nodes], dtype=np.int64)
+        except KeyError as err:
+            raise ValueError(f"node {err.args[0]!r} is not in the index") from None
+
+
+def csr_from_edge_arrays(
+    n_nodes: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    weight: np.ndarray,
+    *,
+    usable: np.ndarray | None = None,
+    weight_quantum: float,
+    directed: bool = False,
+) -> csr_matrix:
+    """CSR adjacency (row = from) of edge arrays, weights in integer quanta (as float64).
+
+    ``a``, ``b``, ``weight`` and ``usable`` have shape (E,). Undirected edges go both ways.
+    Parallel edges keep the smallest weight. Weights are ``max(1, round(w / quantum))``, so
+    there are no explicit zeros and path sums are exact.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    w = np.asarray(weight, dtype=float)
+    if not (a.shape == b.shape == w.shape) or a.ndim != 1:
+        raise ValueError(
+            f"a, b and weight must share one (E,) shape, got {a.shape}, {b.shape}, {w.shape}"
+        )
+    mask = np.ones(a.shape, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    if mask.shape != a.shape:
+        raise ValueError(f"usable must have shape {a.shape}, got {mask.shape}")
+    a, b, w = a[mask], b[mask], w[mask]
+    if a.size and (a.min() < 0 or b.min() < 0 or max(a.max(), b.max()) >= n_nodes):
+        raise ValueError(f"edge endpoints must be node indices in [0, {n_nodes})")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights of usable edges must be finite and >= 0 (mark others unusable)")
+    q = _quantum("", weight_quantum)
+    steps = np.maximum(np.rint(w / q), 1.0)
+    if steps.size and steps.max() >= 2.0**52:
+        raise ValueError(f"a weight is too large for quantum {q!r}: raise the quantum")
+    if not directed:
+        a, b, steps = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([steps, steps])
+    keep = a != b  # self-loops never help a shortest path
+    a, b, steps = a[keep], b[keep], steps[keep]
+    order = np.lexsort((steps, b, a))
+    a, b, steps = a[order], b[order], steps[order]
+    first = np.ones(a.size, dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    m = csr_matrix((steps[first], (a[first], b[first])), shape=(n_nodes, n_nodes))
+    m.sort_indices()
+    return m
+
+
+def graph_to_csr(
+    graph: nx.Graph,
+    *,
+    weight: str = "latency_s",
+    weight_quantum: float | None = None,
+    edge_filter: EdgeFilter | None = None,
+    index: NodeIndex | None = None,
+) -> tuple[csr_matrix, NodeIndex]:
+    """CSR of the usable edges of a networkx snapshot, with its node index (sorted names).
+
+    Usable as in :func:`shortest_path` (up, and ``edge_filter``). Jurisdictions are applied
+    per source by :func:`shortest_paths_from_sources` (``no_transit``), not here.
+    """
+    _check_graph(graph)
+    index = NodeIndex.from_graph(graph) if index is None else index
+    q = _quantum(weight, weight_quantum)
+    usable = _usable(edge_filter)
+    a, b, w = [], [], []
+    for u, v, data in graph.edges(data=True):
+        if usable(data):
+            a.append(index.position[u])
+            b.append(index.position[v])
+            w.append(_edge_weight(u, v, data, weight, q))
+    m = csr_from_edge_arrays(
+        len(index),
+        np.array(a, dtype=np.int64),
+        np.array(b, dtype=np.int64),
+        np.array(w, dtype=float),
+        weight_quantum=1.0,  # already in quanta
+        directed=graph.is_directed(),
+    )
+    return m, index
+
+
+def no_transit_mask(
+    index: NodeIndex, jurisdictions: Mapping[Hashable, str | None], forbidden: Iterable[str]
+) -> np.ndarray:
+    """(N,) bool: nodes whose jurisdiction is forbidden (for ``no_transit``)."""
+    forbidden = _codes(forbidden)
+    return np.array(
+        [
+            (j := jurisdictions.get(n)) is not None and str(j).upper() in forbidden
+            for n in index.names
+        ],
+        dtype=bool,
+    )
+
+
+def _without_rows(m: csr_matrix, rows: np.ndarray) -> csr_matrix:
+    keep = np.ones(m.shape[0], dtype=float)
+    keep[rows] = 0.0
+    out = (m.multiply(keep[:, None])).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def _tight_predecessors(
+    m: csr_matrix, dist: np.ndarray, sources: np.ndarray, rank: np.ndarray, block: int = 64
+) -> np.ndarray:
+    """For each (source, node): the smallest-rank u with dist[u] + w(u, v) == dist[v]."""
+    n = m.shape[0]
+    coo = m.tocoo()
+    u, v, w = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    order = np.argsort(rank)  # rank -> index
+    pred = np.full((len(sources), n), NO_PREDECESSOR, dtype=np.int32)
+    for lo in range(0, len(sources), block):
+        d = dist[lo : lo + block]
+        du = d[:, u]
+        tight = np.isfinite(du) & (du + w == d[:, v])
+        tight &= v[None, :] != sources[lo : lo + block, None]
+        s_idx, e_idx = np.nonzero(tight)
+        if s_idx.size == 0:
+            continue
+        flat = s_idx * n + v[e_idx]
+        best = np.full(d.shape[0] * n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(best, flat, rank[u[e_idx]])
+        hit = best != np.iinfo(np.int64).max
+        block_pred = np.full(d.shape[0] * n, NO_PREDECESSOR, dtype=np.int64)
+        block_pred[hit] = order[best[hit]]
+        pred[lo : lo + d.shape[0]] = block_pred.reshape(d.shape[0], n)
+    return pred
+
+
+def shortest_paths_from_sources(
+    csr: csr_matrix,
+    sources: Sequence[int] | np.ndarray,
+    *,
+    rank: np.ndarray | None = None,
+    no_transit: np.ndarray | None = None,
+    tie_break: str = "name",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and predecessors from each source: arrays of shape (S, N).
+
+    ``csr``: adjacency with row = from (e.g. :func:`graph_to_csr`), integer-quantum weights.
+    ``dist[s, v]`` is in weight quanta (``inf``: unreachable); ``pred[s, v]`` is the node
+    before v on the path (``NO_PREDECESSOR`` for the source and unreachable nodes).
+    ``rank`` (N,) orders nodes for tie-breaking (default: index order; ``NodeIndex.rank``
+    ranks by name), giving the same paths as :func:`shortest_path`. ``no_transit`` (N,) bool:
+    nodes that may end a path but not relay one (a forbidden jurisdiction); a source is never
+    blocked from sending. ``tie_break="csgraph"`` returns csgraph's own predecessors instead:
+    deterministic for a given matrix but not by name, and a little faster.
+    """
+    if not isinstance(csr, csr_matrix):
+        csr = csr_matrix(csr)
+    n = csr.shape[0]
+    sources = np.atleast_1d(np.asarray(sources, dtype=np.int64))
+    if sources.ndim != 1 or (sources.size and (sources.min() < 0 or sources.max() >= n)):
+        raise ValueError(f"sources must be node indices in [0, {n}), got {sources!r}")
+    if tie_break not in ("name", "csgraph"):
+        raise ValueError(f"tie_break must be 'name' or 'csgraph', got {tie_break!r}")
+    rank = np.arange(n, dtype=np.int64) if rank is None else np.asarray(rank, dtype=np.int64)
+    if rank.shape != (n,):
+        raise ValueError(f"rank must have shape ({n},), got {rank.shape}")
+    blocked = np.zeros(n, dtype=bool) if no_transit is None else np.asarray(no_transit, bool)
+    if blocked.shape != (n,):
+        raise ValueError(f"no_transit must have shape ({n},), got {blocked.shape}")
+
+    dist = np.full((sources.size, n), np.inf)
+    pred = np.full((sources.size, n), NO_PREDECESSOR, dtype=np.int32)
+    base = _without_rows(csr, np.flatnonzero(blocked)) if blocked.any() else csr
+    # groups of sources sharing a matrix: unblocked sources use `base`; a blocked source
+    # gets its own outgoing row back (it may send, not relay)
+    groups: list[tuple[np.ndarray, csr_matrix]] = []
+    plain = np.flatnonzero(~blocked[sources])
+    if plain.size:
+        groups.append((plain, base))
+    for k in np.flatnonzero(blocked[sources]):
+        s = sources[k]
+        others = np.flatnonzero(blocked & (np.arange(n) != s))
+        groups.append((np.array([k]), _without_rows(csr, others)))
+    for rows, m in groups:
+        if tie_break == "csgraph":
+            d, p = dijkstra(m, directed=True, indices=sources[rows], return_predecessors=True)
+            dist[rows], pred[rows] = d, p
+        else:
+            d = dijkstra(m, directed=True, indices=sources[rows])
+            dist[rows] = d
+            pred[rows] = _tight_predecessors(m, d, sources[rows], rank)
+    return dist, pred
+
+
+def path_from_predecessors(predecessors: np.ndarray, src: int, dst: int) -> list[int] | None:
+    """The index path src -> dst from one row of predecessors, or None if unreachable."""
+    if src == dst:
+        return [int(src)]
+    path = [int(dst)]
+    v = int(dst)
+    for _ in range(len(predecessors)):
+        v = int(predecessors[v])
+        if v == NO_PREDECESSOR:
+            return None
+        path.append(v)
+        if v == src:
+            path.reverse()
+            return path
+    raise RuntimeError("predecessor row has a cycle: not a shortest-path tree")
