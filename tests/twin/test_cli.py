@@ -97,7 +97,8 @@ BAD_LINK_BUDGET = [
     (["--detector-efficiency", "1.5"], "detector_efficiency"),
     (["--divergence-urad", "0"], "divergence_half_angle_rad must be a small positive angle"),
     (["--wavelength-nm", "-1"], "--wavelength-nm must be > 0"),
-    (["--tx-aperture-m", "0"], "aperture_diameter_m must be > 0"),
+    (["--tx-aperture-m", "0"], "aperture_diameter_m must be finite and > 0"),
+    (["--tx-aperture-m", "inf"], "aperture_diameter_m must be finite and > 0"),
     # the receiver's own obscuration (0.25 m secondary) was named instead of the flag
     (["--rx-aperture-m", "0.1"], "--rx-aperture-m 0.1 is not larger than the central obscuration"),
     # beyond the horizon (it used to print an array repr in metres)

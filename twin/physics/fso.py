@@ -325,9 +325,10 @@ class Terminal:
     """static pointing offset when transmitting (rad)"""
 
     def __post_init__(self) -> None:
-        if not (self.aperture_diameter_m > 0):
+        if not (0 < self.aperture_diameter_m < np.inf):
             raise ValueError(
-                f"aperture_diameter_m must be > 0 (metres), got {self.aperture_diameter_m}"
+                f"aperture_diameter_m must be finite and > 0 (metres), got "
+                f"{self.aperture_diameter_m}"
             )
         if not (1e-7 < self.wavelength_m < 1e-4):
             raise ValueError(

@@ -207,6 +207,10 @@ def test_terminal_validation_messages():
         Terminal(0.3, 850 * NM, divergence_half_angle_rad=10.0)
     with pytest.raises(ValueError, match="percent"):
         Terminal(0.3, 850 * NM, detector_efficiency=50.0)
+    # an infinite aperture used to pass here and fail later as "waist_radius_m must be finite"
+    for bad in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="aperture_diameter_m must be finite and > 0"):
+            Terminal(bad, 850 * NM)
     # diffraction-limited default divergence from the aperture, w0 = D/2
     t = Terminal(0.3, 850 * NM)
     assert t.tx_divergence_half_angle_rad == pytest.approx(850e-9 / (np.pi * 0.15))
