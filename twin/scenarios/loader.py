@@ -437,7 +437,11 @@ def parse_scenario(text: str, *, base_dir: Path | None = None, label: str = "<st
 def scenario_from_dict(
     data, *, base_dir: Path | None = None, label: str = "<dict>", _positions=None
 ) -> Scenario:
-    """Validate an already-parsed scenario mapping (same errors as files, without lines)."""
+    """Validate an already-parsed scenario mapping (same errors as files, without lines).
+
+    TLE/OMM files are located and parsed only with ``base_dir`` (the directory their relative
+    paths refer to); without it their paths are taken as given.
+    """
     positions = _positions or {}
     if not isinstance(data, dict):
         raise ScenarioError(

@@ -324,8 +324,9 @@ class Walker(_Strict):
 class Constellation(_Strict):
     """A satellite shell: a Walker-Delta pattern at ``altitude_m``, or a TLE or OMM file.
 
-    File paths are relative to the scenario file; the loader resolves them and checks they
-    exist (parsing is twin.physics.orbits' job).
+    File paths are relative to the scenario file; validation resolves them and checks they
+    exist, and the loader then parses them with twin.physics.orbits (a malformed element set
+    is reported with the file's line or record number).
     """
 
     name: str = _name_field("constellation name (satellites are named <name>-<index>)")
