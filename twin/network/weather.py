@@ -24,8 +24,8 @@ from twin.physics.atmosphere import (
     rain_attenuation_db_per_km,
     snow_attenuation_db_per_km,
 )
-from twin.scenarios.schema import great_circle_distance_m
-from twin.units import KM
+from twin.physics.geometry import great_circle_distance_m
+from twin.units import DEG, KM
 
 __all__ = ["FOG_TOP_M", "PRECIPITATION_TOP_M", "SiteWeather"]
 
@@ -47,6 +47,8 @@ class SiteWeather:
         self.background_wind = float(weather.background.rms_wind_speed_m_per_s)
         self._sites = list(sites)
         self._names = {site.name: i for i, site in enumerate(self._sites)}
+        self._lat_rad = np.array([site.lat_deg * DEG for site in self._sites])
+        self._lon_rad = np.array([site.lon_deg * DEG for site in self._sites])
         self._events = list(weather.events)
         self._specific_db_per_km = [self._specific(e, wavelength_m) for e in self._events]
 
@@ -88,13 +90,10 @@ class SiteWeather:
                 mask[[self._names[name] for name in event.sites]] = True
             else:
                 lat_c, lon_c = event.center_at_deg(t_s)
-                mask = np.array(
-                    [
-                        great_circle_distance_m(lat_c, lon_c, s.lat_deg, s.lon_deg)
-                        <= event.radius_m
-                        for s in self._sites
-                    ]
+                distance_m = great_circle_distance_m(
+                    lat_c * DEG, lon_c * DEG, self._lat_rad, self._lon_rad
                 )
+                mask = distance_m <= event.radius_m
             out.append((k, mask))
         return out
 

@@ -178,6 +178,10 @@ CASES: dict[str, Case] = {
         _slant_inputs,
         mixed=False,  # a slant range is only possible for its own altitudes
     ),
+    "great_circle_distance_m": Case(
+        geometry.great_circle_distance_m,
+        _args(_u(-1.2, 1.2), _u(-3.0, 3.0), _u(-1.2, 1.2), _u(-3.0, 3.0)),
+    ),
     "earth_central_angle_rad": Case(
         geometry.earth_central_angle_rad, _args(_u(0.0, 1.5), _u(2e4, 1.2e6))
     ),

@@ -337,3 +337,21 @@ def test_line_of_sight_broadcasting():
     assert chord_minimum_altitude_m(a[:, 1, 2], b[:, 1, 2]) == pytest.approx(full[1, 2])
     np.testing.assert_allclose(chord_minimum_altitude_m(a[:, :, 0], b[:, :, 0]), full[:, 0])
     assert line_of_sight_clear(a, b, np.zeros((2, 3))).shape == (2, 3)
+
+
+def test_great_circle_distance_known_values():
+    from twin.physics.geometry import great_circle_distance_m
+    from twin.units import DEG, EARTH_MEAN_RADIUS_M
+
+    # a quarter meridian and one degree of the equator on the IUGG mean sphere (exact)
+    assert great_circle_distance_m(0.0, 0.0, 90 * DEG, 0.0) == pytest.approx(
+        np.pi / 2 * EARTH_MEAN_RADIUS_M, abs=1e-6
+    )
+    assert great_circle_distance_m(0.0, 0.0, 0.0, 1 * DEG) == pytest.approx(
+        EARTH_MEAN_RADIUS_M * DEG, abs=1e-6
+    )
+    # London (51.5074 N, 0.1278 W) - Paris (48.8566 N, 2.3522 E): 343.5 km on the sphere
+    london_paris = great_circle_distance_m(
+        51.5074 * DEG, -0.1278 * DEG, 48.8566 * DEG, 2.3522 * DEG
+    )
+    assert london_paris == pytest.approx(343.5e3, abs=0.5e3)
