@@ -164,6 +164,8 @@ class Snapshot:
     fidelity: np.ndarray
     up: np.ndarray
     weather_loss_db: np.ndarray
+    distance_m: np.ndarray
+    """physical length of the link: fibre route length, or the straight line (latency x c)"""
 
     @property
     def n_nodes(self) -> int:
@@ -209,6 +211,7 @@ class _EdgeBatch:
     fidelity: np.ndarray
     up: np.ndarray
     weather_loss_db: np.ndarray
+    distance_m: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class _OgsHapsPairs:
 
 
 def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidelity, up,
-           weather_loss_db=0.0) -> _EdgeBatch:  # fmt: skip
+           weather_loss_db=0.0, distance_m=None) -> _EdgeBatch:  # fmt: skip
     a = np.asarray(a, dtype=np.int64)
     n = a.size
 
@@ -240,6 +243,9 @@ def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidel
         fidelity=full(fidelity),
         up=full(up, bool),
         weather_loss_db=full(weather_loss_db),
+        distance_m=full(
+            np.asarray(latency_s) * SPEED_OF_LIGHT_M_PER_S if distance_m is None else distance_m
+        ),
     )
 
 
@@ -392,7 +398,7 @@ class TopologyModel:
         return _batch(
             a, b, EdgeKind.FIBER,
             transmittance=eta * detector, latency_s=latency, capacity_bps=FIBER_CAPACITY_BPS,
-            skr_bps=skr, fidelity=_entanglement_fidelity(eta), up=True,
+            skr_bps=skr, fidelity=_entanglement_fidelity(eta), up=True, distance_m=length_m,
         )  # fmt: skip
 
     def _isl_neighbours(self) -> np.ndarray:
@@ -470,6 +476,8 @@ class TopologyModel:
         jd, fr = (float(x) for x in jd_fr_add_seconds(*self._epoch, t_s))
         batches = [self._fiber]
         sat_pos = self._propagator.positions_ecef_m(jd, fr) if self._propagator else None
+        # kept for the energy model of the same tick (sunlight at each satellite)
+        self.satellite_positions_m = sat_pos if sat_pos is not None else np.zeros((3, 0))
         if sat_pos is not None and self._ogs_geometry is not None:
             batches += self._ground_space(t_s, sat_pos)
         if sat_pos is not None and self._isl_preset is not None and self._isl_pairs.size:
@@ -616,4 +624,5 @@ class TopologyModel:
             fidelity=cat("fidelity")[order],
             up=cat("up", bool)[order],
             weather_loss_db=cat("weather_loss_db")[order],
+            distance_m=cat("distance_m")[order],
         )
