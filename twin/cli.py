@@ -75,6 +75,96 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- run -----------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from twin.engine import Engine
+    from twin.metrics import compute_metrics
+    from twin.scenarios import load_scenario
+
+    if args.runtime != "local":
+        raise CliError(
+            f"--runtime {args.runtime!r} is not available yet; use --runtime local "
+            "(the Ray runtime arrives with the runtime issue)"
+        )
+    if args.hours is not None and not (args.hours > 0 and args.hours < 24 * 366):
+        raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
+    if args.seed is not None and args.seed < 0:
+        raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
+    scenario = load_scenario(args.scenario)
+    engine = Engine(scenario, controller=args.controller, seed=args.seed)
+    duration_s = None if args.hours is None else args.hours * 3600.0
+    out_dir = Path(args.out or f"results/{scenario.name}-{engine.controller.name}-{engine.seed}")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn(f"{scenario.name} / {engine.controller.name}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} ticks"),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("run", total=None)
+
+        def report(done: int, total: int) -> None:
+            if done == 1 or done % 50 == 0 or done == total:
+                progress.update(task, completed=done, total=total)
+
+        result = engine.run(duration_s=duration_s, progress=report)
+    metrics = compute_metrics(result, engine)
+    written = _write_run_outputs(out_dir, metrics, result.records)
+    _print_summary(metrics)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _write_run_outputs(out_dir, metrics, records) -> list:
+    from twin.metrics import metrics_json
+    from twin.report import atomic_write_text, write_outputs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.json"
+    atomic_write_text(metrics_path, metrics_json(metrics))
+    return [metrics_path, *write_outputs(out_dir, metrics, records)]
+
+
+def _print_summary(metrics: dict) -> None:
+    m = metrics["metrics"]
+
+    def fmt(value, unit="", digits=3):
+        return "n/a" if value is None else f"{value:.{digits}g}{unit}"
+
+    rows = [
+        ("secure session uptime (Type-I)", fmt(m["secure_session_uptime_pct"], " %", 5)),
+        *(
+            (f"availability {c.replace('_', '-')}", fmt(v, " %", 5))
+            for c, v in m["availability_pct"].items()
+        ),
+        *((f"latency {c.replace('_', '-')}", fmt(v, " ms")) for c, v in m["latency_ms"].items()),
+        ("handovers", str(m["handovers"])),
+        ("key utilization", fmt(m["key_utilization_pct"], " %")),
+        (
+            "key generated / consumed [bit]",
+            f"{m['keys']['generated_bits']:,} / {m['keys']['consumed_bits']:,}",
+        ),
+        ("throughput", fmt(m["throughput_bps"], " bit/s")),
+        ("energy per bit", fmt(m["energy_j_per_bit"], " J")),
+        ("carbon per bit", fmt(m["carbon_g_per_bit"], " g")),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print(
+        f"{metrics['scenario']} with {metrics['controller']}, seed {metrics['seed']}: "
+        f"{metrics['sim_seconds']:g} s simulated in {metrics['wall_seconds']:.1f} s"
+    )
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+
+
 # --- link-budget ---------------------------------------------------------------------------
 
 # The breakdown printed by ``qntwin link-budget``: (label, LinkBudget field, scale, format).
@@ -330,6 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Digital twin of quantum-enabled non-terrestrial industrial networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="run a scenario with a controller; write metrics, time series, plots and a report",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument(
+        "--controller", default="static-sp", help="static-sp (default) or dijkstra-distance"
+    )
+    p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
+    p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
+    p.add_argument("--out", help="output directory (default results/SCENARIO-CONTROLLER-SEED)")
+    p.add_argument("--runtime", default="local", help="local (single process; ray comes later)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("scenarios", help="list the packaged scenario files")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -113,7 +113,9 @@ class RunResult:
 class Engine:
     """Runs one scenario with one controller; :meth:`run` returns a :class:`RunResult`."""
 
-    def __init__(self, scenario, *, controller: str = "static-sp", seed: int | None = None):
+    def __init__(
+        self, scenario, *, controller: str = "static-sp", seed: int | None = None, flows=None
+    ):
         self.scenario = scenario
         self.controller = make_controller(controller)
         self.seed = scenario.seed if seed is None else int(seed)
@@ -123,7 +125,8 @@ class Engine:
         self.node_index = NodeIndex.from_names(names)
         self._index = {name: i for i, name in enumerate(names)}
         self.jurisdictions = {s.name: s.jurisdiction for s in scenario.sites}
-        self.flows = list(scenario.flows()) if hasattr(scenario, "flows") else []
+        # flows: the scenario's traffic section, or a list given by the caller (tests, studies)
+        self.flows = list(scenario.flows()) if flows is None else list(flows)
         self.flow_endpoints = [
             (self._index[f.src_site], self._index[f.dst_site]) for f in self.flows
         ]
