@@ -14,6 +14,12 @@ turns them into readable messages).
 Weather (:class:`Weather`) is a clear-air background plus events (cloud, fog, rain, snow,
 turbulence), a discriminated union on ``kind``: each kind has its own fields, so an error names
 the right one (``weather.events[1].rain_rate_mm_per_h``).
+
+Traffic (:class:`Traffic`) lists flows in the four classes of the main paper's Table 1, with
+demand components as a discriminated union on ``kind`` (constant, diurnal, on_off, window,
+forecast). The models mirror the section that ``twin.network.traffic.flows_from_mapping``
+reads; :meth:`Scenario.flows` hands the validated section to that function, and validation
+runs it on every flow too, so a file that validates always builds its flows.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import difflib
 import math
 import re
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args
 
 from pydantic import (
     BaseModel,
@@ -34,22 +41,28 @@ from pydantic import (
     model_validator,
 )
 
+from twin.network.traffic import DAY_NS, Flow, TrafficClass, exact_rate_bps, flows_from_mapping
 from twin.physics.carbon import grid_regions
 from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, SatellitePowerModel
-from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, URAD, WH_J
+from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, NS_PER_S, URAD, WH_J
 
 __all__ = [
     "CloudEvent",
+    "ConstantDemand",
     "Constellation",
+    "Demand",
+    "DiurnalDemand",
     "Equipment",
     "FiberBackbone",
     "FiberEdge",
     "FogEvent",
+    "ForecastDemand",
     "Haps",
     "HapsEquipment",
     "HapsLoadsW",
     "OgsCluster",
     "OgsEquipment",
+    "OnOffDemand",
     "OpticalLinkEquipment",
     "OpticalLinks",
     "Problem",
@@ -62,12 +75,16 @@ __all__ = [
     "SiteKind",
     "SnowEvent",
     "TimeSpan",
+    "Traffic",
+    "TrafficClassName",
+    "TrafficFlow",
     "TurbulenceEvent",
     "Walker",
     "Weather",
     "WeatherBackground",
     "WeatherEvent",
     "WeatherEventKind",
+    "WindowDemand",
     "great_circle_distance_m",
 ]
 
@@ -131,6 +148,20 @@ def _name_field(description: str):
     return Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description=description)
 
 
+def _zoned(value, key: str):
+    """A time given in the file must carry its zone: UTC written explicitly (ISO 8601)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
+            raise ValueError(
+                f"{key} {value!r} has no time zone; write UTC explicitly, e.g. '{text}Z' (ISO 8601)"
+            )
+        return text
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"{key} {value.isoformat()} has no time zone; give UTC")
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # Time
 # --------------------------------------------------------------------------------------------
@@ -148,17 +179,7 @@ class TimeSpan(_Strict):
     @field_validator("start_utc", mode="before")
     @classmethod
     def _explicit_zone(cls, value):
-        if isinstance(value, str):
-            text = value.strip()
-            if not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
-                raise ValueError(
-                    f"start_utc {value!r} has no time zone; write UTC explicitly, "
-                    f"e.g. '{text}Z' (ISO 8601)"
-                )
-            return text
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError(f"start_utc {value.isoformat()} has no time zone; give UTC")
-        return value
+        return _zoned(value, "start_utc")
 
     @model_validator(mode="after")
     def _whole_ticks(self) -> TimeSpan:
@@ -966,6 +987,459 @@ class Weather(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+# Traffic
+# --------------------------------------------------------------------------------------------
+
+TrafficClassName = Literal["type_i", "type_ii", "type_iii", "type_iv"]
+
+# Ceilings of the traffic section: generous, they refuse absurd values (a rate typed with
+# three zeros too many), not demands a network could not carry.
+# 1 Tbit/s: above any single link of the model (the fastest space-to-ground optical link flown,
+# NASA TBIRD 2023, carried 200 Gbit/s).
+MAX_FLOW_RATE_BPS = 1e12
+# The largest IPv4 datagram (total-length field, RFC 791): packet-level flows carry IoT-sized
+# messages (the IoT paper's packet delivery ratio), not bulk transfers.
+MAX_PACKET_SIZE_BYTES = 65_535
+# One year, as time.duration_s: periods, windows and offsets of demand schedules.
+MAX_TRAFFIC_SECONDS = 366 * 86_400
+# 1 PB (decimal) for one forecast transfer: firmware images and video archives are GB to TB.
+MAX_VOLUME_GB = 1e6
+MAX_VOLUME_BITS = 8 * 10**15
+# IMT-2020 massive IoT: 10^6 devices per km^2 (ITU-R M.2410); 10^9 bounds any one flow.
+MAX_FLOW_DEVICES = 10**9
+
+
+def _rate_field(description: str = "bit/s", *, default=..., gt: float | None = None):
+    bounds = {"gt": gt} if gt is not None else {"ge": 0}
+    return Field(default, le=MAX_FLOW_RATE_BPS, description=description, **bounds)
+
+
+def _seconds_field(description: str, *, default=None, positive: bool = False):
+    bounds = {"gt": 0} if positive else {"ge": 0}
+    return Field(default, le=MAX_TRAFFIC_SECONDS, description=description, **bounds)
+
+
+def _utc_field(description: str):
+    return Field(default=None, strict=False, description=description)
+
+
+def _exact_ns(seconds: float, key: str) -> Fraction:
+    """Seconds as exact nanoseconds, read as twin.network.traffic reads them (decimal form)."""
+    return exact_rate_bps(seconds, key) * NS_PER_S
+
+
+def _offset_ns(moment: datetime, start_utc: datetime) -> int:
+    """Integer ns from the scenario start to ``moment`` (as twin.network.traffic counts them)."""
+    delta = moment - start_utc
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
+
+
+class _DemandBase(_Strict):
+    """A demand component of a flow (twin.network.traffic); ``kind`` picks which.
+
+    Times are either ``<key>_utc`` (ISO 8601 with a zone, at or after ``time.start_utc``) or
+    ``<key>_s`` (seconds after ``time.start_utc``), never both; seconds must be whole
+    nanoseconds. Times after the scenario's end are allowed: ``qntwin run --hours`` may run
+    longer than ``time.duration_s``.
+    """
+
+    # seconds fields that must be whole ns; (time key, required) pairs of *_utc / *_s fields
+    _SECONDS_KEYS: ClassVar[tuple[str, ...]] = ()
+    _TIMES: ClassVar[tuple[tuple[str, bool], ...]] = ()
+
+    @field_validator("start_utc", "end_utc", "deadline_utc", mode="before", check_fields=False)
+    @classmethod
+    def _explicit_zone(cls, value, info: ValidationInfo):
+        return value if value is None else _zoned(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _DemandBase:
+        problems = self._problems()
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+    def _problems(self) -> list[Problem]:
+        problems = []
+        for key in self._SECONDS_KEYS:
+            value = getattr(self, key)
+            if value is not None and _exact_ns(value, key).denominator != 1:
+                problems.append(
+                    Problem(
+                        (key,),
+                        value,
+                        f"{key} = {value!r} s is not a whole number of nanoseconds; allowed: "
+                        f"multiples of 1e-9 s",
+                    )
+                )
+        for key, required in self._TIMES:
+            utc, seconds = getattr(self, f"{key}_utc"), getattr(self, f"{key}_s")
+            if utc is not None and seconds is not None:
+                problems.append(
+                    Problem(
+                        (f"{key}_s",),
+                        seconds,
+                        f"give {key}_utc or {key}_s, not both ({key}_utc = {utc.isoformat()})",
+                    )
+                )
+            elif required and utc is None and seconds is None:
+                problems.append(
+                    Problem(
+                        (f"{key}_utc",),
+                        None,
+                        f"the {key} time is missing; give {key}_utc (ISO 8601 with a zone, "
+                        f"e.g. '2024-06-21T03:00:00Z') or {key}_s (s after time.start_utc)",
+                    )
+                )
+        return problems
+
+    def time_ns(self, key: str, start_utc: datetime) -> int | None:
+        """The ``key`` time (``start``, ``end``, ``deadline``) as int ns after ``start_utc``."""
+        utc, seconds = getattr(self, f"{key}_utc"), getattr(self, f"{key}_s")
+        if utc is not None:
+            return _offset_ns(utc, start_utc)
+        if seconds is not None:
+            return int(_exact_ns(seconds, f"{key}_s"))
+        return None
+
+
+class ConstantDemand(_DemandBase):
+    """A constant rate from the scenario start on (twin.network.traffic.ConstantRate)."""
+
+    kind: Literal["constant"]
+    rate_bps: float = _rate_field()
+
+
+class DiurnalDemand(_DemandBase):
+    """A daily profile of equal UTC slots (twin.network.traffic.DiurnalRate).
+
+    Exactly one of: ``hourly_bps`` (24 values, slot 0 = 00:00-01:00 UTC), ``slot_bps`` (n
+    values, n dividing the day) or ``mean_bps`` with ``amplitude_bps`` and ``peak_hour_utc``
+    (a cosine sampled into 24 whole-bit/s hourly slots at load time).
+    """
+
+    kind: Literal["diurnal"]
+    hourly_bps: list[Annotated[float, Field(ge=0, le=MAX_FLOW_RATE_BPS)]] | None = Field(
+        default=None, min_length=24, max_length=24, description="24 hourly rates, bit/s, UTC"
+    )
+    slot_bps: list[Annotated[float, Field(ge=0, le=MAX_FLOW_RATE_BPS)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=86_400,
+        description="rates of equal UTC slots, bit/s; their number divides the day",
+    )
+    mean_bps: float | None = _rate_field("mean rate of the cosine, bit/s", default=None)
+    amplitude_bps: float | None = _rate_field("cosine amplitude, bit/s (<= mean)", default=None)
+    peak_hour_utc: float | None = Field(
+        default=None, ge=0, lt=24, description="UTC hour of the cosine's maximum"
+    )
+
+    def _problems(self) -> list[Problem]:
+        problems = super()._problems()
+        given = [k for k in ("hourly_bps", "slot_bps", "mean_bps") if getattr(self, k) is not None]
+        if len(given) != 1:
+            problems.append(
+                Problem(
+                    (given[-1] if given else "hourly_bps",),
+                    None if not given else getattr(self, given[-1]),
+                    f"give exactly one of hourly_bps (24 values), slot_bps (n values) or "
+                    f"mean_bps (with amplitude_bps, peak_hour_utc); got "
+                    f"{', '.join(given) if given else 'none'}",
+                )
+            )
+        cosine = ("amplitude_bps", "peak_hour_utc")
+        if self.mean_bps is not None:
+            for key in cosine:
+                if getattr(self, key) is None:
+                    problems.append(
+                        Problem((key,), None, f"{key} is required with mean_bps (a cosine)")
+                    )
+            if self.amplitude_bps is not None and self.amplitude_bps > self.mean_bps:
+                problems.append(
+                    Problem(
+                        ("amplitude_bps",),
+                        self.amplitude_bps,
+                        f"amplitude_bps must not exceed mean_bps ({self.mean_bps:g}), or the "
+                        f"rate turns negative; allowed: [0, {self.mean_bps:g}]",
+                    )
+                )
+        else:
+            for key in cosine:
+                if getattr(self, key) is not None:
+                    problems.append(
+                        Problem(
+                            (key,),
+                            getattr(self, key),
+                            f"{key} shapes a cosine profile and goes with mean_bps: add "
+                            f"mean_bps or remove {key}",
+                        )
+                    )
+        if self.slot_bps is not None and DAY_NS % len(self.slot_bps):
+            problems.append(
+                Problem(
+                    ("slot_bps",),
+                    len(self.slot_bps),
+                    f"{len(self.slot_bps)} slots do not divide the day into whole nanoseconds; "
+                    f"allowed: a number of slots that divides 86400e9, e.g. 24, 48, 96, 1440",
+                )
+            )
+        return problems
+
+
+class OnOffDemand(_DemandBase):
+    """``rate_bps`` during ``on_s`` of every ``period_s``; an on-window starts at ``offset_s``.
+
+    The pattern repeats over all time (twin.network.traffic.OnOffRate).
+    """
+
+    kind: Literal["on_off"]
+    rate_bps: float = _rate_field("rate while on, bit/s")
+    period_s: float = _seconds_field("period, s", default=..., positive=True)
+    on_s: float = _seconds_field("on-time in each period, s (<= period_s)", default=...)
+    offset_s: float = _seconds_field("start of an on-window, s after time.start_utc", default=0.0)
+
+    _SECONDS_KEYS: ClassVar[tuple[str, ...]] = ("period_s", "on_s", "offset_s")
+
+    def _problems(self) -> list[Problem]:
+        problems = super()._problems()
+        if self.on_s > self.period_s:
+            problems.append(
+                Problem(
+                    ("on_s",),
+                    self.on_s,
+                    f"on_s must not exceed period_s; allowed: [0, {self.period_s:g}]",
+                )
+            )
+        return problems
+
+
+class WindowDemand(_DemandBase):
+    """``rate_bps`` from ``start`` to ``end`` (twin.network.traffic.WindowRate)."""
+
+    kind: Literal["window"]
+    rate_bps: float = _rate_field("rate inside the window, bit/s")
+    start_utc: datetime | None = _utc_field("window start, ISO 8601 with a zone")
+    start_s: float | None = _seconds_field("window start, s after time.start_utc")
+    end_utc: datetime | None = _utc_field("window end, ISO 8601 with a zone")
+    end_s: float | None = _seconds_field("window end, s after time.start_utc")
+
+    _SECONDS_KEYS: ClassVar[tuple[str, ...]] = ("start_s", "end_s")
+    _TIMES: ClassVar[tuple[tuple[str, bool], ...]] = (("start", True), ("end", True))
+
+
+class ForecastDemand(_DemandBase):
+    """A volume to move in a window, announced ahead (twin.network.traffic.ForecastEvent).
+
+    The MES forecast of the main paper (sec. VI-A: "Firmware update scheduled for 03:00").
+    Give the volume as ``volume_gb`` (decimal GB, 1e9 bytes) or ``volume_bits``, and its pace
+    as ``duration_s`` or ``rate_bps``. The controller learns of it ``announce_lead_s`` before
+    the start (clipped at the scenario start); ``deadline`` (optional, at or after the end) is
+    the latest completion a deferring controller must respect.
+    """
+
+    kind: Literal["forecast"]
+    name: str = _name_field("event name")
+    start_utc: datetime | None = _utc_field("start, ISO 8601 with a zone")
+    start_s: float | None = _seconds_field("start, s after time.start_utc")
+    volume_gb: float | None = Field(
+        default=None, gt=0, le=MAX_VOLUME_GB, description="volume, decimal GB (1e9 bytes)"
+    )
+    volume_bits: int | None = Field(default=None, gt=0, le=MAX_VOLUME_BITS)
+    duration_s: float | None = _seconds_field("transfer duration, s", positive=True)
+    rate_bps: float | None = _rate_field("transfer rate, bit/s", default=None, gt=0)
+    announce_lead_s: float = _seconds_field("announced this long before start, s", default=0.0)
+    deadline_utc: datetime | None = _utc_field("latest completion, ISO 8601 with a zone")
+    deadline_s: float | None = _seconds_field("latest completion, s after time.start_utc")
+
+    _SECONDS_KEYS: ClassVar[tuple[str, ...]] = (
+        "start_s",
+        "duration_s",
+        "announce_lead_s",
+        "deadline_s",
+    )
+    _TIMES: ClassVar[tuple[tuple[str, bool], ...]] = (("start", True), ("deadline", False))
+
+    def _problems(self) -> list[Problem]:
+        problems = super()._problems()
+        for pair, what in (
+            (("volume_gb", "volume_bits"), "the volume"),
+            (("duration_s", "rate_bps"), "the pace"),
+        ):
+            given = [k for k in pair if getattr(self, k) is not None]
+            if len(given) != 1:
+                problems.append(
+                    Problem(
+                        (given[-1] if given else pair[0],),
+                        getattr(self, given[-1]) if given else None,
+                        f"give exactly one of {pair[0]} or {pair[1]} for {what}; got "
+                        f"{', '.join(given) if given else 'neither'}",
+                    )
+                )
+        return problems
+
+    def volume_bits_exact(self) -> int:
+        """The volume in bits (decimal GB floored to whole bits, as twin.network.traffic)."""
+        if self.volume_bits is not None:
+            return self.volume_bits
+        return math.floor(exact_rate_bps(self.volume_gb, "volume_gb") * 8 * 10**9)
+
+    def duration_ns(self) -> int:
+        """Transfer duration, int ns (from ``rate_bps``: rounded up, at least 1 ns)."""
+        if self.duration_s is not None:
+            return max(int(_exact_ns(self.duration_s, "duration_s")), 1)
+        rate = exact_rate_bps(self.rate_bps, "rate_bps")
+        return max(math.ceil(Fraction(self.volume_bits_exact()) * NS_PER_S / rate), 1)
+
+
+Demand = Annotated[
+    ConstantDemand | DiurnalDemand | OnOffDemand | WindowDemand | ForecastDemand,
+    Field(discriminator="kind"),
+]
+
+
+def _traffic_class(value):
+    """``type-i``, ``Type-I``, ``I`` -> ``type_i``; an unknown class names the four."""
+    if isinstance(value, str | TrafficClass):
+        return TrafficClass.parse(value).value
+    return value  # not a string: the Literal's own error names the four
+
+
+class TrafficFlow(_Strict):
+    """A flow of one traffic class (main paper Table 1) between two scenario sites.
+
+    Its demand is exactly one of ``rate_bps`` (constant), ``demand`` (a list of components,
+    summed) or ``packets_per_s`` (packet-level, with ``packet_size_bytes``).
+    ``forbid_transit``: jurisdictions its data must not cross (as intermediate hops; main paper
+    sec. IV-B). ``devices``: how many devices it aggregates (Type-III batch keys).
+    """
+
+    name: str = _name_field("flow name, unique within traffic.flows")
+    traffic_class: TrafficClassName = Field(
+        description="main paper Table 1: type_i control (OTP), type_ii telemetry (AES-256), "
+        "type_iii IoT (AES-128 batch), type_iv bulk (PQC)"
+    )
+    src: str = Field(min_length=1, description="source site name")
+    dst: str = Field(min_length=1, description="destination site name")
+    rate_bps: float | None = _rate_field("constant rate, bit/s", default=None)
+    demand: list[Demand] | None = Field(default=None, min_length=1)
+    packet_size_bytes: int | None = Field(
+        default=None, ge=1, le=MAX_PACKET_SIZE_BYTES, description="packet size, bytes"
+    )
+    packets_per_s: float | None = Field(
+        default=None, gt=0, le=1e9, description="packet rate (with packet_size_bytes)"
+    )
+    forbid_transit: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(
+        default_factory=list, description="ISO 3166-1 alpha-2 codes its data must not transit"
+    )
+    devices: int = Field(default=1, ge=1, le=MAX_FLOW_DEVICES, description="devices aggregated")
+
+    @field_validator("traffic_class", mode="before")
+    @classmethod
+    def _canonical_class(cls, value):
+        return _traffic_class(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrafficFlow:
+        problems = []
+        given = [k for k in ("rate_bps", "demand", "packets_per_s") if getattr(self, k) is not None]
+        if len(given) != 1:
+            problems.append(
+                Problem(
+                    (given[-1] if given else "rate_bps",),
+                    getattr(self, given[-1]) if given else None,
+                    f"give exactly one of rate_bps (constant, bit/s), demand (a list of "
+                    f"components) or packets_per_s (with packet_size_bytes); got "
+                    f"{', '.join(given) if given else 'none'}",
+                )
+            )
+        if self.packets_per_s is not None and self.packet_size_bytes is None:
+            problems.append(
+                Problem(
+                    ("packet_size_bytes",),
+                    None,
+                    f"packet_size_bytes is required with packets_per_s; allowed: an integer "
+                    f"in [1, {MAX_PACKET_SIZE_BYTES}]",
+                )
+            )
+        if self.src == self.dst:
+            problems.append(
+                Problem(
+                    ("dst",),
+                    self.dst,
+                    f"src and dst are both {self.dst!r}; a flow joins two different sites: "
+                    f"allowed: any site other than {self.src!r}",
+                )
+            )
+        if problems:
+            raise ScenarioProblems(problems)
+        return self
+
+
+class Traffic(_Strict):
+    """The scenario's flows, in the four industrial classes of the main paper's Table 1."""
+
+    flows: list[TrafficFlow] = Field(default_factory=list)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The section as plain data in the file's shape (what ``flows_from_mapping`` reads)."""
+        return self.model_dump(mode="python", exclude_none=True)
+
+
+def _demand_time_problems(
+    component: _DemandBase, loc: tuple[str | int, ...], start_utc: datetime
+) -> list[Problem]:
+    """Times of a demand component against the scenario start, windows and deadlines."""
+    problems = []
+    times: dict[str, int] = {}
+    given: dict[str, tuple[str, Any]] = {}
+    for key, _ in component._TIMES:
+        utc, seconds = getattr(component, f"{key}_utc"), getattr(component, f"{key}_s")
+        if utc is not None:
+            given[key] = (f"{key}_utc", utc.isoformat())
+            if utc < start_utc:
+                problems.append(
+                    Problem(
+                        (*loc, f"{key}_utc"),
+                        utc.isoformat(),
+                        f"{key}_utc is before the scenario start; allowed: at or after "
+                        f"time.start_utc ({start_utc.isoformat()})",
+                    )
+                )
+                continue
+        elif seconds is not None:
+            given[key] = (f"{key}_s", seconds)
+        ns = component.time_ns(key, start_utc)
+        if ns is not None:
+            times[key] = ns
+    if isinstance(component, WindowDemand) and {"start", "end"} <= set(times):
+        if times["end"] < times["start"]:
+            key, value = given["end"]
+            problems.append(
+                Problem(
+                    (*loc, key),
+                    value,
+                    f"the window ends {times['end'] / NS_PER_S:g} s after time.start_utc, "
+                    f"before it starts ({times['start'] / NS_PER_S:g} s); allowed: an end at "
+                    f"or after the start",
+                )
+            )
+    if isinstance(component, ForecastDemand) and {"start", "deadline"} <= set(times):
+        end_ns = times["start"] + component.duration_ns()
+        if times["deadline"] < end_ns:
+            key, value = given["deadline"]
+            problems.append(
+                Problem(
+                    (*loc, key),
+                    value,
+                    f"the deadline ({times['deadline'] / NS_PER_S:g} s after time.start_utc) "
+                    f"precedes the transfer's end ({end_ns / NS_PER_S:g} s: start + duration); "
+                    f"allowed: at or after the end",
+                )
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
 # Scenario
 # --------------------------------------------------------------------------------------------
 
@@ -988,6 +1462,7 @@ class Scenario(_Strict):
     fiber: FiberBackbone = Field(default_factory=FiberBackbone)
     equipment: Equipment
     weather: Weather = Field(default_factory=Weather)
+    traffic: Traffic = Field(default_factory=Traffic)
 
     def summary(self) -> str:
         """One line for ``qntwin validate``: what the file describes, in counts."""
@@ -1009,9 +1484,20 @@ class Scenario(_Strict):
             f"{len(self.haps)} HAPS",
             _count(len(self.fiber.edges), "fiber edge"),
             _count(len(self.weather.events), "weather event"),
+            self._traffic_summary(),
             f"{self.time.duration_s:g} s at {self.time.tick_s:g} s ticks",
         ]
         return ", ".join(parts)
+
+    def _traffic_summary(self) -> str:
+        flows = self.traffic.flows
+        text = _count(len(flows), "flow")
+        if flows:
+            per_class = {
+                c: sum(f.traffic_class == c for f in flows) for c in get_args(TrafficClassName)
+            }
+            text += " (" + ", ".join(f"{n} {c}" for c, n in per_class.items() if n) + ")"
+        return text
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
@@ -1020,6 +1506,7 @@ class Scenario(_Strict):
         problems += self._check_clusters()
         problems += self._check_fiber()
         problems += self._check_weather()
+        problems += self._check_traffic()
         if self.haps and self.equipment.haps is None:
             problems.append(
                 Problem(
@@ -1213,7 +1700,73 @@ class Scenario(_Strict):
                 )
         return problems
 
+    def _check_traffic(self) -> list[Problem]:
+        problems = []
+        site_names = [s.name for s in self.sites]
+        known = set(site_names)
+        start_utc = self.time.start_utc
+        seen: dict[str, int] = {}
+        for i, flow in enumerate(self.traffic.flows):
+            loc = ("traffic", "flows", i)
+            found = []
+            if flow.name in seen:
+                found.append(
+                    Problem(
+                        (*loc, "name"),
+                        flow.name,
+                        f"flow name {flow.name!r} is already used by "
+                        f"traffic.flows[{seen[flow.name]}]; flow names must be unique",
+                    )
+                )
+            seen.setdefault(flow.name, i)
+            for end in ("src", "dst"):
+                value = getattr(flow, end)
+                if value not in known:
+                    found.append(
+                        Problem(
+                            (*loc, end),
+                            value,
+                            f"no site named {value!r}; allowed: "
+                            f"{_site_names_help(value, site_names)}",
+                        )
+                    )
+            for j, component in enumerate(flow.demand or ()):
+                found += _demand_time_problems(component, (*loc, "demand", j), start_utc)
+            if not found:
+                found += self._flow_build_problems(i, flow)
+            problems += found
+        return problems
+
+    def _flow_build_problems(self, index: int, flow: TrafficFlow) -> list[Problem]:
+        """What twin.network.traffic still refuses in a flow the schema accepted.
+
+        The schema checks everything the reader checks, with field paths; this catches a rule
+        added to the reader and not yet here, so that ``flows()`` never fails on a scenario
+        that validated.
+        """
+        try:
+            flows_from_mapping({"flows": [flow.model_dump(exclude_none=True)]}, self.time.start_utc)
+        except ValueError as exc:
+            message = str(exc).replace("traffic.flows[0]", f"traffic.flows[{index}]")
+            return [Problem(("traffic", "flows", index), flow.name, message)]
+        return []
+
     # --- queries -----------------------------------------------------------------------------
+
+    def flows(self) -> list[Flow]:
+        """The ``traffic`` flows as twin.network.traffic ``Flow`` objects, in file order.
+
+        Built by ``twin.network.traffic.flows_from_mapping`` from the validated section, so the
+        schema and the network's reader cannot drift apart. Demand is exact (integer bits per
+        tick, see twin.network.traffic); times count from ``time.start_utc``.
+        """
+        return list(
+            flows_from_mapping(
+                self.traffic.to_mapping(),
+                self.time.start_utc,
+                site_names=[s.name for s in self.sites],
+            )
+        )
 
     def site(self, name: str) -> Site:
         """The site called ``name`` (KeyError if none)."""
