@@ -49,6 +49,10 @@ __all__ = ["Engine", "RunResult", "TickRecord"]
 # --- assumptions -------------------------------------------------------------------------------
 LINK_BUFFER_CAPACITY_BITS = 1_000_000_000  # assumption: 125 MB of key store per QKD link
 POOL_CAPACITY_BITS = 100_000_000  # assumption: 12.5 MB per end-to-end (site pair) pool
+# QKDNetSim's Mthr (READY above it; a refilling buffer below it serves only Type-I): small
+# against the capacity so a buffer serves once it holds a few seconds of key, not half its size
+LINK_BUFFER_THRESHOLD_BITS = 1_000_000  # assumption
+POOL_THRESHOLD_BITS = 4_096  # assumption: sixteen AES-256 keys
 KEY_MAX_AGE_NS = 24 * 3_600 * NS_PER_S  # assumption: keys older than a day are retired
 POOL_LOOKAHEAD_S = 10  # assumption: sources keep ~10 s of their key demand in the e2e pool
 QUANTUM_EDGE_KINDS = (
@@ -152,7 +156,10 @@ class Engine:
         buffer = self.link_buffers.get(key)
         if buffer is None:
             buffer = KeyBuffer(
-                f"{key[0]}~{key[1]}", LINK_BUFFER_CAPACITY_BITS, max_age_ns=KEY_MAX_AGE_NS
+                f"{key[0]}~{key[1]}",
+                LINK_BUFFER_CAPACITY_BITS,
+                threshold_bits=LINK_BUFFER_THRESHOLD_BITS,
+                max_age_ns=KEY_MAX_AGE_NS,
             )
             self.link_buffers[key] = buffer
             self.link_accumulators[key] = KeyRateAccumulator()
@@ -172,7 +179,10 @@ class Engine:
         pool = self.pools.get(key)
         if pool is None:
             pool = KeyBuffer(
-                f"pool:{key[0]}~{key[1]}", POOL_CAPACITY_BITS, max_age_ns=KEY_MAX_AGE_NS
+                f"pool:{key[0]}~{key[1]}",
+                POOL_CAPACITY_BITS,
+                threshold_bits=POOL_THRESHOLD_BITS,
+                max_age_ns=KEY_MAX_AGE_NS,
             )
             self.pools[key] = pool
         return pool

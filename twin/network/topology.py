@@ -393,8 +393,17 @@ class TopologyModel:
             **{k: v for k, v in FIBER_QKD.items() if k != "detector_efficiency"},
         )
         detector = FIBER_QKD["detector_efficiency"]
-        _, _, _, skr = qkd_terms(fiber_link, eta * detector) if eta.size else (0, 0, 0, eta)
-        skr = np.where(length_m <= FIBER_QKD_MAX_M, skr, 0.0)
+        # QKD runs over spans up to FIBER_QKD_MAX_M, or over the segments of a trusted-relay
+        # chain when the backbone has one (the span's key rate is one segment's)
+        spacing_m = self.scenario.fiber.trusted_relay_spacing_m
+        segments = np.ones(length_m.size)
+        if spacing_m is not None:
+            segments = np.maximum(1.0, np.ceil(length_m / spacing_m))
+        segment_m = length_m / segments
+        segment_eta = fiber_transmittance(segment_m, alpha_db_per_km)
+        qkd_eta = segment_eta * detector
+        _, _, _, skr = qkd_terms(fiber_link, qkd_eta) if eta.size else (0, 0, 0, eta)
+        skr = np.where(segment_m <= FIBER_QKD_MAX_M, skr, 0.0)
         return _batch(
             a, b, EdgeKind.FIBER,
             transmittance=eta * detector, latency_s=latency, capacity_bps=FIBER_CAPACITY_BPS,

@@ -456,6 +456,11 @@ class FiberBackbone(_Strict):
     # assumption: real routes follow roads and rail; 1.5 is a mid value of the 1.2-2 range of
     # route inflation usually assumed for long-haul planning.
     route_factor: float = Field(default=1.5, ge=1.0, le=5.0)
+    # QKD on long spans: None means quantum channels only on spans up to 100 km (main paper
+    # sec. III-A); a spacing makes every longer span a chain of trusted relay nodes at most this
+    # far apart (as in the 2,000 km Beijing-Shanghai backbone with 32 trusted relays, Chen et
+    # al., Nature 589, 214 (2021)), so the span's key rate is that of one segment.
+    trusted_relay_spacing_m: float | None = Field(default=None, ge=10_000, le=100_000)
     edges: list[FiberEdge] = Field(default_factory=list)
 
 

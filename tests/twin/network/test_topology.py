@@ -69,7 +69,23 @@ def test_fibre_latency_and_key_rate_follow_length(small):
         edge = next(x for x in scenario.fiber.edges if {x.a, x.b} == {a, b})
         length_km = scenario.fiber_length_m(edge) / 1e3
         assert snap.latency_s[e] == pytest.approx(length_km * 4.897e-6, rel=1e-3)
-        assert (snap.skr_bps[e] > 0) == (length_km <= 100.0)
+        # small's backbone has trusted relays every <= 80 km: every span carries key, and a
+        # span's rate is that of one segment (shorter segments, more key)
+        spacing_km = scenario.fiber.trusted_relay_spacing_m / 1e3
+        segment_km = length_km / max(1.0, np.ceil(length_km / spacing_km))
+        assert segment_km <= 80.0 and snap.skr_bps[e] > 0
+    segment = {}
+    for e in fiber:
+        a, b = model.node_names[snap.a[e]], model.node_names[snap.b[e]]
+        edge = next(x for x in scenario.fiber.edges if {x.a, x.b} == {a, b})
+        length_km = scenario.fiber_length_m(edge) / 1e3
+        segment[e] = length_km / max(1.0, np.ceil(length_km / spacing_km))
+    # same band: the longer segment has the lower key rate
+    c_band = [e for e in fiber if snap.latency_s[e] > 0 and segment[e] > 0]
+    longest = max(c_band, key=lambda e: segment[e])
+    shortest = min(c_band, key=lambda e: segment[e])
+    if segment[longest] > segment[shortest] * 1.2:
+        assert snap.skr_bps[longest] < snap.skr_bps[shortest]
 
 
 def test_isl_chords_through_the_earth_are_down(small):
