@@ -227,7 +227,10 @@ class Engine:
                     names = self.topology.node_names
                     pool = self._pool(names[path[0]], names[path[-1]])
                     critical = cls is TrafficClass.TYPE_I
-                    target = demand.bits * max(1, int(POOL_LOOKAHEAD_S * NS_PER_S // self.dt_ns))
+                    # keep the pool above its READY threshold plus the look-ahead demand, so
+                    # non-critical classes (served only when READY) are not starved by design
+                    lookahead_ticks = max(1, int(POOL_LOOKAHEAD_S * NS_PER_S // self.dt_ns))
+                    target = demand.bits * lookahead_ticks + POOL_THRESHOLD_BITS
                     shortfall = target - pool.available_bits
                     hops = self._hop_buffers(snap, path)
                     if shortfall > 0 and hops:
