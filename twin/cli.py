@@ -408,6 +408,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"--repeat must be >= 10 for stable medians, got {args.repeat}")
     spec = importlib.util.spec_from_file_location(f"qntwin_bench_{args.suite}", script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
     result = module.run(repeat=args.repeat)
     print(json.dumps(result) if args.json else module.format_report(result))
