@@ -5,10 +5,35 @@ Each tick of ``dt`` simulated seconds:
 1. environment: G(t) from the physics (positions, visibility, weather, link budgets), and the
    key generation of every QKD link that is up;
 2. controllers: the controller sees the network and chooses a path per flow;
-3. nodes: every flow's source relays end-to-end key along its path (trusted relay, one-time-pad
-   hop by hop), consumes key per its security mode, and sends its data;
-4. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
+3. handovers: a flow whose satellite hop sets inside the tick, and which the controller moves
+   to another satellite, starts a break-before-make handover (twin.network.handover); the
+   protocol's envelopes run to the end of the tick;
+4. nodes: every flow's source relays end-to-end key along its path (trusted relay, one-time-pad
+   hop by hop), consumes key per its security mode, and sends its data, except while it is
+   inside a handover gap;
+5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
    power and its carbon at the site's grid intensity.
+
+The tick ``[t, t + dt)`` is served with the graph and the paths of its start ``t``; the graph
+and the paths of ``t + dt`` (computed one tick ahead, and used as the next tick's) bound it, so
+a satellite hop that is up at ``t`` and gone at ``t + dt`` set inside the tick: the instant is
+interpolated from the two elevation samples (``predict_crossing_ns``), never rounded to a tick.
+The controller's decision for ``t + dt`` names the satellite the flow moves to. Computing it
+one tick early changes nothing while controllers are pure functions of their view (the
+baselines are: the view holds G(t), the flows and static data, no engine state).
+
+Handover (one definition, main paper sec. VIII): a flow is active, a ground-space (OGS or HAPS
+to satellite) hop of its path goes down, and the controller moves the flow to a path through a
+satellite its old path did not use. The baselines run break-before-make: the link is lost at
+the interpolated instant, the loss is detected, the new satellite acquired and its key buffer
+warmed up, the flow tables switched; the flow is not served from the loss to the switch (the
+gap, ``HandoverRecord.interruption_ns``). Not handovers, counted apart in
+``RunResult.space_events``: a lost hop with no other path (plain unavailability), a lost hop
+whose flow stays on its satellites (FSO to RF on the same satellite, or off the space segment),
+a loss while the flow's previous handover is still running (the flow waits for that one), and a
+controller moving a flow to another satellite while its hop is still up (static shortest path
+does this whenever a shorter one appears; the graph treats every visible link as usable at
+once, so such a reroute has no gap here).
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -20,13 +45,21 @@ question them in one place.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
 from twin.control.baselines import NetworkView, make_controller, path_edges
+from twin.network.handover import (
+    HandoverLog,
+    HandoverManager,
+    HandoverRequest,
+    predict_crossing_ns,
+)
 from twin.network.keys import (
     KeyBuffer,
     KeyLedger,
@@ -36,7 +69,7 @@ from twin.network.keys import (
     total_ledger,
 )
 from twin.network.routing import NodeIndex
-from twin.network.topology import EdgeKind, TopologyModel
+from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits, requirements
 from twin.physics.carbon import carbon_g, carbon_intensity_g_per_kwh
 from twin.physics.energy import LaserLevel
@@ -62,22 +95,49 @@ QUANTUM_EDGE_KINDS = (
     EdgeKind.FSO_HAPS_SPACE,
     EdgeKind.ISL,
 )
-SPACE_EDGE_KINDS = (EdgeKind.FSO_GROUND_SPACE, EdgeKind.RF_KA, EdgeKind.FSO_HAPS_SPACE)
+SPACE_EDGE_KINDS = tuple(SPACE_EDGE_MASK_RAD)  # ground-space, HAPS-space (FSO) and RF Ka
+# satellite hops lost or changed without a handover (module docstring), counted per flow
+SPACE_EVENTS = (
+    "loss_without_alternative",
+    "loss_same_satellite",
+    "loss_during_handover",
+    "reroute_before_loss",
+)
+
+
+@dataclass
+class _Gap:
+    """A flow's handover gap: from the loss of Sat-A's link to the switch to Sat-B."""
+
+    start_ns: int
+    handover_id: str
+    switch_nodes: tuple[str, ...]
+    stop_ns: int | None = None
+    """the instant the last flow-table node switched; None until it has"""
+    switched: dict[str, int] = field(default_factory=dict)
+    """flow-table node -> the instant it switched, as the protocol's envelopes arrive"""
 
 
 @dataclass
 class _FlowState:
+    """One flow's counters. Time is integer ns of the ticks in which the flow was active (it
+    demanded data, or is Type-II with its periodic rekey); ``served_ns`` and ``secure_ns`` are
+    the parts of those ticks outside handover gaps in which it was served / had its keys."""
+
     last_rekey_ns: int | None = None
-    path: tuple[int, ...] | None = None
-    space_nodes: frozenset[int] = frozenset()
     ticks: int = 0
-    served_ticks: int = 0
-    secure_ticks: int = 0
+    active_ns: int = 0
+    served_ns: int = 0
+    """path, the keys its security mode needs, and its latency target met"""
+    secure_ns: int = 0
+    """a path and the keys its security mode needs (key continuity; latency not required)"""
     demand_bits: int = 0
     delivered_bits: int = 0
     key_bits_used: int = 0
     latency_sum_s: float = 0.0
     latency_n: int = 0
+    gaps: list[_Gap] = field(default_factory=list)
+    """handover gaps that may still reach a later tick"""
 
 
 @dataclass(frozen=True)
@@ -94,6 +154,7 @@ class TickRecord:
     power_w: float
     carbon_g: float
     handovers: int
+    """handovers that completed (their record reached the log) during this tick"""
     delivered_bits: int
 
 
@@ -107,7 +168,10 @@ class RunResult:
     flows: dict[str, _FlowState]
     ledger: KeyLedger
     records: list[TickRecord]
-    handover_count: int
+    handovers: HandoverLog
+    """every completed handover, with its interruption and jitter (the one count of them)"""
+    space_events: dict[str, int]
+    """lost or changed satellite hops that were not handovers (see the module docstring)"""
     energy_j: float
     carbon_total_g: float
     below_reserve_ticks: int
@@ -145,6 +209,11 @@ class Engine:
         n_sats = len(names) - self.topology._sat_offset
         self.soc_j = np.full(n_sats, self.sat_power.battery_capacity_j)
         self._ogs_sites = [s for s in scenario.sites if s.kind == "ogs"]
+        # the baselines hand over break-before-make; the manager plays every protocol role
+        self.handover = HandoverManager()
+        self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
+        self._log_seen = 0
+        self.space_events = dict.fromkeys(SPACE_EVENTS, 0)
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -199,84 +268,247 @@ class Engine:
             buffers.append(self.link_buffers[key])
         return buffers
 
+    # --- handovers ----------------------------------------------------------------------------
+
+    def _space_hops(self, snap, path, edges) -> list[tuple[int, int, int, int]]:
+        """(edge, ground or HAPS node, satellite node, kind) of each satellite hop of a path."""
+        sat0 = self.topology._sat_offset
+        nodes = np.asarray(path, dtype=np.int64)
+        lower = np.minimum(nodes[:-1], nodes[1:])
+        upper = np.maximum(nodes[:-1], nodes[1:])
+        kinds = snap.kind[edges]
+        space = (edges >= 0) & np.isin(kinds, SPACE_EDGE_KINDS) & (upper >= sat0) & (lower < sat0)
+        return [
+            (int(edges[h]), int(lower[h]), int(upper[h]), int(kinds[h]))
+            for h in np.flatnonzero(space)
+        ]
+
+    def _hops_up(self, snap, hops) -> np.ndarray:
+        """Whether each (ground, satellite, kind) hop has an edge that is up in ``snap``."""
+        n = snap.n_nodes
+        up = snap.up & np.isin(snap.kind, SPACE_EDGE_KINDS)
+        have = (snap.a[up] * n + snap.b[up]) * 8 + snap.kind[up]
+        want = np.array([(g * n + s) * 8 + k for _, g, s, k in hops], dtype=np.int64)
+        return np.isin(want, have)
+
+    def _loss_ns(self, snap, snap_next, hop) -> int:
+        """When a hop up at ``snap`` and gone at ``snap_next`` went down (int ns).
+
+        The first instant the elevation, linear between the two samples, is below the mask of
+        the hop's edge kind; a hop lost above its mask (weather), or between snapshots that
+        carry no satellite positions (built by hand), is known only by the next sample, which
+        is taken as the instant.
+        """
+        _, g, s, kind = hop
+        if snap.satellite_positions_m is None or snap_next.satellite_positions_m is None:
+            return snap_next.t_ns
+        el = [float(self.topology.elevation_rad(x, [g], [s])[0]) for x in (snap, snap_next)]
+        times = np.array([snap.t_ns, snap_next.t_ns], dtype=np.int64)
+        t_cross = predict_crossing_ns(times, np.array(el), SPACE_EDGE_MASK_RAD[kind])
+        return snap_next.t_ns if t_cross is None else t_cross
+
+    def _resume_key_bits(self, flow, t_ns: int, key_rate_bps: float, buffered_bits: int) -> int:
+        """Key bits the new satellite's link must hold before the flow resumes after a
+        break-before-make handover (``HandoverRequest.resume_key_bits``).
+
+        Decision (the sources give no number): the flow's key demand over ``POOL_LOOKAHEAD_S``
+        from the loss, the horizon the source keeps in its end-to-end pool, i.e. what one
+        refill of the pool takes through the new hop (Type-I: 10 s of data bits, 640 kbit at
+        64 kbit/s; Type-II: one 256-bit rekey; Type-III: one 128-bit batch key; Type-IV:
+        none), but no more than the link can add to its buffer in that horizon
+        (``buffered + floor(rate x horizon)``): the warm-up lasts at most one horizon. A link
+        too slow to refill the pool in one horizon cannot sustain the flow however long it
+        warms up; the flow resumes and its key starvation shows in the uptime, not as a
+        handover gap of the slow link's making (a 500 bit/s link would otherwise "warm up" a
+        64 kbit/s one-time pad for 20 minutes, long after Sat-B has set). With no QKD on the
+        new hop (RF only, rate 0) the flow resumes on what the hop's buffer holds (sec.
+        VIII-B: Type-I continues on buffered keys over RF). The demand follows the flow's
+        schedule, not one tick's demand or the pool's momentary shortfall, so the bits do not
+        depend on the tick length. (The demand over the detection + acquisition period would
+        ask ~3x more, for a gap in which the flow sends nothing.)
+        """
+        horizon_ns = POOL_LOOKAHEAD_S * NS_PER_S
+        data = demand_bits(flow, t_ns, horizon_ns)
+        demand = key_demand_bits(flow.traffic_class, data, t_ns, horizon_ns, None).bits
+        reachable = buffered_bits + math.floor(Fraction(key_rate_bps) * horizon_ns / NS_PER_S)
+        return min(demand, reachable)
+
+    def _start_handovers(self, snap, paths, edges, snap_next, next_paths, active) -> None:
+        """Classify the satellite hops lost or changed inside the tick; start a break-before-
+        make handover for each flow the controller moves to another satellite."""
+        names = self.topology.node_names
+        sat0 = self.topology._sat_offset
+        hops = {k: self._space_hops(snap, paths[k], edges[k]) for k in sorted(edges) if active[k]}
+        flat = [(k, hop) for k in sorted(hops) for hop in hops[k]]
+        up_next = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
+        lost: dict[int, list] = {}
+        for (k, hop), up in zip(flat, up_next, strict=True):
+            if not up:
+                lost.setdefault(k, []).append(hop)
+        losses = []
+        for k in sorted(hops):
+            new = next_paths[k]
+            old_sats = {n for n in paths[k] if n >= sat0}
+            new_sats = set() if new is None else {n for n in new if n >= sat0}
+            if k not in lost:
+                if new is not None and new_sats - old_sats:
+                    self.space_events["reroute_before_loss"] += 1
+                continue
+            if new is None:
+                self.space_events["loss_without_alternative"] += 1
+                continue
+            if not new_sats - old_sats:
+                self.space_events["loss_same_satellite"] += 1
+                continue
+            when = sorted((self._loss_ns(snap, snap_next, hop), i) for i, hop in enumerate(lost[k]))
+            t_lost, first = when[0]
+            losses.append((t_lost, k, lost[k][first]))
+        for t_lost, k, (_, ground, sat, _) in sorted(losses):
+            flow = self.flows[k]
+            # deliver what happens before the loss: a previous handover may finish first
+            self._advance_handovers(max(t_lost - 1, self.handover.now_ns))
+            if self.handover.phase(flow.name) is not None:
+                self.space_events["loss_during_handover"] += 1
+                continue
+            new = next_paths[k]
+            new_edges = path_edges(snap_next, new)
+            candidates = [
+                hop for hop in self._space_hops(snap_next, new, new_edges)
+                if hop[2] not in set(paths[k])
+            ]  # fmt: skip
+            same_ground = [hop for hop in candidates if hop[1] == ground]
+            e_to, ground_to, sat_to, _ = (same_ground or candidates)[0]
+            key_to = self._link_key(ground_to, sat_to)
+            buffered = (
+                self.link_buffers[key_to].available_bits if key_to in self.link_buffers else 0
+            )
+            rate = float(snap_next.skr_bps[e_to])
+            resume = self._resume_key_bits(flow, t_lost, rate, buffered)
+            request = HandoverRequest(
+                flow=flow.name,
+                from_node=names[sat],
+                to_node=names[sat_to],
+                from_ground=names[ground],
+                to_ground=names[ground_to],
+                latency_from_ns=round(float(np.sum(snap.latency_s[edges[k]])) * NS_PER_S),
+                latency_to_ns=round(float(np.sum(snap_next.latency_s[new_edges])) * NS_PER_S),
+                key_rate_to_bps=rate,
+                resume_key_bits=resume,
+                buffered_to_bits=buffered,
+            )
+            hid = self.handover.start_bbm(request, t_link_lost_ns=t_lost)
+            gap = _Gap(t_lost, hid, request.switch_nodes)
+            self.flow_state[flow.name].gaps.append(gap)
+            self._open_gaps[hid] = gap
+
+    def _advance_handovers(self, t_until_ns: int) -> None:
+        """Run the handover protocol to ``t_until_ns`` and end the gaps whose switch is done.
+
+        A flow-table node switches when the controller's ``switch`` envelope reaches it (break-
+        before-make: at once; a scheduled switch: at its ``activate`` timer), and the gap ends
+        when the last of the handover's nodes has switched. The record of the handover reaches
+        the log only once the controller hears back, one control latency later, possibly in a
+        later tick; the envelopes give the instant within this tick, and the record confirms it.
+        """
+        for envelope in self.handover.advance(t_until_ns):
+            payload = envelope.payload
+            step = payload.get("step")
+            activate = payload.get("activate_at_ns")
+            now = envelope.arrival_ns
+            if step == "activate" or (step == "switch" and (activate is None or activate <= now)):
+                gap = self._open_gaps.get(payload.get("handover_id"))
+                if gap is not None:
+                    gap.switched.setdefault(envelope.dst, now)  # the first delivery switches
+                    if gap.stop_ns is None and set(gap.switched) >= set(gap.switch_nodes):
+                        gap.stop_ns = max(gap.switched.values())
+        log = self.handover.log
+        for index in range(self._log_seen, len(log)):
+            record = log[index]
+            gap = self._open_gaps.pop(record.handover_id)
+            if gap.stop_ns != record.t_switch_ns or gap.start_ns != record.t_link_lost_ns:
+                raise RuntimeError(
+                    f"handover {record.handover_id}: the engine's gap [{gap.start_ns}, "
+                    f"{gap.stop_ns}) disagrees with the protocol's record "
+                    f"[{record.t_link_lost_ns}, {record.t_switch_ns})"
+                )
+        self._log_seen = len(log)
+
+    @staticmethod
+    def _gap_ns(state: _FlowState, t_ns: int, t_end_ns: int) -> int:
+        """Nanoseconds of ``[t_ns, t_end_ns)`` inside the flow's handover gaps (they never
+        overlap: a flow has one handover at a time); drops the gaps that end in the tick."""
+        total = 0
+        for gap in state.gaps:
+            stop = t_end_ns if gap.stop_ns is None else min(gap.stop_ns, t_end_ns)
+            total += max(0, stop - max(gap.start_ns, t_ns))
+        state.gaps = [g for g in state.gaps if g.stop_ns is None or g.stop_ns > t_end_ns]
+        return total
+
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, decision, t_ns: int) -> tuple[int, int, int, dict[str, float]]:
-        handovers = 0
+    def _serve_flows(self, snap, paths, edges, demand, t_ns: int):
+        """Serve every active flow over ``[t_ns, t_ns + dt)`` outside its handover gaps;
+        returns (delivered bits, Type-I secure fraction, served fraction per class), the
+        fractions in integer ns of active time."""
+        dt = self.dt_ns
         delivered_total = 0
-        type_i_secure = type_i_total = 0
+        type_i_secure = type_i_active = 0
         served = {c.value: [0, 0] for c in TrafficClass}
         for k, flow in enumerate(self.flows):
             state = self.flow_state[flow.name]
-            path = decision.paths[k]
-            bits = demand_bits(flow, t_ns, self.dt_ns)
+            path = paths[k]
+            bits = demand[k]
             cls = flow.traffic_class
+            gap_ns = self._gap_ns(state, t_ns, t_ns + dt)
             if bits == 0 and cls is not TrafficClass.TYPE_II:
-                # an idle flow neither asks for service nor counts against availability
-                self._track_path(state, snap, path)
-                continue
+                continue  # an idle flow neither asks for service nor counts against availability
             state.ticks += 1
+            state.active_ns += dt
             state.demand_bits += bits
-            served[cls.value][1] += 1
-            handovers += self._track_path(state, snap, path)
-            secure = False
-            ok = path is not None
-            if ok:
-                demand = key_demand_bits(cls, bits, t_ns, self.dt_ns, state.last_rekey_ns)
-                if demand.bits:
+            served[cls.value][1] += dt
+            # the part of the tick outside handover gaps, and the bits sent in it
+            up_ns = dt - gap_ns if path is not None else 0
+            sent = bits * up_ns // dt
+            secure = ok = False
+            if up_ns > 0:
+                demand_k = key_demand_bits(cls, sent, t_ns, dt, state.last_rekey_ns)
+                if demand_k.bits:
                     names = self.topology.node_names
                     pool = self._pool(names[path[0]], names[path[-1]])
                     critical = cls is TrafficClass.TYPE_I
                     # keep the pool above its READY threshold plus the look-ahead demand, so
                     # non-critical classes (served only when READY) are not starved by design
-                    lookahead_ticks = max(1, int(POOL_LOOKAHEAD_S * NS_PER_S // self.dt_ns))
-                    target = demand.bits * lookahead_ticks + POOL_THRESHOLD_BITS
+                    lookahead_ticks = max(1, int(POOL_LOOKAHEAD_S * NS_PER_S // dt))
+                    target = demand_k.bits * lookahead_ticks + POOL_THRESHOLD_BITS
                     shortfall = target - pool.available_bits
                     hops = self._hop_buffers(snap, path)
                     if shortfall > 0 and hops:
                         relay_key(
                             hops, pool, min(shortfall, pool.free_bits), t_ns, critical=critical
                         )
-                    secure = pool.consume(demand.bits, t_ns, critical=critical)
+                    secure = pool.consume(demand_k.bits, t_ns, critical=critical)
                     if secure:
-                        state.last_rekey_ns = demand.last_rekey_ns
-                        state.key_bits_used += demand.bits
+                        state.last_rekey_ns = demand_k.last_rekey_ns
+                        state.key_bits_used += demand_k.bits
                 else:
                     secure = True  # PQC (Type-IV) or no rekey due: no quantum key needed now
-                latency = float(np.sum(snap.latency_s[path_edges(snap, path)]))
-                meets = requirements(cls).meets_latency(latency)
-                ok = secure and meets
+                latency = float(np.sum(snap.latency_s[edges[k]]))
+                ok = secure and requirements(cls).meets_latency(latency)
                 state.latency_sum_s += latency
                 state.latency_n += 1
             if ok:
-                state.served_ticks += 1
-                state.delivered_bits += bits
-                delivered_total += bits
-                served[cls.value][0] += 1
+                state.served_ns += up_ns
+                state.delivered_bits += sent
+                delivered_total += sent
+                served[cls.value][0] += up_ns
+            if secure:
+                state.secure_ns += up_ns
             if cls is TrafficClass.TYPE_I:
-                type_i_total += 1
-                type_i_secure += int(secure and path is not None)
-                state.secure_ticks += int(secure and path is not None)
+                type_i_active += dt
+                type_i_secure += up_ns if secure else 0
         served_fraction = {c: (s / n if n else float("nan")) for c, (s, n) in served.items()}
-        type_i_fraction = type_i_secure / type_i_total if type_i_total else float("nan")
-        return handovers, delivered_total, type_i_fraction, served_fraction
-
-    def _track_path(self, state: _FlowState, snap, path) -> int:
-        """Count a handover when the space segment of a flow's path changes."""
-        kinds = snap.kind
-        space = frozenset()
-        if path is not None:
-            edges = path_edges(snap, path)
-            sat0 = self.topology._sat_offset
-            space = frozenset(
-                n for e, h in zip(edges, range(len(path) - 1), strict=True)
-                if e >= 0 and kinds[e] in SPACE_EDGE_KINDS
-                for n in (path[h], path[h + 1]) if n >= sat0
-            )  # fmt: skip
-        changed = bool(state.space_nodes) and space != state.space_nodes
-        state.path = path
-        state.space_nodes = space
-        return int(changed)
+        type_i_fraction = type_i_secure / type_i_active if type_i_active else float("nan")
+        return delivered_total, type_i_fraction, served_fraction
 
     def _energy(self, snap, t_ns: int) -> tuple[float, float, float, float, int]:
         """Satellite batteries and ground power for one tick; returns (power_w, carbon_g,
@@ -290,7 +522,7 @@ class Engine:
         if n_sats:
             jd, fr = jd_fr_add_seconds(*self._epoch, t_s)
             sun = sun_position_ecef_m(jd, fr)
-            lit = sunlit_fraction(self.topology.satellite_positions_m, sun[:, None])
+            lit = sunlit_fraction(snap.satellite_positions_m, sun[:, None])
             optical = np.isin(snap.kind, (EdgeKind.FSO_GROUND_SPACE, EdgeKind.FSO_HAPS_SPACE))
             optical &= snap.up
             active = np.zeros(n_sats, dtype=np.int64)
@@ -316,6 +548,17 @@ class Engine:
         soc_min = float(np.min(self.soc_j) / capacity) if n_sats else float("nan")
         return sat_power_w + float(ogs_power.sum()), carbon, soc_mean, soc_min, below
 
+    def _decide(self, snap):
+        view = NetworkView(
+            t_ns=snap.t_ns,
+            snapshot=snap,
+            flows=self.flows,
+            node_index=self.node_index,
+            jurisdictions=self.jurisdictions,
+            flow_endpoints=self.flow_endpoints,
+        )
+        return self.controller.decide(view)
+
     def run(
         self,
         *,
@@ -326,24 +569,25 @@ class Engine:
         total_s = self.scenario.time.duration_s if duration_s is None else float(duration_s)
         n_ticks = int(round(total_s * NS_PER_S)) // self.dt_ns
         records: list[TickRecord] = []
-        handover_count = 0
         energy_j = carbon_total = 0.0
         below_reserve_ticks = 0
+        snap = self.topology.snapshot(0)
+        paths = self._decide(snap).paths
         for tick in range(n_ticks):
             t_ns = tick * self.dt_ns
-            snap = self.topology.snapshot(t_ns)
+            t_end = t_ns + self.dt_ns
             self._generate_link_keys(snap, t_ns)
-            view = NetworkView(
-                t_ns=t_ns,
-                snapshot=snap,
-                flows=self.flows,
-                node_index=self.node_index,
-                jurisdictions=self.jurisdictions,
-                flow_endpoints=self.flow_endpoints,
-            )
-            decision = self.controller.decide(view)
-            handovers, delivered, type_i, served = self._serve_flows(snap, decision, t_ns)
-            handover_count += handovers
+            # the graph and the paths at the tick's end bound what happens inside it
+            snap_next = self.topology.snapshot(t_end)
+            next_paths = self._decide(snap_next).paths
+            demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
+            active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
+                      for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
+            edges = {k: path_edges(snap, p) for k, p in enumerate(paths) if p is not None}
+            done_before = len(self.handover.log)
+            self._start_handovers(snap, paths, edges, snap_next, next_paths, active)
+            self._advance_handovers(t_end - 1)
+            delivered, type_i, served = self._serve_flows(snap, paths, edges, demand, t_ns)
             power_w, carbon, soc_mean, soc_min, below = self._energy(snap, t_ns)
             energy_j += power_w * self.dt_ns / NS_PER_S
             carbon_total += carbon
@@ -359,10 +603,11 @@ class Engine:
                     battery_soc_min=soc_min,
                     power_w=power_w,
                     carbon_g=carbon,
-                    handovers=handovers,
+                    handovers=len(self.handover.log) - done_before,
                     delivered_bits=delivered,
                 )
             )
+            snap, paths = snap_next, next_paths
             if progress is not None:
                 progress(tick + 1, n_ticks)
         buffers = [self.link_buffers[k] for k in sorted(self.link_buffers)]
@@ -378,7 +623,8 @@ class Engine:
             flows=self.flow_state,
             ledger=total_ledger(buffers + pools),
             records=records,
-            handover_count=handover_count,
+            handovers=self.handover.log,
+            space_events=dict(self.space_events),
             energy_j=energy_j,
             carbon_total_g=carbon_total,
             below_reserve_ticks=below_reserve_ticks,

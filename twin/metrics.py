@@ -5,11 +5,25 @@ Every number is computed from the run's own counters; a metric the run did not m
 ``repr`` floats, so two runs of the same (scenario, seed, code) give byte-identical files apart
 from ``wall_seconds``.
 
-Definitions:
-- ``secure_session_uptime_pct``: over the ticks in which Type-I flows are active, the share in
-  which the flow had a path and the one-time-pad key it needed (key continuity, section IV-B).
-- ``availability_pct[class]``: share of active ticks in which a flow of that class was served:
-  a path, the keys its security mode needs, and its latency target (Table 1) met.
+Definitions (time is counted in integer nanoseconds; a flow is *active* in a tick in which it
+demands data, or, Type-II, keeps its periodic rekey; both percentages share that denominator,
+the active time, and a handover gap counts against both):
+- ``secure_session_uptime_pct``: over the active time of Type-I flows, the share in which the
+  flow had a path, was outside a handover gap and had the one-time-pad key it needed (key
+  continuity, section IV-B). Latency is not required.
+- ``availability_pct[class]``: over the active time of the class's flows, the share in which
+  the flow was served: a path, outside a handover gap, the keys its security mode needs, and
+  its latency target (Table 1) met. A tick partly inside a gap counts the part outside it
+  (and delivers ``floor(bits * served_ns / tick_ns)`` of its bits). So for Type-I, availability
+  <= uptime.
+- ``handovers``, ``handover_interruption_ms``, ``handover_jitter_ms`` (p50, p99, max; None
+  without handovers), ``handovers_by_kind``: ``HandoverLog.summary()`` of the completed
+  handovers (one definition, in twin.engine's docstring); interruption and jitter come from the
+  protocol's nanosecond timestamps. A handover still running when the run ends is not counted;
+  its gap so far counts against availability and uptime.
+- ``space_segment_events``: lost or changed satellite hops that were not handovers (a loss with
+  no other path, a loss on which the flow keeps its satellites, a loss during the flow's running
+  handover, a reroute to another satellite while the hop was still up), per flow and tick.
 - ``carbon_g_per_bit`` / ``energy_j_per_bit``: all carbon / energy of the run over the bits
   delivered.
 - ``key_utilization_pct``: key bits consumed by applications over key bits generated on QKD
@@ -45,9 +59,9 @@ def compute_metrics(result, engine) -> dict[str, Any]:
         by_class[flows[name].traffic_class.value].append(result.flows[name])
 
     type_i = by_class[TrafficClass.TYPE_I.value]
-    uptime = _pct(sum(s.secure_ticks for s in type_i), sum(s.ticks for s in type_i))
+    uptime = _pct(sum(s.secure_ns for s in type_i), sum(s.active_ns for s in type_i))
     availability = {
-        c: _pct(sum(s.served_ticks for s in states), sum(s.ticks for s in states))
+        c: _pct(sum(s.served_ns for s in states), sum(s.active_ns for s in states))
         for c, states in by_class.items()
     }
     latency_ms = {
@@ -63,7 +77,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
     used = sum(s.key_bits_used for s in result.flows.values())
     links = total_ledger([engine.link_buffers[k] for k in sorted(engine.link_buffers)])
     pools = total_ledger([engine.pools[k] for k in sorted(engine.pools)])
-    not_measured = {"p50": None, "p99": None, "max": None}
+    handovers = result.handovers.summary()
     return {
         "scenario": result.scenario,
         "controller": result.controller,
@@ -83,11 +97,11 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "energy_j_per_bit": result.energy_j / delivered if delivered else None,
             "carbon_g": result.carbon_total_g,
             "energy_j": result.energy_j,
-            # handover timing needs the message-level protocol (twin.network.handover): until
-            # the engine drives it, the run does not measure these
-            "handover_jitter_ms": dict(not_measured),
-            "handover_interruption_ms": dict(not_measured),
-            "handovers": result.handover_count,
+            "handover_jitter_ms": handovers["handover_jitter_ms"],
+            "handover_interruption_ms": handovers["handover_interruption_ms"],
+            "handovers": handovers["handovers"],
+            "handovers_by_kind": handovers["handovers_by_kind"],
+            "space_segment_events": dict(sorted(result.space_events.items())),
             "key_utilization_pct": _pct(used, links.generated_bits),
             "keys": links.as_dict(),
             "e2e_keys": pools.as_dict(),

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -62,6 +63,7 @@ from .weather import SiteWeather
 __all__ = [
     "EdgeKind",
     "FIBER_QKD_MAX_M",
+    "SPACE_EDGE_MASK_RAD",
     "Snapshot",
     "TopologyModel",
     "preset_from_equipment",
@@ -83,6 +85,15 @@ RF_MASK_RAD = 10 * DEG  # assumption: Ka-band user terminals typically work abov
 HAPS_SPACE_MASK_RAD = 5 * DEG  # assumption: above the weather, low elevations remain usable
 ISL_GRAZING_ALTITUDE_M = 80 * KM  # assumption: keep ISL chords above the mesosphere
 FIBER_QKD_MAX_M = 100 * KM  # main paper sec. III-A: quantum channels on fibre below ~100 km
+# The edges to a satellite from below exist while the satellite is at or above these masks (seen
+# from the OGS or the HAPS): the engine locates the instant a link sets against them.
+SPACE_EDGE_MASK_RAD = MappingProxyType(
+    {
+        EdgeKind.FSO_GROUND_SPACE: FSO_MASK_RAD,
+        EdgeKind.RF_KA: RF_MASK_RAD,
+        EdgeKind.FSO_HAPS_SPACE: HAPS_SPACE_MASK_RAD,
+    }
+)
 FIBER_CAPACITY_BPS = 100e9  # assumption: one 100G coherent wavelength per fibre edge
 FSO_CAPACITY_BPS = 10e9  # assumption: optical ground-space / HAPS terminals, 10 Gb/s class
 ISL_CAPACITY_BPS = 10e9  # assumption: Tesat SCOT80-class optical ISL, 10 Gb/s
@@ -166,6 +177,8 @@ class Snapshot:
     weather_loss_db: np.ndarray
     distance_m: np.ndarray
     """physical length of the link: fibre route length, or the straight line (latency x c)"""
+    satellite_positions_m: np.ndarray | None = None
+    """(3, S) ECEF positions (m) of the satellites at ``t_ns``, in node order (None: not kept)"""
 
     @property
     def n_nodes(self) -> int:
@@ -493,7 +506,51 @@ class TopologyModel:
             batches.append(self._isl(sat_pos))
         if self._haps:
             batches += self._haps_edges(t_s, sat_pos)
-        return self._assemble(t_ns, batches)
+        return self._assemble(t_ns, batches, self.satellite_positions_m)
+
+    def elevation_rad(self, snapshot: Snapshot, lower, upper) -> np.ndarray:
+        """Elevation (rad) of satellites ``upper`` seen from OGS or HAPS nodes ``lower`` at the
+        snapshot's time, for any pair, visible or not.
+
+        ``lower`` and ``upper`` are (N,) node indices (an OGS or a HAPS; a satellite); returns
+        (N,). ``sin(elevation) = up . rho / |rho|`` with ``rho`` the site-to-satellite vector,
+        as in the visibility test that creates the edges (``SiteGeometry.visible_pairs``), so
+        an edge of kind ``k`` between the pair is in the snapshot when this elevation is at or
+        above ``SPACE_EDGE_MASK_RAD[k]`` (up to rounding). Two snapshots' values locate the
+        instant a link set (``twin.network.handover.predict_crossing_ns``).
+        """
+        lower = np.atleast_1d(np.asarray(lower, dtype=np.int64))
+        upper = np.atleast_1d(np.asarray(upper, dtype=np.int64))
+        if lower.shape != upper.shape or lower.ndim != 1:
+            raise ValueError(
+                f"lower and upper must be (N,) node indices of one shape, got {lower.shape} "
+                f"and {upper.shape}"
+            )
+        positions = snapshot.satellite_positions_m
+        sat = upper - self._sat_offset
+        if positions is None or np.any((sat < 0) | (sat >= self._n_sats)):
+            raise ValueError(
+                f"upper must be satellite nodes of a snapshot that kept their positions, got "
+                f"{upper.tolist()}"
+            )
+        site_ecef = np.empty((3, lower.size))
+        site_up = np.empty((lower.size, 3))
+        ogs_row = {int(node): k for k, node in enumerate(self._ogs)}
+        for i, node in enumerate(lower.tolist()):
+            if node in ogs_row:
+                geometry, k = self._ogs_geometry, ogs_row[node]
+            elif self._haps_offset <= node < self._sat_offset:
+                geometry, k = self._haps_geometry, node - self._haps_offset
+            else:
+                raise ValueError(
+                    f"lower node {node} ({self.node_names[node]!r}) is neither an OGS nor a HAPS"
+                )
+            site_ecef[:, i] = geometry.ecef_m[:, k]
+            site_up[i] = geometry.up[k]
+        rho = positions[:, sat] - site_ecef
+        u = np.einsum("ni,in->n", site_up, rho)
+        slant_m = np.sqrt(np.einsum("in,in->n", rho, rho))
+        return np.arcsin(np.clip(u / slant_m, -1.0, 1.0))
 
     def _ground_space(self, t_s: float, sat_pos: np.ndarray) -> list[_EdgeBatch]:
         out = []
@@ -611,7 +668,9 @@ class TopologyModel:
             )
         return out
 
-    def _assemble(self, t_ns: int, batches: list[_EdgeBatch]) -> Snapshot:
+    def _assemble(
+        self, t_ns: int, batches: list[_EdgeBatch], satellite_positions_m: np.ndarray | None = None
+    ) -> Snapshot:
         def cat(field: str, dtype=float) -> np.ndarray:
             parts = [np.asarray(getattr(b, field), dtype=dtype) for b in batches]
             return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -634,4 +693,5 @@ class TopologyModel:
             up=cat("up", bool)[order],
             weather_loss_db=cat("weather_loss_db")[order],
             distance_m=cat("distance_m")[order],
+            satellite_positions_m=satellite_positions_m,
         )
