@@ -95,16 +95,35 @@ def _route_all(view: NetworkView, csr) -> Decision:
 
 
 class StaticShortestPath:
-    """Shortest propagation delay over the links that are up (main paper's baseline)."""
+    """Shortest propagation delay over the links that are up (main paper's baseline).
+
+    Static: a flow keeps its path for as long as every hop of it stays up, and gets the
+    current shortest path only when its path breaks (break-before-make). Re-optimizing every
+    tick would move flows to a rising satellite before the old one sets, a gap-free handover
+    that no static router performs. ``decide`` must therefore be called once per tick, in time
+    order (the engine does).
+    """
 
     name = "static-sp"
+
+    def __init__(self) -> None:
+        self._previous: tuple[tuple[int, ...] | None, ...] = ()
 
     def decide(self, view: NetworkView) -> Decision:
         snap = view.snapshot
         csr = csr_from_edge_arrays(
             snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
         )
-        return _route_all(view, csr)
+        fresh = _route_all(view, csr).paths
+        if len(self._previous) == len(fresh):
+            kept = tuple(
+                old if old is not None and np.all(path_edges(snap, old) >= 0) else new
+                for old, new in zip(self._previous, fresh, strict=True)
+            )
+        else:
+            kept = fresh
+        self._previous = kept
+        return Decision(paths=kept)
 
 
 class DijkstraDistance:
