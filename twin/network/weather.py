@@ -7,8 +7,8 @@ site. The loss is the event's specific attenuation (twin.physics.atmosphere) tim
 path through the event's layer.
 
 Layer heights the schema does not carry are assumptions, set here once:
-- fog: from the ground to 100 m (radiation fog is typically 50-300 m deep; WMO fog definition
-  is by visibility only);
+- fog: from each site's ground up to 100 m above it (radiation fog is typically 50-300 m deep;
+  the WMO fog definition is by visibility only);
 - rain and snow: from the ground to 3 km (ITU-R P.839-4 rain height: the 0 C isotherm plus
   0.36 km, ~3-4 km at mid-latitudes; 3 km is the low end, for a conservative short path).
 """
@@ -72,12 +72,18 @@ class SiteWeather:
             )
         return 0.0  # turbulence: no extinction, a Cn2 change
 
-    def _layer(self, event) -> tuple[float, float]:
+    @staticmethod
+    def _layer(event, ground_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Base and top altitude (m above sea level) of an event's layer over each site."""
         if event.kind == "cloud":
-            return event.base_altitude_m, event.top_altitude_m
+            return np.full(ground_m.shape, event.base_altitude_m), np.full(
+                ground_m.shape, event.top_altitude_m
+            )
         if event.kind == "fog":
-            return 0.0, FOG_TOP_M
-        return 0.0, PRECIPITATION_TOP_M
+            # fog lies on the ground wherever the ground is: FOG_TOP_M above each site
+            return ground_m, ground_m + FOG_TOP_M
+        # the rain height is an altitude above sea level (ITU-R P.839), whatever the site's
+        return np.zeros(ground_m.shape), np.full(ground_m.shape, PRECIPITATION_TOP_M)
 
     def covered(self, t_s: float) -> list[tuple[int, np.ndarray]]:
         """(event index, boolean (S,) mask of covered sites) for the events active at ``t_s``."""
@@ -104,7 +110,8 @@ class SiteWeather:
         ``zenith_angle_rad`` (K,) up to ``platform_altitude_m`` (a HAPS may fly inside a
         layer's height range; satellites are above all), from the events active at ``t_s``."""
         site_index = np.asarray(site_index)
-        loss_db = np.zeros(site_index.shape)
+        shape = site_index.shape
+        loss_db = np.zeros(shape)
         for k, mask in self.covered(t_s):
             event = self._events[k]
             if event.kind == "turbulence":
@@ -112,11 +119,14 @@ class SiteWeather:
             hit = mask[site_index]
             if not np.any(hit):
                 continue
-            base_m, top_m = self._layer(event)
+            ground_m = np.broadcast_to(np.asarray(site_altitude_m, dtype=float), shape)[hit]
+            base_m, top_m = self._layer(event, ground_m)
             path_m = layer_path_length_m(
-                np.asarray(zenith_angle_rad)[hit],
-                ground_altitude_m=np.asarray(site_altitude_m)[hit],
-                platform_altitude_m=platform_altitude_m,
+                np.broadcast_to(np.asarray(zenith_angle_rad, dtype=float), shape)[hit],
+                ground_altitude_m=ground_m,
+                platform_altitude_m=np.broadcast_to(
+                    np.asarray(platform_altitude_m, dtype=float), shape
+                )[hit],
                 layer_base_m=base_m,
                 layer_top_m=top_m,
             )

@@ -140,3 +140,27 @@ def test_csr_keeps_the_faster_of_parallel_edges(small):
         )
         if not np.any(same_pair_fso & (snap.skr_bps > 0)):
             assert quantum[snap.a[k], snap.b[k]] == 0
+
+
+def test_fog_lies_on_the_ground_of_each_site_and_haps_paths_mix():
+    import yaml
+
+    from twin.scenarios import packaged_scenario_path, scenario_from_dict
+    from twin.scenarios.loader import _Loader  # the project's YAML 1.2 reading (NO is Norway)
+
+    data = yaml.load(packaged_scenario_path("small").read_text(), Loader=_Loader)
+    data["weather"]["events"] = [
+        {"name": "valley-fog", "kind": "fog", "sites": ["zugspitze", "dlr-oberpfaffenhofen"],
+         "start_s": 0, "end_s": 600, "visibility_m": 200},
+    ]  # fmt: skip
+    fogged = scenario_from_dict(data)
+    weather = SiteWeather(fogged.weather, fogged.sites, 850e-9)
+    idx = [i for i, s in enumerate(fogged.sites) if s.name in ("zugspitze", "dlr-oberpfaffenhofen")]
+    alts = np.array([fogged.sites[i].altitude_m for i in idx])
+    loss = weather.extra_loss_db(10.0, idx, np.zeros(2), alts)
+    # Kim: V = 200 m at 850 nm, ~85 dB/km over the 100 m fog layer on each site: the same loss
+    # on a mountain (2,650 m) as in the plain (600 m)
+    assert loss[0] == pytest.approx(loss[1]) and loss[0] > 5.0
+    # per-path platform altitudes (OGS-HAPS paths ending inside the layer) broadcast per path
+    mixed = weather.extra_loss_db(10.0, idx, np.zeros(2), alts, platform_altitude_m=alts + 50.0)
+    assert mixed == pytest.approx(loss / 2)

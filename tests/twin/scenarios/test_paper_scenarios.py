@@ -32,11 +32,6 @@ BAVARIA = ("dlr-oberpfaffenhofen", "wettzell", "zugspitze")
 # once a cloud covers some OGS-HAPS pairs and not others (both tests below, and `qntwin run
 # storm` from ~1.1 h). The fix there: `np.broadcast_to(platform_altitude_m, site_index.shape)
 # [hit]`. Strict: these turn red when it lands, to drop the marker.
-WEATHER_HAPS_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="SiteWeather.extra_loss_db does not slice an array platform_altitude_m by the mask",
-)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +136,6 @@ def test_orbital_24h_every_satellite_crosses_the_shadow(scenarios):
 # --- storm -----------------------------------------------------------------------------------
 
 
-@WEATHER_HAPS_BUG
 def test_storm_front_blocks_the_bavarian_cluster_then_site_diversity_matters(scenarios):
     storm = scenarios["storm"]
     threshold_db = storm.weather.link_block_threshold_db
@@ -189,7 +183,6 @@ def test_storm_turbulence_precedes_the_cloud(scenarios):
 # --- case studies ----------------------------------------------------------------------------
 
 
-@WEATHER_HAPS_BUG
 def test_munich_case_fog_blocks_the_plain_not_the_alps(scenarios):
     case = scenarios["case-munich-pretoria"]
     topology = TopologyModel(case)
