@@ -12,7 +12,10 @@ Each tick of ``dt`` simulated seconds:
    hop by hop), consumes key per its security mode, and sends its data, except while it is
    inside a handover gap;
 5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
-   power and its carbon at the site's grid intensity.
+   power and its carbon at the site's grid intensity;
+6. entanglement: once every ``ENTANGLEMENT_PERIOD_S``, one end-to-end pair per active Type-I
+   flow (the main paper's entanglement-assisted control links) over the space or air segment
+   of its path (twin.network.entanglement_distribution; see "Entanglement service" below).
 
 The tick ``[t, t + dt)`` is served with the graph and the paths of its start ``t``; the graph
 and the paths of ``t + dt`` (computed one tick ahead, and used as the next tick's) bound it, so
@@ -35,6 +38,26 @@ controller moving a flow to another satellite while its hop is still up (static 
 does this whenever a shorter one appears; the graph treats every visible link as usable at
 once, so such a reroute has no gap here).
 
+Entanglement service (SPARQ's model; main paper sec. III-B eq. (3) for the memories). Every
+node has a :class:`QuantumMemory` (``MEMORY_Q_MAX`` slots, coherence time ``MEMORY_T2_S``),
+made when a request first touches it. At ticks that start a period (``t = 0``, then every
+``ENTANGLEMENT_PERIOD_S``) each Type-I flow that is active, has a path and is outside a
+handover gap asks for one pair between the two ground nodes where its path leaves and rejoins
+the ground: the *elevated segment*, from the ground node before the path's first HAPS or
+satellite to the one after its last. Ground nodes cannot emit pairs (SPARQ Sec. II-A), so
+the ground-to-ground fibre tails to the sites carry no entanglement (they run on trusted-relay
+keys); a path with no HAPS or satellite asks for nothing. Per hop of the segment the service
+takes the up quantum edge (FSO, ISL, fibre) of highest fidelity; a hop with none (RF Ka only)
+fails the request (``no_quantum_channel``), and so does a ground-to-ground hop inside the
+segment, which no source can serve (``ground_hop``). Link transmissivities are the channel
+transmittances behind the snapshot's ``fidelity`` (topology: amplitude damping of the channel
+transmittance, detector excluded), backed out exactly from F = (1 + sqrt(eta))^2 / 4:
+sqrt(eta) = 2 sqrt(F) - 1. Delays are the edges' propagation latencies in integer ns. The
+policy is TPED where ``tped_applicable``, else intuitive. The requests of one period are
+served one after another in flow order, each starting when the previous one ended (delivered
+or failed), so the memories see one timeline and their peaks are real occupancies. No
+randomness: distribution is deterministic given the graph.
+
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
 come from ``twin.rng.stream`` (the baselines draw none).
@@ -54,6 +77,12 @@ from fractions import Fraction
 import numpy as np
 
 from twin.control.baselines import NetworkView, make_controller, path_edges
+from twin.network.entanglement_distribution import (
+    NodeLayer,
+    Policy,
+    distribute,
+    tped_applicable,
+)
 from twin.network.handover import (
     HandoverLog,
     HandoverManager,
@@ -68,6 +97,7 @@ from twin.network.keys import (
     relay_key,
     total_ledger,
 )
+from twin.network.memory_slots import QuantumMemory
 from twin.network.routing import NodeIndex
 from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits, requirements
@@ -77,7 +107,7 @@ from twin.physics.orbits import jd_fr_add_seconds, jd_fr_from_datetime
 from twin.physics.sun import sun_position_ecef_m, sunlit_fraction
 from twin.units import NS_PER_S
 
-__all__ = ["Engine", "RunResult", "TickRecord"]
+__all__ = ["EntanglementRecord", "Engine", "RunResult", "TickRecord"]
 
 # --- assumptions -------------------------------------------------------------------------------
 LINK_BUFFER_CAPACITY_BITS = 1_000_000_000  # assumption: 125 MB of key store per QKD link
@@ -96,6 +126,20 @@ QUANTUM_EDGE_KINDS = (
     EdgeKind.ISL,
 )
 SPACE_EDGE_KINDS = tuple(SPACE_EDGE_MASK_RAD)  # ground-space, HAPS-space (FSO) and RF Ka
+# entanglement service (module docstring, "Entanglement service")
+MEMORY_Q_MAX = 8  # assumption: qubit slots per node's quantum memory (main paper: Q_max, no value)
+# assumption: T2 of every node's memory; the survey (papers/002, sec. on memories) reports 1.3 s
+# to hours in the lab; twin.physics.memory's worked example uses 1 s
+MEMORY_T2_S = 1.0
+ENTANGLEMENT_F_MIN = 0.85  # main paper sec. III-B after eq. (3): F_min ~ 0.85 (Bell violation)
+ENTANGLEMENT_PERIOD_S = 10  # assumption: one pair per Type-I flow every 10 s of simulated time
+ENTANGLEMENT_EDGE_KINDS = (
+    EdgeKind.FIBER,
+    EdgeKind.FSO_GROUND_SPACE,
+    EdgeKind.FSO_GROUND_HAPS,
+    EdgeKind.FSO_HAPS_SPACE,
+    EdgeKind.ISL,
+)  # edges with a quantum channel (RF Ka is classical only)
 # satellite hops lost or changed without a handover (module docstring), counted per flow
 SPACE_EVENTS = (
     "loss_without_alternative",
@@ -141,6 +185,34 @@ class _FlowState:
 
 
 @dataclass(frozen=True)
+class EntanglementRecord:
+    """One entanglement request of a Type-I flow (module docstring, "Entanglement service")."""
+
+    flow: str
+    t_start_ns: int
+    """when the request started (the period's tick, or the previous request's end)"""
+    path: tuple[str, ...]
+    """the elevated segment served, ground node to ground node"""
+    link_transmissivities: tuple[float, ...]
+    """channel transmittance per hop of ``path`` (empty if the request failed before)"""
+    link_delays_ns: tuple[int, ...]
+    policy: str | None
+    """'tped' or 'intuitive'; None when no policy could run (``no_quantum_channel``,
+    ``ground_hop``)"""
+    success: bool
+    failure: str | None
+    """None, 'no_quantum_channel', 'ground_hop', or distribute's 'memory_full' /
+    'ttl_exceeded'"""
+    fidelity: float | None
+    """Bell fidelity of the delivered pair (None on failure)"""
+    meets_f_min: bool
+    peak_slots: int
+    """most memory slots the request held at one instant, all path nodes together"""
+    intermediate_qubits: int
+    t_end_ns: int
+
+
+@dataclass(frozen=True)
 class TickRecord:
     """What one tick contributes to the time series (timeseries.csv)."""
 
@@ -175,6 +247,8 @@ class RunResult:
     energy_j: float
     carbon_total_g: float
     below_reserve_ticks: int
+    entanglement: list[EntanglementRecord] = field(default_factory=list)
+    """every entanglement request, in the order served"""
     extras: dict[str, float] = field(default_factory=dict)
 
 
@@ -214,6 +288,11 @@ class Engine:
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
         self._log_seen = 0
         self.space_events = dict.fromkeys(SPACE_EVENTS, 0)
+        # entanglement service: one memory per node, made on first use (name -> memory)
+        self.memories: dict[str, QuantumMemory] = {}
+        self._haps_offset = len(scenario.sites)  # G(t)'s node order: sites, HAPS, satellites
+        self.entanglement: list[EntanglementRecord] = []
+        self._entanglement_every = max(1, round(ENTANGLEMENT_PERIOD_S * NS_PER_S / self.dt_ns))
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -444,6 +523,101 @@ class Engine:
         state.gaps = [g for g in state.gaps if g.stop_ns is None or g.stop_ns > t_end_ns]
         return total
 
+    # --- entanglement -------------------------------------------------------------------------
+
+    def _layer(self, node: int) -> NodeLayer:
+        if node < self._haps_offset:
+            return NodeLayer.GROUND
+        return NodeLayer.AIR if node < self.topology._sat_offset else NodeLayer.SPACE
+
+    def _elevated_segment(self, path) -> list[int] | None:
+        """The path from the ground node before its first HAPS or satellite to the ground node
+        after its last one; None when the path has neither."""
+        up = [h for h, node in enumerate(path) if node >= self._haps_offset]
+        if not up:
+            return None
+        return list(path[max(up[0] - 1, 0) : min(up[-1] + 2, len(path))])
+
+    def _quantum_hops(self, snap, segment) -> np.ndarray | None:
+        """Per hop of ``segment``, the up quantum edge of highest fidelity; None if a hop has
+        none. The snapshot's edges are sorted by (a, b, kind): each hop is one searchsorted."""
+        n = snap.n_nodes
+        nodes = np.asarray(segment, dtype=np.int64)
+        lo, hi = np.minimum(nodes[:-1], nodes[1:]), np.maximum(nodes[:-1], nodes[1:])
+        keys = snap.a * n + snap.b
+        start = np.searchsorted(keys, lo * n + hi, side="left")
+        stop = np.searchsorted(keys, lo * n + hi, side="right")
+        chosen = np.empty(lo.size, dtype=np.int64)
+        for h in range(lo.size):
+            e = np.arange(start[h], stop[h])
+            e = e[snap.up[e] & np.isin(snap.kind[e], ENTANGLEMENT_EDGE_KINDS)]
+            if e.size == 0:
+                return None
+            chosen[h] = e[np.argmax(snap.fidelity[e])]  # first (lowest kind) on a tie
+        return chosen
+
+    def _serve_entanglement(self, snap, paths, active, t_ns: int) -> None:
+        """One request per active Type-I flow with an elevated segment, served in flow order
+        (module docstring, "Entanglement service")."""
+        names = self.topology.node_names
+        t_next = t_ns
+        for k, flow in enumerate(self.flows):
+            path = paths[k]
+            if flow.traffic_class is not TrafficClass.TYPE_I or not active[k] or path is None:
+                continue
+            gaps = self.flow_state[flow.name].gaps
+            if any(g.start_ns <= t_ns and (g.stop_ns is None or g.stop_ns > t_ns) for g in gaps):
+                continue  # the flow is between satellites: nothing to entangle over
+            segment = self._elevated_segment(path)
+            if segment is None:
+                continue
+            nodes = tuple(names[i] for i in segment)
+            layers = {names[i]: self._layer(i) for i in segment}
+            ground = [layers[a] is layers[b] is NodeLayer.GROUND
+                      for a, b in zip(nodes[:-1], nodes[1:], strict=True)]  # fmt: skip
+            edges = None if any(ground) else self._quantum_hops(snap, segment)
+            if edges is None:
+                self.entanglement.append(
+                    EntanglementRecord(
+                        flow=flow.name, t_start_ns=t_next, path=nodes, link_transmissivities=(),
+                        link_delays_ns=(), policy=None, success=False,
+                        failure="ground_hop" if any(ground) else "no_quantum_channel",
+                        fidelity=None, meets_f_min=False, peak_slots=0, intermediate_qubits=0,
+                        t_end_ns=t_next,
+                    )
+                )  # fmt: skip
+                continue
+            # topology's fidelity is (1 + sqrt(eta))^2 / 4 of the channel transmittance eta
+            sqrt_eta = np.clip(2.0 * np.sqrt(snap.fidelity[edges]) - 1.0, 0.0, 1.0)
+            etas = tuple(float(x) for x in sqrt_eta**2)
+            delays = tuple(round(float(x) * NS_PER_S) for x in snap.latency_s[edges])
+            policy = Policy.TPED if tped_applicable(nodes, layers) else Policy.INTUITIVE
+            for name in nodes:
+                if name not in self.memories:
+                    self.memories[name] = QuantumMemory(MEMORY_Q_MAX, MEMORY_T2_S)
+            result = distribute(
+                nodes, etas, delays, t_next, policy, self.memories, MEMORY_T2_S,
+                ENTANGLEMENT_F_MIN, node_layers=layers, request_id=f"{flow.name}@{t_next}",
+            )  # fmt: skip
+            self.entanglement.append(
+                EntanglementRecord(
+                    flow=flow.name,
+                    t_start_ns=t_next,
+                    path=nodes,
+                    link_transmissivities=etas,
+                    link_delays_ns=delays,
+                    policy=policy.value,
+                    success=result.success,
+                    failure=result.failure,
+                    fidelity=result.fidelity,
+                    meets_f_min=result.meets_f_min,
+                    peak_slots=result.peak_slots,
+                    intermediate_qubits=result.intermediate_qubits,
+                    t_end_ns=result.t_end_ns,
+                )
+            )
+            t_next = result.t_end_ns
+
     # --- one tick ------------------------------------------------------------------------------
 
     def _serve_flows(self, snap, paths, edges, demand, t_ns: int):
@@ -587,6 +761,8 @@ class Engine:
             done_before = len(self.handover.log)
             self._start_handovers(snap, paths, edges, snap_next, next_paths, active)
             self._advance_handovers(t_end - 1)
+            if tick % self._entanglement_every == 0:
+                self._serve_entanglement(snap, paths, active, t_ns)
             delivered, type_i, served = self._serve_flows(snap, paths, edges, demand, t_ns)
             power_w, carbon, soc_mean, soc_min, below = self._energy(snap, t_ns)
             energy_j += power_w * self.dt_ns / NS_PER_S
@@ -628,4 +804,5 @@ class Engine:
             energy_j=energy_j,
             carbon_total_g=carbon_total,
             below_reserve_ticks=below_reserve_ticks,
+            entanglement=list(self.entanglement),
         )

@@ -33,6 +33,18 @@ the active time, and a handover gap counts against both):
   what trusted relays delivered).
 - ``pdr``: delivered over offered data, in bits for flow-level traffic.
 - ``latency_ms[class]``: mean propagation latency of the paths used.
+- Entanglement (twin.engine's docstring, "Entanglement service": one request per active Type-I
+  flow every ``ENTANGLEMENT_PERIOD_S`` over the elevated segment of its path):
+  ``entanglement_requests`` counts them; ``entanglement_success_pct`` is the share that
+  delivered an end-to-end pair (failures: no quantum channel on a hop, a ground-to-ground hop
+  in the segment, memory full, storage past the TTL of eq. (3)), by reason in
+  ``entanglement_failures``; ``entanglement_meets_f_min_pct`` the share whose delivered pair
+  reached F_min; ``entanglement_policy`` how many ran TPED / intuitive. ``mean_fidelity`` is the
+  mean Bell fidelity of the delivered pairs. ``memory_slots_used`` is, over the same successful
+  requests, the mean of each request's peak slot count (the most memory slots it held at one
+  instant, all its path nodes together): the quantity the policies differ in (SPARQ Fig. 9
+  counts the intermediate nodes' share of it); ``memory_slots_peak_node`` is the most slots any
+  one node's memory held at once during the run. All None without a (successful) request.
 """
 
 from __future__ import annotations
@@ -78,6 +90,14 @@ def compute_metrics(result, engine) -> dict[str, Any]:
     links = total_ledger([engine.link_buffers[k] for k in sorted(engine.link_buffers)])
     pools = total_ledger([engine.pools[k] for k in sorted(engine.pools)])
     handovers = result.handovers.summary()
+    requests = result.entanglement
+    delivered_pairs = [r for r in requests if r.success]
+    failures: dict[str, int] = {}
+    for r in requests:
+        if r.failure is not None:
+            failures[r.failure] = failures.get(r.failure, 0) + 1
+    policies = {p: sum(r.policy == p for r in requests) for p in ("intuitive", "tped")}
+    memories = [engine.memories[n] for n in sorted(engine.memories)]
     return {
         "scenario": result.scenario,
         "controller": result.controller,
@@ -109,10 +129,28 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "throughput_bps": delivered / result.sim_seconds if result.sim_seconds else None,
             "pdr": delivered / offered if offered else None,
             "battery_below_reserve_ticks": result.below_reserve_ticks,
-            # no shield and no entanglement service in the baseline engine yet: not measured
+            # no shield in the baseline engine yet: not measured
             "shield_violations": None,
-            "mean_fidelity": None,
-            "memory_slots_used": None,
+            "entanglement_requests": len(requests),
+            "entanglement_success_pct": _pct(len(delivered_pairs), len(requests)),
+            "entanglement_meets_f_min_pct": _pct(
+                sum(r.meets_f_min for r in requests), len(requests)
+            ),
+            "entanglement_failures": dict(sorted(failures.items())),
+            "entanglement_policy": policies,
+            "mean_fidelity": (
+                sum(r.fidelity for r in delivered_pairs) / len(delivered_pairs)
+                if delivered_pairs
+                else None
+            ),
+            "memory_slots_used": (
+                sum(r.peak_slots for r in delivered_pairs) / len(delivered_pairs)
+                if delivered_pairs
+                else None
+            ),
+            "memory_slots_peak_node": (
+                max(m.peak_slots_used for m in memories) if memories else None
+            ),
         },
     }
 
