@@ -114,7 +114,9 @@ LINK_BUFFER_CAPACITY_BITS = 1_000_000_000  # assumption: 125 MB of key store per
 POOL_CAPACITY_BITS = 100_000_000  # assumption: 12.5 MB per end-to-end (site pair) pool
 # QKDNetSim's Mthr (READY above it; a refilling buffer below it serves only Type-I): small
 # against the capacity so a buffer serves once it holds a few seconds of key, not half its size
-LINK_BUFFER_THRESHOLD_BITS = 1_000_000  # assumption
+# A satellite pass yields ~0.15-1.5 Mbit per link (measured on the paper scenarios), so Mthr
+# must be far below that or a link is READY only at the end of its pass.
+LINK_BUFFER_THRESHOLD_BITS = 16_384  # assumption: sixty-four AES-256 keys
 POOL_THRESHOLD_BITS = 4_096  # assumption: sixteen AES-256 keys
 KEY_MAX_AGE_NS = 24 * 3_600 * NS_PER_S  # assumption: keys older than a day are retired
 POOL_LOOKAHEAD_S = 10  # assumption: sources keep ~10 s of their key demand in the e2e pool
