@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twin.network.keys import (
+    COALESCE_BIRTHS_PER_MAX_AGE,
+    DEFAULT_COALESCE_WINDOW_NS,
     SECURITY_MODES,
     BufferState,
     KeyBuffer,
@@ -115,7 +117,7 @@ def test_chunks_born_together_stay_apart_across_discarded_ids():
 
 
 def test_consume_takes_oldest_first_and_is_all_or_nothing():
-    buf = KeyBuffer("L", 1000, threshold_bits=10)
+    buf = KeyBuffer("L", 1000, threshold_bits=10, coalesce_window_ns=0)  # one chunk per birth
     buf.generate(30, 0)
     buf.generate(30, S)
     assert buf.take(40, 2 * S) == (KeyRange("L", 0, 30), KeyRange("L", 30, 40))
@@ -173,6 +175,117 @@ def test_user_errors_name_the_value():
     with pytest.raises(ValueError, match="time order"):
         buf.consume(1, 9)
     assert buf.ledger() == KeyLedger(5, 0, 0, 0, 0, 5)  # the refused call changed nothing
+
+
+# --- coalescing: bounded chunks on long runs ---------------------------------------------------
+
+
+def test_coalescing_keeps_the_older_birth_so_keys_expire_early_never_late():
+    buf = KeyBuffer("L", 1000, threshold_bits=10, max_age_ns=100 * S, coalesce_window_ns=10 * S)
+    buf.generate(10, 0)
+    buf.generate(10, 5 * S)
+    buf.generate(10, 10 * S - 1)  # 1 ns inside the window: still birth 0
+    assert buf.chunk_count == 1 and buf.oldest_birth_ns == 0
+    buf.generate(10, 10 * S)  # a full window after birth 0: a new birth
+    assert buf.chunk_count == 2
+    assert buf.buffered_ranges() == (KeyRange("L", 0, 30), KeyRange("L", 30, 40))
+    assert buf.expire(100 * S) == 0  # the oldest true age is exactly max_age: kept
+    # 1 ns later the bits born at 0, 5 s and 10 s - 1 ns all expire: the last two up to one
+    # window early (documented), counted as expired; the chunk born at 10 s stays
+    assert buf.expire(100 * S + 1) == 30
+    assert buf.buffered_ranges() == (KeyRange("L", 30, 40),)
+    assert buf.ledger() == KeyLedger(40, 0, 30, 0, 0, 10)
+    buf.check_ledger(deep=True)
+    # window 0 merges only bits of one instant (the behaviour before coalescing)
+    exact = KeyBuffer("L", 1000, threshold_bits=10, max_age_ns=100 * S, coalesce_window_ns=0)
+    for t in (0, 0, 1, 5 * S):
+        exact.generate(10, t)
+    assert exact.buffered_ranges() == (
+        KeyRange("L", 0, 20),
+        KeyRange("L", 20, 30),
+        KeyRange("L", 30, 40),
+    )
+    assert exact.expire(100 * S + 1) == 20
+
+
+def test_bits_after_a_capacity_gap_take_the_older_birth_too():
+    buf = KeyBuffer("L", 100, threshold_bits=50, max_age_ns=100 * S, coalesce_window_ns=10 * S)
+    buf.generate(120, 0)  # ids 100..119 discarded
+    assert buf.consume(30, S)
+    assert buf.generate(10, 2 * S) == KeyRange("L", 120, 130)
+    # a second chunk (the ids do not follow on) with the older birth: one birth, two chunks
+    assert buf.buffered_ranges() == (KeyRange("L", 30, 100), KeyRange("L", 120, 130))
+    assert buf.expire(100 * S + 1) == 80
+    buf.check_ledger(deep=True)
+
+
+def test_default_coalescing_windows_and_bad_windows():
+    day_ns = 86_400 * S
+    assert COALESCE_BIRTHS_PER_MAX_AGE == 1024
+    assert KeyBuffer("L", 10, max_age_ns=day_ns).coalesce_window_ns == 84_375_000_000  # 84.4 s
+    assert KeyBuffer("L", 10).coalesce_window_ns == DEFAULT_COALESCE_WINDOW_NS == 60 * S
+    assert KeyBuffer("L", 10, max_age_ns=1000).coalesce_window_ns == 0  # below 1024 ns
+    with pytest.raises(ValueError, match="coalesce_window_ns 11 exceeds max_age_ns 10"):
+        KeyBuffer("L", 10, max_age_ns=10, coalesce_window_ns=11)
+    with pytest.raises(ValueError, match="coalesce_window_ns must be >= 0"):
+        KeyBuffer("L", 10, coalesce_window_ns=-1)
+    with pytest.raises(ValueError, match="coalesce_window_ns must be an integer"):
+        KeyBuffer("L", 10, coalesce_window_ns=1.5)
+
+
+def test_a_day_of_one_bit_ticks_keeps_chunks_bounded_and_keys_fresh():
+    # 100,000 ticks of 1 s, one bit each (id k is born at k s), 24 h lifetime, default window
+    # 84.375 s: at most 86,400 s / 84.375 s + 1 = 1025 births, where one chunk per tick
+    # (86,401 after a day) was the behaviour before coalescing
+    max_age_ns = 86_400 * S
+    buf = KeyBuffer("L", 10**9, threshold_bits=1, max_age_ns=max_age_ns)
+    most_chunks = 0
+    served = 0
+    for k in range(100_000):
+        t = k * S
+        buf.generate(1, t)
+        most_chunks = max(most_chunks, buf.chunk_count)
+        if k % 997 == 996:
+            taken = buf.take(3, t)
+            assert taken is not None
+            for r in taken:
+                served += r.bits
+                assert t - r.start * S <= max_age_ns  # the oldest id taken is within max_age
+    assert most_chunks <= 1025
+    assert buf.chunk_count >= 1000  # the bound is tight, not vacuous
+    # the oldest key kept is at most max_age old; the newest one gone (it expired: the last
+    # take was 300 ticks earlier) was older than max_age minus one window
+    t_end = 99_999 * S
+    oldest_kept = buf.buffered_ranges()[0].start
+    assert t_end - oldest_kept * S <= max_age_ns
+    assert t_end - (oldest_kept - 1) * S > max_age_ns - buf.coalesce_window_ns
+    assert buf.ledger().balanced and served == buf.consumed_bits
+    buf.check_ledger(deep=True)
+    # without coalescing the same run holds one chunk per tick
+    exact = KeyBuffer("L", 10**9, threshold_bits=1, max_age_ns=max_age_ns, coalesce_window_ns=0)
+    for k in range(5_000):
+        exact.generate(1, k * S)
+    assert exact.chunk_count == 5_000
+
+
+def test_chunks_stay_bounded_under_mixed_load():
+    # 0.5 s ticks for 5.6 h: generate 1000 bits a tick, consume 300 (3000 every 10th, popping
+    # several chunks), an expiry sweep now and then; the buffer keeps an hour of key, so both
+    # consumption and expiry remove chunks. The count settles under its bound (a new birth
+    # every 8 ticks: 901 chunks) and stays there: each operation touches O(1) chunks, amortised
+    buf = KeyBuffer("L", 10**7, threshold_bits=1, max_age_ns=3_600 * S)  # window 3.52 s
+    counts = []
+    for k in range(40_000):
+        t = k * S // 2
+        buf.generate(1_000, t)
+        assert buf.consume(3_000 if k % 10 == 0 else 300, t) or k == 0
+        if k % 50 == 0:
+            buf.expire(t)
+        counts.append(buf.chunk_count)
+    assert buf.expired_bits > 0 and buf.consumed_bits > 0
+    assert max(counts) <= 3_600 * S // buf.coalesce_window_ns + 1 == 1025
+    assert 850 < max(counts[20_000:]) <= max(counts[10_000:20_000])  # settled, not growing
+    buf.check_ledger(deep=True)
 
 
 # --- QKDNetSim states --------------------------------------------------------------------------
@@ -301,12 +414,19 @@ def test_relay_envelopes_store_and_forward_timing():
 
 
 class ReferenceBuffer:
-    """Bit-by-bit model of the documented semantics (one list entry per key bit)."""
+    """Bit-by-bit model of the documented semantics (one list entry per key bit).
 
-    def __init__(self, buf: KeyBuffer):
+    Each bit keeps its coalesced birth (the rule of the module notes: a bit generated less than
+    ``window`` after the newest bit's birth takes that birth) and its true generation time, so
+    the model can check that no bit is kept past ``max_age`` of its true birth and none expires
+    more than one window early.
+    """
+
+    def __init__(self, buf: KeyBuffer, window: int):
         self.cap, self.thr, self.mmin = buf.capacity_bits, buf.threshold_bits, buf.min_bits
         self.max_age, self.strict = buf.max_age_ns, not buf.charging_serves_critical
-        self.bits: list[tuple[int, int]] = []  # (key id, birth_ns)
+        self.window = window
+        self.bits: list[tuple[int, int, int]] = []  # (key id, coalesced birth_ns, true t_ns)
         self.next_id = 0
         self.counts = dict(consumed=0, expired=0, discarded=0, destroyed=0)
         self.state = EMPTY
@@ -326,6 +446,12 @@ class ReferenceBuffer:
         if self.max_age is None:
             return
         keep = [b for b in self.bits if t - b[1] <= self.max_age]
+        gone = len(self.bits) - len(keep)
+        assert keep == self.bits[gone:]  # the oldest expire first
+        for _, _, true_birth in keep:
+            assert t - true_birth <= self.max_age  # never kept past max_age
+        for _, _, true_birth in self.bits[:gone]:
+            assert t - true_birth > self.max_age - self.window  # at most one window early
         self.counts["expired"] += len(self.bits) - len(keep)
         if len(keep) != len(self.bits):
             self.bits = keep
@@ -341,7 +467,10 @@ class ReferenceBuffer:
 
     def generate(self, n, t):
         stored = min(n, self.cap - len(self.bits))
-        self.bits += [(self.next_id + i, t) for i in range(stored)]
+        birth = t
+        if self.bits and t - self.bits[-1][1] < self.window:
+            birth = self.bits[-1][1]  # coalesced: the older birth of the newest bit
+        self.bits += [(self.next_id + i, birth, t) for i in range(stored)]
         self.next_id += n
         self.counts["discarded"] += n - stored
         if n:
@@ -351,7 +480,7 @@ class ReferenceBuffer:
         taken, self.bits = self.bits[:n], self.bits[n:]
         self.counts["consumed"] += n
         self.set_state()
-        return [i for i, _ in taken]
+        return [i for i, _, _ in taken]
 
 
 def expand(ranges):
@@ -379,13 +508,23 @@ op_strategy = st.one_of(
 @settings(max_examples=150, deadline=None)
 @given(
     ops=st.lists(st.tuples(op_strategy, st.integers(0, 2 * S)), max_size=40),
+    on_grid=st.booleans(),
     max_age_s=st.one_of(st.none(), st.integers(1, 20)),
+    window_ns=st.sampled_from([None, 0, 1, S // 2, S, 3 * S, 30 * S]),
     min_bits=st.integers(0, 30),
     strict=st.booleans(),
     prefill=st.lists(st.integers(0, 300), min_size=4, max_size=4),
 )
-def test_random_histories_keep_exact_accounting(ops, max_age_s, min_bits, strict, prefill):
+def test_random_histories_keep_exact_accounting(
+    ops, on_grid, max_age_s, window_ns, min_bits, strict, prefill
+):
+    if on_grid:  # steps of 0, 1 or 2 whole seconds, so ages land exactly on max_age and windows
+        ops = [(op, dt % 3 * S) for op, dt in ops]
     max_age_ns = None if max_age_s is None else max_age_s * S
+    if window_ns is None:  # the documented default
+        window = DEFAULT_COALESCE_WINDOW_NS if max_age_ns is None else max_age_ns // 1024
+    else:
+        window = window_ns if max_age_ns is None else min(window_ns, max_age_ns)
     buffers = [
         KeyBuffer(
             name,
@@ -394,20 +533,32 @@ def test_random_histories_keep_exact_accounting(ops, max_age_s, min_bits, strict
             min_bits=min_bits,
             max_age_ns=max_age_ns,
             charging_serves_critical=not strict,
+            coalesce_window_ns=None if window_ns is None else window,
         )
         for name in ("L0", "L1", "L2", "pool")
     ]
-    refs = [ReferenceBuffer(b) for b in buffers]
+    assert all(b.coalesce_window_ns == window for b in buffers)
+    refs = [ReferenceBuffer(b, window) for b in buffers]
     pool, pool_ref = buffers[3], refs[3]
     spent: dict[str, set[int]] = {b.name: set() for b in buffers}
-    for buf, ref, bits in zip(buffers, refs, prefill, strict=True):
-        buf.generate(bits, 0)
-        ref.generate(bits, 0)
+    true_birth: dict[str, dict[int, int]] = {b.name: {} for b in buffers}
+
+    def generate(i, n, t):
+        stored = buffers[i].generate(n, t)
+        if stored is not None:
+            true_birth[buffers[i].name].update(dict.fromkeys(range(stored.start, stored.stop), t))
+        refs[i].generate(n, t)
+        return stored
+
+    for i, bits in enumerate(prefill):
+        generate(i, bits, 0)
     t = 0
 
     def record_spent(name, ids):
         assert not spent[name].intersection(ids), "a key id was spent twice"
         assert len(set(ids)) == len(ids)
+        if max_age_ns is not None:  # never served past max_age of its true birth
+            assert all(t - true_birth[name][i] <= max_age_ns for i in ids)
         spent[name].update(ids)
 
     for op, dt in ops:
@@ -417,8 +568,7 @@ def test_random_histories_keep_exact_accounting(ops, max_age_s, min_bits, strict
             _, i, n = op
             refs[i].advance(t)
             room = refs[i].cap - len(refs[i].bits)
-            stored = buffers[i].generate(n, t)
-            refs[i].generate(n, t)
+            stored = generate(i, n, t)
             assert (stored.bits if stored else 0) == min(n, room)
         elif kind == "take":
             _, i, n, critical = op
@@ -460,6 +610,7 @@ def test_random_histories_keep_exact_accounting(ops, max_age_s, min_bits, strict
                     assert ids == refs[h].take(n)
                     record_spent(buffers[h].name, ids)
                 pool_ref.generate(n, t)
+                true_birth[pool.name].update(dict.fromkeys(expand(result.pool_keys), t))
                 assert expand(result.pool_keys) == list(
                     range(pool_ref.next_id - n, pool_ref.next_id)
                 )
@@ -483,11 +634,54 @@ def test_random_histories_keep_exact_accounting(ops, max_age_s, min_bits, strict
                 ref.counts["destroyed"],
                 len(ref.bits),
             )
-            assert expand(buf.buffered_ranges()) == [i for i, _ in ref.bits]
+            assert expand(buf.buffered_ranges()) == [i for i, _, _ in ref.bits]
+            births = [b for r, b in buf.buffered_chunks() for _ in range(r.start, r.stop)]
+            assert births == [b for _, b, _ in ref.bits]  # the coalescing rule, bit by bit
+            assert buf.oldest_birth_ns == (ref.bits[0][1] if ref.bits else None)
             assert buf.state is ref.state
             assert ledger.consumed_bits == len(spent[buf.name])
             assert not spent[buf.name].intersection(expand(buf.buffered_ranges()))
     assert total_ledger(buffers).balanced
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["gen", "take", "expire"]), st.integers(0, 40), st.integers(0, 3)
+        ),
+        max_size=60,
+    ),
+    max_age_s=st.integers(1, 8),
+    window_s=st.integers(0, 3),
+)
+def test_coalescing_rule_on_a_small_full_buffer(ops, max_age_s, window_s):
+    # one small buffer, whole-second steps: often full (capacity gaps), ages and windows hit
+    # exactly; births and expiry must follow the reference bit by bit
+    window_ns = min(window_s, max_age_s) * S
+    buf = KeyBuffer(
+        "L", 50, threshold_bits=1, max_age_ns=max_age_s * S, coalesce_window_ns=window_ns
+    )
+    ref = ReferenceBuffer(buf, window_ns)
+    t = 0
+    for kind, n, dt_s in ops:
+        t += dt_s * S
+        ref.advance(t)
+        if kind == "gen":
+            buf.generate(n, t)
+            ref.generate(n, t)
+        elif kind == "take":
+            got = buf.take(n, t)
+            assert (got is not None) == ref.can(n, False)
+            if got is not None:
+                assert expand(got) == ref.take(n)
+        else:
+            buf.expire(t)
+        births = [b for r, b in buf.buffered_chunks() for _ in range(r.start, r.stop)]
+        assert births == [b for _, b, _ in ref.bits]
+        assert expand(buf.buffered_ranges()) == [i for i, _, _ in ref.bits]
+        assert buf.expired_bits == ref.counts["expired"]
+        buf.check_ledger(deep=True)
 
 
 # --- security modes ----------------------------------------------------------------------------
