@@ -23,8 +23,7 @@ from twin.network.routing import (
     NodeIndex,
     csr_from_edge_arrays,
     no_transit_mask,
-    path_from_predecessors,
-    shortest_paths_from_sources,
+    shortest_paths_between,
 )
 from twin.network.topology import Snapshot
 from twin.network.traffic import Flow
@@ -79,17 +78,16 @@ def _route_all(view: NetworkView, csr) -> Decision:
         groups.setdefault(tuple(sorted(flow.forbidden_jurisdictions)), []).append(k)
     for forbidden in sorted(groups):
         members = groups[forbidden]
-        sources = sorted({view.flow_endpoints[k][0] for k in members})
         no_transit = (
             no_transit_mask(view.node_index, view.jurisdictions, forbidden) if forbidden else None
         )
-        _, pred = shortest_paths_from_sources(
-            csr, sources, rank=view.node_index.rank, no_transit=no_transit
+        found = shortest_paths_between(
+            csr,
+            [view.flow_endpoints[k] for k in members],
+            rank=view.node_index.rank,
+            no_transit=no_transit,
         )
-        row = {s: i for i, s in enumerate(sources)}
-        for k in members:
-            src, dst = view.flow_endpoints[k]
-            path = path_from_predecessors(pred[row[src]], src, dst)
+        for k, path in zip(members, found, strict=True):
             paths[k] = tuple(path) if path is not None else None
     return Decision(paths=tuple(paths))
 

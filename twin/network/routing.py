@@ -68,6 +68,7 @@ __all__ = [
     "path_min_transmissivity",
     "path_weight",
     "shortest_path",
+    "shortest_paths_between",
     "shortest_paths_from_sources",
     "static_shortest_path",
     "transit_violations",
@@ -669,6 +670,102 @@ def shortest_paths_from_sources(
             dist[rows] = d
             pred[rows] = _tight_predecessors(m, d, sources[rows], rank)
     return dist, pred
+
+
+def _tight_walk(
+    indptr: list[int],
+    indices: list[int],
+    data: list[float],
+    dist: list[float],
+    rank: list[int],
+    src: int,
+    dst: int,
+) -> list[int] | None:
+    """The path src -> dst read back from dst: at each node the smallest-rank tight
+    predecessor u (``dist[u] + w(u, v) == dist[v]``), as :func:`_tight_predecessors` picks it.
+
+    ``indptr``/``indices``/``data``: the CSC form (column v lists the edges into v) of the
+    matrix the distances ``dist`` (one source's row) were computed on, as Python lists.
+    """
+    if src == dst:
+        return [src]
+    if not math.isfinite(dist[dst]):
+        return None
+    path = [dst]
+    v = dst
+    for _ in range(len(dist)):
+        dv = dist[v]
+        best = -1
+        best_rank = 0
+        for j in range(indptr[v], indptr[v + 1]):
+            u = indices[j]
+            if dist[u] + data[j] == dv and (best < 0 or rank[u] < best_rank):
+                best, best_rank = u, rank[u]
+        if best < 0:  # cannot happen: v was reached through some tight edge
+            raise RuntimeError(f"no tight predecessor of node {v}: routing invariant violated")
+        path.append(best)
+        v = best
+        if v == src:
+            path.reverse()
+            return path
+    raise RuntimeError("tight predecessors form a cycle: not a shortest-path tree")
+
+
+def shortest_paths_between(
+    csr: csr_matrix,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    rank: np.ndarray | None = None,
+    no_transit: np.ndarray | None = None,
+) -> list[list[int] | None]:
+    """The minimum-weight index path of each (src, dst) pair, or None where unreachable.
+
+    Identical to :func:`shortest_paths_from_sources` (``tie_break="name"``) followed by
+    :func:`path_from_predecessors`, but the name tie-break walks only the requested paths
+    back from their destinations instead of choosing a predecessor for every node: one
+    Dijkstra per distinct source, then a few tight-edge checks per hop. ``rank`` and
+    ``no_transit`` as in :func:`shortest_paths_from_sources`.
+    """
+    if not isinstance(csr, csr_matrix):
+        csr = csr_matrix(csr)
+    n = csr.shape[0]
+    pairs = [(int(s), int(d)) for s, d in pairs]
+    for s, d in pairs:
+        if not (0 <= s < n and 0 <= d < n):
+            raise ValueError(f"pair ({s}, {d}) must hold node indices in [0, {n})")
+    rank = np.arange(n, dtype=np.int64) if rank is None else np.asarray(rank, dtype=np.int64)
+    if rank.shape != (n,):
+        raise ValueError(f"rank must have shape ({n},), got {rank.shape}")
+    blocked = np.zeros(n, dtype=bool) if no_transit is None else np.asarray(no_transit, bool)
+    if blocked.shape != (n,):
+        raise ValueError(f"no_transit must have shape ({n},), got {blocked.shape}")
+    rank_list = rank.tolist()
+    sources = sorted({s for s, _ in pairs})
+    base = _without_rows(csr, np.flatnonzero(blocked)) if blocked.any() else csr
+    # groups of sources sharing a matrix, as in shortest_paths_from_sources
+    groups: list[tuple[list[int], csr_matrix]] = []
+    plain = [s for s in sources if not blocked[s]]
+    if plain:
+        groups.append((plain, base))
+    for s in sources:
+        if blocked[s]:
+            others = np.flatnonzero(blocked & (np.arange(n) != s))
+            groups.append(([s], _without_rows(csr, others)))
+    out: list[list[int] | None] = [None] * len(pairs)
+    for group, m in groups:
+        dist = dijkstra(m, directed=True, indices=np.array(group, dtype=np.int64))
+        csc = m.tocsc()
+        indptr, indices = csc.indptr.tolist(), csc.indices.tolist()
+        data = csc.data.tolist()
+        rows = {s: i for i, s in enumerate(group)}
+        dist_rows: dict[int, list[float]] = {}
+        for k, (s, d) in enumerate(pairs):
+            if s not in rows:
+                continue
+            if s not in dist_rows:
+                dist_rows[s] = dist[rows[s]].tolist()
+            out[k] = _tight_walk(indptr, indices, data, dist_rows[s], rank_list, s, d)
+    return out
 
 
 def path_from_predecessors(predecessors: np.ndarray, src: int, dst: int) -> list[int] | None:

@@ -22,6 +22,7 @@ from twin.network.routing import (
     path_latency_s,
     path_min_transmissivity,
     shortest_path,
+    shortest_paths_between,
     shortest_paths_from_sources,
     static_shortest_path,
     transit_violations,
@@ -225,6 +226,10 @@ def test_random_graphs_agree_and_obey_the_rules(snapshot):
     dist, pred = shortest_paths_from_sources(csr, sources, rank=index.rank, no_transit=blocked)
     dist_cs, _ = shortest_paths_from_sources(csr, sources, no_transit=blocked, tie_break="csgraph")
     np.testing.assert_array_equal(dist, dist_cs)
+    # the lazy form (walk back from each destination) gives the same paths
+    pairs = [(index.position[s], index.position[t]) for s, t in itertools.product(names, names)]
+    found = shortest_paths_between(csr, pairs, rank=index.rank, no_transit=blocked)
+    lazy = dict(zip(pairs, found, strict=True))
 
     for (i, s), t in itertools.product(enumerate(names), names):
         path = shortest_path(g, s, t, forbidden_jurisdictions=forbidden)
@@ -233,6 +238,7 @@ def test_random_graphs_agree_and_obey_the_rules(snapshot):
         # the csgraph batch form gives the same path (same tie rule)
         idx_path = path_from_predecessors(pred[i], index.position[s], index.position[t])
         assert (None if idx_path is None else [index.names[k] for k in idx_path]) == path
+        assert lazy[index.position[s], index.position[t]] == idx_path
         # reference: networkx on the allowed subgraph (up links, no forbidden transit)
         allowed = g.subgraph(
             [n for n in g if n in (s, t) or juris.get(n) not in forbidden]
