@@ -76,7 +76,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from twin.control.baselines import NetworkView, make_controller, path_edges
+from twin.control.baselines import EdgeLookup, NetworkView, make_controller
 from twin.network.entanglement_distribution import (
     NodeLayer,
     Policy,
@@ -295,6 +295,7 @@ class Engine:
         self._haps_offset = len(scenario.sites)  # G(t)'s node order: sites, HAPS, satellites
         self.entanglement: list[EntanglementRecord] = []
         self._entanglement_every = max(1, round(ENTANGLEMENT_PERIOD_S * NS_PER_S / self.dt_ns))
+        self._edge_lookups: list[tuple[object, EdgeLookup]] = []  # (snapshot, its lookup)
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -340,7 +341,7 @@ class Engine:
     def _hop_buffers(self, snap, path) -> list[KeyBuffer] | None:
         """The link key buffers of a path's hops; None if a hop has no QKD link buffer."""
         buffers = []
-        edges = path_edges(snap, path)
+        edges = self._edge_lookup(snap).path_edges(path)
         for h, e in enumerate(edges):
             a, b = sorted((path[h], path[h + 1]))
             key = self._link_key(a, b)
@@ -452,7 +453,7 @@ class Engine:
                 self.space_events["loss_during_handover"] += 1
                 continue
             new = next_paths[k]
-            new_edges = path_edges(snap_next, new)
+            new_edges = self._edge_lookup(snap_next).path_edges(new)
             candidates = [
                 hop for hop in self._space_hops(snap_next, new, new_edges)
                 if hop[2] not in set(paths[k])
@@ -732,8 +733,19 @@ class Engine:
             node_index=self.node_index,
             jurisdictions=self.jurisdictions,
             flow_endpoints=self.flow_endpoints,
+            edge_lookup=self._edge_lookup(snap),
         )
         return self.controller.decide(view)
+
+    def _edge_lookup(self, snap) -> EdgeLookup:
+        """The fastest-up-edge lookup of ``snap``, built once per snapshot; the engine holds
+        two snapshots at a time (the tick's start and end), so it keeps the last two."""
+        for held, lookup in self._edge_lookups:
+            if held is snap:
+                return lookup
+        lookup = EdgeLookup(snap)
+        self._edge_lookups = [*self._edge_lookups[-1:], (snap, lookup)]
+        return lookup
 
     def run(
         self,
@@ -759,7 +771,8 @@ class Engine:
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
-            edges = {k: path_edges(snap, p) for k, p in enumerate(paths) if p is not None}
+            lookup = self._edge_lookup(snap)
+            edges = {k: lookup.path_edges(p) for k, p in enumerate(paths) if p is not None}
             done_before = len(self.handover.log)
             self._start_handovers(snap, paths, edges, snap_next, next_paths, active)
             self._advance_handovers(t_end - 1)

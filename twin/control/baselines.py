@@ -33,9 +33,11 @@ __all__ = [
     "Controller",
     "Decision",
     "DijkstraDistance",
+    "EdgeLookup",
     "NetworkView",
     "StaticShortestPath",
     "make_controller",
+    "path_edges",
 ]
 
 # SPARQ decides connectivity by a transmissivity threshold whose value our text copy of the
@@ -55,6 +57,12 @@ class NetworkView:
     jurisdictions: dict[str, str | None]
     flow_endpoints: Sequence[tuple[int, int]]
     """(src, dst) node indices per flow"""
+    edge_lookup: EdgeLookup | None = None
+    """the snapshot's :class:`EdgeLookup` when the caller keeps one (None: built on demand)"""
+
+    def edges(self) -> EdgeLookup:
+        """The snapshot's :class:`EdgeLookup` (the given one, else a fresh one)."""
+        return EdgeLookup(self.snapshot) if self.edge_lookup is None else self.edge_lookup
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,9 @@ class StaticShortestPath:
         )
         fresh = _route_all(view, csr).paths
         if len(self._previous) == len(fresh):
+            lookup = view.edges()
             kept = tuple(
-                old if old is not None and np.all(path_edges(snap, old) >= 0) else new
+                old if old is not None and np.all(lookup.path_edges(old) >= 0) else new
                 for old, new in zip(self._previous, fresh, strict=True)
             )
         else:
@@ -157,12 +166,55 @@ def make_controller(name: str) -> Controller:
         ) from None
 
 
-def path_edges(snapshot: Snapshot, path: Sequence[int]) -> np.ndarray:
-    """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
-    out = np.full(max(len(path) - 1, 0), -1, dtype=np.int64)
-    for h in range(len(path) - 1):
-        lo, hi = sorted((path[h], path[h + 1]))
-        candidates = np.flatnonzero((snapshot.a == lo) & (snapshot.b == hi) & snapshot.up)
-        if candidates.size:
-            out[h] = candidates[np.argmin(snapshot.latency_s[candidates])]
-    return out
+class EdgeLookup:
+    """The fastest up edge of each node pair of one snapshot, for :func:`path_edges`.
+
+    Built once per snapshot (one sort of its up edges) and shared by every caller of that
+    tick. ``pair_keys`` (P,) holds ``a * N + b`` of each pair with an up edge, ascending;
+    ``edge[i]`` the index of its fastest up edge (the first, i.e. lowest kind, on a tie).
+    """
+
+    __slots__ = ("edge", "n_nodes", "pair_keys", "snapshot")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        n = snapshot.n_nodes
+        up = np.flatnonzero(snapshot.up)
+        keys = snapshot.a[up].astype(np.int64) * n + snapshot.b[up]
+        # stable: among equal (pair, latency) the lower edge index comes first, as argmin's
+        order = np.lexsort((snapshot.latency_s[up], keys))
+        keys, up = keys[order], up[order]
+        first = np.ones(keys.size, dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        self.snapshot = snapshot
+        self.n_nodes = n
+        self.pair_keys = keys[first]
+        self.edge = up[first]
+
+    def path_edges(self, path: Sequence[int]) -> np.ndarray:
+        """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
+        nodes = np.asarray(path, dtype=np.int64)
+        if nodes.size < 2:
+            return np.full(0, -1, dtype=np.int64)
+        lo = np.minimum(nodes[:-1], nodes[1:])
+        hi = np.maximum(nodes[:-1], nodes[1:])
+        want = lo * self.n_nodes + hi
+        at = np.searchsorted(self.pair_keys, want)
+        inside = at < self.pair_keys.size
+        hit = np.zeros(want.size, dtype=bool)
+        hit[inside] = self.pair_keys[at[inside]] == want[inside]
+        return np.where(hit, self.edge[np.minimum(at, self.edge.size - 1)], -1)
+
+
+def path_edges(
+    snapshot: Snapshot, path: Sequence[int], lookup: EdgeLookup | None = None
+) -> np.ndarray:
+    """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none).
+
+    ``lookup``: the snapshot's :class:`EdgeLookup`, when the caller keeps one (it must be of
+    this snapshot); otherwise one is built for this call.
+    """
+    if lookup is None:
+        lookup = EdgeLookup(snapshot)
+    elif lookup.snapshot is not snapshot:
+        raise ValueError("lookup was built for another snapshot: pass EdgeLookup(snapshot)")
+    return lookup.path_edges(path)

@@ -1,8 +1,15 @@
 """Baseline controllers on hand-made graphs."""
 
 import numpy as np
+import pytest
 
-from twin.control.baselines import DijkstraDistance, NetworkView, StaticShortestPath
+from twin.control.baselines import (
+    DijkstraDistance,
+    EdgeLookup,
+    NetworkView,
+    StaticShortestPath,
+    path_edges,
+)
 from twin.network.routing import NodeIndex
 from twin.network.topology import EdgeKind, Snapshot
 from twin.network.traffic import Flow, TrafficClass
@@ -62,3 +69,26 @@ def test_dijkstra_distance_skips_links_below_the_transmissivity_threshold():
     assert DijkstraDistance().decide(view(snapshot(edges))).paths == ((0, 2, 1),)
     no_route = [(0, 1, 1e-3, 1, 1e-6)]
     assert DijkstraDistance().decide(view(snapshot(no_route))).paths == (None,)
+
+
+def test_edge_lookup_picks_the_fastest_up_edge_of_each_hop_first_on_ties():
+    # parallel edges per pair (sorted by (a, b)), some down, a latency tie on (0, 1)
+    snap = snapshot([
+        (0, 1, 3e-3, 1, 1.0), (0, 1, 2e-3, 1, 1.0), (0, 1, 2e-3, 1, 1.0), (0, 1, 1e-3, 0, 1.0),
+        (0, 2, 5e-3, 0, 1.0),
+        (1, 2, 4e-3, 1, 1.0), (1, 2, 6e-3, 1, 1.0),
+    ])  # fmt: skip
+    lookup = EdgeLookup(snap)
+    rng = np.random.default_rng(1)
+    for path in [[0, 1, 2], [2, 1, 0], [0, 2], [2, 0, 1], [1], [], *rng.integers(0, 3, (20, 5))]:
+        expected = np.full(max(len(path) - 1, 0), -1, dtype=np.int64)
+        for h in range(len(path) - 1):  # the rule, by brute force
+            lo, hi = sorted((path[h], path[h + 1]))
+            candidates = np.flatnonzero((snap.a == lo) & (snap.b == hi) & snap.up)
+            if candidates.size:
+                expected[h] = candidates[np.argmin(snap.latency_s[candidates])]
+        np.testing.assert_array_equal(lookup.path_edges(path), expected)
+        np.testing.assert_array_equal(path_edges(snap, path), expected)
+    np.testing.assert_array_equal(lookup.path_edges([0, 1, 2]), [1, 5])
+    with pytest.raises(ValueError, match="another snapshot"):
+        path_edges(snapshot([(0, 1, 1e-3, 1, 1.0)]), [0, 1], lookup)
