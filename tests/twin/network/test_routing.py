@@ -266,6 +266,25 @@ def test_random_graphs_agree_and_obey_the_rules(snapshot):
 # --- batch form details -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("directed", [False, True])
+def test_sorted_edge_arrays_give_the_same_matrix_as_shuffled_ones(directed):
+    # a snapshot's (a, b)-sorted order takes a shortcut; any order must give the same CSR
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 12, 200), rng.integers(0, 12, 200)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    a, b = a[a < b], b[a < b]
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    w = rng.choice([1e-9, 2e-9, 3e-9, 0.0], a.size)
+    usable = rng.random(a.size) < 0.8
+    shuffle = rng.permutation(a.size)
+    kw = {"weight_quantum": 1e-9, "directed": directed}
+    m1 = csr_from_edge_arrays(12, a, b, w, usable=usable, **kw)
+    m2 = csr_from_edge_arrays(12, a[shuffle], b[shuffle], w[shuffle], usable=usable[shuffle], **kw)
+    for field in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(m1, field), getattr(m2, field))
+
+
 def test_edge_arrays_keep_the_best_parallel_edge_and_no_zeros():
     # FSO and RF between the same OGS and satellite: the smaller weight wins (as Snapshot.to_csr)
     m = csr_from_edge_arrays(
