@@ -285,6 +285,10 @@ class Engine:
         n_sats = len(names) - self.topology._sat_offset
         self.soc_j = np.full(n_sats, self.sat_power.battery_capacity_j)
         self._ogs_sites = [s for s in scenario.sites if s.kind == "ogs"]
+        # every OGS draws its full power at all times (constant), in site order
+        self._ogs_power_w = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
+        self._ogs_regions = np.array([s.grid_region for s in self._ogs_sites])
+        self._ogs_lon_rad = np.array([s.lon_rad for s in self._ogs_sites], dtype=float)
         # the baselines hand over break-before-make; the manager plays every protocol role
         self.handover = HandoverManager()
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
@@ -715,11 +719,12 @@ class Engine:
             self.soc_j = step.soc_j
             sat_power_w = float(np.sum(load))
             below = int(np.sum(step.below_reserve))
-        ogs_power = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
+        ogs_power = self._ogs_power_w
         carbon = 0.0
-        for site, p_w in zip(self._ogs_sites, ogs_power, strict=True):
-            intensity = carbon_intensity_g_per_kwh(site.grid_region, t_s, site.lon_rad)
-            carbon += float(carbon_g(p_w, dt_s, intensity))
+        if ogs_power.size:
+            intensity = carbon_intensity_g_per_kwh(self._ogs_regions, t_s, self._ogs_lon_rad)
+            for c_g in carbon_g(ogs_power, dt_s, intensity).tolist():  # in site order
+                carbon += c_g
         capacity = self.sat_power.battery_capacity_j
         soc_mean = float(np.mean(self.soc_j) / capacity) if n_sats else float("nan")
         soc_min = float(np.min(self.soc_j) / capacity) if n_sats else float("nan")
