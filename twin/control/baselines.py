@@ -193,8 +193,8 @@ class EdgeLookup:
     def path_edges(self, path: Sequence[int]) -> np.ndarray:
         """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
         nodes = np.asarray(path, dtype=np.int64)
-        if nodes.size < 2:
-            return np.full(0, -1, dtype=np.int64)
+        if nodes.size < 2 or self.pair_keys.size == 0:
+            return np.full(max(nodes.size - 1, 0), -1, dtype=np.int64)
         lo = np.minimum(nodes[:-1], nodes[1:])
         hi = np.maximum(nodes[:-1], nodes[1:])
         want = lo * self.n_nodes + hi

@@ -90,5 +90,7 @@ def test_edge_lookup_picks_the_fastest_up_edge_of_each_hop_first_on_ties():
         np.testing.assert_array_equal(lookup.path_edges(path), expected)
         np.testing.assert_array_equal(path_edges(snap, path), expected)
     np.testing.assert_array_equal(lookup.path_edges([0, 1, 2]), [1, 5])
+    none_up = snapshot([(0, 1, 1e-3, 0, 1.0)])
+    np.testing.assert_array_equal(EdgeLookup(none_up).path_edges([0, 1, 2]), [-1, -1])
     with pytest.raises(ValueError, match="another snapshot"):
         path_edges(snapshot([(0, 1, 1e-3, 1, 1.0)]), [0, 1], lookup)
