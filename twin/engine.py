@@ -275,6 +275,9 @@ class Engine:
             (self._index[f.src_site], self._index[f.dst_site]) for f in self.flows
         ]
         self.link_buffers: dict[tuple[str, str], KeyBuffer] = {}
+        # the bits held by all link buffers, kept up to date from each buffer's own count
+        # around every call that changes it (generate, relay_key), checked at the end of a run
+        self._link_bits = 0
         self.link_accumulators: dict[tuple[str, str], KeyRateAccumulator] = {}
         self.pools: dict[tuple[str, str], KeyBuffer] = {}
         self.flow_state = {f.name: _FlowState() for f in self.flows}
@@ -327,7 +330,9 @@ class Engine:
             buffer = self._link_buffer(key)
             bits = self.link_accumulators[key].step(float(snap.skr_bps[e]), self.dt_ns)
             if bits:
+                before = buffer.buffered_bits
                 buffer.generate(bits, t_ns)
+                self._link_bits += buffer.buffered_bits - before
 
     def _pool(self, src: str, dst: str) -> KeyBuffer:
         key = (src, dst) if src < dst else (dst, src)
@@ -664,9 +669,12 @@ class Engine:
                     shortfall = target - pool.available_bits
                     hops = self._hop_buffers(snap, path)
                     if shortfall > 0 and hops:
+                        touched = list({id(h): h for h in hops}.values())
+                        before = sum(h.buffered_bits for h in touched)
                         relay_key(
                             hops, pool, min(shortfall, pool.free_bits), t_ns, critical=critical
                         )
+                        self._link_bits += sum(h.buffered_bits for h in touched) - before
                     secure = pool.consume(demand_k.bits, t_ns, critical=critical)
                     if secure:
                         state.last_rekey_ns = demand_k.last_rekey_ns
@@ -791,7 +799,7 @@ class Engine:
             records.append(
                 TickRecord(
                     t_s=t_ns / NS_PER_S,
-                    link_key_bits=sum(b.buffered_bits for b in self.link_buffers.values()),
+                    link_key_bits=self._link_bits,
                     pool_key_bits=sum(p.buffered_bits for p in self.pools.values()),
                     type_i_secure_fraction=type_i,
                     served_fraction=served,
@@ -807,6 +815,12 @@ class Engine:
             if progress is not None:
                 progress(tick + 1, n_ticks)
         buffers = [self.link_buffers[k] for k in sorted(self.link_buffers)]
+        if self._link_bits != sum(b.buffered_bits for b in buffers):
+            raise RuntimeError(
+                f"running link key total {self._link_bits} != the buffers' "
+                f"{sum(b.buffered_bits for b in buffers)}: a buffer changed outside generate "
+                "and relay_key"
+            )
         pools = [self.pools[k] for k in sorted(self.pools)]
         for buffer in buffers + pools:
             buffer.check_ledger()
