@@ -420,7 +420,9 @@ class Engine:
         """
         horizon_ns = POOL_LOOKAHEAD_S * NS_PER_S
         data = demand_bits(flow, t_ns, horizon_ns)
-        demand = key_demand_bits(flow.traffic_class, data, t_ns, horizon_ns, None).bits
+        demand = key_demand_bits(
+            flow.traffic_class, data, t_ns, horizon_ns, None, devices=flow.devices
+        ).bits
         reachable = buffered_bits + math.floor(Fraction(key_rate_bps) * horizon_ns / NS_PER_S)
         return min(demand, reachable)
 
@@ -657,7 +659,9 @@ class Engine:
             sent = bits * up_ns // dt
             secure = ok = False
             if up_ns > 0:
-                demand_k = key_demand_bits(cls, sent, t_ns, dt, state.last_rekey_ns)
+                demand_k = key_demand_bits(
+                    cls, sent, t_ns, dt, state.last_rekey_ns, devices=flow.devices
+                )
                 if demand_k.bits:
                     names = self.topology.node_names
                     pool = self._pool(names[path[0]], names[path[-1]])
@@ -671,9 +675,13 @@ class Engine:
                     if shortfall > 0 and hops:
                         touched = list({id(h): h for h in hops}.values())
                         before = sum(h.buffered_bits for h in touched)
-                        relay_key(
-                            hops, pool, min(shortfall, pool.free_bits), t_ns, critical=critical
-                        )
+                        # relay the whole shortfall if every hop holds it, else what the
+                        # poorest hop can give now (all or nothing per relay, never partial)
+                        wanted = min(shortfall, pool.free_bits)
+                        if not relay_key(hops, pool, wanted, t_ns, critical=critical):
+                            can_give = min(h.available_bits for h in hops)
+                            if 0 < can_give < wanted:
+                                relay_key(hops, pool, can_give, t_ns, critical=critical)
                         self._link_bits += sum(h.buffered_bits for h in touched) - before
                     secure = pool.consume(demand_k.bits, t_ns, critical=critical)
                     if secure:
