@@ -658,7 +658,7 @@ class Observer:
         engine = self.engine
         history = self.history
         assert self.ticks_seen == len(history.graphs) - 1 == len(result.records)
-        for record, (links, pools, delivered) in zip(
+        for record, (links, pools, _delivered) in zip(
             result.records, self.buffered_per_tick, strict=True
         ):
             assert record.link_key_bits == links and record.pool_key_bits == pools
