@@ -22,8 +22,9 @@ and the paths of ``t + dt`` (computed one tick ahead, and used as the next tick'
 a satellite hop that is up at ``t`` and gone at ``t + dt`` set inside the tick: the instant is
 interpolated from the two elevation samples (``predict_crossing_ns``), never rounded to a tick.
 The controller's decision for ``t + dt`` names the satellite the flow moves to. Computing it
-one tick early changes nothing while controllers are pure functions of their view (the
-baselines are: the view holds G(t), the flows and static data, no engine state).
+one tick early changes nothing as long as ``decide`` is called exactly once per graph, in time
+order, and sees no engine state: the view holds G(t), the flows and static data (static-sp
+remembers only its own previous decision).
 
 Handover (one definition, main paper sec. VIII): a flow is active, a ground-space (OGS or HAPS
 to satellite) hop of its path goes down, and the controller moves the flow to a path through a
@@ -34,9 +35,9 @@ gap, ``HandoverRecord.interruption_ns``). Not handovers, counted apart in
 ``RunResult.space_events``: a lost hop with no other path (plain unavailability), a lost hop
 whose flow stays on its satellites (FSO to RF on the same satellite, or off the space segment),
 a loss while the flow's previous handover is still running (the flow waits for that one), and a
-controller moving a flow to another satellite while its hop is still up (static shortest path
-does this whenever a shorter one appears; the graph treats every visible link as usable at
-once, so such a reroute has no gap here).
+controller moving a flow to another satellite while its hop is still up (a re-optimizing
+controller would; static-sp keeps a path until it breaks; the graph treats every visible link as
+usable at once, so such a reroute has no gap here).
 
 Entanglement service (SPARQ's model; main paper sec. III-B eq. (3) for the memories). Every
 node has a :class:`QuantumMemory` (``MEMORY_Q_MAX`` slots, coherence time ``MEMORY_T2_S``),
