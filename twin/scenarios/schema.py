@@ -44,6 +44,7 @@ from pydantic import (
 from twin.network.traffic import DAY_NS, Flow, TrafficClass, exact_rate_bps, flows_from_mapping
 from twin.physics.carbon import grid_regions
 from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, SatellitePowerModel
+from twin.physics.geometry import great_circle_distance_m as geometry_great_circle_distance_m
 from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, NS_PER_S, URAD, WH_J
 
 __all__ = [
@@ -115,15 +116,17 @@ class ScenarioProblems(ValueError):
 
 
 def great_circle_distance_m(lat1_deg, lon1_deg, lat2_deg, lon2_deg) -> float:
-    """Great-circle distance on a sphere of the IUGG mean Earth radius, m (haversine).
+    """Great-circle distance on the IUGG mean sphere, m, between points given in degrees (the
+    scenario file's unit): :func:`twin.physics.geometry.great_circle_distance_m` at the boundary.
 
     Adequate for cluster separations and fibre route estimates (the ellipsoidal difference is
-    < 0.5 %); precise geometry lives in twin.physics.geometry.
+    < 0.5 %).
     """
-    p1, p2 = lat1_deg * DEG, lat2_deg * DEG
-    dp, dl = p2 - p1, (lon2_deg - lon1_deg) * DEG
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2.0 * EARTH_MEAN_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    return float(
+        geometry_great_circle_distance_m(
+            lat1_deg * DEG, lon1_deg * DEG, lat2_deg * DEG, lon2_deg * DEG
+        )
+    )
 
 
 def _site_names_help(name: str, site_names: list[str], limit: int = 12) -> str:
