@@ -65,6 +65,7 @@ SOLAR_CONSTANT_W_PER_M2 = 1_361.0  # total solar irradiance at 1 AU (Kopp & Lean
 # --- Time --------------------------------------------------------------------------------------
 SIDEREAL_DAY_S = 86_164.090_5  # mean sidereal day (IERS Conventions 2010; Vallado 4th ed. 3.5)
 J2000_JD = 2_451_545.0  # Julian date of the J2000.0 epoch, 2000-01-01 12:00 TT
+UNIX_EPOCH_JD = 2_440_587.5  # Julian date of 1970-01-01T00:00:00 UTC (Vallado 4th ed., 3.5)
 
 # --- Standard atmosphere (U.S. Standard Atmosphere 1976, NOAA-S/T 76-1562; = ISO 2533 / ICAO) ---
 STANDARD_GRAVITY_M_PER_S2 = 9.806_65  # g0, exact by definition (3rd CGPM, 1901)

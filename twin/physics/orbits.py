@@ -39,6 +39,7 @@ from twin.units import (
     EARTH_MU_WGS72_M3_PER_S2,
     KM,
     MINUTE_S,
+    UNIX_EPOCH_JD,
     WGS84_A_M,
 )
 
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 _TWO_PI = 2.0 * math.pi
-_UNIX_EPOCH_JD = 2_440_587.5  # Julian date of 1970-01-01T00:00:00 UTC
 _SGP4_EPOCH0_JD = 2_433_281.5  # sgp4init counts epochs in days from 1949-12-31 00:00 UT
 
 SGP4_ERROR_MESSAGES = {
@@ -99,12 +99,12 @@ def jd_fr_from_datetime(when: datetime) -> tuple[float, float]:
     # Days since the Unix epoch as integer days + seconds: exact, no rounding in float.
     delta = u - datetime(1970, 1, 1, tzinfo=UTC)
     day_seconds = delta.seconds + delta.microseconds * 1e-6
-    return _UNIX_EPOCH_JD + delta.days, day_seconds / DAY_S
+    return UNIX_EPOCH_JD + delta.days, day_seconds / DAY_S
 
 
 def datetime_from_jd_fr(jd: float, fr: float = 0.0) -> datetime:
     """Timezone-aware UTC datetime of a scalar Julian date pair (rounded to the microsecond)."""
-    whole = float(jd) - _UNIX_EPOCH_JD
+    whole = float(jd) - UNIX_EPOCH_JD
     days = math.floor(whole)
     seconds = ((whole - days) + float(fr)) * DAY_S
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=days, seconds=seconds)
@@ -122,7 +122,7 @@ def jd_fr_add_seconds(jd, fr, seconds) -> tuple[np.ndarray, np.ndarray]:
 
 def jd_fr_from_unix_s(unix_s) -> tuple[np.ndarray, np.ndarray]:
     """UTC Julian date pair of POSIX seconds (leap seconds not counted, as POSIX). Broadcasts."""
-    return jd_fr_add_seconds(_UNIX_EPOCH_JD, 0.0, unix_s)
+    return jd_fr_add_seconds(UNIX_EPOCH_JD, 0.0, unix_s)
 
 
 def _as_jd_fr(when) -> tuple[float, float]:

@@ -29,7 +29,15 @@ import numpy as np
 
 from twin.physics.geometry import broadcast_vectors
 from twin.physics.orbits import teme_to_ecef
-from twin.units import AU_M, DAY_S, EARTH_MU_M3_PER_S2, SUN_RADIUS_M, WGS84_A_M
+from twin.units import (
+    AU_M,
+    DAY_S,
+    EARTH_MU_M3_PER_S2,
+    J2000_JD,
+    SUN_RADIUS_M,
+    UNIX_EPOCH_JD,
+    WGS84_A_M,
+)
 
 __all__ = [
     "beta_angle_rad",
@@ -43,9 +51,6 @@ __all__ = [
     "sun_position_teme_m",
     "sunlit_fraction",
 ]
-
-_J2000_JD = 2_451_545.0
-_UNIX_EPOCH_JD = 2_440_587.5
 
 
 # --- Skyfield / DE421 (offline) -------------------------------------------------------------
@@ -73,7 +78,7 @@ def _skyfield_time(jd, fr):
     timescale, _ = load_skyfield()
     jd = np.asarray(jd, dtype=float)
     fr = np.asarray(fr, dtype=float)
-    days = jd - _UNIX_EPOCH_JD
+    days = jd - UNIX_EPOCH_JD
     whole = np.floor(days)
     seconds = ((days - whole) + fr) * DAY_S
     return timescale.utc(1970, 1, 1 + whole, 0, 0, seconds)
@@ -110,7 +115,7 @@ def sun_position_teme_m(jd, fr):
     (< 1.2 arcsec), far below the formula's error. Shapes: ``jd``/``fr`` broadcast to ``B``;
     returns ``(3, *B)``.
     """
-    n = (np.asarray(jd, dtype=float) - _J2000_JD) + np.asarray(fr, dtype=float)
+    n = (np.asarray(jd, dtype=float) - J2000_JD) + np.asarray(fr, dtype=float)
     deg = math.pi / 180.0
     mean_long = (280.460 + 0.985_647_4 * n) * deg
     anomaly = (357.528 + 0.985_600_3 * n) * deg
