@@ -383,6 +383,18 @@ class TopologyModel:
             else None
         )
 
+    @property
+    def haps_offset(self) -> int:
+        """Node index of the first HAPS (node order: sites, HAPS, satellites); the number of
+        ground sites."""
+        return self._haps_offset
+
+    @property
+    def satellite_offset(self) -> int:
+        """Node index of the first satellite (node order: sites, HAPS, satellites); the
+        number of ground sites plus HAPS."""
+        return self._sat_offset
+
     # --- static parts ------------------------------------------------------------------------
 
     def _index(self, name: str) -> int:

@@ -22,6 +22,11 @@ def test_nodes_are_sites_then_haps_then_satellites(small):
     assert names[: len(scenario.sites)] == tuple(s.name for s in scenario.sites)
     assert names[len(scenario.sites)] == scenario.haps[0].name
     assert names[-24:] == tuple(f"shell-a-{k:02d}" for k in range(24))
+    assert model.haps_offset == len(scenario.sites) == model._haps_offset
+    assert model.satellite_offset == len(scenario.sites) + len(scenario.haps)
+    assert model.satellite_offset == model._sat_offset == len(names) - 24
+    with pytest.raises(AttributeError):
+        model.satellite_offset = 0
 
 
 def test_snapshot_is_a_pure_function_of_time(small):
