@@ -90,18 +90,13 @@ from twin.network.handover import (
     HandoverRequest,
     predict_crossing_ns,
 )
-from twin.network.keys import (
-    KeyBuffer,
-    KeyLedger,
-    KeyRateAccumulator,
-    key_demand_bits,
-    relay_key,
-    total_ledger,
-)
+from twin.network.keys import KeyBuffer, KeyLedger, key_demand_bits, total_ledger
 from twin.network.memory_slots import QuantumMemory
+from twin.network.messages import Envelope
+from twin.network.nodes import FlowState, KeySettings, NodeGroup, forwarding_update
 from twin.network.routing import NodeIndex
 from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
-from twin.network.traffic import TrafficClass, demand_bits, requirements
+from twin.network.traffic import TrafficClass, demand_bits
 from twin.physics.carbon import carbon_g, carbon_intensity_g_per_kwh
 from twin.physics.energy import LaserLevel
 from twin.physics.orbits import jd_fr_add_seconds, jd_fr_from_datetime
@@ -165,28 +160,6 @@ class _Gap:
     """flow-table node -> the instant it switched, as the protocol's envelopes arrive"""
 
 
-@dataclass
-class _FlowState:
-    """One flow's counters. Time is integer ns of the ticks in which the flow was active (it
-    demanded data, or is Type-II with its periodic rekey); ``served_ns`` and ``secure_ns`` are
-    the parts of those ticks outside handover gaps in which it was served / had its keys."""
-
-    last_rekey_ns: int | None = None
-    ticks: int = 0
-    active_ns: int = 0
-    served_ns: int = 0
-    """path, the keys its security mode needs, and its latency target met"""
-    secure_ns: int = 0
-    """a path and the keys its security mode needs (key continuity; latency not required)"""
-    demand_bits: int = 0
-    delivered_bits: int = 0
-    key_bits_used: int = 0
-    latency_sum_s: float = 0.0
-    latency_n: int = 0
-    gaps: list[_Gap] = field(default_factory=list)
-    """handover gaps that may still reach a later tick"""
-
-
 @dataclass(frozen=True)
 class EntanglementRecord:
     """One entanglement request of a Type-I flow (module docstring, "Entanglement service")."""
@@ -240,7 +213,7 @@ class RunResult:
     seed: int
     sim_seconds: float
     wall_seconds: float
-    flows: dict[str, _FlowState]
+    flows: dict[str, FlowState]
     ledger: KeyLedger
     records: list[TickRecord]
     handovers: HandoverLog
@@ -259,7 +232,13 @@ class Engine:
     """Runs one scenario with one controller; :meth:`run` returns a :class:`RunResult`."""
 
     def __init__(
-        self, scenario, *, controller: str = "static-sp", seed: int | None = None, flows=None
+        self,
+        scenario,
+        *,
+        controller: str = "static-sp",
+        seed: int | None = None,
+        flows=None,
+        partitions=None,
     ):
         self.scenario = scenario
         self.controller = make_controller(controller)
@@ -275,19 +254,39 @@ class Engine:
         self.flow_endpoints = [
             (self._index[f.src_site], self._index[f.dst_site]) for f in self.flows
         ]
-        self.link_buffers: dict[tuple[str, str], KeyBuffer] = {}
-        # the bits held by all link buffers, kept up to date from each buffer's own count
-        # around every call that changes it (generate, relay_key), checked at the end of a run
-        self._link_bits = 0
-        self.link_accumulators: dict[tuple[str, str], KeyRateAccumulator] = {}
-        self.pools: dict[tuple[str, str], KeyBuffer] = {}
-        self.flow_state = {f.name: _FlowState() for f in self.flows}
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
         self.ogs_power = equipment.ogs.power_model()
+        # the nodes and the state they own; in one process, one node set holds them all
+        self._sat0 = self.topology._sat_offset
+        # ``partitions`` spreads the nodes over several node sets (as the Ray runtime spreads
+        # them over hosts); the results must not change (tests pin this)
+        parts = [range(len(names))] if partitions is None else partitions
+        self.nodes = NodeGroup(
+            names,
+            parts,
+            self.flows,
+            dt_ns=self.dt_ns,
+            settings=KeySettings(
+                link_capacity_bits=LINK_BUFFER_CAPACITY_BITS,
+                link_threshold_bits=LINK_BUFFER_THRESHOLD_BITS,
+                pool_capacity_bits=POOL_CAPACITY_BITS,
+                pool_threshold_bits=POOL_THRESHOLD_BITS,
+                max_age_ns=KEY_MAX_AGE_NS,
+                pool_lookahead_s=POOL_LOOKAHEAD_S,
+                memory_q_max=MEMORY_Q_MAX,
+                memory_t2_s=MEMORY_T2_S,
+            ),
+            sat_offset=self._sat0,
+            battery_capacity_j=self.sat_power.battery_capacity_j,
+            quantum_edge_kinds=QUANTUM_EDGE_KINDS,
+        )
+        self._controller_seq = 0
+        self.trace: list[Envelope] | None = None
+        """set to a list to record every envelope the nodes handle (tests, debugging)"""
+        self._gaps: dict[str, list[_Gap]] = {f.name: [] for f in self.flows}
+        """flow -> its handover gaps that may still reach a later tick"""
         self._epoch = jd_fr_from_datetime(scenario.time.start_utc)
-        n_sats = len(names) - self.topology._sat_offset
-        self.soc_j = np.full(n_sats, self.sat_power.battery_capacity_j)
         self._ogs_sites = [s for s in scenario.sites if s.kind == "ogs"]
         # every OGS draws its full power at all times (constant), in site order
         self._ogs_power_w = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
@@ -298,67 +297,36 @@ class Engine:
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
         self._log_seen = 0
         self.space_events = dict.fromkeys(SPACE_EVENTS, 0)
-        # entanglement service: one memory per node, made on first use (name -> memory)
-        self.memories: dict[str, QuantumMemory] = {}
         self._haps_offset = len(scenario.sites)  # G(t)'s node order: sites, HAPS, satellites
         self.entanglement: list[EntanglementRecord] = []
         self._entanglement_every = max(1, round(ENTANGLEMENT_PERIOD_S * NS_PER_S / self.dt_ns))
         self._edge_lookups: list[tuple[object, EdgeLookup]] = []  # (snapshot, its lookup)
 
-    # --- keys ----------------------------------------------------------------------------------
+    # --- node state, read-only views (tests, reports) -----------------------------------------
 
-    def _link_key(self, a: int, b: int) -> tuple[str, str]:
-        names = self.topology.node_names
-        return (names[a], names[b])
+    @property
+    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
+        """(owner, peer) -> key buffer of every QKD link that ever had key (owner: the endpoint
+        earlier in node order)."""
+        return self.nodes.link_buffers()
 
-    def _link_buffer(self, key: tuple[str, str]) -> KeyBuffer:
-        buffer = self.link_buffers.get(key)
-        if buffer is None:
-            buffer = KeyBuffer(
-                f"{key[0]}~{key[1]}",
-                LINK_BUFFER_CAPACITY_BITS,
-                threshold_bits=LINK_BUFFER_THRESHOLD_BITS,
-                max_age_ns=KEY_MAX_AGE_NS,
-            )
-            self.link_buffers[key] = buffer
-            self.link_accumulators[key] = KeyRateAccumulator()
-        return buffer
+    @property
+    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
+        """(source site, destination site) -> end-to-end pool."""
+        return self.nodes.pools()
 
-    def _generate_link_keys(self, snap, t_ns: int) -> None:
-        quantum = np.isin(snap.kind, QUANTUM_EDGE_KINDS) & snap.up & (snap.skr_bps > 0)
-        for e in np.flatnonzero(quantum):
-            key = self._link_key(snap.a[e], snap.b[e])
-            buffer = self._link_buffer(key)
-            bits = self.link_accumulators[key].step(float(snap.skr_bps[e]), self.dt_ns)
-            if bits:
-                before = buffer.buffered_bits
-                buffer.generate(bits, t_ns)
-                self._link_bits += buffer.buffered_bits - before
+    @property
+    def flow_state(self) -> dict[str, FlowState]:
+        return self.nodes.flow_states()
 
-    def _pool(self, src: str, dst: str) -> KeyBuffer:
-        key = (src, dst) if src < dst else (dst, src)
-        pool = self.pools.get(key)
-        if pool is None:
-            pool = KeyBuffer(
-                f"pool:{key[0]}~{key[1]}",
-                POOL_CAPACITY_BITS,
-                threshold_bits=POOL_THRESHOLD_BITS,
-                max_age_ns=KEY_MAX_AGE_NS,
-            )
-            self.pools[key] = pool
-        return pool
+    @property
+    def memories(self) -> dict[str, QuantumMemory]:
+        """Quantum memories that were used, by node name."""
+        return self.nodes.memories()
 
-    def _hop_buffers(self, snap, path) -> list[KeyBuffer] | None:
-        """The link key buffers of a path's hops; None if a hop has no QKD link buffer."""
-        buffers = []
-        edges = self._edge_lookup(snap).path_edges(path)
-        for h, e in enumerate(edges):
-            a, b = sorted((path[h], path[h + 1]))
-            key = self._link_key(a, b)
-            if e < 0 or key not in self.link_buffers:
-                return None
-            buffers.append(self.link_buffers[key])
-        return buffers
+    @property
+    def soc_j(self) -> np.ndarray:
+        return self.nodes.soc_j
 
     # --- handovers ----------------------------------------------------------------------------
 
@@ -472,10 +440,8 @@ class Engine:
             ]  # fmt: skip
             same_ground = [hop for hop in candidates if hop[1] == ground]
             e_to, ground_to, sat_to, _ = (same_ground or candidates)[0]
-            key_to = self._link_key(ground_to, sat_to)
-            buffered = (
-                self.link_buffers[key_to].available_bits if key_to in self.link_buffers else 0
-            )
+            # the new link's key-buffer fill level, as its owner reports it (Table 2)
+            buffered = self.nodes.link_available_bits(names[ground_to], names[sat_to])
             rate = float(snap_next.skr_bps[e_to])
             resume = self._resume_key_bits(flow, t_lost, rate, buffered)
             request = HandoverRequest(
@@ -492,7 +458,7 @@ class Engine:
             )
             hid = self.handover.start_bbm(request, t_link_lost_ns=t_lost)
             gap = _Gap(t_lost, hid, request.switch_nodes)
-            self.flow_state[flow.name].gaps.append(gap)
+            self._gaps[flow.name].append(gap)
             self._open_gaps[hid] = gap
 
     def _advance_handovers(self, t_until_ns: int) -> None:
@@ -527,15 +493,15 @@ class Engine:
                 )
         self._log_seen = len(log)
 
-    @staticmethod
-    def _gap_ns(state: _FlowState, t_ns: int, t_end_ns: int) -> int:
+    def _gap_ns(self, flow: str, t_ns: int, t_end_ns: int) -> int:
         """Nanoseconds of ``[t_ns, t_end_ns)`` inside the flow's handover gaps (they never
         overlap: a flow has one handover at a time); drops the gaps that end in the tick."""
         total = 0
-        for gap in state.gaps:
+        gaps = self._gaps[flow]
+        for gap in gaps:
             stop = t_end_ns if gap.stop_ns is None else min(gap.stop_ns, t_end_ns)
             total += max(0, stop - max(gap.start_ns, t_ns))
-        state.gaps = [g for g in state.gaps if g.stop_ns is None or g.stop_ns > t_end_ns]
+        self._gaps[flow] = [g for g in gaps if g.stop_ns is None or g.stop_ns > t_end_ns]
         return total
 
     # --- entanglement -------------------------------------------------------------------------
@@ -580,7 +546,7 @@ class Engine:
             path = paths[k]
             if flow.traffic_class is not TrafficClass.TYPE_I or not active[k] or path is None:
                 continue
-            gaps = self.flow_state[flow.name].gaps
+            gaps = self._gaps[flow.name]
             if any(g.start_ns <= t_ns and (g.stop_ns is None or g.stop_ns > t_ns) for g in gaps):
                 continue  # the flow is between satellites: nothing to entangle over
             segment = self._elevated_segment(path)
@@ -607,11 +573,11 @@ class Engine:
             etas = tuple(float(x) for x in sqrt_eta**2)
             delays = tuple(round(float(x) * NS_PER_S) for x in snap.latency_s[edges])
             policy = Policy.TPED if tped_applicable(nodes, layers) else Policy.INTUITIVE
-            for name in nodes:
-                if name not in self.memories:
-                    self.memories[name] = QuantumMemory(MEMORY_Q_MAX, MEMORY_T2_S)
+            # the path nodes' own memories (distribute runs the protocol over them in one call;
+            # under Ray it needs the path's nodes in one place: the runtime issue)
+            memories = {name: self.nodes.memory(name) for name in nodes}
             result = distribute(
-                nodes, etas, delays, t_next, policy, self.memories, MEMORY_T2_S,
+                nodes, etas, delays, t_next, policy, memories, MEMORY_T2_S,
                 ENTANGLEMENT_F_MIN, node_layers=layers, request_id=f"{flow.name}@{t_next}",
             )  # fmt: skip
             self.entanglement.append(
@@ -635,86 +601,54 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, paths, edges, demand, t_ns: int):
-        """Serve every active flow over ``[t_ns, t_ns + dt)`` outside its handover gaps;
-        returns (delivered bits, Type-I secure fraction, served fraction per class), the
-        fractions in integer ns of active time."""
+    def _serve_flows(self, snap, paths, edges, t_ns: int):
+        """Serve every flow over ``[t_ns, t_ns + dt)`` outside its handover gaps, by messages:
+        the controller sends each flow's source its forwarding update, and the nodes run the
+        trusted-relay protocol (twin.network.nodes) until no message is left. Returns (delivered
+        bits, Type-I secure fraction, served fraction per class), the fractions in integer ns of
+        active time."""
+        names = self.topology.node_names
         dt = self.dt_ns
-        delivered_total = 0
-        type_i_secure = type_i_active = 0
-        served = {c.value: [0, 0] for c in TrafficClass}
+        inbox: list[Envelope] = []
         for k, flow in enumerate(self.flows):
-            state = self.flow_state[flow.name]
+            gap_ns = self._gap_ns(flow.name, t_ns, t_ns + dt)
             path = paths[k]
-            bits = demand[k]
-            cls = flow.traffic_class
-            gap_ns = self._gap_ns(state, t_ns, t_ns + dt)
-            if bits == 0 and cls is not TrafficClass.TYPE_II:
-                continue  # an idle flow neither asks for service nor counts against availability
-            state.ticks += 1
-            state.active_ns += dt
-            state.demand_bits += bits
-            served[cls.value][1] += dt
-            # the part of the tick outside handover gaps, and the bits sent in it
-            up_ns = dt - gap_ns if path is not None else 0
-            sent = bits * up_ns // dt
-            secure = ok = False
-            if up_ns > 0:
-                demand_k = key_demand_bits(
-                    cls, sent, t_ns, dt, state.last_rekey_ns, devices=flow.devices
+            if path is None:
+                route, hop_ns, latency = None, [], 0.0
+            else:
+                route = [names[i] for i in path]
+                latency_s = snap.latency_s[edges[k]]
+                hop_ns = [round(float(x) * NS_PER_S) for x in latency_s]
+                latency = float(np.sum(latency_s))
+            inbox.append(
+                forwarding_update(
+                    flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,
+                    self._controller_seq,
                 )
-                if demand_k.bits:
-                    names = self.topology.node_names
-                    pool = self._pool(names[path[0]], names[path[-1]])
-                    critical = cls is TrafficClass.TYPE_I
-                    # keep the pool above its READY threshold plus the look-ahead demand, so
-                    # non-critical classes (served only when READY) are not starved by design
-                    lookahead_ticks = max(1, int(POOL_LOOKAHEAD_S * NS_PER_S // dt))
-                    target = demand_k.bits * lookahead_ticks + POOL_THRESHOLD_BITS
-                    shortfall = target - pool.available_bits
-                    hops = self._hop_buffers(snap, path)
-                    if shortfall > 0 and hops:
-                        touched = list({id(h): h for h in hops}.values())
-                        before = sum(h.buffered_bits for h in touched)
-                        # relay the whole shortfall if every hop holds it, else what the
-                        # poorest hop can give now (all or nothing per relay, never partial)
-                        wanted = min(shortfall, pool.free_bits)
-                        if not relay_key(hops, pool, wanted, t_ns, critical=critical):
-                            can_give = min(h.available_bits for h in hops)
-                            if 0 < can_give < wanted:
-                                relay_key(hops, pool, can_give, t_ns, critical=critical)
-                        self._link_bits += sum(h.buffered_bits for h in touched) - before
-                    secure = pool.consume(demand_k.bits, t_ns, critical=critical)
-                    if secure:
-                        state.last_rekey_ns = demand_k.last_rekey_ns
-                        state.key_bits_used += demand_k.bits
-                else:
-                    secure = True  # PQC (Type-IV) or no rekey due: no quantum key needed now
-                latency = float(np.sum(snap.latency_s[edges[k]]))
-                ok = secure and requirements(cls).meets_latency(latency)
-                state.latency_sum_s += latency
-                state.latency_n += 1
-            if ok:
-                state.served_ns += up_ns
-                state.delivered_bits += sent
-                delivered_total += sent
-                served[cls.value][0] += up_ns
-            if secure:
-                state.secure_ns += up_ns
-            if cls is TrafficClass.TYPE_I:
-                type_i_active += dt
-                type_i_secure += up_ns if secure else 0
-        served_fraction = {c: (s / n if n else float("nan")) for c, (s, n) in served.items()}
-        type_i_fraction = type_i_secure / type_i_active if type_i_active else float("nan")
-        return delivered_total, type_i_fraction, served_fraction
+            )  # fmt: skip
+            self._controller_seq += 1
+        while inbox:
+            if self.trace is not None:
+                self.trace.extend(inbox)
+            inbox = self.nodes.deliver(inbox)
+        counters = self.nodes.end_tick()
+        served_fraction = {
+            c: (s / n if n else float("nan")) for c, (s, n) in counters.served_ns.items()
+        }
+        type_i_fraction = (
+            counters.type_i_secure_ns / counters.type_i_active_ns
+            if counters.type_i_active_ns
+            else float("nan")
+        )
+        return counters.delivered_bits, type_i_fraction, served_fraction
 
     def _energy(self, snap, t_ns: int) -> tuple[float, float, float, float, int]:
         """Satellite batteries and ground power for one tick; returns (power_w, carbon_g,
         soc_mean_fraction, soc_min_fraction, below_reserve_count)."""
         dt_s = self.dt_ns / NS_PER_S
         t_s = t_ns / NS_PER_S
-        sat0 = self.topology._sat_offset
-        n_sats = self.soc_j.size
+        sat0 = self._sat0
+        n_sats = self.nodes.satellites.size
         sat_power_w = 0.0
         below = 0
         if n_sats:
@@ -732,10 +666,9 @@ class Engine:
                 int(LaserLevel.STANDBY),
             )
             load = self.sat_power.load_w(levels)
-            step = self.sat_power.step(self.soc_j, lit, load, dt_s)
-            self.soc_j = step.soc_j
+            soc_j, below_reserve = self.nodes.step_batteries(lit, load, self.sat_power, dt_s)
             sat_power_w = float(np.sum(load))
-            below = int(np.sum(step.below_reserve))
+            below = int(np.sum(below_reserve))
         ogs_power = self._ogs_power_w
         carbon = 0.0
         if ogs_power.size:
@@ -743,8 +676,9 @@ class Engine:
             for c_g in carbon_g(ogs_power, dt_s, intensity).tolist():  # in site order
                 carbon += c_g
         capacity = self.sat_power.battery_capacity_j
-        soc_mean = float(np.mean(self.soc_j) / capacity) if n_sats else float("nan")
-        soc_min = float(np.min(self.soc_j) / capacity) if n_sats else float("nan")
+        soc_j = self.nodes.soc_j
+        soc_mean = float(np.mean(soc_j) / capacity) if n_sats else float("nan")
+        soc_min = float(np.min(soc_j) / capacity) if n_sats else float("nan")
         return sat_power_w + float(ogs_power.sum()), carbon, soc_mean, soc_min, below
 
     def _decide(self, snap):
@@ -786,7 +720,7 @@ class Engine:
         for tick in range(n_ticks):
             t_ns = tick * self.dt_ns
             t_end = t_ns + self.dt_ns
-            self._generate_link_keys(snap, t_ns)
+            self.nodes.environment(snap, t_ns)
             # the graph and the paths at the tick's end bound what happens inside it
             snap_next = self.topology.snapshot(t_end)
             next_paths = self._decide(snap_next).paths
@@ -800,7 +734,7 @@ class Engine:
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            delivered, type_i, served = self._serve_flows(snap, paths, edges, demand, t_ns)
+            delivered, type_i, served = self._serve_flows(snap, paths, edges, t_ns)
             power_w, carbon, soc_mean, soc_min, below = self._energy(snap, t_ns)
             energy_j += power_w * self.dt_ns / NS_PER_S
             carbon_total += carbon
@@ -808,7 +742,7 @@ class Engine:
             records.append(
                 TickRecord(
                     t_s=t_ns / NS_PER_S,
-                    link_key_bits=self._link_bits,
+                    link_key_bits=self.nodes.link_bits,
                     pool_key_bits=sum(p.buffered_bits for p in self.pools.values()),
                     type_i_secure_fraction=type_i,
                     served_fraction=served,
@@ -823,14 +757,15 @@ class Engine:
             snap, paths = snap_next, next_paths
             if progress is not None:
                 progress(tick + 1, n_ticks)
-        buffers = [self.link_buffers[k] for k in sorted(self.link_buffers)]
-        if self._link_bits != sum(b.buffered_bits for b in buffers):
+        link_buffers, pool_buffers = self.link_buffers, self.pools
+        buffers = [link_buffers[k] for k in sorted(link_buffers)]
+        if self.nodes.link_bits != sum(b.buffered_bits for b in buffers):
             raise RuntimeError(
-                f"running link key total {self._link_bits} != the buffers' "
+                f"running link key total {self.nodes.link_bits} != the buffers' "
                 f"{sum(b.buffered_bits for b in buffers)}: a buffer changed outside generate "
-                "and relay_key"
+                "and the relay protocol"
             )
-        pools = [self.pools[k] for k in sorted(self.pools)]
+        pools = [pool_buffers[k] for k in sorted(pool_buffers)]
         for buffer in buffers + pools:
             buffer.check_ledger()
         return RunResult(

@@ -15,9 +15,10 @@ discards, QKDNetSim state changes and expiry all happen within a handful of tick
 
 Every operation that moves key ids is observed without changing it: ``KeyBuffer.generate`` and
 ``KeyBuffer._take_oldest`` (the one place bits leave a buffer for a consumer: pool consumption
-and each relay hop) and ``twin.engine.relay_key`` are wrapped. After every tick (the ``progress``
-callback of ``Engine.run``) and after the run the invariants below are checked exactly, in
-integers:
+and each relay hop) are wrapped, and the engine's message trace gives the trusted relays (the
+``commit`` step of every relay names its hop's link buffer, its pool and the bits moved). After
+every tick (the ``progress`` callback of ``Engine.run``) and after the run the invariants below
+are checked exactly, in integers:
 
 * every link buffer and pool balances (generated = consumed + expired + discarded + destroyed +
   buffered) and passes ``check_ledger(deep=True)``; 0 <= buffered <= capacity; counters never
@@ -66,6 +67,7 @@ import twin.engine as engine_module
 from twin.engine import Engine
 from twin.metrics import compute_metrics, metrics_json
 from twin.network.keys import AES128_KEY_BITS, AES256_KEY_BITS, KeyBuffer, total_ledger
+from twin.network.messages import MessageKind
 from twin.network.topology import EdgeKind, Snapshot, TopologyModel
 from twin.network.traffic import (
     ConstantRate,
@@ -402,19 +404,45 @@ class _Ids:
 
 @dataclass(frozen=True)
 class _Relay:
+    """One trusted relay, as its ``commit`` messages tell it (twin.network.nodes)."""
+
     t_ns: int
     hops: tuple[str, ...]
+    """the link buffer of each hop, in path order"""
     pool: str
     bits: int
-    result: object
+    """bits every hop spent and the pool received (0: not delivered, grants released)"""
+
+
+def _relays_from_trace(envelopes) -> list[_Relay]:
+    commits: dict[str, list] = defaultdict(list)
+    for envelope in envelopes:
+        payload = envelope.payload
+        if envelope.kind is MessageKind.KEY_RELAY and payload["step"] == "commit":
+            commits[payload["relay"]].append(envelope)
+    relays = []
+    for relay_id in sorted(commits):
+        steps = sorted(commits[relay_id], key=lambda e: e.payload["hop"])
+        assert [e.payload["hop"] for e in steps] == list(range(len(steps))), relay_id
+        bits = {e.payload["bits"] for e in steps}
+        assert len(bits) == 1, f"{relay_id}: hops spent different amounts {bits}"
+        assert all(e.payload["bits"] <= e.payload["granted"] for e in steps), relay_id
+        relays.append(
+            _Relay(
+                steps[0].t_ns,
+                tuple(f"{e.dst}~{e.payload['peer']}" for e in steps),
+                steps[0].payload["pool"],
+                bits.pop(),
+            )
+        )
+    return relays
 
 
 # --- the observer --------------------------------------------------------------------------
 
 
 def _pool_name(src: str, dst: str) -> str:
-    a, b = sorted((src, dst))
-    return f"pool:{a}~{b}"
+    return f"pool:{src}>{dst}"
 
 
 class Observer:
@@ -473,17 +501,6 @@ class Observer:
             return taken if ranges else ()
 
         return take_oldest
-
-    def wrap_relay(self, original):
-        relays = self.relays
-
-        def relay_key(path_link_buffers, e2e_pool, bits, t_ns, *, critical=False):
-            result = original(path_link_buffers, e2e_pool, bits, t_ns, critical=critical)
-            hops = tuple(b.name for b in path_link_buffers)
-            relays.append(_Relay(t_ns, hops, e2e_pool.name, bits, result))
-            return result
-
-        return relay_key
 
     # the checks
 
@@ -544,21 +561,17 @@ class Observer:
         flows = self.history.flows
         states = engine.flow_state
         paths = self.controller.paths[t_ns]  # the paths the tick was served with
-        relays = [r for r in self.relays if r.t_ns == t_ns]
-        assert all(r.t_ns <= t_ns for r in self.relays)
+        relays = _relays_from_trace(engine.trace)
+        engine.trace.clear()
+        assert all(r.t_ns == t_ns for r in relays)
+        self.relays.extend(relays)
         pool_in: dict[str, int] = defaultdict(int)
         link_out: dict[str, int] = defaultdict(int)
         for relay in relays:
-            result = relay.result
-            if not result.delivered:
+            if not relay.bits:
                 continue
-            assert result.bits == relay.bits
-            assert len(result.hop_keys) == len(relay.hops)
-            for hop_name, ranges in zip(relay.hops, result.hop_keys, strict=True):
-                assert sum(r.bits for r in ranges) == relay.bits
-                assert all(r.buffer == hop_name for r in ranges)
+            for hop_name in relay.hops:
                 link_out[hop_name] += relay.bits
-            assert sum(r.bits for r in result.pool_keys) == relay.bits
             pool_in[relay.pool] += relay.bits
             # the relay followed this tick's path of a key-using flow of that pool
             followed = []
@@ -709,7 +722,7 @@ class Observer:
         assert result.ledger == total_ledger(buffers) and result.ledger.balanced
         used = sum(s.key_bits_used for s in result.flows.values())
         assert sum(p.consumed_bits for p in engine.pools.values()) == used
-        delivered = [r for r in self.relays if r.result.delivered]
+        delivered = [r for r in self.relays if r.bits]
         assert sum(p.generated_bits for p in engine.pools.values()) == sum(
             r.bits for r in delivered
         )
@@ -733,7 +746,7 @@ def run_history(history: History, *, observe: bool = True):
         mp.setattr(engine_module, "POOL_THRESHOLD_BITS", pool_threshold)
         mp.setattr(engine_module, "KEY_MAX_AGE_NS", history.key_max_age_ns)
         engine = Engine(SCENARIO, controller=history.controller, flows=list(history.flows))
-        engine.dt_ns = history.dt_ns
+        engine.dt_ns = engine.nodes.dt_ns = history.dt_ns
         engine.jurisdictions = dict(history.jurisdictions)
         topology = ScriptedTopology(history, engine.topology)
         engine.topology = topology
@@ -745,7 +758,7 @@ def run_history(history: History, *, observe: bool = True):
             observer = Observer(engine, topology, controller, history)
             mp.setattr(KeyBuffer, "generate", observer.wrap_generate(KeyBuffer.generate))
             mp.setattr(KeyBuffer, "_take_oldest", observer.wrap_take_oldest(KeyBuffer._take_oldest))
-            mp.setattr(engine_module, "relay_key", observer.wrap_relay(engine_module.relay_key))
+            engine.trace = []
             progress = observer.after_tick
         n_ticks = len(history.graphs) - 1
         result = engine.run(duration_s=n_ticks * history.dt_ns / S, progress=progress)

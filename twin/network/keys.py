@@ -542,6 +542,21 @@ class KeyBuffer:
         """:meth:`take` without the ids: True when all ``bits`` were consumed, False when none."""
         return self._request(bits, t_ns, critical, ranges=False) is not None
 
+    def take_granted(self, bits: int, t_ns: int) -> tuple[KeyRange, ...]:
+        """Remove ``bits`` of the oldest key that were promised earlier in the same instant
+        under the admission rules (a trusted relay's grant, twin.network.nodes): no state gate,
+        since spending an earlier grant may itself have moved the buffer to CHARGING. Raises
+        RuntimeError when fewer than ``bits`` are available above Mmin (a grant was broken)."""
+        bits = _as_int(bits, "bits")
+        t_ns = self._check_time(t_ns)
+        self._advance(t_ns)
+        if bits > self.available_bits:
+            raise RuntimeError(
+                f"{self.name}: a grant of {bits} bits outlived its key ({self.available_bits} "
+                "available): key was spent or expired between grant and commit"
+            )
+        return self._take_oldest(bits) if bits else ()
+
     def _request(
         self, bits: int, t_ns: int, critical: bool, *, ranges: bool
     ) -> tuple[KeyRange, ...] | None:

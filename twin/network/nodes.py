@@ -1,0 +1,695 @@
+"""The nodes of the network: the state each node owns, and the messages that change it.
+
+ARCHITECTURE.md ("The model", "The runtime"): every satellite, HAPS, OGS and factory node owns
+its key buffers, end-to-end key pools, quantum memory, battery and flow table, and talks to the
+others only by messages (:class:`twin.network.messages.Envelope`). A :class:`NodeSet` is the
+nodes one process hosts: all of them in the single-process engine, one shard of them on a Ray
+host (the runtime issue). Its three entry points are the parts of a superstep:
+
+- :meth:`NodeSet.environment`: the tick's physics for the nodes it holds (each QKD link's key
+  generation at its owner; satellite batteries), vectorised over the set;
+- :meth:`NodeSet.deliver`: handle a batch of envelopes addressed to its nodes, in
+  ``(arrival_ns, src, seq)`` order, and return the envelopes they send (to any node);
+- :meth:`NodeSet.end_tick`: close the tick and hand back its counters (integers, so the sum
+  over sets does not depend on how nodes are spread over them).
+
+Who owns what (one copy of every piece of state, at one node):
+
+- the key buffer of a QKD link (u, v) belongs to the endpoint earlier in G(t)'s node order
+  (sites, then HAPS, then satellites): a ground station holds its up-links, a HAPS its links to
+  satellites, the lower-numbered satellite an ISL. Both ends of a real link hold the same key;
+  the twin accounts for one copy, at the owner (the other end's is its mirror).
+- the end-to-end pool of an ordered site pair (src, dst) belongs to src, the master KME of ETSI
+  GS QKD 014 that hands keys to its applications; the flows from src to dst share it.
+- a flow's counters and its flow-table entry belong to its source site.
+- a satellite's battery to the satellite; a quantum memory to its node (made on first use).
+
+The trusted relay as messages (survey, "Trusted relays": hop-by-hop one-time pad; the relay is
+all or nothing for the bits it moves, as ``twin.network.keys.relay_key``):
+
+1. the controller sends each flow's source a ``FORWARDING_UPDATE`` (its path for the tick, the
+   hop latencies, the nanoseconds of the tick it spends in a handover gap);
+2. the source works out its key demand; when its pool needs a refill it sends ``KEY_RELAY``
+   ``reserve`` to the owner of every hop's link buffer, asking for the shortfall;
+3. each owner sets aside what it can give (what its buffer holds above what earlier
+   reservations of the tick took, if its state admits the request) and answers ``grant``;
+4. with every grant in, the source takes the smallest grant as the relayed amount (so every hop
+   spends the same bits), adds it to its pool, consumes its flow's key and sends each owner
+   ``commit`` (the amount; zero releases the grant);
+5. each owner spends the amount, oldest key first, and releases the rest of its grant.
+
+Timing: a message between two nodes of a path arrives after the propagation latency of the
+path between them (the classical channel follows the quantum path); a forwarding update arrives
+at the tick's start. Key buffers are advanced at tick granularity: every buffer operation of a
+tick happens at the tick's start ``t_ns`` (expiry, generation, spending), the messages'
+timestamps only order the handling. Every envelope carries a fresh (src, seq) and a node handles
+an id once (:class:`SeenMessages`), so a duplicated delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twin.network.keys import KeyBuffer, KeyRateAccumulator, key_demand_bits
+from twin.network.memory_slots import QuantumMemory
+from twin.network.messages import Envelope, MessageKind, SeenMessages, delivery_order
+from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
+from twin.units import NS_PER_S
+
+__all__ = [
+    "CONTROLLER",
+    "FlowState",
+    "KeySettings",
+    "Node",
+    "NodeGroup",
+    "NodeSet",
+    "TickCounters",
+    "forwarding_update",
+]
+
+CONTROLLER = "controller"
+"""The source name of the controller's envelopes (not a node of G(t))."""
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """Sizes and thresholds of the key store (the engine's labelled assumptions)."""
+
+    link_capacity_bits: int
+    link_threshold_bits: int
+    pool_capacity_bits: int
+    pool_threshold_bits: int
+    max_age_ns: int
+    pool_lookahead_s: int
+    """sources keep about this many seconds of their key demand in the end-to-end pool"""
+    memory_q_max: int
+    memory_t2_s: float
+
+
+@dataclass
+class FlowState:
+    """One flow's counters, kept by its source. Time is integer ns of the ticks in which the
+    flow was active (it demanded data, or is Type-II with its periodic rekey); ``served_ns`` and
+    ``secure_ns`` are the parts of those ticks outside handover gaps in which it was served /
+    had its keys."""
+
+    last_rekey_ns: int | None = None
+    ticks: int = 0
+    active_ns: int = 0
+    served_ns: int = 0
+    """path, the keys its security mode needs, and its latency target met"""
+    secure_ns: int = 0
+    """a path and the keys its security mode needs (key continuity; latency not required)"""
+    demand_bits: int = 0
+    delivered_bits: int = 0
+    key_bits_used: int = 0
+    latency_sum_s: float = 0.0
+    latency_n: int = 0
+
+
+@dataclass
+class TickCounters:
+    """What one tick of a node set contributes to the run's time series (all integers)."""
+
+    delivered_bits: int = 0
+    type_i_active_ns: int = 0
+    type_i_secure_ns: int = 0
+    served_ns: dict[str, list[int]] = field(
+        default_factory=lambda: {c.value: [0, 0] for c in TrafficClass}
+    )
+    """class -> [served ns, active ns]"""
+
+    def add(self, other: TickCounters) -> None:
+        self.delivered_bits += other.delivered_bits
+        self.type_i_active_ns += other.type_i_active_ns
+        self.type_i_secure_ns += other.type_i_secure_ns
+        for c, (s, n) in other.served_ns.items():
+            self.served_ns[c][0] += s
+            self.served_ns[c][1] += n
+
+
+@dataclass
+class _Service:
+    """One flow's service in the current tick, from its update to its consumption."""
+
+    flow: Flow
+    sent_bits: int
+    up_ns: int
+    key_bits: int
+    rekey_ns: int | None
+    latency_s: float
+    path: tuple[str, ...]
+    hop_latency_ns: tuple[int, ...]
+    wanted_bits: int = 0
+    grants: dict[int, int] = field(default_factory=dict)
+
+
+class Node:
+    """One node of G(t) and the state it owns (module docstring, "Who owns what")."""
+
+    __slots__ = (
+        "name",
+        "index",
+        "link_buffers",
+        "link_accumulators",
+        "pools",
+        "memory",
+        "flows",
+        "flow_states",
+        "flow_table",
+        "seen",
+        "reserved_bits",
+        "pool_pending_bits",
+        "_seq",
+        "_relays",
+    )
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+        self.link_buffers: dict[str, KeyBuffer] = {}
+        """peer name -> the key buffer of the QKD link to it (links this node owns)"""
+        self.link_accumulators: dict[str, KeyRateAccumulator] = {}
+        self.pools: dict[str, KeyBuffer] = {}
+        """destination site -> end-to-end pool (sites that source key-using flows)"""
+        self.memory: QuantumMemory | None = None
+        self.flows: dict[str, Flow] = {}
+        """flows sourced here, by name"""
+        self.flow_states: dict[str, FlowState] = {}
+        self.flow_table: dict[str, tuple[str, ...]] = {}
+        """flow -> its current path (source routing: the controller's latest update)"""
+        self.seen = SeenMessages()
+        self.reserved_bits: dict[str, int] = {}
+        """peer -> bits of its link buffer set aside for relays of the current tick"""
+        self.pool_pending_bits: dict[str, int] = {}
+        """destination -> bits asked for by relays of the current tick not yet answered"""
+        self._seq = 0
+        self._relays: dict[str, _Service] = {}
+        """relay id -> the service waiting for its grants (at the source)"""
+
+    def next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+
+def forwarding_update(
+    flow: str,
+    src_site: str,
+    path: Sequence[str] | None,
+    hop_latency_ns: Sequence[int],
+    latency_s: float,
+    gap_ns: int,
+    t_ns: int,
+    seq: int,
+) -> Envelope:
+    """The controller's per-tick update of one flow's table entry at its source.
+
+    ``path`` (node names, None: no path this tick), the propagation latency of each hop (int
+    ns) and of the whole path (s, the latency the flow's class target is checked against), and
+    the nanoseconds of the tick the flow spends in a handover gap.
+    """
+    payload = {
+        "flow": flow,
+        "path": None if path is None else list(path),
+        "hop_latency_ns": [int(x) for x in hop_latency_ns],
+        "latency_s": float(latency_s),
+        "gap_ns": int(gap_ns),
+    }
+    return Envelope(CONTROLLER, src_site, MessageKind.FORWARDING_UPDATE, t_ns, seq, t_ns, payload)
+
+
+class NodeSet:
+    """The nodes one process hosts, their state, and the handling of their messages.
+
+    ``names``: every node of G(t) in its node order (owners are found by that order);
+    ``members``: the indices hosted here; ``flows``: every flow (each kept by its source, if
+    hosted here); ``dt_ns``: the tick; ``battery_capacity_j``: of a satellite (the set holds a
+    battery for every hosted satellite, full at the start); ``sat_offset``: the index of the
+    first satellite.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        members: Iterable[int],
+        flows: Sequence[Flow],
+        *,
+        dt_ns: int,
+        settings: KeySettings,
+        sat_offset: int,
+        battery_capacity_j: float,
+        quantum_edge_kinds: Sequence[int],
+    ) -> None:
+        self.names = tuple(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.members = np.array(sorted(set(int(i) for i in members)), dtype=np.int64)
+        self.nodes = {self.names[i]: Node(self.names[i], int(i)) for i in self.members}
+        self.dt_ns = int(dt_ns)
+        self.settings = settings
+        self.sat_offset = int(sat_offset)
+        self.quantum_edge_kinds = tuple(int(k) for k in quantum_edge_kinds)
+        self._member_mask = np.zeros(len(self.names), dtype=bool)
+        self._member_mask[self.members] = True
+        self.satellites = self.members[self.members >= self.sat_offset]
+        """hosted satellites, in node order (the rows of ``soc_j``)"""
+        self.soc_j = np.full(self.satellites.size, float(battery_capacity_j))
+        for flow in flows:
+            node = self.nodes.get(flow.src_site)
+            if node is not None:
+                node.flows[flow.name] = flow
+                node.flow_states[flow.name] = FlowState()
+        self.link_bits = 0
+        """bits held by the hosted link buffers, kept up to date around every change"""
+        self._t_ns = 0
+        self._counters = TickCounters()
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def owner(self, a: str, b: str) -> str:
+        """The node that holds the key buffer of the link between ``a`` and ``b``."""
+        return a if self.index[a] < self.index[b] else b
+
+    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
+        """(owner, peer) -> link buffer, for every hosted link buffer."""
+        return {
+            (node.name, peer): buffer
+            for node in self.nodes.values()
+            for peer, buffer in node.link_buffers.items()
+        }
+
+    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
+        """(src, dst) -> end-to-end pool, for every hosted pool."""
+        return {
+            (node.name, dst): pool
+            for node in self.nodes.values()
+            for dst, pool in node.pools.items()
+        }
+
+    def flow_states(self) -> dict[str, FlowState]:
+        return {
+            name: state for node in self.nodes.values() for name, state in node.flow_states.items()
+        }
+
+    def memory(self, name: str) -> QuantumMemory:
+        """The quantum memory of hosted node ``name``, made on first use."""
+        node = self.nodes[name]
+        if node.memory is None:
+            node.memory = QuantumMemory(self.settings.memory_q_max, self.settings.memory_t2_s)
+        return node.memory
+
+    def memories(self) -> dict[str, QuantumMemory]:
+        return {n: node.memory for n, node in self.nodes.items() if node.memory is not None}
+
+    def link_available_bits(self, a: str, b: str) -> int:
+        """Key bits the link between ``a`` and ``b`` can give now (0 without a buffer): the
+        key-buffer-fill-level attribute nodes report to the controller (main paper Table 2)."""
+        node = self.nodes[self.owner(a, b)]
+        buffer = node.link_buffers.get(b if node.name == a else a)
+        return 0 if buffer is None else buffer.available_bits
+
+    def _link_buffer(self, node: Node, peer: str) -> KeyBuffer:
+        buffer = node.link_buffers.get(peer)
+        if buffer is None:
+            s = self.settings
+            buffer = KeyBuffer(
+                f"{node.name}~{peer}",
+                s.link_capacity_bits,
+                threshold_bits=s.link_threshold_bits,
+                max_age_ns=s.max_age_ns,
+            )
+            node.link_buffers[peer] = buffer
+            node.link_accumulators[peer] = KeyRateAccumulator()
+        return buffer
+
+    def _pool(self, node: Node, dst: str) -> KeyBuffer:
+        pool = node.pools.get(dst)
+        if pool is None:
+            s = self.settings
+            pool = KeyBuffer(
+                f"pool:{node.name}>{dst}",
+                s.pool_capacity_bits,
+                threshold_bits=s.pool_threshold_bits,
+                max_age_ns=s.max_age_ns,
+            )
+            node.pools[dst] = pool
+        return pool
+
+    # --- environment ----------------------------------------------------------------------------
+
+    def environment(self, snap, t_ns: int) -> None:
+        """Start a tick: every hosted QKD link that is up adds the key its rate gives over the
+        tick (exact integral, ``KeyRateAccumulator``) to its owner's buffer."""
+        self._t_ns = int(t_ns)
+        self._counters = TickCounters()
+        quantum = np.isin(snap.kind, self.quantum_edge_kinds) & snap.up & (snap.skr_bps > 0)
+        owner = np.minimum(snap.a, snap.b)
+        quantum &= self._member_mask[owner]
+        names = self.names
+        for e in np.flatnonzero(quantum).tolist():
+            a, b = int(snap.a[e]), int(snap.b[e])
+            lo, hi = (a, b) if a < b else (b, a)
+            node = self.nodes[names[lo]]
+            peer = names[hi]
+            buffer = self._link_buffer(node, peer)
+            bits = node.link_accumulators[peer].step(float(snap.skr_bps[e]), self.dt_ns)
+            if bits:
+                before = buffer.buffered_bits
+                buffer.generate(bits, t_ns)
+                self.link_bits += buffer.buffered_bits - before
+
+    def step_batteries(self, sunlit_fraction, load_w, power_model, dt_s: float):
+        """Advance the hosted satellites' batteries by one tick (arrays over ``satellites``);
+        returns (soc_j, below_reserve) after the step (``power_model.step``)."""
+        step = power_model.step(self.soc_j, sunlit_fraction, load_w, dt_s)
+        self.soc_j = step.soc_j
+        return step.soc_j, step.below_reserve
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
+        """Handle envelopes addressed to hosted nodes, in (arrival_ns, src, seq) order; returns
+        the envelopes the nodes send. A message a node has handled before is ignored."""
+        out: list[Envelope] = []
+        for envelope in sorted(envelopes, key=delivery_order):
+            node = self.nodes.get(envelope.dst)
+            if node is None:
+                raise RuntimeError(
+                    f"envelope for {envelope.dst!r} delivered to a node set that does not host it"
+                )
+            if not node.seen.first_time(envelope):
+                continue
+            kind = envelope.kind
+            if kind is MessageKind.FORWARDING_UPDATE:
+                self._on_update(node, envelope, out)
+            elif kind is MessageKind.KEY_RELAY:
+                step = envelope.payload["step"]
+                if step == "reserve":
+                    self._on_reserve(node, envelope, out)
+                elif step == "grant":
+                    self._on_grant(node, envelope, out)
+                elif step == "commit":
+                    self._on_commit(node, envelope)
+                else:
+                    raise RuntimeError(f"unknown KEY_RELAY step {step!r} from {envelope.src}")
+            else:
+                raise RuntimeError(f"{node.name} has no handler for {kind.name} messages")
+        return out
+
+    def end_tick(self) -> TickCounters:
+        """Close the tick: every relay must have been answered and every grant resolved."""
+        for node in self.nodes.values():
+            if (
+                node._relays
+                or any(node.reserved_bits.values())
+                or any(node.pool_pending_bits.values())
+            ):
+                raise RuntimeError(
+                    f"{node.name} ends the tick with relays still open "
+                    f"({sorted(node._relays)}, reserved {node.reserved_bits}): a message was "
+                    "lost"
+                )
+            node.reserved_bits.clear()
+            node.pool_pending_bits.clear()
+        counters, self._counters = self._counters, TickCounters()
+        return counters
+
+    def _send(self, node: Node, dst: str, kind, payload, delay_ns: int, out) -> None:
+        t = self._t_ns
+        out.append(Envelope(node.name, dst, kind, t, node.next_seq(), t + int(delay_ns), payload))
+
+    # the source's side of a flow's tick
+
+    def _on_update(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
+        p = envelope.payload
+        flow = node.flows[p["flow"]]
+        path = None if p["path"] is None else tuple(p["path"])
+        if path is None:
+            node.flow_table.pop(flow.name, None)
+        else:
+            node.flow_table[flow.name] = path
+        state = node.flow_states[flow.name]
+        t, dt = self._t_ns, self.dt_ns
+        bits = demand_bits(flow, t, dt)
+        cls = flow.traffic_class
+        if bits == 0 and cls is not TrafficClass.TYPE_II:
+            return  # an idle flow neither asks for service nor counts against availability
+        state.ticks += 1
+        state.active_ns += dt
+        state.demand_bits += bits
+        counters = self._counters
+        counters.served_ns[cls.value][1] += dt
+        if cls is TrafficClass.TYPE_I:
+            counters.type_i_active_ns += dt
+        up_ns = dt - int(p["gap_ns"]) if path is not None else 0
+        sent = bits * up_ns // dt
+        if up_ns <= 0:
+            return
+        demand = key_demand_bits(cls, sent, t, dt, state.last_rekey_ns, devices=flow.devices)
+        service = _Service(
+            flow, sent, up_ns, demand.bits, demand.last_rekey_ns, float(p["latency_s"]),
+            path, tuple(p["hop_latency_ns"]),
+        )  # fmt: skip
+        if demand.bits == 0:
+            self._serve(node, service, secure=True)
+            return
+        pool = self._pool(node, flow.dst_site)
+        # keep the pool above its READY threshold plus the look-ahead demand, so non-critical
+        # classes (served only when READY) are not starved by design
+        s = self.settings
+        lookahead_ticks = max(1, int(s.pool_lookahead_s * NS_PER_S // dt))
+        target = demand.bits * lookahead_ticks + s.pool_threshold_bits
+        # relays of this tick already under way to the same pool count as arrived
+        pending = node.pool_pending_bits.get(flow.dst_site, 0)
+        shortfall = target - pool.available_bits - pending
+        wanted = min(shortfall, pool.free_bits - pending)
+        if wanted <= 0:
+            self._consume(node, service)
+            return
+        relay_id = f"{flow.name}@{t}"
+        service.wanted_bits = wanted
+        node._relays[relay_id] = service
+        node.pool_pending_bits[flow.dst_site] = pending + wanted
+        critical = cls is TrafficClass.TYPE_I
+        for hop in range(len(path) - 1):
+            a, b = path[hop], path[hop + 1]
+            owner = self.owner(a, b)
+            payload = {
+                "step": "reserve",
+                "relay": relay_id,
+                "hop": hop,
+                "peer": b if owner == a else a,
+                "bits": wanted,
+                "critical": critical,
+            }
+            at = path.index(owner)
+            self._send(
+                node, owner, MessageKind.KEY_RELAY, payload, sum(service.hop_latency_ns[:at]), out
+            )
+
+    def _on_grant(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
+        p = envelope.payload
+        service = node._relays[p["relay"]]
+        service.grants[int(p["hop"])] = int(p["bits"])
+        hops = len(service.path) - 1
+        if len(service.grants) < hops:
+            return
+        del node._relays[p["relay"]]
+        node.pool_pending_bits[service.flow.dst_site] -= service.wanted_bits
+        # every hop spends the same bits: the smallest grant (all the shortfall when every hop
+        # holds it, else what the poorest hop can give now; nothing if one hop has none)
+        bits = min(service.grants.values())
+        if bits:
+            pool = self._pool(node, service.flow.dst_site)
+            stored = pool.generate(bits, self._t_ns)
+            if stored is None or stored.bits != bits:
+                raise RuntimeError(f"pool {pool.name!r} lost relayed key bits despite free room")
+        path = service.path
+        for hop in range(hops):
+            a, b = path[hop], path[hop + 1]
+            owner = self.owner(a, b)
+            payload = {
+                "step": "commit",
+                "relay": p["relay"],
+                "hop": hop,
+                "peer": b if owner == a else a,
+                "bits": bits,
+                "granted": service.grants[hop],
+                "critical": service.flow.traffic_class is TrafficClass.TYPE_I,
+                "pool": f"pool:{node.name}>{service.flow.dst_site}",
+            }
+            at = path.index(owner)
+            self._send(
+                node, owner, MessageKind.KEY_RELAY, payload, sum(service.hop_latency_ns[:at]), out
+            )
+        self._consume(node, service)
+
+    def _consume(self, node: Node, service: _Service) -> None:
+        flow = service.flow
+        pool = self._pool(node, flow.dst_site)
+        critical = flow.traffic_class is TrafficClass.TYPE_I
+        secure = pool.consume(service.key_bits, self._t_ns, critical=critical)
+        if secure:
+            state = node.flow_states[flow.name]
+            state.last_rekey_ns = service.rekey_ns
+            state.key_bits_used += service.key_bits
+        self._serve(node, service, secure=secure)
+
+    def _serve(self, node: Node, service: _Service, *, secure: bool) -> None:
+        flow = service.flow
+        cls = flow.traffic_class
+        state = node.flow_states[flow.name]
+        latency = service.latency_s
+        state.latency_sum_s += latency
+        state.latency_n += 1
+        ok = secure and requirements(cls).meets_latency(latency)
+        counters = self._counters
+        if ok:
+            state.served_ns += service.up_ns
+            state.delivered_bits += service.sent_bits
+            counters.delivered_bits += service.sent_bits
+            counters.served_ns[cls.value][0] += service.up_ns
+        if secure:
+            state.secure_ns += service.up_ns
+            if cls is TrafficClass.TYPE_I:
+                counters.type_i_secure_ns += service.up_ns
+
+    # the link owner's side
+
+    def _on_reserve(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
+        p = envelope.payload
+        peer, bits = p["peer"], int(p["bits"])
+        buffer = node.link_buffers.get(peer)
+        granted = 0
+        if buffer is not None:
+            buffer.expire(self._t_ns)
+            reserved = node.reserved_bits.get(peer, 0)
+            if buffer.admits(critical=bool(p["critical"])):
+                granted = max(0, min(bits, buffer.available_bits - reserved))
+            if granted < bits:
+                buffer.refused_requests += 1
+                buffer.refused_bits += bits
+            node.reserved_bits[peer] = reserved + granted
+        payload = {"step": "grant", "relay": p["relay"], "hop": p["hop"], "bits": granted}
+        delay = envelope.arrival_ns - envelope.t_ns  # back the way it came
+        self._send(node, envelope.src, MessageKind.KEY_RELAY, payload, delay, out)
+
+    def _on_commit(self, node: Node, envelope: Envelope) -> None:
+        p = envelope.payload
+        peer, bits, granted = p["peer"], int(p["bits"]), int(p["granted"])
+        if not granted:
+            return
+        node.reserved_bits[peer] -= granted
+        buffer = node.link_buffers[peer]
+        before = buffer.buffered_bits
+        buffer.take_granted(bits, self._t_ns)
+        self.link_bits += buffer.buffered_bits - before
+
+
+class NodeGroup:
+    """Several node sets behind the interface of one: messages go to the set that hosts their
+    destination, counters are summed (integers), state views merged.
+
+    What the Ray runtime does over its bus, in one process: with the nodes spread over any
+    number of sets the results are those of one set holding all of them (tests pin this).
+    ``partitions``: disjoint node-index groups covering every node of ``names``; the other
+    arguments are :class:`NodeSet`'s.
+    """
+
+    def __init__(self, names: Sequence[str], partitions: Sequence[Iterable[int]], flows, **kwargs):
+        groups = [sorted(set(int(i) for i in part)) for part in partitions]
+        flat = sorted(i for g in groups for i in g)
+        if flat != list(range(len(names))):
+            raise ValueError(
+                f"partitions must hold every node index 0..{len(names) - 1} exactly once, got "
+                f"{len(flat)} indices over {len(groups)} partitions"
+            )
+        self.sets = [NodeSet(names, g, flows, **kwargs) for g in groups if g]
+        self._host = {name: s for s in self.sets for name in s.nodes}
+        self.names = tuple(names)
+        self.dt_ns = self.sets[0].dt_ns
+        sat_offset = self.sets[0].sat_offset
+        self.satellites = np.arange(sat_offset, len(names), dtype=np.int64)
+        # each set's battery rows within the satellites in node order
+        self._rows = [s.satellites - sat_offset for s in self.sets]
+
+    def __setattr__(self, name, value):
+        if name == "dt_ns" and "sets" in self.__dict__:
+            for s in self.sets:
+                s.dt_ns = value
+        object.__setattr__(self, name, value)
+
+    @property
+    def link_bits(self) -> int:
+        return sum(s.link_bits for s in self.sets)
+
+    @property
+    def soc_j(self) -> np.ndarray:
+        soc = np.empty(self.satellites.size)
+        for s, rows in zip(self.sets, self._rows, strict=True):
+            soc[rows] = s.soc_j
+        return soc
+
+    def owner(self, a: str, b: str) -> str:
+        return self.sets[0].owner(a, b)
+
+    def environment(self, snap, t_ns: int) -> None:
+        for s in self.sets:
+            s.environment(snap, t_ns)
+
+    def step_batteries(self, sunlit_fraction, load_w, power_model, dt_s: float):
+        """:meth:`NodeSet.step_batteries` for every set; returns (soc_j, below_reserve) over
+        all satellites in node order."""
+        lit = np.broadcast_to(np.asarray(sunlit_fraction, dtype=float), self.satellites.shape)
+        load = np.broadcast_to(np.asarray(load_w, dtype=float), self.satellites.shape)
+        below = np.zeros(self.satellites.size, dtype=bool)
+        for s, rows in zip(self.sets, self._rows, strict=True):
+            if rows.size:
+                below[rows] = s.step_batteries(lit[rows], load[rows], power_model, dt_s)[1]
+        return self.soc_j, below
+
+    def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
+        batches: dict[int, list[Envelope]] = {}
+        for envelope in envelopes:
+            host = self._host.get(envelope.dst)
+            if host is None:
+                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+            batches.setdefault(id(host), []).append(envelope)
+        out: list[Envelope] = []
+        for s in self.sets:
+            if id(s) in batches:
+                out.extend(s.deliver(batches[id(s)]))
+        return out
+
+    def end_tick(self) -> TickCounters:
+        total = TickCounters()
+        for s in self.sets:
+            total.add(s.end_tick())
+        return total
+
+    def memory(self, name: str) -> QuantumMemory:
+        return self._host[name].memory(name)
+
+    def link_available_bits(self, a: str, b: str) -> int:
+        return self._host[self.owner(a, b)].link_available_bits(a, b)
+
+    def _merged(self, method: str) -> dict:
+        out: dict = {}
+        for s in self.sets:
+            out.update(getattr(s, method)())
+        return out
+
+    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("link_buffers")
+
+    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("pools")
+
+    def flow_states(self) -> dict[str, FlowState]:
+        return self._merged("flow_states")
+
+    def memories(self) -> dict[str, QuantumMemory]:
+        return self._merged("memories")
