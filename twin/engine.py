@@ -3,14 +3,17 @@
 Each tick of ``dt`` simulated seconds:
 
 1. environment: G(t) from the physics (positions, visibility, weather, link budgets), and the
-   key generation of every QKD link that is up;
+   key generation of every QKD link that is up, at the node that owns its buffer;
 2. controllers: the controller sees the network and chooses a path per flow;
 3. handovers: a flow whose satellite hop sets inside the tick, and which the controller moves
    to another satellite, starts a break-before-make handover (twin.network.handover); the
    protocol's envelopes run to the end of the tick;
-4. nodes: every flow's source relays end-to-end key along its path (trusted relay, one-time-pad
-   hop by hop), consumes key per its security mode, and sends its data, except while it is
-   inside a handover gap;
+4. nodes: the controller sends every flow's source its forwarding update (path, hop latencies,
+   handover gap); the nodes exchange messages until none is left: each source relays end-to-end
+   key along its path (trusted relay, one-time pad hop by hop, as reserve / grant / commit
+   messages with the owners of the hops' key buffers), consumes key per its security mode and
+   sends its data, except while it is inside a handover gap (twin.network.nodes; the nodes'
+   state is theirs, and the engine reads it only through the node set's views);
 5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
    power and its carbon at the site's grid intensity;
 6. entanglement: once every ``ENTANGLEMENT_PERIOD_S``, one end-to-end pair per active Type-I
@@ -58,6 +61,13 @@ policy is TPED where ``tped_applicable``, else intuitive. The requests of one pe
 served one after another in flow order, each starting when the previous one ended (delivered
 or failed), so the memories see one timeline and their peaks are real occupancies. No
 randomness: distribution is deterministic given the graph.
+
+The nodes may be spread over several node sets (``Engine(..., partitions=...)``), as the Ray
+runtime spreads them over hosts; messages then cross between sets, and the results do not
+change (tests/twin/network/test_nodes.py). Not yet message-driven: the handover protocol runs in
+the engine's ``HandoverManager``, which plays every role with its own envelopes, and the
+entanglement service runs ``distribute`` over the path nodes' own memories in one call (the
+runtime issue has to bring a path's memories together or run it as messages).
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -258,7 +268,7 @@ class Engine:
         self.sat_power = equipment.satellite.power_model()
         self.ogs_power = equipment.ogs.power_model()
         # the nodes and the state they own; in one process, one node set holds them all
-        self._sat0 = self.topology._sat_offset
+        self._sat0 = self.topology.satellite_offset
         # ``partitions`` spreads the nodes over several node sets (as the Ray runtime spreads
         # them over hosts); the results must not change (tests pin this)
         parts = [range(len(names))] if partitions is None else partitions
@@ -332,7 +342,7 @@ class Engine:
 
     def _space_hops(self, snap, path, edges) -> list[tuple[int, int, int, int]]:
         """(edge, ground or HAPS node, satellite node, kind) of each satellite hop of a path."""
-        sat0 = self.topology._sat_offset
+        sat0 = self.topology.satellite_offset
         nodes = np.asarray(path, dtype=np.int64)
         lower = np.minimum(nodes[:-1], nodes[1:])
         upper = np.maximum(nodes[:-1], nodes[1:])
@@ -399,7 +409,7 @@ class Engine:
         """Classify the satellite hops lost or changed inside the tick; start a break-before-
         make handover for each flow the controller moves to another satellite."""
         names = self.topology.node_names
-        sat0 = self.topology._sat_offset
+        sat0 = self.topology.satellite_offset
         hops = {k: self._space_hops(snap, paths[k], edges[k]) for k in sorted(edges) if active[k]}
         flat = [(k, hop) for k in sorted(hops) for hop in hops[k]]
         up_next = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
@@ -509,7 +519,7 @@ class Engine:
     def _layer(self, node: int) -> NodeLayer:
         if node < self._haps_offset:
             return NodeLayer.GROUND
-        return NodeLayer.AIR if node < self.topology._sat_offset else NodeLayer.SPACE
+        return NodeLayer.AIR if node < self.topology.satellite_offset else NodeLayer.SPACE
 
     def _elevated_segment(self, path) -> list[int] | None:
         """The path from the ground node before its first HAPS or satellite to the ground node

@@ -264,8 +264,12 @@ class NodeSet:
                 node.flow_states[flow.name] = FlowState()
         self.link_bits = 0
         """bits held by the hosted link buffers, kept up to date around every change"""
+        self._links: dict[int, tuple[KeyBuffer, KeyRateAccumulator]] = {}
+        """lo * n_nodes + hi -> (buffer, accumulator) of a hosted link (the hot path's index)"""
         self._t_ns = 0
         self._counters = TickCounters()
+        self._touched: dict[str, Node] = {}
+        """nodes that handled a message this tick (end_tick checks them)"""
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -348,18 +352,33 @@ class NodeSet:
         quantum = np.isin(snap.kind, self.quantum_edge_kinds) & snap.up & (snap.skr_bps > 0)
         owner = np.minimum(snap.a, snap.b)
         quantum &= self._member_mask[owner]
-        names = self.names
-        for e in np.flatnonzero(quantum).tolist():
-            a, b = int(snap.a[e]), int(snap.b[e])
-            lo, hi = (a, b) if a < b else (b, a)
-            node = self.nodes[names[lo]]
-            peer = names[hi]
-            buffer = self._link_buffer(node, peer)
-            bits = node.link_accumulators[peer].step(float(snap.skr_bps[e]), self.dt_ns)
+        edges = np.flatnonzero(quantum)
+        n = len(self.names)
+        lo = np.minimum(snap.a[edges], snap.b[edges])
+        hi = np.maximum(snap.a[edges], snap.b[edges])
+        links = self._links
+        dt = self.dt_ns
+        added = 0
+        for code, rate in zip((lo * n + hi).tolist(), snap.skr_bps[edges].tolist(), strict=True):
+            link = links.get(code)
+            if link is None:
+                link = self._new_link(*divmod(code, n))
+            buffer, accumulator = link
+            bits = accumulator.step(rate, dt)
             if bits:
                 before = buffer.buffered_bits
                 buffer.generate(bits, t_ns)
-                self.link_bits += buffer.buffered_bits - before
+                added += buffer.buffered_bits - before
+        self.link_bits += added
+
+    def _new_link(self, lo: int, hi: int) -> tuple[KeyBuffer, KeyRateAccumulator]:
+        """The buffer and rate accumulator of the link between node indices lo < hi (hosted
+        at lo), made on its first key."""
+        node = self.nodes[self.names[lo]]
+        peer = self.names[hi]
+        link = (self._link_buffer(node, peer), node.link_accumulators[peer])
+        self._links[lo * len(self.names) + hi] = link
+        return link
 
     def step_batteries(self, sunlit_fraction, load_w, power_model, dt_s: float):
         """Advance the hosted satellites' batteries by one tick (arrays over ``satellites``);
@@ -382,6 +401,7 @@ class NodeSet:
                 )
             if not node.seen.first_time(envelope):
                 continue
+            self._touched[node.name] = node
             kind = envelope.kind
             if kind is MessageKind.FORWARDING_UPDATE:
                 self._on_update(node, envelope, out)
@@ -401,7 +421,7 @@ class NodeSet:
 
     def end_tick(self) -> TickCounters:
         """Close the tick: every relay must have been answered and every grant resolved."""
-        for node in self.nodes.values():
+        for node in self._touched.values():
             if (
                 node._relays
                 or any(node.reserved_bits.values())
@@ -414,6 +434,7 @@ class NodeSet:
                 )
             node.reserved_bits.clear()
             node.pool_pending_bits.clear()
+        self._touched.clear()
         counters, self._counters = self._counters, TickCounters()
         return counters
 
