@@ -342,7 +342,7 @@ class Engine:
 
     def _space_hops(self, snap, path, edges) -> list[tuple[int, int, int, int]]:
         """(edge, ground or HAPS node, satellite node, kind) of each satellite hop of a path."""
-        sat0 = self.topology.satellite_offset
+        sat0 = self._sat0
         nodes = np.asarray(path, dtype=np.int64)
         lower = np.minimum(nodes[:-1], nodes[1:])
         upper = np.maximum(nodes[:-1], nodes[1:])
@@ -409,7 +409,7 @@ class Engine:
         """Classify the satellite hops lost or changed inside the tick; start a break-before-
         make handover for each flow the controller moves to another satellite."""
         names = self.topology.node_names
-        sat0 = self.topology.satellite_offset
+        sat0 = self._sat0
         hops = {k: self._space_hops(snap, paths[k], edges[k]) for k in sorted(edges) if active[k]}
         flat = [(k, hop) for k in sorted(hops) for hop in hops[k]]
         up_next = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
@@ -519,7 +519,7 @@ class Engine:
     def _layer(self, node: int) -> NodeLayer:
         if node < self._haps_offset:
             return NodeLayer.GROUND
-        return NodeLayer.AIR if node < self.topology.satellite_offset else NodeLayer.SPACE
+        return NodeLayer.AIR if node < self._sat0 else NodeLayer.SPACE
 
     def _elevated_segment(self, path) -> list[int] | None:
         """The path from the ground node before its first HAPS or satellite to the ground node

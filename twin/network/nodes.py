@@ -586,7 +586,7 @@ class NodeSet:
         buffer = node.link_buffers.get(peer)
         granted = 0
         if buffer is not None:
-            buffer.expire(self._t_ns)
+            self.link_bits -= buffer.expire(self._t_ns)
             reserved = node.reserved_bits.get(peer, 0)
             if buffer.admits(critical=bool(p["critical"])):
                 granted = max(0, min(bits, buffer.available_bits - reserved))
