@@ -108,7 +108,8 @@ from twin.network.routing import NodeIndex
 from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits
 from twin.physics.carbon import carbon_g, carbon_intensity_g_per_kwh
-from twin.physics.energy import LaserLevel
+from twin.physics.energy import HapsPowerModel, LaserLevel
+from twin.physics.haps import haps_states_ecef
 from twin.physics.orbits import jd_fr_add_seconds, jd_fr_from_datetime
 from twin.physics.sun import sun_position_ecef_m, sunlit_fraction
 from twin.units import NS_PER_S
@@ -133,7 +134,14 @@ QUANTUM_EDGE_KINDS = (
     EdgeKind.FSO_HAPS_SPACE,
     EdgeKind.ISL,
 )
-SPACE_EDGE_KINDS = tuple(SPACE_EDGE_MASK_RAD)  # ground-space, HAPS-space (FSO) and RF Ka
+SPACE_EDGE_KINDS = tuple(SPACE_EDGE_MASK_RAD)
+# edges whose optical terminal draws power at a satellite or HAPS end (ISL terminals are part
+# of the satellite's bus load: an assumption of twin.physics.energy's satellite model)
+OPTICAL_TERMINAL_KINDS = (
+    EdgeKind.FSO_GROUND_SPACE,
+    EdgeKind.FSO_HAPS_SPACE,
+    EdgeKind.FSO_GROUND_HAPS,
+)  # ground-space, HAPS-space (FSO) and RF Ka
 # entanglement service (module docstring, "Entanglement service")
 MEMORY_Q_MAX = 8  # assumption: qubit slots per node's quantum memory (main paper: Q_max, no value)
 # assumption: T2 of every node's memory; the survey (papers/002, sec. on memories) reports 1.3 s
@@ -199,6 +207,18 @@ class EntanglementRecord:
 
 
 @dataclass(frozen=True)
+class _EnergyTick:
+    power_w: float
+    """satellite loads, HAPS loads and ground stations"""
+    carbon_g: float
+    soc_mean: float
+    soc_min: float
+    below_reserve: int
+    haps_soc_min: float
+    haps_below_reserve: int
+
+
+@dataclass(frozen=True)
 class TickRecord:
     """What one tick contributes to the time series (timeseries.csv)."""
 
@@ -209,6 +229,9 @@ class TickRecord:
     served_fraction: dict[str, float]
     battery_soc_mean: float
     battery_soc_min: float
+    """satellite batteries (NaN without satellites)"""
+    haps_soc_min: float
+    """the lowest HAPS state of charge, as a fraction of capacity (NaN without HAPS)"""
     power_w: float
     carbon_g: float
     handovers: int
@@ -233,6 +256,8 @@ class RunResult:
     energy_j: float
     carbon_total_g: float
     below_reserve_ticks: int
+    """ticks in which a satellite battery ended below its reserve"""
+    haps_below_reserve_ticks: int
     entanglement: list[EntanglementRecord] = field(default_factory=list)
     """every entanglement request, in the order served"""
     extras: dict[str, float] = field(default_factory=dict)
@@ -267,6 +292,10 @@ class Engine:
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
         self.ogs_power = equipment.ogs.power_model()
+        # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
+        self.haps_power = (
+            equipment.haps.power_model() if equipment.haps is not None else HapsPowerModel()
+        )
         # the nodes and the state they own; in one process, one node set holds them all
         self._sat0 = self.topology.satellite_offset
         # ``partitions`` spreads the nodes over several node sets (as the Ray runtime spreads
@@ -288,7 +317,13 @@ class Engine:
                 memory_t2_s=MEMORY_T2_S,
             ),
             sat_offset=self._sat0,
-            battery_capacity_j=self.sat_power.battery_capacity_j,
+            batteries={
+                "satellite": (range(self._sat0, len(names)), self.sat_power.battery_capacity_j),
+                "haps": (
+                    range(len(scenario.sites), self._sat0),
+                    self.haps_power.battery_capacity_j,
+                ),
+            },
             quantum_edge_kinds=QUANTUM_EDGE_KINDS,
         )
         self._controller_seq = 0
@@ -297,6 +332,18 @@ class Engine:
         self._gaps: dict[str, list[_Gap]] = {f.name: [] for f in self.flows}
         """flow -> its handover gaps that may still reach a later tick"""
         self._epoch = jd_fr_from_datetime(scenario.time.start_utc)
+        # HAPS hold their stations in this engine (no drift): positions and local up, once
+        lat = np.array([h.lat_rad for h in scenario.haps], dtype=float)
+        lon = np.array([h.lon_rad for h in scenario.haps], dtype=float)
+        alt = np.array([h.altitude_m for h in scenario.haps], dtype=float)
+        self._haps_pos_m = (
+            haps_states_ecef(lat, lon, alt, np.zeros(1)).position_m[:, :, 0]
+            if lat.size
+            else np.zeros((3, 0))
+        )
+        self._haps_up = np.stack(
+            [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]
+        )
         self._ogs_sites = [s for s in scenario.sites if s.kind == "ogs"]
         # every OGS draws its full power at all times (constant), in site order
         self._ogs_power_w = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
@@ -336,7 +383,8 @@ class Engine:
 
     @property
     def soc_j(self) -> np.ndarray:
-        return self.nodes.soc_j
+        """Satellite batteries' state of charge, J, in node order."""
+        return self.nodes.soc_j("satellite")
 
     # --- handovers ----------------------------------------------------------------------------
 
@@ -652,23 +700,24 @@ class Engine:
         )
         return counters.delivered_bits, type_i_fraction, served_fraction
 
-    def _energy(self, snap, t_ns: int) -> tuple[float, float, float, float, int]:
-        """Satellite batteries and ground power for one tick; returns (power_w, carbon_g,
-        soc_mean_fraction, soc_min_fraction, below_reserve_count)."""
+    def _energy(self, snap, t_ns: int) -> _EnergyTick:
+        """Satellite and HAPS batteries and ground power for one tick."""
         dt_s = self.dt_ns / NS_PER_S
         t_s = t_ns / NS_PER_S
         sat0 = self._sat0
-        n_sats = self.nodes.satellites.size
-        sat_power_w = 0.0
-        below = 0
+        n_sats = self.nodes.battery_counts["satellite"]
+        n_haps = self.nodes.battery_counts["haps"]
+        sat_power_w = haps_power_w = 0.0
+        below = haps_below = 0
+        optical = np.isin(snap.kind, OPTICAL_TERMINAL_KINDS) & snap.up
+        sun = None
+        if n_sats or n_haps:
+            sun = sun_position_ecef_m(*jd_fr_add_seconds(*self._epoch, t_s))
         if n_sats:
-            jd, fr = jd_fr_add_seconds(*self._epoch, t_s)
-            sun = sun_position_ecef_m(jd, fr)
             lit = sunlit_fraction(snap.satellite_positions_m, sun[:, None])
-            optical = np.isin(snap.kind, (EdgeKind.FSO_GROUND_SPACE, EdgeKind.FSO_HAPS_SPACE))
-            optical &= snap.up
+            space = optical & (snap.b >= sat0)
             active = np.zeros(n_sats, dtype=np.int64)
-            np.add.at(active, snap.b[optical] - sat0, 1)
+            np.add.at(active, snap.b[space] - sat0, 1)
             terminals = self.sat_power.laser_terminals
             levels = np.where(
                 np.arange(terminals)[None, :] < np.minimum(active, terminals)[:, None],
@@ -676,20 +725,51 @@ class Engine:
                 int(LaserLevel.STANDBY),
             )
             load = self.sat_power.load_w(levels)
-            soc_j, below_reserve = self.nodes.step_batteries(lit, load, self.sat_power, dt_s)
+            _, below_reserve = self.nodes.step_batteries(
+                "satellite", lit, load, self.sat_power, dt_s
+            )
             sat_power_w = float(np.sum(load))
             below = int(np.sum(below_reserve))
+        if n_haps:
+            # the sun's elevation at each HAPS (geodetic up; the sun is far enough that the
+            # direction from the Earth's centre would do, but the HAPS position costs nothing)
+            to_sun = sun[:, None] - self._haps_pos_m
+            sun_el = np.arcsin(
+                np.sum(self._haps_up * to_sun, axis=0) / np.linalg.norm(to_sun, axis=0)
+            )
+            # a HAPS runs its terminal and QKD payload while one of its optical links is up
+            haps0 = len(self.scenario.sites)
+            linked = np.zeros(n_haps, dtype=bool)
+            for end in (snap.a, snap.b):
+                at_haps = optical & (end >= haps0) & (end < sat0)
+                linked[end[at_haps] - haps0] = True
+            load = self.haps_power.load_w(linked, linked)
+            _, haps_below_reserve = self.nodes.step_batteries(
+                "haps", sun_el, load, self.haps_power, dt_s
+            )
+            haps_power_w = float(np.sum(load))
+            haps_below = int(np.sum(haps_below_reserve))
         ogs_power = self._ogs_power_w
         carbon = 0.0
         if ogs_power.size:
             intensity = carbon_intensity_g_per_kwh(self._ogs_regions, t_s, self._ogs_lon_rad)
             for c_g in carbon_g(ogs_power, dt_s, intensity).tolist():  # in site order
                 carbon += c_g
+        soc_j = self.nodes.soc_j("satellite")
         capacity = self.sat_power.battery_capacity_j
-        soc_j = self.nodes.soc_j
-        soc_mean = float(np.mean(soc_j) / capacity) if n_sats else float("nan")
-        soc_min = float(np.min(soc_j) / capacity) if n_sats else float("nan")
-        return sat_power_w + float(ogs_power.sum()), carbon, soc_mean, soc_min, below
+        haps_soc_j = self.nodes.soc_j("haps")
+        nan = float("nan")
+        return _EnergyTick(
+            power_w=sat_power_w + haps_power_w + float(ogs_power.sum()),
+            carbon_g=carbon,
+            soc_mean=float(np.mean(soc_j) / capacity) if n_sats else nan,
+            soc_min=float(np.min(soc_j) / capacity) if n_sats else nan,
+            below_reserve=below,
+            haps_soc_min=(
+                float(np.min(haps_soc_j) / self.haps_power.battery_capacity_j) if n_haps else nan
+            ),
+            haps_below_reserve=haps_below,
+        )
 
     def _decide(self, snap):
         view = NetworkView(
@@ -724,7 +804,7 @@ class Engine:
         n_ticks = int(round(total_s * NS_PER_S)) // self.dt_ns
         records: list[TickRecord] = []
         energy_j = carbon_total = 0.0
-        below_reserve_ticks = 0
+        below_reserve_ticks = haps_below_reserve_ticks = 0
         snap = self.topology.snapshot(0)
         paths = self._decide(snap).paths
         for tick in range(n_ticks):
@@ -745,10 +825,11 @@ class Engine:
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
             delivered, type_i, served = self._serve_flows(snap, paths, edges, t_ns)
-            power_w, carbon, soc_mean, soc_min, below = self._energy(snap, t_ns)
-            energy_j += power_w * self.dt_ns / NS_PER_S
-            carbon_total += carbon
-            below_reserve_ticks += int(below > 0)
+            energy = self._energy(snap, t_ns)
+            energy_j += energy.power_w * self.dt_ns / NS_PER_S
+            carbon_total += energy.carbon_g
+            below_reserve_ticks += int(energy.below_reserve > 0)
+            haps_below_reserve_ticks += int(energy.haps_below_reserve > 0)
             records.append(
                 TickRecord(
                     t_s=t_ns / NS_PER_S,
@@ -756,10 +837,11 @@ class Engine:
                     pool_key_bits=sum(p.buffered_bits for p in self.pools.values()),
                     type_i_secure_fraction=type_i,
                     served_fraction=served,
-                    battery_soc_mean=soc_mean,
-                    battery_soc_min=soc_min,
-                    power_w=power_w,
-                    carbon_g=carbon,
+                    battery_soc_mean=energy.soc_mean,
+                    battery_soc_min=energy.soc_min,
+                    haps_soc_min=energy.haps_soc_min,
+                    power_w=energy.power_w,
+                    carbon_g=energy.carbon_g,
                     handovers=len(self.handover.log) - done_before,
                     delivered_bits=delivered,
                 )
@@ -792,5 +874,6 @@ class Engine:
             energy_j=energy_j,
             carbon_total_g=carbon_total,
             below_reserve_ticks=below_reserve_ticks,
+            haps_below_reserve_ticks=haps_below_reserve_ticks,
             entanglement=list(self.entanglement),
         )

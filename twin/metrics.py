@@ -129,6 +129,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "throughput_bps": delivered / result.sim_seconds if result.sim_seconds else None,
             "pdr": delivered / offered if offered else None,
             "battery_below_reserve_ticks": result.below_reserve_ticks,
+            "haps_below_reserve_ticks": result.haps_below_reserve_ticks,
             # no shield in the baseline engine yet: not measured
             "shield_violations": None,
             "entanglement_requests": len(requests),

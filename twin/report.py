@@ -82,6 +82,7 @@ _COLUMN_KINDS: tuple[tuple[str, str], ...] = (
     *((f"served_fraction_{c}", "float") for c in _CLASS_KEYS),
     ("battery_soc_mean", "float"),
     ("battery_soc_min", "float"),
+    ("haps_soc_min", "float"),
     ("power_w", "float"),
     ("carbon_g", "float"),
     ("handovers", "int"),
@@ -177,6 +178,7 @@ def _record_row(index: int, record: TickRecord) -> list[str]:
         **{f"served_fraction_{c}": served.get(c, math.nan) for c in _CLASS_KEYS},
         "battery_soc_mean": record.battery_soc_mean,
         "battery_soc_min": record.battery_soc_min,
+        "haps_soc_min": record.haps_soc_min,
         "power_w": record.power_w,
         "carbon_g": record.carbon_g,
         "handovers": record.handovers,
@@ -218,6 +220,7 @@ def _series(records: Sequence[TickRecord]) -> dict[str, np.ndarray]:
             out[f"served_fraction_{c}"][i] = r.served_fraction.get(c, math.nan)
         out["battery_soc_mean"][i] = r.battery_soc_mean
         out["battery_soc_min"][i] = r.battery_soc_min
+        out["haps_soc_min"][i] = r.haps_soc_min
         out["power_w"][i] = r.power_w
         out["carbon_g"][i] = r.carbon_g
         out["handovers"][i] = r.handovers
@@ -312,12 +315,14 @@ def _draw_plots(
     def battery(ax) -> None:
         ax.plot(t, 100.0 * s["battery_soc_mean"], label="mean SoC")
         ax.plot(t, 100.0 * s["battery_soc_min"], label="min SoC")
+        if not np.isnan(s["haps_soc_min"]).all():
+            ax.plot(t, 100.0 * s["haps_soc_min"], label="HAPS min SoC")
         if reserve is not None:
             ax.axhline(100.0 * reserve, color="tab:red", ls="--", lw=1.0, label="reserve")
-        ax.set_ylabel("satellite state of charge [%]")
+        ax.set_ylabel("state of charge [%]")
         ax.set_ylim(-2.0, 102.0)
-        if np.isnan(s["battery_soc_mean"]).all():
-            _no_data(ax, "no satellites in this run")
+        if np.isnan(s["battery_soc_mean"]).all() and np.isnan(s["haps_soc_min"]).all():
+            _no_data(ax, "no satellites or HAPS in this run")
 
     def power_carbon(ax):
         ax.plot(t, s["power_w"], color="tab:blue", label="power (satellite loads + ground)")
@@ -501,6 +506,11 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         (
             "Ticks with a satellite below battery reserve",
             _fmt(m.get("battery_below_reserve_ticks"), "d"),
+            "ticks",
+        ),
+        (
+            "Ticks with a HAPS below battery reserve",
+            _fmt(m.get("haps_below_reserve_ticks"), "d"),
             "ticks",
         ),
         ("Shield violations", _fmt(m.get("shield_violations"), "d"), "count"),

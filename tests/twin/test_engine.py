@@ -74,3 +74,26 @@ def test_dijkstra_distance_runs_and_differs_only_by_routing():
     _, _, dd = run_small("dijkstra-distance")
     assert dd["controller"] == "dijkstra-distance"
     assert dd["metrics"]["keys"]["generated_bits"] == sp["metrics"]["keys"]["generated_bits"]
+
+
+def test_haps_battery_drains_at_night_by_its_load():
+    """The small scenario starts at 00:00 UTC on 21 June: the sun is below the horizon at the
+    Munich HAPS (about -18 deg), so its battery pays the whole load through the discharge
+    efficiency, 600 J of propulsion and payload per 1 s tick and more; the satellites' batteries
+    are stepped apart (their own platform)."""
+    scenario = load_scenario("small")
+    engine = Engine(scenario, flows=[])
+    model = engine.haps_power
+    result = engine.run(duration_s=60)
+    soc_j = engine.nodes.soc_j("haps")
+    assert soc_j.shape == (len(scenario.haps),) == (1,)
+    # no flows: no optical link of the HAPS carries traffic, but an up link still powers the
+    # terminal and QKD payload (the load depends on links, not on traffic)
+    low = model.propulsion_avionics_w * 60 / model.discharge_efficiency
+    high = float(model.load_w(1.0, 1.0)) * 60 / model.discharge_efficiency
+    drained_j = model.battery_capacity_j - float(soc_j[0])
+    assert low - 1e-6 <= drained_j <= high + 1e-6
+    assert result.records[-1].haps_soc_min == pytest.approx(
+        float(soc_j[0]) / model.battery_capacity_j, rel=1e-12
+    )
+    assert result.haps_below_reserve_ticks == 0

@@ -227,9 +227,10 @@ class NodeSet:
 
     ``names``: every node of G(t) in its node order (owners are found by that order);
     ``members``: the indices hosted here; ``flows``: every flow (each kept by its source, if
-    hosted here); ``dt_ns``: the tick; ``battery_capacity_j``: of a satellite (the set holds a
-    battery for every hosted satellite, full at the start); ``sat_offset``: the index of the
-    first satellite.
+    hosted here); ``dt_ns``: the tick; ``batteries``: platform ('satellite', 'haps') ->
+    (the node indices of that platform, in node order; battery capacity, J): the set holds a
+    battery, full at the start, for every hosted node of each platform; ``sat_offset``: the
+    index of the first satellite.
     """
 
     def __init__(
@@ -241,7 +242,7 @@ class NodeSet:
         dt_ns: int,
         settings: KeySettings,
         sat_offset: int,
-        battery_capacity_j: float,
+        batteries: dict[str, tuple[Sequence[int], float]],
         quantum_edge_kinds: Sequence[int],
     ) -> None:
         self.names = tuple(names)
@@ -254,9 +255,15 @@ class NodeSet:
         self.quantum_edge_kinds = tuple(int(k) for k in quantum_edge_kinds)
         self._member_mask = np.zeros(len(self.names), dtype=bool)
         self._member_mask[self.members] = True
-        self.satellites = self.members[self.members >= self.sat_offset]
-        """hosted satellites, in node order (the rows of ``soc_j``)"""
-        self.soc_j = np.full(self.satellites.size, float(battery_capacity_j))
+        self.platforms: dict[str, np.ndarray] = {}
+        """platform -> the hosted nodes' rows among all of its nodes (node order)"""
+        self.soc_j: dict[str, np.ndarray] = {}
+        """platform -> state of charge of the hosted nodes' batteries, J (rows as above)"""
+        for platform, (indices, capacity_j) in sorted(batteries.items()):
+            indices = np.asarray(indices, dtype=np.int64)
+            rows = np.flatnonzero(self._member_mask[indices])
+            self.platforms[platform] = rows
+            self.soc_j[platform] = np.full(rows.size, float(capacity_j))
         for flow in flows:
             node = self.nodes.get(flow.src_site)
             if node is not None:
@@ -380,11 +387,12 @@ class NodeSet:
         self._links[lo * len(self.names) + hi] = link
         return link
 
-    def step_batteries(self, sunlit_fraction, load_w, power_model, dt_s: float):
-        """Advance the hosted satellites' batteries by one tick (arrays over ``satellites``);
-        returns (soc_j, below_reserve) after the step (``power_model.step``)."""
-        step = power_model.step(self.soc_j, sunlit_fraction, load_w, dt_s)
-        self.soc_j = step.soc_j
+    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
+        """Advance the hosted batteries of ``platform`` by one tick: ``sun`` (what
+        ``power_model.step`` takes: sunlit fraction for satellites, sun elevation for HAPS) and
+        ``load_w`` over the hosted rows; returns (soc_j, below_reserve) after the step."""
+        step = power_model.step(self.soc_j[platform], sun, load_w, dt_s)
+        self.soc_j[platform] = step.soc_j
         return step.soc_j, step.below_reserve
 
     # --- messages -------------------------------------------------------------------------------
@@ -632,10 +640,8 @@ class NodeGroup:
         self._host = {name: s for s in self.sets for name in s.nodes}
         self.names = tuple(names)
         self.dt_ns = self.sets[0].dt_ns
-        sat_offset = self.sets[0].sat_offset
-        self.satellites = np.arange(sat_offset, len(names), dtype=np.int64)
-        # each set's battery rows within the satellites in node order
-        self._rows = [s.satellites - sat_offset for s in self.sets]
+        self.battery_counts = {p: len(ix) for p, (ix, _) in kwargs["batteries"].items()}
+        """platform -> number of nodes with a battery"""
 
     def __setattr__(self, name, value):
         if name == "dt_ns" and "sets" in self.__dict__:
@@ -647,11 +653,11 @@ class NodeGroup:
     def link_bits(self) -> int:
         return sum(s.link_bits for s in self.sets)
 
-    @property
-    def soc_j(self) -> np.ndarray:
-        soc = np.empty(self.satellites.size)
-        for s, rows in zip(self.sets, self._rows, strict=True):
-            soc[rows] = s.soc_j
+    def soc_j(self, platform: str) -> np.ndarray:
+        """State of charge of every battery of ``platform``, J, in node order."""
+        soc = np.empty(self.battery_counts[platform])
+        for s in self.sets:
+            soc[s.platforms[platform]] = s.soc_j[platform]
         return soc
 
     def owner(self, a: str, b: str) -> str:
@@ -661,16 +667,20 @@ class NodeGroup:
         for s in self.sets:
             s.environment(snap, t_ns)
 
-    def step_batteries(self, sunlit_fraction, load_w, power_model, dt_s: float):
-        """:meth:`NodeSet.step_batteries` for every set; returns (soc_j, below_reserve) over
-        all satellites in node order."""
-        lit = np.broadcast_to(np.asarray(sunlit_fraction, dtype=float), self.satellites.shape)
-        load = np.broadcast_to(np.asarray(load_w, dtype=float), self.satellites.shape)
-        below = np.zeros(self.satellites.size, dtype=bool)
-        for s, rows in zip(self.sets, self._rows, strict=True):
+    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
+        """:meth:`NodeSet.step_batteries` for every set, ``sun`` and ``load_w`` over all nodes
+        of ``platform``; returns (soc_j, below_reserve) over all of them, in node order."""
+        n = self.battery_counts[platform]
+        sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
+        load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
+        below = np.zeros(n, dtype=bool)
+        for s in self.sets:
+            rows = s.platforms[platform]
             if rows.size:
-                below[rows] = s.step_batteries(lit[rows], load[rows], power_model, dt_s)[1]
-        return self.soc_j, below
+                below[rows] = s.step_batteries(platform, sun[rows], load[rows], power_model, dt_s)[
+                    1
+                ]
+        return self.soc_j(platform), below
 
     def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         batches: dict[int, list[Envelope]] = {}
