@@ -350,7 +350,7 @@ class Engine:
         self._ogs_regions = np.array([s.grid_region for s in self._ogs_sites])
         self._ogs_lon_rad = np.array([s.lon_rad for s in self._ogs_sites], dtype=float)
         # the baselines hand over break-before-make; the manager plays every protocol role
-        self.handover = HandoverManager()
+        self.handover = HandoverManager(scenario.handover.params())
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
         self._log_seen = 0
         self.space_events = dict.fromkeys(SPACE_EVENTS, 0)

@@ -50,12 +50,16 @@ BULK = Flow("bulk", "munich-plant", "madrid-plant", TrafficClass.TYPE_IV, 1_000_
 RUN_S = 120.0  # both handovers and their 30 s gaps fit
 
 
-def two_plants(tick_s, *, far=MADRID, walker=DENSE, start="2024-06-21T00:30:00Z", seconds=RUN_S):
+def two_plants(
+    tick_s, *, far=MADRID, walker=DENSE, start="2024-06-21T00:30:00Z", seconds=RUN_S, handover=None
+):
     small = yaml.safe_load(packaged_scenario_path("small").read_text())
     equipment = small["equipment"]
     equipment.pop("haps", None)
+    extra = {} if handover is None else {"handover": handover}
     return scenario_from_dict(
         {
+            **extra,
             "name": "two-plants",
             "description": "two plants joined only through their OGS and the satellites",
             "seed": 0,
@@ -276,3 +280,14 @@ def test_elevation_rad_agrees_with_the_edges_it_explains(one_second):
     assert space.sum() > 0 and np.all(el >= masks - 1e-12)
     with pytest.raises(ValueError, match="neither an OGS nor a HAPS"):
         topology.elevation_rad(snap, [0], [snap.b[space][0]])
+
+
+def test_the_scenario_sets_the_handover_timing():
+    """The scenario's ``handover`` section reaches the protocol: a 5 s acquisition and 50 ms
+    detection give a gap of 50 ms + 4 x 2 ms + 5 s (control latency 2 ms), not the defaults'."""
+    settings = {"acquisition_s": 5.0, "detection_delay_ms": 50.0, "control_latency_ms": 2.0}
+    engine, result, _ = run(1.0, handover=settings)
+    assert engine.handover.params.acquisition_ns == 5 * S
+    assert len(result.handovers) == 2
+    for record in result.handovers:
+        assert record.interruption_ns == 50 * MS + 4 * 2 * MS + 5 * S

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from twin.network.handover import HandoverParams
 from twin.network.traffic import DAY_NS, Flow, TrafficClass, exact_rate_bps, flows_from_mapping
 from twin.physics.carbon import grid_regions
 from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, SatellitePowerModel
@@ -1452,6 +1453,55 @@ def _demand_time_problems(
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Handover protocol timing
+# --------------------------------------------------------------------------------------------
+
+
+class HandoverSettings(_Strict):
+    """Timing of the handover protocol (main paper sec. VIII.A; twin.network.handover's
+    ``HandoverParams``, where every default is cited or labelled an assumption). Optional:
+    a scenario without this section gets those defaults."""
+
+    elevation_threshold_deg: float = Field(
+        default=20.0, ge=0.0, le=90.0, description="handover horizon (sec. VIII.A: 20 deg)"
+    )
+    acquisition_s: float = Field(
+        default=30.0, ge=0.0, le=3_600.0, description="pointing-acquisition-tracking time"
+    )
+    detection_delay_ms: float = Field(
+        default=150.0, ge=0.0, le=60_000.0, description="link loss until its report leaves"
+    )
+    control_latency_ms: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=10_000.0,
+        description="controller <-> node one-way latency (None: ~2,000 km of fibre, 9.8 ms)",
+    )
+    switch_sync_error_us: float = Field(
+        default=1.0, ge=0.0, le=1e6, description="time-synchronisation error at a switch"
+    )
+    mbb_guard_s: float = Field(
+        default=10.0, ge=0.0, le=3_600.0, description="make-before-break start margin"
+    )
+
+    def params(self):
+        """The :class:`twin.network.handover.HandoverParams` of these settings (int ns)."""
+        defaults = HandoverParams()
+        return HandoverParams(
+            elevation_threshold_rad=self.elevation_threshold_deg * DEG,
+            acquisition_ns=round(self.acquisition_s * NS_PER_S),
+            detection_delay_ns=round(self.detection_delay_ms * 1e6),
+            control_latency_ns=(
+                defaults.control_latency_ns
+                if self.control_latency_ms is None
+                else round(self.control_latency_ms * 1e6)
+            ),
+            switch_sync_error_ns=round(self.switch_sync_error_us * 1e3),
+            mbb_guard_ns=round(self.mbb_guard_s * NS_PER_S),
+        )
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -1471,6 +1521,7 @@ class Scenario(_Strict):
     equipment: Equipment
     weather: Weather = Field(default_factory=Weather)
     traffic: Traffic = Field(default_factory=Traffic)
+    handover: HandoverSettings = Field(default_factory=HandoverSettings)
 
     def summary(self) -> str:
         """One line for ``qntwin validate``: what the file describes, in counts."""

@@ -1268,3 +1268,30 @@ def test_constant_rates_out_of_range_are_rejected(rate):
     data["traffic"]["flows"][0]["rate_bps"] = rate
     msg = _data_error(data)
     assert "traffic.flows[0].rate_bps" in msg and repr(rate) in msg and "[0, 1e+12]" in msg
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  acquisition_s: 30 ", "  acquisition_s: -2 ", ["handover.acquisition_s", "-2", "0"]),
+        (
+            "  elevation_threshold_deg: 20 ",
+            "  elevation_threshold_deg: 95 ",
+            ["handover.elevation_threshold_deg", "95", "90"],
+        ),
+        ("  mbb_guard_s: 10 ", "  mbb_guard_sec: 10 ", ["handover.mbb_guard_sec", "unknown key"]),
+    ],
+)
+def test_bad_handover_settings_name_path_and_value(old, new, expected):
+    msg = _error(_edit(old, new))
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_handover_settings_reach_the_protocol_parameters():
+    from twin.network.handover import HandoverParams
+
+    scenario = parse_scenario(SMALL_TEXT, label="small.yaml")
+    assert scenario.handover.params() == HandoverParams()  # small.yaml spells out the defaults
+    faster = parse_scenario(_edit("  acquisition_s: 30 ", "  acquisition_s: 2.5 "), label="x")
+    assert faster.handover.params().acquisition_ns == 2_500_000_000
