@@ -78,12 +78,16 @@ class Controller(Protocol):
     def decide(self, view: NetworkView) -> Decision: ...
 
 
-def _route_all(view: NetworkView, csr) -> Decision:
-    """Shortest paths of every flow over ``csr``, grouped by their forbidden jurisdictions."""
+def _route_all(view: NetworkView, csr, flows: Sequence[int] | None = None) -> Decision:
+    """Shortest paths of every flow over ``csr``, grouped by their forbidden jurisdictions.
+
+    ``flows``: route only these flow indices (the others get None); a flow's path does not
+    depend on which other flows are routed with it.
+    """
     paths: list[tuple[int, ...] | None] = [None] * len(view.flows)
     groups: dict[tuple[str, ...], list[int]] = {}
-    for k, flow in enumerate(view.flows):
-        groups.setdefault(tuple(sorted(flow.forbidden_jurisdictions)), []).append(k)
+    for k in range(len(view.flows)) if flows is None else flows:
+        groups.setdefault(tuple(sorted(view.flows[k].forbidden_jurisdictions)), []).append(k)
     for forbidden in sorted(groups):
         members = groups[forbidden]
         no_transit = (
@@ -117,18 +121,23 @@ class StaticShortestPath:
 
     def decide(self, view: NetworkView) -> Decision:
         snap = view.snapshot
-        csr = csr_from_edge_arrays(
-            snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
-        )
-        fresh = _route_all(view, csr).paths
-        if len(self._previous) == len(fresh):
-            lookup = view.edges()
-            kept = tuple(
-                old if old is not None and np.all(lookup.path_edges(old) >= 0) else new
-                for old, new in zip(self._previous, fresh, strict=True)
-            )
+        n_flows = len(view.flows)
+        if len(self._previous) == n_flows:
+            # a path whose every hop is still up is kept, so only the others need routing
+            # (flows without a path and broken paths): the same decision as routing every
+            # flow and then keeping the intact old paths, at a fraction of the searches
+            intact = view.edges().paths_intact(self._previous)
+            broken = [k for k in range(n_flows) if not intact[k]]
         else:
-            kept = fresh
+            intact = np.zeros(n_flows, dtype=bool)
+            broken = list(range(n_flows))
+        fresh: tuple[tuple[int, ...] | None, ...] = (None,) * n_flows
+        if broken:
+            csr = csr_from_edge_arrays(
+                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
+            )
+            fresh = _route_all(view, csr, broken).paths
+        kept = tuple(self._previous[k] if intact[k] else fresh[k] for k in range(n_flows))
         self._previous = kept
         return Decision(paths=kept)
 
@@ -169,9 +178,10 @@ def make_controller(name: str) -> Controller:
 class EdgeLookup:
     """The fastest up edge of each node pair of one snapshot, for :func:`path_edges`.
 
-    Built once per snapshot (one sort of its up edges) and shared by every caller of that
-    tick. ``pair_keys`` (P,) holds ``a * N + b`` of each pair with an up edge, ascending;
-    ``edge[i]`` the index of its fastest up edge (the first, i.e. lowest kind, on a tie).
+    Built once per snapshot (a snapshot's edges are already sorted by pair, so only the runs
+    of parallel edges are resolved) and shared by every caller of that tick. ``pair_keys``
+    (P,) holds ``a * N + b`` of each pair with an up edge, ascending; ``edge[i]`` the index of
+    its fastest up edge (the first, i.e. lowest kind, on a tie).
     """
 
     __slots__ = ("edge", "n_nodes", "pair_keys", "snapshot")
@@ -180,29 +190,86 @@ class EdgeLookup:
         n = snapshot.n_nodes
         up = np.flatnonzero(snapshot.up)
         keys = snapshot.a[up].astype(np.int64) * n + snapshot.b[up]
-        # stable: among equal (pair, latency) the lower edge index comes first, as argmin's
-        order = np.lexsort((snapshot.latency_s[up], keys))
-        keys, up = keys[order], up[order]
-        first = np.ones(keys.size, dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]
+        latency = snapshot.latency_s[up]
+        if keys.size >= 256 and np.all(keys[1:] >= keys[:-1]) and not np.isnan(latency).any():
+            # a snapshot's edges come sorted by pair: keep the fastest edge of each run of
+            # equal keys (the first on a tie, as the stable sort below picks it) without
+            # sorting (small graphs sort faster than this costs)
+            new = np.empty(keys.size, dtype=bool)
+            new[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=new[1:])
+            if new.all():
+                self.pair_keys, self.edge = keys, up
+            else:
+                start = np.flatnonzero(new)
+                group = np.cumsum(new) - 1
+                at_min = np.flatnonzero(latency == np.minimum.reduceat(latency, start)[group])
+                group = group[at_min]
+                first = np.empty(group.size, dtype=bool)
+                first[0] = True
+                np.not_equal(group[1:], group[:-1], out=first[1:])
+                self.pair_keys, self.edge = keys[start], up[at_min[first]]
+        else:
+            # stable: among equal (pair, latency) the lower edge index comes first, as argmin's
+            order = np.lexsort((latency, keys))
+            keys, up = keys[order], up[order]
+            first = np.ones(keys.size, dtype=bool)
+            first[1:] = keys[1:] != keys[:-1]
+            self.pair_keys = keys[first]
+            self.edge = up[first]
         self.snapshot = snapshot
         self.n_nodes = n
-        self.pair_keys = keys[first]
-        self.edge = up[first]
 
     def path_edges(self, path: Sequence[int]) -> np.ndarray:
         """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
         nodes = np.asarray(path, dtype=np.int64)
         if nodes.size < 2 or self.pair_keys.size == 0:
             return np.full(max(nodes.size - 1, 0), -1, dtype=np.int64)
-        lo = np.minimum(nodes[:-1], nodes[1:])
-        hi = np.maximum(nodes[:-1], nodes[1:])
-        want = lo * self.n_nodes + hi
+        return self._edges(nodes[:-1], nodes[1:])
+
+    def _edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Fastest up edge of each hop (u[i], v[i]) (-1 where none); needs pair_keys."""
+        want = np.minimum(u, v) * self.n_nodes + np.maximum(u, v)
         at = np.searchsorted(self.pair_keys, want)
         inside = at < self.pair_keys.size
         hit = np.zeros(want.size, dtype=bool)
         hit[inside] = self.pair_keys[at[inside]] == want[inside]
         return np.where(hit, self.edge[np.minimum(at, self.edge.size - 1)], -1)
+
+    def _hops(self, paths: Sequence[Sequence[int] | None]):
+        """(indices of the non-None paths, their hop counts, the edge of every hop in order)."""
+        given = [k for k, p in enumerate(paths) if p is not None]
+        nodes = [np.asarray(paths[k], dtype=np.int64) for k in given]
+        hops = [max(x.size - 1, 0) for x in nodes]
+        if sum(hops) == 0 or self.pair_keys.size == 0:
+            return given, hops, np.full(sum(hops), -1, dtype=np.int64)
+        u = np.concatenate([x[:-1] for x in nodes])
+        v = np.concatenate([x[1:] for x in nodes])
+        return given, hops, self._edges(u, v)
+
+    def paths_edges(self, paths: Sequence[Sequence[int] | None]) -> list[np.ndarray | None]:
+        """:meth:`path_edges` of each path (None for None), with one lookup for all hops."""
+        out: list[np.ndarray | None] = [None] * len(paths)
+        given, hops, edges = self._hops(paths)
+        at = 0
+        for k, h in zip(given, hops, strict=True):
+            out[k] = edges[at : at + h].copy()
+            at += h
+        return out
+
+    def paths_intact(self, paths: Sequence[Sequence[int] | None]) -> np.ndarray:
+        """(P,) bool: whether each path has an up edge on every hop (False for None).
+
+        ``path is not None and np.all(self.path_edges(path) >= 0)`` for each path, with one
+        lookup for all their hops. A single-node path is intact.
+        """
+        out = np.zeros(len(paths), dtype=bool)
+        given, hops, edges = self._hops(paths)
+        if given:
+            out[given] = True
+            missed = np.repeat(np.arange(len(given)), hops)[edges < 0]
+            out[np.asarray(given)[missed]] = False
+        return out
 
 
 def path_edges(

@@ -482,6 +482,33 @@ class NodeIndex:
             raise ValueError(f"node {err.args[0]!r} is not in the index") from None
 
 
+def _csr_from_sorted_pairs(
+    n_nodes: int, a: np.ndarray, b: np.ndarray, steps: np.ndarray, *, directed: bool
+) -> csr_matrix:
+    """The canonical CSR of distinct pairs ``a < b`` sorted by (a, b) (and of their mirror
+    images ``(b, a)`` unless ``directed``), built without a general sort: the same arrays
+    (index dtype included) as ``csr_matrix((steps, (rows, cols)))`` followed by
+    ``sort_indices``, which tests/twin/network/test_routing.py pins."""
+    if directed:
+        rows, cols, data = a, b, steps
+    else:
+        # row r holds its lower neighbours (pairs (a, r): a ascending, as the pairs are
+        # sorted) before its upper ones (pairs (r, b): b ascending), so a stable sort of the
+        # rows of [mirrors, pairs] leaves every row's columns ascending
+        rows, cols = np.concatenate([b, a]), np.concatenate([a, b])
+        data = np.concatenate([steps, steps])
+        key = rows.astype(np.uint16) if n_nodes <= 1 << 16 else rows  # uint16: radix sort
+        order = np.argsort(key, kind="stable")
+        rows, cols, data = rows[order], cols[order], data[order]
+    nnz = cols.size
+    index_dtype = np.int32 if max(nnz, n_nodes) <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n_nodes + 1, dtype=index_dtype)
+    np.cumsum(np.bincount(rows, minlength=n_nodes), out=indptr[1:])
+    m = csr_matrix((data, cols.astype(index_dtype), indptr), shape=(n_nodes, n_nodes))
+    m.has_sorted_indices = True
+    return m
+
+
 def csr_from_edge_arrays(
     n_nodes: int,
     a: np.ndarray,
@@ -521,14 +548,12 @@ def csr_from_edge_arrays(
     if a.size and np.all(a < b) and np.all(pair[1:] >= pair[:-1]):
         # already sorted by (a, b) with a < b (a snapshot's order): parallel edges are
         # neighbours, and the two directions of undirected edges never collide
-        start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-        a, b = a[start], b[start]
-        steps = np.minimum.reduceat(steps, start)
-        if not directed:
-            a, b, steps = np.concatenate([a, b]), np.concatenate([b, a]), np.r_[steps, steps]
-        m = csr_matrix((steps, (a, b)), shape=(n_nodes, n_nodes))
-        m.sort_indices()
-        return m
+        distinct = pair[1:] != pair[:-1]
+        if not np.all(distinct):
+            start = np.flatnonzero(np.r_[True, distinct])
+            a, b = a[start], b[start]
+            steps = np.minimum.reduceat(steps, start)
+        return _csr_from_sorted_pairs(n_nodes, a, b, steps, directed=directed)
     if not directed:
         a, b, steps = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([steps, steps])
     keep = a != b  # self-loops never help a shortest path
@@ -579,18 +604,41 @@ def graph_to_csr(
 def no_transit_mask(
     index: NodeIndex, jurisdictions: Mapping[Hashable, str | None], forbidden: Iterable[str]
 ) -> np.ndarray:
-    """(N,) bool: nodes whose jurisdiction is forbidden (for ``no_transit``)."""
+    """(N,) bool: nodes whose jurisdiction is forbidden (for ``no_transit``).
+
+    Reads only the nodes that have a jurisdiction (the ground sites: tens, against thousands
+    of satellites); names not in ``index`` are ignored.
+    """
     forbidden = _codes(forbidden)
-    return np.array(
-        [
-            (j := jurisdictions.get(n)) is not None and str(j).upper() in forbidden
-            for n in index.names
-        ],
-        dtype=bool,
-    )
+    mask = np.zeros(len(index.names), dtype=bool)
+    for name, j in jurisdictions.items():
+        if j is not None and str(j).upper() in forbidden:
+            i = index.position.get(name)
+            if i is not None:
+                mask[i] = True
+    return mask
 
 
 def _without_rows(m: csr_matrix, rows: np.ndarray) -> csr_matrix:
+    """``m`` with the given rows emptied (their edges removed), canonical (sorted indices)."""
+    data = m.data
+    if (
+        data.dtype == np.float64
+        and m.has_canonical_format
+        and np.all(np.isfinite(data))
+        and np.all(data != 0)
+    ):
+        # the common case (csr_from_edge_arrays' matrices): drop the rows' entries directly,
+        # the same arrays as the general form below, without a sparse product
+        keep_row = np.ones(m.shape[0], dtype=bool)
+        keep_row[rows] = False
+        counts = np.diff(m.indptr)
+        keep = np.repeat(keep_row, counts)
+        indptr = np.zeros_like(m.indptr)
+        np.cumsum(np.where(keep_row, counts, 0), out=indptr[1:])
+        out = csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+        out.has_sorted_indices = True
+        return out
     keep = np.ones(m.shape[0], dtype=float)
     keep[rows] = 0.0
     out = (m.multiply(keep[:, None])).tocsr()
@@ -686,8 +734,8 @@ def shortest_paths_from_sources(
 
 def _tight_walk(
     indptr: list[int],
-    indices: list[int],
-    data: list[float],
+    indices: np.ndarray,
+    data: np.ndarray,
     dist: list[float],
     rank: list[int],
     src: int,
@@ -696,8 +744,9 @@ def _tight_walk(
     """The path src -> dst read back from dst: at each node the smallest-rank tight
     predecessor u (``dist[u] + w(u, v) == dist[v]``), as :func:`_tight_predecessors` picks it.
 
-    ``indptr``/``indices``/``data``: the CSC form (column v lists the edges into v) of the
-    matrix the distances ``dist`` (one source's row) were computed on, as Python lists.
+    ``indptr`` (a list), ``indices`` and ``data``: the CSC form (column v lists the edges into
+    v) of the matrix the distances ``dist`` (one source's row, a list) were computed on; only
+    the columns of the path's nodes are read.
     """
     if src == dst:
         return [src]
@@ -709,9 +758,9 @@ def _tight_walk(
         dv = dist[v]
         best = -1
         best_rank = 0
-        for j in range(indptr[v], indptr[v + 1]):
-            u = indices[j]
-            if dist[u] + data[j] == dv and (best < 0 or rank[u] < best_rank):
+        lo, hi = indptr[v], indptr[v + 1]
+        for u, w in zip(indices[lo:hi].tolist(), data[lo:hi].tolist(), strict=True):
+            if dist[u] + w == dv and (best < 0 or rank[u] < best_rank):
                 best, best_rank = u, rank[u]
         if best < 0:  # cannot happen: v was reached through some tight edge
             raise RuntimeError(f"no tight predecessor of node {v}: routing invariant violated")
@@ -767,8 +816,7 @@ def shortest_paths_between(
     for group, m in groups:
         dist = dijkstra(m, directed=True, indices=np.array(group, dtype=np.int64))
         csc = m.tocsc()
-        indptr, indices = csc.indptr.tolist(), csc.indices.tolist()
-        data = csc.data.tolist()
+        indptr, indices, data = csc.indptr.tolist(), csc.indices, csc.data
         rows = {s: i for i, s in enumerate(group)}
         dist_rows: dict[int, list[float]] = {}
         for k, (s, d) in enumerate(pairs):

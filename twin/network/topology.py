@@ -42,7 +42,7 @@ from scipy.sparse import csr_matrix
 
 from twin.physics.entanglement import amplitude_damping_fidelity
 from twin.physics.fiber import C_BAND, O_BAND, fiber_latency_s, fiber_transmittance
-from twin.physics.fso import Terminal
+from twin.physics.fso import Terminal, fso_channel
 from twin.physics.geometry import SiteGeometry, line_of_sight_clear, look_angles
 from twin.physics.haps import haps_states_ecef
 from twin.physics.link_budget import compute_link_budget, qkd_terms
@@ -78,6 +78,9 @@ class EdgeKind(enum.IntEnum):
     ISL = 4
     RF_KA = 5
 
+
+_KIND_SPAN = 8  # every EdgeKind value is below this (the snapshot's sort key packs kind in)
+assert all(0 <= k < _KIND_SPAN for k in EdgeKind)
 
 # --- assumptions (no published value in our sources; each a scenario setting later) ----------
 FSO_MASK_RAD = 15 * DEG  # assumption: optical OGS links below ~15 deg lose too much to air mass
@@ -212,19 +215,35 @@ class Snapshot:
 
 @dataclass
 class _EdgeBatch:
-    """Edges of one kind, accumulated before the snapshot is sorted."""
+    """Edges of one kind, accumulated before the snapshot is sorted.
+
+    ``a`` and ``b`` are (n,) int64; every other field is an (n,) array or one scalar for all n
+    edges (written once into the snapshot's arrays by ``_assemble``, never broadcast here).
+    """
 
     a: np.ndarray
     b: np.ndarray
     kind: int
-    transmittance: np.ndarray
-    latency_s: np.ndarray
-    capacity_bps: np.ndarray
-    skr_bps: np.ndarray
-    fidelity: np.ndarray
-    up: np.ndarray
-    weather_loss_db: np.ndarray
-    distance_m: np.ndarray
+    transmittance: np.ndarray | float
+    latency_s: np.ndarray | float
+    capacity_bps: np.ndarray | float
+    skr_bps: np.ndarray | float
+    fidelity: np.ndarray | float
+    up: np.ndarray | bool
+    weather_loss_db: np.ndarray | float
+    distance_m: np.ndarray | float
+
+
+# the snapshot's float fields, in Snapshot order (``up`` is the one bool field)
+_FLOAT_FIELDS = (
+    "transmittance",
+    "latency_s",
+    "capacity_bps",
+    "skr_bps",
+    "fidelity",
+    "weather_loss_db",
+    "distance_m",
+)
 
 
 @dataclass(frozen=True)
@@ -242,24 +261,55 @@ def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidel
     a = np.asarray(a, dtype=np.int64)
     n = a.size
 
-    def full(x, dtype=float):
-        return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).copy()
+    def field(x, dtype=float):
+        # a scalar stays a scalar (filled into the snapshot once); an array must be (n,)
+        x = np.asarray(x, dtype=dtype)
+        if x.ndim == 0:
+            return x[()]
+        if x.shape != (n,):
+            raise AssertionError(f"edge field of shape {x.shape} in a batch of {n} edges")
+        return x
 
     return _EdgeBatch(
         a=a,
         b=np.asarray(b, dtype=np.int64),
         kind=int(kind),
-        transmittance=full(transmittance),
-        latency_s=full(latency_s),
-        capacity_bps=full(capacity_bps),
-        skr_bps=full(skr_bps),
-        fidelity=full(fidelity),
-        up=full(up, bool),
-        weather_loss_db=full(weather_loss_db),
-        distance_m=full(
+        transmittance=field(transmittance),
+        latency_s=field(latency_s),
+        capacity_bps=field(capacity_bps),
+        skr_bps=field(skr_bps),
+        fidelity=field(fidelity),
+        up=field(up, bool),
+        weather_loss_db=field(weather_loss_db),
+        distance_m=field(
             np.asarray(latency_s) * SPEED_OF_LIGHT_M_PER_S if distance_m is None else distance_m
         ),
     )
+
+
+def _isl_budget(preset: LinkPreset, range_m: np.ndarray):
+    """``(transmittance, channel_transmittance, skr_bps)`` of ISLs at ``range_m`` (K,).
+
+    The three fields of ``compute_link_budget(preset, range_m=range_m, fade_margin=False)``
+    that G(t) keeps, computed by the same calls on the same arrays (vacuum: no atmosphere, no
+    turbulence), so bit for bit the same values, without the dozen loss terms in dB a tick
+    never reads (``tests/twin/network/test_topology.py`` pins the equality).
+    """
+    rng = np.asarray(range_m, dtype=float)
+    if np.any(rng <= 0):
+        raise ValueError(f"range_m must be > 0 (metres), got {rng}")
+    ch = fso_channel(
+        preset.kind,
+        preset.tx,
+        preset.rx,
+        rng,
+        atmospheric_transmittance=np.ones(rng.shape),
+        turbulence_efficiency=np.ones(rng.shape),
+    )
+    total = ch.total
+    _, _, _, skr = qkd_terms(preset, total)
+    # "+ 0.0" as LinkBudget's fields have it (a -0.0 becomes 0.0)
+    return total + 0.0, ch.transmittance + 0.0, np.asarray(skr, dtype=float) + 0.0
 
 
 def _entanglement_fidelity(channel_transmittance) -> np.ndarray:
@@ -354,6 +404,8 @@ class TopologyModel:
             else None
         )
         self._isl_pairs = self._isl_neighbours()
+        self._isl_a = self._sat_offset + self._isl_pairs[:, 0]
+        self._isl_b = self._sat_offset + self._isl_pairs[:, 1]
         self._fiber = self._fiber_edges()
         # HAPS hold their stations (drift is small against link ranges; the physics layer's
         # haps_drift can move them once the engine draws drift per run seed)
@@ -367,7 +419,9 @@ class TopologyModel:
             if self._haps
             else None
         )
+        self._haps_alt = haps_alt
         self._ogs_haps = self._ogs_haps_pairs(haps_alt)
+        self._ogs_haps_last: tuple[bytes, _EdgeBatch] | None = None  # (weather key, edges)
         self._sat_haps_table = (
             LinkBudgetTable(
                 preset_from_equipment(
@@ -623,42 +677,25 @@ class TopologyModel:
         r1, r2 = sat_pos[:, i], sat_pos[:, j]
         range_m = np.linalg.norm(r1 - r2, axis=0)
         clear = line_of_sight_clear(r1, r2, ISL_GRAZING_ALTITUDE_M)
-        budget = compute_link_budget(self._isl_preset, range_m=range_m, fade_margin=False)
+        transmittance, channel_transmittance, skr_bps = _isl_budget(self._isl_preset, range_m)
         return _batch(
-            self._sat_offset + i, self._sat_offset + j, EdgeKind.ISL,
-            transmittance=budget.transmittance, latency_s=range_m / SPEED_OF_LIGHT_M_PER_S,
-            capacity_bps=ISL_CAPACITY_BPS, skr_bps=np.where(clear, budget.skr_bps, 0.0),
-            fidelity=_entanglement_fidelity(budget.channel_transmittance), up=clear,
+            self._isl_a, self._isl_b, EdgeKind.ISL,
+            transmittance=transmittance, latency_s=range_m / SPEED_OF_LIGHT_M_PER_S,
+            capacity_bps=ISL_CAPACITY_BPS, skr_bps=np.where(clear, skr_bps, 0.0),
+            fidelity=_entanglement_fidelity(channel_transmittance), up=clear,
         )  # fmt: skip
 
     def _haps_edges(self, t_s: float, sat_pos: np.ndarray | None) -> list[_EdgeBatch]:
         """OGS-HAPS and HAPS-satellite links (equipment permitting), budgeted one by one."""
         out = []
         optical = self.scenario.equipment.optical
-        haps_alt = np.array([h.altitude_m for h in self._haps])
         if self._ogs_haps is not None:
             pairs = self._ogs_haps
             weather_db = self._weather.extra_loss_db(
                 t_s, self._ogs[pairs.ogs], pairs.zenith_rad, self._ogs_alt[pairs.ogs],
-                platform_altitude_m=haps_alt[pairs.haps],
+                platform_altitude_m=self._haps_alt[pairs.haps],
             )  # fmt: skip
-            up = weather_db <= self._weather.block_threshold_db
-            eta = pairs.clear_transmittance * 10.0 ** (-weather_db / 10)
-            _, _, _, skr = qkd_terms(pairs.preset, eta)
-            out.append(
-                _batch(
-                    self._ogs[pairs.ogs],
-                    self._haps_offset + pairs.haps,
-                    EdgeKind.FSO_GROUND_HAPS,
-                    transmittance=eta,
-                    latency_s=pairs.latency_s,
-                    capacity_bps=FSO_CAPACITY_BPS,
-                    skr_bps=np.where(up, skr, 0.0),
-                    fidelity=_entanglement_fidelity(eta / pairs.preset.rx.detector_efficiency),
-                    up=up,
-                    weather_loss_db=weather_db,
-                )  # fmt: skip
-            )
+            out.append(self._ogs_haps_batch(pairs, weather_db))
         if self._sat_haps_table is not None and sat_pos is not None:
             vis = self._haps_geometry.visible_pairs(sat_pos, HAPS_SPACE_MASK_RAD)
             budget = self._sat_haps_table.evaluate(
@@ -680,30 +717,64 @@ class TopologyModel:
             )
         return out
 
+    def _ogs_haps_batch(self, pairs: _OgsHapsPairs, weather_db: np.ndarray) -> _EdgeBatch:
+        """The OGS-HAPS edges under ``weather_db`` (K,): the geometry is fixed, so the edges
+        are a function of the weather alone, and the last tick's are reused while it holds
+        (most ticks: the weather over a site changes slowly or not at all)."""
+        key = weather_db.tobytes()
+        if self._ogs_haps_last is not None and self._ogs_haps_last[0] == key:
+            return self._ogs_haps_last[1]
+        up = weather_db <= self._weather.block_threshold_db
+        eta = pairs.clear_transmittance * 10.0 ** (-weather_db / 10)
+        _, _, _, skr = qkd_terms(pairs.preset, eta)
+        batch = _batch(
+            self._ogs[pairs.ogs],
+            self._haps_offset + pairs.haps,
+            EdgeKind.FSO_GROUND_HAPS,
+            transmittance=eta,
+            latency_s=pairs.latency_s,
+            capacity_bps=FSO_CAPACITY_BPS,
+            skr_bps=np.where(up, skr, 0.0),
+            fidelity=_entanglement_fidelity(eta / pairs.preset.rx.detector_efficiency),
+            up=up,
+            weather_loss_db=weather_db,
+        )
+        # batches are read, never written (_assemble copies them into each snapshot)
+        self._ogs_haps_last = (key, batch)
+        return batch
+
     def _assemble(
         self, t_ns: int, batches: list[_EdgeBatch], satellite_positions_m: np.ndarray | None = None
     ) -> Snapshot:
-        def cat(field: str, dtype=float) -> np.ndarray:
-            parts = [np.asarray(getattr(b, field), dtype=dtype) for b in batches]
-            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-        a, b = cat("a", np.int64), cat("b", np.int64)
-        kind = np.concatenate([np.full(x.a.size, x.kind, dtype=np.int8) for x in batches])
+        sizes = [x.a.size for x in batches]
+        n_edges = sum(sizes)
+        a = np.concatenate([x.a for x in batches]) if batches else np.zeros(0, np.int64)
+        b = np.concatenate([x.b for x in batches]) if batches else np.zeros(0, np.int64)
+        kind = np.repeat(np.array([x.kind for x in batches], dtype=np.int8), sizes)
         lo, hi = np.minimum(a, b), np.maximum(a, b)
-        order = np.lexsort((kind, hi, lo))
+        # sort by (lo, hi, kind), stable: one int64 key, lexicographic since hi < N and kind < 8;
+        # the batches arrive in runs already sorted (ISL pairs, site-major visibility), which a
+        # stable sort merges, and a key already in order needs no permutation at all
+        key = (lo * len(self.node_names) + hi) * _KIND_SPAN + kind
+        order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+
+        def column(field: str, dtype=float) -> np.ndarray:
+            out = np.empty(n_edges, dtype=dtype)
+            start = 0
+            for batch, size in zip(batches, sizes, strict=True):
+                out[start : start + size] = getattr(batch, field)
+                start += size
+            return out if order is None else out[order]
+
+        if order is not None:
+            lo, hi, kind = lo[order], hi[order], kind[order]
         return Snapshot(
             t_ns=int(t_ns),
             node_names=self.node_names,
-            a=lo[order],
-            b=hi[order],
-            kind=kind[order],
-            transmittance=cat("transmittance")[order],
-            latency_s=cat("latency_s")[order],
-            capacity_bps=cat("capacity_bps")[order],
-            skr_bps=cat("skr_bps")[order],
-            fidelity=cat("fidelity")[order],
-            up=cat("up", bool)[order],
-            weather_loss_db=cat("weather_loss_db")[order],
-            distance_m=cat("distance_m")[order],
+            a=lo,
+            b=hi,
+            kind=kind,
+            up=column("up", bool),
             satellite_positions_m=satellite_positions_m,
+            **{field: column(field) for field in _FLOAT_FIELDS},
         )

@@ -94,3 +94,97 @@ def test_edge_lookup_picks_the_fastest_up_edge_of_each_hop_first_on_ties():
     np.testing.assert_array_equal(EdgeLookup(none_up).path_edges([0, 1, 2]), [-1, -1])
     with pytest.raises(ValueError, match="another snapshot"):
         path_edges(snapshot([(0, 1, 1e-3, 1, 1.0)]), [0, 1], lookup)
+
+
+def random_snapshot(rng, names, n_edges, t_ns=0):
+    """A snapshot over ``names`` with parallel edges, latency ties and down links."""
+    n = len(names)
+    a = rng.integers(0, n, n_edges)
+    b = rng.integers(0, n, n_edges)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    a, b = a[a < b], b[a < b]
+    kind = rng.choice([EdgeKind.FIBER, EdgeKind.FSO_GROUND_SPACE, EdgeKind.RF_KA], a.size)
+    order = np.lexsort((kind, b, a))
+    a, b, kind = a[order], b[order], kind[order].astype(np.int8)
+    m = a.size
+    latency = rng.choice([1e-3, 2e-3, 3e-3], m)
+    return Snapshot(
+        t_ns=t_ns, node_names=tuple(names), a=a, b=b, kind=kind,
+        transmittance=np.full(m, 0.5), latency_s=latency, capacity_bps=np.full(m, 1e9),
+        skr_bps=np.full(m, 1e3), fidelity=np.ones(m), up=rng.random(m) < 0.8,
+        weather_loss_db=np.zeros(m), distance_m=latency * 2e8,
+    )  # fmt: skip
+
+
+def test_edge_lookup_of_a_large_snapshot_follows_the_rule():
+    # above a few hundred up edges the lookup skips its sort (a snapshot is sorted by pair):
+    # the same rule, checked by brute force, and the batch forms agree with path_edges
+    rng = np.random.default_rng(2)
+    names = [f"n{k:03d}" for k in range(60)]
+    snap = random_snapshot(rng, names, 2500)
+    assert snap.up.sum() >= 256 and np.any(snap.a[1:] == snap.a[:-1])
+    lookup = EdgeLookup(snap)
+    up = np.flatnonzero(snap.up)
+    keys = snap.a[up] * len(names) + snap.b[up]
+    np.testing.assert_array_equal(lookup.pair_keys, np.unique(keys))
+    for key, edge in zip(lookup.pair_keys.tolist(), lookup.edge.tolist(), strict=True):
+        candidates = up[keys == key]
+        assert edge == candidates[np.argmin(snap.latency_s[candidates])]  # first on a tie
+    paths = [None, [3], [], *[rng.integers(0, 60, int(rng.integers(2, 7))) for _ in range(300)]]
+    batch = lookup.paths_edges(paths)
+    intact = lookup.paths_intact(paths)
+    for path, edges, ok in zip(paths, batch, intact, strict=True):
+        if path is None:
+            assert edges is None and not ok
+            continue
+        np.testing.assert_array_equal(edges, lookup.path_edges(path))
+        assert ok == bool(np.all(lookup.path_edges(path) >= 0))
+    assert intact.any() and not intact[3:].all()
+    empty = EdgeLookup(random_snapshot(rng, names, 0))
+    assert empty.paths_intact([[0, 1], [2], None]).tolist() == [False, True, False]
+
+
+def test_static_sp_routes_only_broken_paths_and_decides_as_routing_every_flow():
+    # it searches only for flows whose path broke (or that had none); the decision must be
+    # the one of routing every flow each tick and keeping the intact old paths
+    from twin.control.baselines import _route_all
+    from twin.network.routing import csr_from_edge_arrays
+
+    rng = np.random.default_rng(4)
+    names = [f"n{k:02d}" for k in range(30)]
+    index = NodeIndex.from_names(names)
+    juris = {name: rng.choice(["DE", "CH", "FR"]) for name in names[:12]}
+    ends = [tuple(int(x) for x in rng.choice(30, 2, replace=False)) for _ in range(12)]
+    flows = [
+        Flow(f"f{k}", names[s], names[d], TrafficClass.TYPE_IV, 1000,
+             forbidden_jurisdictions=("CH",) if k % 3 == 0 else ())
+        for k, (s, d) in enumerate(ends)
+    ]  # fmt: skip
+    controller = StaticShortestPath()
+    previous = None
+    changed = kept = 0
+    for tick in range(60):
+        snap = random_snapshot(rng, names, 90, t_ns=tick)
+        v = NetworkView(
+            t_ns=tick, snapshot=snap, flows=flows, node_index=index, jurisdictions=juris,
+            flow_endpoints=ends, edge_lookup=EdgeLookup(snap) if tick % 2 else None,
+        )  # fmt: skip
+        got = controller.decide(v).paths
+        csr = csr_from_edge_arrays(
+            snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
+        )
+        fresh = _route_all(v, csr).paths
+        if previous is None:
+            expected = fresh
+        else:
+            expected = tuple(
+                old if old is not None and np.all(path_edges(snap, old) >= 0) else new
+                for old, new in zip(previous, fresh, strict=True)
+            )
+            kept += sum(
+                e == p and e != f for e, p, f in zip(expected, previous, fresh, strict=True)
+            )
+        changed += sum(g != f for g, f in zip(got, fresh, strict=True))
+        assert got == expected, tick
+        previous = expected
+    assert kept > 0 and changed > 0  # both branches taken

@@ -283,6 +283,66 @@ def test_sorted_edge_arrays_give_the_same_matrix_as_shuffled_ones(directed):
     m2 = csr_from_edge_arrays(12, a[shuffle], b[shuffle], w[shuffle], usable=usable[shuffle], **kw)
     for field in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(m1, field), getattr(m2, field))
+        assert getattr(m1, field).dtype == getattr(m2, field).dtype
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_sorted_edge_arrays_of_a_large_sparse_graph_give_the_same_matrix(directed):
+    # many nodes without edges, hub rows, parallel edges with ties: the shortcut's rows,
+    # columns, dtypes and weights are those of the general path, array for array
+    rng = np.random.default_rng(11)
+    n = 3000
+    a = np.concatenate([rng.integers(0, 40, 3000), rng.integers(0, n, 3000)])
+    b = np.concatenate([rng.integers(0, n, 3000), rng.integers(0, n, 3000)])
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    a, b = a[a < b], b[a < b]
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    w = rng.choice([1e-9, 2e-9, 5e-9], a.size)
+    usable = rng.random(a.size) < 0.9
+    shuffle = rng.permutation(a.size)
+    kw = {"weight_quantum": 1e-9, "directed": directed}
+    m1 = csr_from_edge_arrays(n, a, b, w, usable=usable, **kw)
+    m2 = csr_from_edge_arrays(n, a[shuffle], b[shuffle], w[shuffle], usable=usable[shuffle], **kw)
+    assert m1.has_sorted_indices and m1.nnz == m2.nnz > 0
+    for field in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(m1, field), getattr(m2, field))
+        assert getattr(m1, field).dtype == getattr(m2, field).dtype
+
+
+def test_removing_rows_keeps_the_arrays_of_the_sparse_product():
+    # the no-transit matrices drop rows directly; the general form (a sparse product) is the
+    # reference, array for array, dtypes included
+    from scipy.sparse import random as sparse_random
+
+    from twin.network.routing import _without_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        n = int(rng.integers(1, 50))
+        m = sparse_random(n, n, density=rng.uniform(0, 0.4), random_state=rng, format="csr")
+        m.data = np.maximum(np.rint(m.data * 100), 1.0)
+        rows = rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)
+        keep = np.ones(n)
+        keep[rows] = 0.0
+        ref = m.multiply(keep[:, None]).tocsr()
+        ref.eliminate_zeros()
+        ref.sort_indices()
+        out = _without_rows(m, rows)
+        assert out.has_sorted_indices and out.shape == ref.shape
+        for field in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(out, field), getattr(ref, field))
+            assert getattr(out, field).dtype == getattr(ref, field).dtype
+
+
+def test_no_transit_mask_reads_jurisdictions_by_name():
+    index = NodeIndex.from_names(["sat-1", "berlin", "zurich", "paris", "sat-0"])
+    juris = {"zurich": "ch", "paris": "FR", "berlin": None, "nowhere": "CH", "sat-0": "ch"}
+    assert no_transit_mask(index, juris, ["CH"]).tolist() == [False, False, True, False, True]
+    assert no_transit_mask(index, juris, ["fr", "CH"]).tolist() == [
+        False, False, True, True, True,
+    ]  # fmt: skip
+    assert not no_transit_mask(index, juris, []).any()
 
 
 def test_edge_arrays_keep_the_best_parallel_edge_and_no_zeros():

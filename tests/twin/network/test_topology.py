@@ -6,6 +6,7 @@ import pytest
 from twin.network.topology import FSO_MASK_RAD, EdgeKind, TopologyModel
 from twin.network.weather import SiteWeather
 from twin.physics.geometry import look_angles
+from twin.physics.link_budget import compute_link_budget
 from twin.scenarios import load_scenario
 from twin.units import NS_PER_S, SPEED_OF_LIGHT_M_PER_S
 
@@ -103,9 +104,13 @@ def test_isl_chords_through_the_earth_are_down(small):
     assert not np.any(snap.up[isl])
 
 
-def test_mega_isl_neighbours_are_up():
-    scenario = load_scenario("mega")
-    model = TopologyModel(scenario)
+@pytest.fixture(scope="module")
+def mega():
+    return TopologyModel(load_scenario("mega"))
+
+
+def test_mega_isl_neighbours_are_up(mega):
+    model = mega
     snap = model.snapshot(0)
     isl = snap.kind == EdgeKind.ISL
     assert isl.sum() == 2 * 1584  # ring neighbour + next plane, each listed once
@@ -169,3 +174,52 @@ def test_fog_lies_on_the_ground_of_each_site_and_haps_paths_mix():
     # per-path platform altitudes (OGS-HAPS paths ending inside the layer) broadcast per path
     mixed = weather.extra_loss_db(10.0, idx, np.zeros(2), alts, platform_altitude_m=alts + 50.0)
     assert mixed == pytest.approx(loss / 2)
+
+
+SNAPSHOT_FIELDS = ("a", "b", "kind", "transmittance", "latency_s", "capacity_bps", "skr_bps",
+                   "fidelity", "up", "weather_loss_db", "distance_m")  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["small", "mega"])
+def test_isl_edges_are_compute_link_budget_bit_for_bit(which, small, mega):
+    # G(t) computes only the ISL fields it keeps; they must be the reference budget's values
+    # exactly (not approximately), so that the shortcut can never drift from the physics
+    model = small[1] if which == "small" else mega
+    snap = model.snapshot(321 * NS_PER_S)
+    isl = np.flatnonzero(snap.kind == EdgeKind.ISL)
+    assert isl.size
+    sat = model.satellite_positions_m
+    range_m = np.linalg.norm(sat[:, snap.a[isl] - model.satellite_offset]
+                             - sat[:, snap.b[isl] - model.satellite_offset], axis=0)  # fmt: skip
+    budget = compute_link_budget(model._isl_preset, range_m=range_m, fade_margin=False)
+    np.testing.assert_array_equal(snap.latency_s[isl], range_m / SPEED_OF_LIGHT_M_PER_S)
+    np.testing.assert_array_equal(snap.transmittance[isl], budget.transmittance)
+    np.testing.assert_array_equal(snap.skr_bps[isl], np.where(snap.up[isl], budget.skr_bps, 0.0))
+    clear = snap.up[isl]
+    if clear.any():
+        assert np.all(snap.skr_bps[isl][clear] == budget.skr_bps[clear])
+
+
+def test_a_snapshot_does_not_depend_on_the_snapshots_before_it(small):
+    # the model reuses pieces between ticks (the OGS-HAPS edges while the weather holds): a
+    # snapshot after a run of ticks through a rain cell's passage must equal a fresh model's
+    scenario, model = small
+    times_s = [0, 1, 2, 599, 600, 601, 900, 1500, 1501, 1502, 2399, 2400, 2401, 3000, 1500, 0]
+    fresh = TopologyModel(scenario)
+    for t_s in times_s:
+        one = model.snapshot(t_s * NS_PER_S)
+        two = TopologyModel(scenario).snapshot(t_s * NS_PER_S) if t_s in (1501, 0) else None
+        three = fresh.snapshot(t_s * NS_PER_S)
+        for other in (two, three):
+            if other is None:
+                continue
+            for field in SNAPSHOT_FIELDS:
+                x, y = getattr(one, field), getattr(other, field)
+                assert x.dtype == y.dtype
+                np.testing.assert_array_equal(x, y, err_msg=f"{field} at {t_s} s")
+    # the test means something only if the OGS-HAPS weather changes along the way
+    seen = set()
+    for t_s in times_s:
+        snap = model.snapshot(t_s * NS_PER_S)
+        seen.update(snap.weather_loss_db[snap.kind == EdgeKind.FSO_GROUND_HAPS].tolist())
+    assert len(seen) >= 2
