@@ -385,6 +385,7 @@ class TopologyModel:
             else None
         )
         self._ogs_alt = ogs_alt
+        self._ogs_row = {int(node): k for k, node in enumerate(self._ogs)}  # node -> OGS row
         self._sat_ogs_preset = preset_from_equipment(
             equipment.optical.sat_ogs,
             name="sat-ogs",
@@ -601,7 +602,7 @@ class TopologyModel:
             )
         site_ecef = np.empty((3, lower.size))
         site_up = np.empty((lower.size, 3))
-        ogs_row = {int(node): k for k, node in enumerate(self._ogs)}
+        ogs_row = self._ogs_row
         for i, node in enumerate(lower.tolist()):
             if node in ogs_row:
                 geometry, k = self._ogs_geometry, ogs_row[node]
@@ -647,13 +648,17 @@ class TopologyModel:
             t_s, self._ogs[site], np.pi / 2 - el, self._ogs_alt[site]
         )
         cn2 = self._weather.ground_cn2(t_s)[self._ogs[site]]
-        total_db = np.empty(el.size)
-        qber = np.empty(el.size)
-        skr = np.empty(el.size)
-        for value in np.unique(cn2):
-            m = cn2 == value
-            budget = self._table(float(value)).evaluate(site[m], el[m], rng[m], weather_db[m])
-            total_db[m], qber[m], skr[m] = budget.total_loss_db, budget.qber, budget.skr_bps
+        if np.all(cn2 == cn2[0]):
+            # one turbulence condition over every site (no event running): one table
+            budget = self._table(float(cn2[0])).evaluate(site, el, rng, weather_db)
+            total_db, skr = budget.total_loss_db, budget.skr_bps
+        else:
+            total_db = np.empty(el.size)
+            skr = np.empty(el.size)
+            for value in np.unique(cn2):
+                m = cn2 == value
+                budget = self._table(float(value)).evaluate(site[m], el[m], rng[m], weather_db[m])
+                total_db[m], skr[m] = budget.total_loss_db, budget.skr_bps
         up = weather_db <= self._weather.block_threshold_db
         eta = 10.0 ** (-total_db / 10)
         out.append(
