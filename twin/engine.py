@@ -326,7 +326,7 @@ class Engine:
             },
             quantum_edge_kinds=QUANTUM_EDGE_KINDS,
         )
-        self._controller_seq = 0
+        self._controller_seq: dict[str, int] = {}  # per destination (twin.network.nodes)
         self.trace: list[Envelope] | None = None
         """set to a list to record every envelope the nodes handle (tests, debugging)"""
         self._gaps: dict[str, list[_Gap]] = {f.name: [] for f in self.flows}
@@ -681,10 +681,10 @@ class Engine:
             inbox.append(
                 forwarding_update(
                     flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,
-                    self._controller_seq,
+                    self._controller_seq.get(flow.src_site, 0),
                 )
             )  # fmt: skip
-            self._controller_seq += 1
+            self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
         while inbox:
             if self.trace is not None:
                 self.trace.extend(inbox)
@@ -849,6 +849,7 @@ class Engine:
             snap, paths = snap_next, next_paths
             if progress is not None:
                 progress(tick + 1, n_ticks)
+        self.nodes.expire(n_ticks * self.dt_ns)  # the ledgers at the run's end
         link_buffers, pool_buffers = self.link_buffers, self.pools
         buffers = [link_buffers[k] for k in sorted(link_buffers)]
         if self.nodes.link_bits != sum(b.buffered_bits for b in buffers):

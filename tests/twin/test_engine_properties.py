@@ -407,6 +407,7 @@ class _Relay:
     """One trusted relay, as its ``commit`` messages tell it (twin.network.nodes)."""
 
     t_ns: int
+    """when its commits were sent (its source had every grant)"""
     hops: tuple[str, ...]
     """the link buffer of each hop, in path order"""
     pool: str
@@ -563,7 +564,7 @@ class Observer:
         paths = self.controller.paths[t_ns]  # the paths the tick was served with
         relays = _relays_from_trace(engine.trace)
         engine.trace.clear()
-        assert all(r.t_ns == t_ns for r in relays)
+        assert all(t_ns <= r.t_ns < t_ns + dt_ns for r in relays), "a relay outlived its tick"
         self.relays.extend(relays)
         pool_in: dict[str, int] = defaultdict(int)
         link_out: dict[str, int] = defaultdict(int)

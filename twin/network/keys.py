@@ -544,9 +544,12 @@ class KeyBuffer:
 
     def take_granted(self, bits: int, t_ns: int) -> tuple[KeyRange, ...]:
         """Remove ``bits`` of the oldest key that were promised earlier in the same instant
-        under the admission rules (a trusted relay's grant, twin.network.nodes): no state gate,
-        since spending an earlier grant may itself have moved the buffer to CHARGING. Raises
-        RuntimeError when fewer than ``bits`` are available above Mmin (a grant was broken)."""
+        under the admission rules (a trusted relay's grant, twin.network.nodes). The state gate
+        was applied when the grant was made and is not applied again: a promise stands whatever
+        the state is now. (Within the protocol a drain only goes READY -> WARNING -> EMPTY,
+        which all serve what was granted, so a gated take would do the same; this says so
+        instead of relying on it.) Raises RuntimeError when fewer than ``bits`` are available
+        above Mmin (a grant was broken)."""
         bits = _as_int(bits, "bits")
         t_ns = self._check_time(t_ns)
         self._advance(t_ns)

@@ -7,7 +7,9 @@ protocol timings (handover interruption, jitter) come from timestamps, never fro
 Inboxes are processed in ``(arrival_ns, src, seq)`` order (ARCHITECTURE.md, "Time and
 determinism"): the order is a property of the messages, not of when or where they were
 delivered, so results do not depend on the runtime or the placement. ``(src, seq)`` identifies
-a message uniquely; handling a duplicate must be a no-op (see :class:`SeenMessages`).
+a message at its receiver (sequence numbers count per (src, dst) channel, so a receiver sees
+each sender's numbers without gaps); handling a duplicate must be a no-op (see
+:class:`SeenMessages`).
 The payload is a plain dict of msgpack-able values (str, int, float, bool, lists, dicts):
 nothing that comes off a socket is ever unpickled.
 """
@@ -51,7 +53,8 @@ class Envelope:
     kind: MessageKind
     t_ns: int
     seq: int
-    """per-source sequence number: (src, seq) is the message's identity"""
+    """sequence number on the (src, dst) channel: (src, seq) is the message's identity at its
+    receiver, and a receiver sees each sender's numbers without gaps"""
     arrival_ns: int
     payload: dict[str, Any] = field(default_factory=dict)
 

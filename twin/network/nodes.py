@@ -40,10 +40,14 @@ all or nothing for the bits it moves, as ``twin.network.keys.relay_key``):
 
 Timing: a message between two nodes of a path arrives after the propagation latency of the
 path between them (the classical channel follows the quantum path); a forwarding update arrives
-at the tick's start. Key buffers are advanced at tick granularity: every buffer operation of a
-tick happens at the tick's start ``t_ns`` (expiry, generation, spending), the messages'
-timestamps only order the handling. Every envelope carries a fresh (src, seq) and a node handles
-an id once (:class:`SeenMessages`), so a duplicated delivery changes nothing.
+at the tick's start; a node sends its answer when it handles what prompted it (a grant at its
+reserve's arrival, the commits at the last grant's), so the trace shows each relay's real round
+trip. Key buffers are advanced at tick granularity: every buffer operation of a tick happens at
+the tick's start ``t_ns`` (expiry, generation, spending) and the messages' timestamps order the
+handling; a relay's messages all fall within the tick as long as its round trip is shorter
+than the tick (milliseconds against seconds here). Sequence numbers count per (src, dst)
+channel and a node handles an id once (:class:`SeenMessages`), so a duplicated delivery changes
+nothing.
 """
 
 from __future__ import annotations
@@ -186,13 +190,16 @@ class Node:
         """peer -> bits of its link buffer set aside for relays of the current tick"""
         self.pool_pending_bits: dict[str, int] = {}
         """destination -> bits asked for by relays of the current tick not yet answered"""
-        self._seq = 0
+        self._seq: dict[str, int] = {}
         self._relays: dict[str, _Service] = {}
         """relay id -> the service waiting for its grants (at the source)"""
 
-    def next_seq(self) -> int:
-        seq = self._seq
-        self._seq += 1
+    def next_seq(self, dst: str) -> int:
+        """The next sequence number on the channel to ``dst``: sequences count per (src, dst),
+        so a receiver sees each sender's numbers without gaps (its seen-set stays small, and a
+        gap means a lost message)."""
+        seq = self._seq.get(dst, 0)
+        self._seq[dst] = seq + 1
         return seq
 
 
@@ -378,6 +385,16 @@ class NodeSet:
                 added += buffer.buffered_bits - before
         self.link_bits += added
 
+    def expire(self, t_ns: int) -> None:
+        """Bring every hosted buffer to ``t_ns``: keys past their age expire. Buffers expire
+        lazily, when next touched; a link no longer up is not, so the run's end sweeps them
+        all (its ledger then holds no stale key)."""
+        for node in self.nodes.values():
+            for buffer in node.link_buffers.values():
+                self.link_bits -= buffer.expire(t_ns)
+            for pool in node.pools.values():
+                pool.expire(t_ns)
+
     def _new_link(self, lo: int, hi: int) -> tuple[KeyBuffer, KeyRateAccumulator]:
         """The buffer and rate accumulator of the link between node indices lo < hi (hosted
         at lo), made on its first key."""
@@ -446,9 +463,12 @@ class NodeSet:
         counters, self._counters = self._counters, TickCounters()
         return counters
 
-    def _send(self, node: Node, dst: str, kind, payload, delay_ns: int, out) -> None:
-        t = self._t_ns
-        out.append(Envelope(node.name, dst, kind, t, node.next_seq(), t + int(delay_ns), payload))
+    @staticmethod
+    def _send(node: Node, dst: str, kind, payload, t_ns: int, delay_ns: int, out) -> None:
+        """Send at ``t_ns`` (when the sender handles what prompted it), arriving ``delay_ns``
+        later."""
+        seq = node.next_seq(dst)
+        out.append(Envelope(node.name, dst, kind, t_ns, seq, t_ns + int(delay_ns), payload))
 
     # the source's side of a flow's tick
 
@@ -503,6 +523,7 @@ class NodeSet:
         node._relays[relay_id] = service
         node.pool_pending_bits[flow.dst_site] = pending + wanted
         critical = cls is TrafficClass.TYPE_I
+        sent_ns = envelope.arrival_ns
         for hop in range(len(path) - 1):
             a, b = path[hop], path[hop + 1]
             owner = self.owner(a, b)
@@ -515,9 +536,8 @@ class NodeSet:
                 "critical": critical,
             }
             at = path.index(owner)
-            self._send(
-                node, owner, MessageKind.KEY_RELAY, payload, sum(service.hop_latency_ns[:at]), out
-            )
+            delay = sum(service.hop_latency_ns[:at])
+            self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
 
     def _on_grant(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
         p = envelope.payload
@@ -537,6 +557,7 @@ class NodeSet:
             if stored is None or stored.bits != bits:
                 raise RuntimeError(f"pool {pool.name!r} lost relayed key bits despite free room")
         path = service.path
+        sent_ns = envelope.arrival_ns  # the last grant is in (grants are handled in arrival order)
         for hop in range(hops):
             a, b = path[hop], path[hop + 1]
             owner = self.owner(a, b)
@@ -551,9 +572,8 @@ class NodeSet:
                 "pool": f"pool:{node.name}>{service.flow.dst_site}",
             }
             at = path.index(owner)
-            self._send(
-                node, owner, MessageKind.KEY_RELAY, payload, sum(service.hop_latency_ns[:at]), out
-            )
+            delay = sum(service.hop_latency_ns[:at])
+            self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
         self._consume(node, service)
 
     def _consume(self, node: Node, service: _Service) -> None:
@@ -604,7 +624,9 @@ class NodeSet:
             node.reserved_bits[peer] = reserved + granted
         payload = {"step": "grant", "relay": p["relay"], "hop": p["hop"], "bits": granted}
         delay = envelope.arrival_ns - envelope.t_ns  # back the way it came
-        self._send(node, envelope.src, MessageKind.KEY_RELAY, payload, delay, out)
+        self._send(
+            node, envelope.src, MessageKind.KEY_RELAY, payload, envelope.arrival_ns, delay, out
+        )
 
     def _on_commit(self, node: Node, envelope: Envelope) -> None:
         p = envelope.payload
@@ -700,6 +722,10 @@ class NodeGroup:
         for s in self.sets:
             total.add(s.end_tick())
         return total
+
+    def expire(self, t_ns: int) -> None:
+        for s in self.sets:
+            s.expire(t_ns)
 
     def memory(self, name: str) -> QuantumMemory:
         return self._host[name].memory(name)
