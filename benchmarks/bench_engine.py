@@ -37,24 +37,33 @@ Target (issue 3): at least 100x real time (24 simulated hours in under 15 minute
 (``--profile 30`` prints a cProfile of 30 mega ticks instead).
 
 Measured on the 2-core dev machine on 2026-11-23 (`qntwin bench engine --repeat 40`: 40 mega
-ticks after 10 warm-up, 10 per curve point), after the engine's quick wins (lazy name
-tie-breaking, one edge lookup per snapshot, vectorised carbon) and key-chunk coalescing:
+ticks after 10 warm-up, 10 per curve point; two runs on a quiet machine agreed within 1 %),
+with the engine of commit 70ba158 (nodes as message-passing objects; the engine was being
+rewritten concurrently, so its own phases may move again) and the faster G(t) and static-sp
+of commits c52cf5d and 7f9a871:
 
     mega, 1584 satellites, ~5,700 up edges, 20 flows from 18 sources:
-      engine tick median 27.9 ms (p95 31.8 ms); bare kernels median 6.0 ms (SGP4 1.07,
-      up @ r 0.09, CSR 0.54, Dijkstra 4.28); ratio 4.66x (target <= 3x: not met);
-      35.1x real time, 24 h in ~41 min (target >= 100x, < 15 min: not met)
-      phases: G(t) snapshot 7.8, link keys 6.7, controller 8.3, handovers 1.4,
-      flows 0.7, energy 1.2, other 1.2 ms
+      engine tick median 18.9 ms (p95 21.8 ms); bare kernels median 5.8 ms (SGP4 1.02,
+      up @ r 0.10, CSR 0.57, Dijkstra 4.07); ratio 3.26x (target <= 3x: not met);
+      52.4x real time, 24 h in ~27.5 min (target >= 100x, < 15 min: not met)
+      phases: G(t) snapshot 6.0, controller 1.45, handovers 1.3, flows 1.4, energy 1.7,
+      other 6.8 ms (the node phase: link keys as messages, nodes.py's environment)
     curve      sats   tick ms   kernels ms   ratio   x real time   engine built in
-                 66       8.8         0.65    13.6         107.9            0.02 s
-                648      16.7         2.55     6.6          60.3            0.07 s
-               1584      27.9         5.99     4.7          35.1            0.29 s
-               4408     111.9        30.0      3.7           8.7            2.07 s
+                 66       8.7         0.78    11.3         113.6            0.03 s
+                648      13.4         2.59     5.2          73.2            0.07 s
+               1584      18.9         5.78     3.3          52.4            0.28 s
+               4408      36.0         15.3     2.4          27.9            1.99 s
 
-Earlier (before those changes) the same run measured 55.9 ms, 8.8x, 16.8x real time, and the
-resident memory grew ~0.2 MB per tick from uncoalesced key chunks; with coalescing a link buffer
-holds at most ~1,025 chunks (tests/twin/network/test_keys.py).
+G(t) and the controller alone (the same mega ticks, old and new code alternating in one
+process, medians of 100 ticks; results identical array for array): snapshot 7.4 -> 5.8 ms
+(what is left is the physics: SGP4 ~1.0, ISL budgets ~1.5, ground-space and HAPS budgets
+~1.5 ms), static-sp 8.2 -> 1.4 ms (it searches only for flows whose path broke or that have
+none), EdgeLookup 0.60 -> 0.21 ms. The previous measurement (the engine before its node
+rewrite, with the old G(t) and static-sp, so both changed since) was 27.9 ms a tick (snapshot
+7.8, link keys 6.7, controller 8.3 ms), 4.66x the kernels, 35.1x real time; before
+the engine's quick wins and key-chunk coalescing, 55.9 ms, 8.8x, 16.8x real time, with the
+resident memory growing ~0.2 MB per tick from uncoalesced key chunks (with coalescing a link
+buffer holds at most ~1,025 chunks, tests/twin/network/test_keys.py).
 """
 
 from __future__ import annotations
