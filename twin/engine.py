@@ -818,7 +818,7 @@ class Engine:
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
             lookup = self._edge_lookup(snap)
-            edges = {k: lookup.path_edges(p) for k, p in enumerate(paths) if p is not None}
+            edges = {k: e for k, e in enumerate(lookup.paths_edges(paths)) if paths[k] is not None}
             done_before = len(self.handover.log)
             self._start_handovers(snap, paths, edges, snap_next, next_paths, active)
             self._advance_handovers(t_end - 1)
@@ -834,7 +834,7 @@ class Engine:
                 TickRecord(
                     t_s=t_ns / NS_PER_S,
                     link_key_bits=self.nodes.link_bits,
-                    pool_key_bits=sum(p.buffered_bits for p in self.pools.values()),
+                    pool_key_bits=self.nodes.pool_bits,
                     type_i_secure_fraction=type_i,
                     served_fraction=served,
                     battery_soc_mean=energy.soc_mean,

@@ -501,6 +501,27 @@ class KeyBuffer:
         ``bits - stored`` ids right after them. Within ``coalesce_window_ns`` of the newest
         chunk's birth the stored bits take that older birth (module notes, "Coalescing").
         """
+        # the common case, one key rate step extending the newest chunk: no expiry due, room
+        # for every bit, within the coalescing window, no discarded ids in between. It does
+        # exactly what the general path below does in that case, in a few operations.
+        chunks = self._chunks
+        last_t = self._last_t_ns
+        if type(bits) is int and type(t_ns) is int and bits > 0 and chunks and last_t is not None:
+            last_start, last_stop, birth = chunks[-1]
+            if (
+                t_ns >= last_t
+                and last_stop == self._next_id
+                and (t_ns == birth or t_ns - birth < self.coalesce_window_ns)
+                and self._buffered + bits <= self.capacity_bits
+                and (self.max_age_ns is None or t_ns - chunks[0][2] <= self.max_age_ns)
+            ):
+                self._last_t_ns = t_ns
+                stop = last_stop + bits
+                chunks[-1] = (last_start, stop, birth)
+                self._next_id = stop
+                self._buffered += bits
+                self._update_state()
+                return KeyRange(self.name, last_stop, stop)
         bits = _as_int(bits, "bits")
         t_ns = self._check_time(t_ns)
         self._advance(t_ns)

@@ -276,6 +276,7 @@ class NodeSet:
             if node is not None:
                 node.flows[flow.name] = flow
                 node.flow_states[flow.name] = FlowState()
+        self._sources = [node for node in self.nodes.values() if node.flows]
         self.link_bits = 0
         """bits held by the hosted link buffers, kept up to date around every change"""
         self._links: dict[int, tuple[KeyBuffer, KeyRateAccumulator]] = {}
@@ -306,6 +307,11 @@ class NodeSet:
             for node in self.nodes.values()
             for dst, pool in node.pools.items()
         }
+
+    @property
+    def pool_bits(self) -> int:
+        """Bits held by the hosted end-to-end pools (only flow sources hold pools)."""
+        return sum(pool.buffered_bits for node in self._sources for pool in node.pools.values())
 
     def flow_states(self) -> dict[str, FlowState]:
         return {
@@ -674,6 +680,10 @@ class NodeGroup:
     @property
     def link_bits(self) -> int:
         return sum(s.link_bits for s in self.sets)
+
+    @property
+    def pool_bits(self) -> int:
+        return sum(s.pool_bits for s in self.sets)
 
     def soc_j(self, platform: str) -> np.ndarray:
         """State of charge of every battery of ``platform``, J, in node order."""
