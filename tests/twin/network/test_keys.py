@@ -746,3 +746,33 @@ def test_security_mode_errors():
         key_demand_bits(TrafficClass.TYPE_I, 1.5, 0, S, None)
     with pytest.raises(ValueError, match="devices_per_batch"):
         SecurityMode("x", key_bits=128, devices_per_batch=0)
+
+
+def test_generate_fast_path_matches_the_general_path():
+    """generate's fast path (plain ints, extending the newest chunk) leaves every buffer as
+    the general path does: numpy integers take the general path, Python ints the fast one."""
+    rng = np.random.default_rng(7)
+    fast = KeyBuffer("fast", 15_000, threshold_bits=2_000, max_age_ns=40, coalesce_window_ns=7)
+    slow = KeyBuffer("slow", 15_000, threshold_bits=2_000, max_age_ns=40, coalesce_window_ns=7)
+    t = 0
+    for _ in range(3_000):
+        t += int(rng.integers(0, 4))
+        op = rng.integers(0, 10)
+        bits = int(rng.integers(0, 3_000))
+        if op < 7:
+            a = fast.generate(bits, t)
+            b = slow.generate(np.int64(bits), np.int64(t))
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert (a.start, a.stop) == (b.start, b.stop)
+        else:
+            critical = bool(op == 9)
+            assert fast.consume(bits, t, critical=critical) == slow.consume(
+                bits, t, critical=critical
+            )
+        chunks = [
+            [(r.start, r.stop, birth) for r, birth in b.buffered_chunks()] for b in (fast, slow)
+        ]
+        assert chunks[0] == chunks[1]
+        assert fast.ledger() == slow.ledger() and fast.state is slow.state
+    assert fast.discarded_bits > 0 and fast.expired_bits > 0 and fast.consumed_bits > 0
