@@ -147,12 +147,12 @@ def shell_scenario(walker: str, altitude_m: float):
 # are internals the engine may rename: a missing one is skipped and its time lands in "other".
 PHASES = (
     ("G(t) snapshot", "topology", "snapshot"),
-    ("link keys", None, "_generate_link_keys"),
+    ("link keys", "nodes", "environment"),
     ("controller", "controller", "decide"),
     ("handovers", None, "_start_handovers"),
     ("handovers", "handover", "advance"),
     ("handovers", None, "_close_gaps"),
-    ("flows, relay, keys", None, "_serve_flows"),
+    ("nodes: flows, relay", None, "_serve_flows"),
     ("energy", None, "_energy"),
 )
 

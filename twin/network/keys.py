@@ -232,10 +232,15 @@ class KeyRateAccumulator:
 
     def step(self, rate_bps: float, dt_ns: int) -> int:
         """Whole key bits produced at ``rate_bps`` (bit/s, finite, >= 0) over ``dt_ns``."""
-        dt_ns = _as_int(dt_ns, "dt_ns")
-        rate = float(rate_bps)
-        if not math.isfinite(rate) or rate < 0.0:
-            raise ValueError(f"rate_bps must be finite and >= 0, got {rate_bps!r}")
+        if type(rate_bps) is float and type(dt_ns) is int and 0.0 <= rate_bps < math.inf:
+            rate = rate_bps  # the hot path: already a finite, non-negative float (not NaN)
+            if dt_ns < 0:
+                raise ValueError(f"dt_ns must be >= 0, got {dt_ns}")
+        else:
+            dt_ns = _as_int(dt_ns, "dt_ns")
+            rate = float(rate_bps)
+            if not math.isfinite(rate) or rate < 0.0:
+                raise ValueError(f"rate_bps must be finite and >= 0, got {rate_bps!r}")
         numerator, denominator = rate.as_integer_ratio()  # denominator is a power of two
         shift = denominator.bit_length() - 1
         if shift > self._shift:

@@ -277,8 +277,6 @@ class NodeSet:
                 node.flows[flow.name] = flow
                 node.flow_states[flow.name] = FlowState()
         self._sources = [node for node in self.nodes.values() if node.flows]
-        self.link_bits = 0
-        """bits held by the hosted link buffers, kept up to date around every change"""
         self._links: dict[int, tuple[KeyBuffer, KeyRateAccumulator]] = {}
         """lo * n_nodes + hi -> (buffer, accumulator) of a hosted link (the hot path's index)"""
         self._t_ns = 0
@@ -307,6 +305,11 @@ class NodeSet:
             for node in self.nodes.values()
             for dst, pool in node.pools.items()
         }
+
+    @property
+    def link_bits(self) -> int:
+        """Bits held by the hosted link buffers."""
+        return sum(buffer.buffered_bits for buffer, _ in self._links.values())
 
     @property
     def pool_bits(self) -> int:
@@ -345,8 +348,11 @@ class NodeSet:
                 threshold_bits=s.link_threshold_bits,
                 max_age_ns=s.max_age_ns,
             )
+            accumulator = KeyRateAccumulator()
             node.link_buffers[peer] = buffer
-            node.link_accumulators[peer] = KeyRateAccumulator()
+            node.link_accumulators[peer] = accumulator
+            lo, hi = sorted((node.index, self.index[peer]))
+            self._links[lo * len(self.names) + hi] = (buffer, accumulator)
         return buffer
 
     def _pool(self, node: Node, dst: str) -> KeyBuffer:
@@ -378,7 +384,6 @@ class NodeSet:
         hi = np.maximum(snap.a[edges], snap.b[edges])
         links = self._links
         dt = self.dt_ns
-        added = 0
         for code, rate in zip((lo * n + hi).tolist(), snap.skr_bps[edges].tolist(), strict=True):
             link = links.get(code)
             if link is None:
@@ -386,10 +391,7 @@ class NodeSet:
             buffer, accumulator = link
             bits = accumulator.step(rate, dt)
             if bits:
-                before = buffer.buffered_bits
                 buffer.generate(bits, t_ns)
-                added += buffer.buffered_bits - before
-        self.link_bits += added
 
     def expire(self, t_ns: int) -> None:
         """Bring every hosted buffer to ``t_ns``: keys past their age expire. Buffers expire
@@ -397,18 +399,15 @@ class NodeSet:
         all (its ledger then holds no stale key)."""
         for node in self.nodes.values():
             for buffer in node.link_buffers.values():
-                self.link_bits -= buffer.expire(t_ns)
+                buffer.expire(t_ns)
             for pool in node.pools.values():
                 pool.expire(t_ns)
 
     def _new_link(self, lo: int, hi: int) -> tuple[KeyBuffer, KeyRateAccumulator]:
         """The buffer and rate accumulator of the link between node indices lo < hi (hosted
         at lo), made on its first key."""
-        node = self.nodes[self.names[lo]]
-        peer = self.names[hi]
-        link = (self._link_buffer(node, peer), node.link_accumulators[peer])
-        self._links[lo * len(self.names) + hi] = link
-        return link
+        self._link_buffer(self.nodes[self.names[lo]], self.names[hi])
+        return self._links[lo * len(self.names) + hi]
 
     def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
         """Advance the hosted batteries of ``platform`` by one tick: ``sun`` (what
@@ -620,7 +619,7 @@ class NodeSet:
         buffer = node.link_buffers.get(peer)
         granted = 0
         if buffer is not None:
-            self.link_bits -= buffer.expire(self._t_ns)
+            buffer.expire(self._t_ns)
             reserved = node.reserved_bits.get(peer, 0)
             if buffer.admits(critical=bool(p["critical"])):
                 granted = max(0, min(bits, buffer.available_bits - reserved))
@@ -641,9 +640,7 @@ class NodeSet:
             return
         node.reserved_bits[peer] -= granted
         buffer = node.link_buffers[peer]
-        before = buffer.buffered_bits
         buffer.take_granted(bits, self._t_ns)
-        self.link_bits += buffer.buffered_bits - before
 
 
 class NodeGroup:
