@@ -27,8 +27,9 @@ are checked exactly, in integers:
   distinct, were stored and are no longer buffered, and the stored ids neither consumed nor
   buffered number exactly expired + destroyed (a key bit is never spent twice); no key is
   served past the buffer's max age, counted from the tick it was generated in;
-* link generation is exact: a link's generated bits are ``floor(sum(skr_i * dt))`` over the
-  ticks its quantum edge was up with a key rate (nothing on a down, RF-only or absent edge);
+* link generation is exact: a link's generated bits are ``floor(sum(q_i) / 2**16)`` with
+  ``q_i = floor(skr_i * dt * 2**16)`` (``KeyRateBank``'s rule) over the ticks its quantum edge
+  was up with a key rate (nothing on a down, RF-only or absent edge);
 * trusted relay: per tick, each pool's generated increase is the sum of the relays delivered
   into it, and each link buffer's consumed increase is the sum of the delivered relays whose
   path uses it (every hop spends what the pool receives); every relay follows the current path
@@ -66,7 +67,13 @@ from hypothesis import strategies as st
 import twin.engine as engine_module
 from twin.engine import Engine
 from twin.metrics import compute_metrics, metrics_json
-from twin.network.keys import AES128_KEY_BITS, AES256_KEY_BITS, KeyBuffer, total_ledger
+from twin.network.keys import (
+    AES128_KEY_BITS,
+    AES256_KEY_BITS,
+    KEY_FRACTION_BITS,
+    KeyBuffer,
+    total_ledger,
+)
 from twin.network.messages import MessageKind
 from twin.network.topology import EdgeKind, Snapshot, TopologyModel
 from twin.network.traffic import (
@@ -464,7 +471,8 @@ class Observer:
         # per buffer, (first id, stop id, generation time) of every stored range, ids increasing
         self.births: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         self.relays: list[_Relay] = []
-        self.expected_generation: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+        # per link, its key so far in units of 2**-KEY_FRACTION_BITS bit (KeyRateBank's rule)
+        self.expected_generation: dict[tuple[str, str], int] = defaultdict(int)
         self.previous: dict[str, tuple[int, ...]] = {}
         self.previous_flows = {f.name: (0, 0) for f in history.flows}
         self.buffered_per_tick: list[tuple[int, int, int]] = []
@@ -543,16 +551,17 @@ class Observer:
             self.previous[buffer.name] = now
             self._check_ids(buffer)
 
-        # -- link generation: floor of the exact integral of the key rate, nowhere else
+        # -- link generation: the floor of the sum of the ticks' quantised keys, nowhere else
         quantum = np.isin(snap.kind, list(QUANTUM_KINDS)) & snap.up & (snap.skr_bps > 0)
         for e in np.flatnonzero(quantum):
             key = (names[snap.a[e]], names[snap.b[e]])
-            self.expected_generation[key] += Fraction(float(snap.skr_bps[e])) * dt_ns / S
+            quanta = math.floor(float(snap.skr_bps[e]) * (dt_ns / S) * 2.0**KEY_FRACTION_BITS)
+            self.expected_generation[key] += quanta
         assert set(engine.link_buffers) == set(self.expected_generation), (
             "link buffers exist exactly for the links that were once up with a key rate"
         )
         for key, buffer in engine.link_buffers.items():
-            expected = math.floor(self.expected_generation[key])
+            expected = self.expected_generation[key] >> KEY_FRACTION_BITS
             assert buffer.generated_bits == expected, (
                 f"{buffer.name}: generated {buffer.generated_bits} bits, the key rate integrates "
                 f"to {self.expected_generation[key]} (floor {expected})"

@@ -38,6 +38,13 @@ all or nothing for the bits it moves, as ``twin.network.keys.relay_key``):
    ``commit`` (the amount; zero releases the grant);
 5. each owner spends the amount, oldest key first, and releases the rest of its grant.
 
+Batched generation: a link's key of a tick is handed to its buffer at once only when
+``KeyBuffer.generate`` would do more than extend the newest chunk (a new birth after the
+coalescing window, a full buffer, keys due to expire, the first key); otherwise it is held as
+pending bits of the link and handed over in one ``generate`` at the last pending tick before
+anything else touches the buffer (a relay, a fill-level read, a view, the run's end), which
+leaves the buffer exactly as the ticks' own generates would have (tests pin it).
+
 Timing: a message between two nodes of a path arrives after the propagation latency of the
 path between them (the classical channel follows the quantum path); a forwarding update arrives
 at the tick's start; a node sends its answer when it handles what prompted it (a grant at its
@@ -57,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin.network.keys import KeyBuffer, KeyRateAccumulator, key_demand_bits
+from twin.network.keys import KeyBuffer, KeyRateBank, key_demand_bits
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope, MessageKind, SeenMessages, delivery_order
 from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
@@ -158,7 +165,6 @@ class Node:
         "name",
         "index",
         "link_buffers",
-        "link_accumulators",
         "pools",
         "memory",
         "flows",
@@ -176,7 +182,6 @@ class Node:
         self.index = index
         self.link_buffers: dict[str, KeyBuffer] = {}
         """peer name -> the key buffer of the QKD link to it (links this node owns)"""
-        self.link_accumulators: dict[str, KeyRateAccumulator] = {}
         self.pools: dict[str, KeyBuffer] = {}
         """destination site -> end-to-end pool (sites that source key-using flows)"""
         self.memory: QuantumMemory | None = None
@@ -277,8 +282,21 @@ class NodeSet:
                 node.flows[flow.name] = flow
                 node.flow_states[flow.name] = FlowState()
         self._sources = [node for node in self.nodes.values() if node.flows]
-        self._links: dict[int, tuple[KeyBuffer, KeyRateAccumulator]] = {}
-        """lo * n_nodes + hi -> (buffer, accumulator) of a hosted link (the hot path's index)"""
+        # link key generation, batched (``environment``): one slot per hosted link buffer
+        self._slot_of: dict[int, int] = {}  # lo * n_nodes + hi -> slot
+        self._slot_buffers: list[KeyBuffer] = []
+        self._sorted_codes = np.zeros(0, dtype=np.int64)  # codes of the slots, sorted
+        self._sorted_slots = np.zeros(0, dtype=np.int64)
+        self._bank = KeyRateBank()
+        # per slot: the buffer's extension state (KeyBuffer.extension_state) as last read, and
+        # the generated bits not yet handed to it (module docstring, "Batched generation")
+        self._col = {
+            name: np.zeros(0, dtype=np.int64)
+            for name in ("buffered", "oldest", "newest", "clock", "pending", "pending_t",
+                         "capacity", "window", "max_age")
+        }  # fmt: skip
+        self._extendable = np.zeros(0, dtype=bool)
+        self._dirty: set[int] = set()  # slots whose buffer changed outside generation
         self._t_ns = 0
         self._counters = TickCounters()
         self._touched: dict[str, Node] = {}
@@ -291,7 +309,8 @@ class NodeSet:
         return a if self.index[a] < self.index[b] else b
 
     def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
-        """(owner, peer) -> link buffer, for every hosted link buffer."""
+        """(owner, peer) -> link buffer, for every hosted link buffer (brought up to date)."""
+        self._flush_all()
         return {
             (node.name, peer): buffer
             for node in self.nodes.values()
@@ -308,8 +327,9 @@ class NodeSet:
 
     @property
     def link_bits(self) -> int:
-        """Bits held by the hosted link buffers."""
-        return sum(buffer.buffered_bits for buffer, _ in self._links.values())
+        """Bits held by the hosted link buffers (with those generated but not yet handed)."""
+        held = sum(buffer.buffered_bits for buffer in self._slot_buffers)
+        return held + int(self._col["pending"].sum())
 
     @property
     def pool_bits(self) -> int:
@@ -335,7 +355,7 @@ class NodeSet:
         """Key bits the link between ``a`` and ``b`` can give now (0 without a buffer): the
         key-buffer-fill-level attribute nodes report to the controller (main paper Table 2)."""
         node = self.nodes[self.owner(a, b)]
-        buffer = node.link_buffers.get(b if node.name == a else a)
+        buffer = self._use_link(node, b if node.name == a else a)
         return 0 if buffer is None else buffer.available_bits
 
     def _link_buffer(self, node: Node, peer: str) -> KeyBuffer:
@@ -348,11 +368,62 @@ class NodeSet:
                 threshold_bits=s.link_threshold_bits,
                 max_age_ns=s.max_age_ns,
             )
-            accumulator = KeyRateAccumulator()
             node.link_buffers[peer] = buffer
-            node.link_accumulators[peer] = accumulator
             lo, hi = sorted((node.index, self.index[peer]))
-            self._links[lo * len(self.names) + hi] = (buffer, accumulator)
+            self._add_slot(lo * len(self.names) + hi, buffer)
+        return buffer
+
+    def _add_slot(self, code: int, buffer: KeyBuffer) -> None:
+        slot = len(self._slot_buffers)
+        self._slot_of[code] = slot
+        self._slot_buffers.append(buffer)
+        self._bank.add_links(1)
+        for name, column in self._col.items():
+            self._col[name] = np.append(column, 0)
+        self._extendable = np.append(self._extendable, False)
+        self._col["capacity"][slot] = buffer.capacity_bits
+        self._col["window"][slot] = buffer.coalesce_window_ns
+        no_age = np.iinfo(np.int64).max
+        self._col["max_age"][slot] = no_age if buffer.max_age_ns is None else buffer.max_age_ns
+        codes = np.fromiter(self._slot_of, dtype=np.int64, count=len(self._slot_of))
+        slots = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
+        order = np.argsort(codes)
+        self._sorted_codes, self._sorted_slots = codes[order], slots[order]
+        self._refresh(slot)
+
+    def _refresh(self, slot: int) -> None:
+        """Read a buffer's extension state into the slot's columns (nothing pending)."""
+        buffered, oldest, newest, clock, extendable = self._slot_buffers[slot].extension_state()
+        col = self._col
+        col["buffered"][slot], col["oldest"][slot], col["newest"][slot] = buffered, oldest, newest
+        col["clock"][slot] = clock
+        self._extendable[slot] = extendable
+
+    def _flush(self, slot: int) -> None:
+        """Hand a slot's pending bits to its buffer: one generate at the last pending tick,
+        which extends the newest chunk exactly as the ticks' own generates would have."""
+        col = self._col
+        pending = int(col["pending"][slot])
+        if pending:
+            t_ns = int(col["pending_t"][slot])
+            self._slot_buffers[slot].generate(pending, t_ns)
+            col["buffered"][slot] += pending
+            col["clock"][slot] = t_ns
+            col["pending"][slot] = 0
+
+    def _flush_all(self) -> None:
+        for slot in np.flatnonzero(self._col["pending"]).tolist():
+            self._flush(slot)
+
+    def _use_link(self, node: Node, peer: str) -> KeyBuffer | None:
+        """The link buffer to ``peer`` brought up to date, for an operation outside generation
+        (its columns are re-read before the next tick's generation); None without one."""
+        buffer = node.link_buffers.get(peer)
+        if buffer is not None:
+            lo, hi = sorted((node.index, self.index[peer]))
+            slot = self._slot_of[lo * len(self.names) + hi]
+            self._flush(slot)
+            self._dirty.add(slot)
         return buffer
 
     def _pool(self, node: Node, dst: str) -> KeyBuffer:
@@ -372,42 +443,65 @@ class NodeSet:
 
     def environment(self, snap, t_ns: int) -> None:
         """Start a tick: every hosted QKD link that is up adds the key its rate gives over the
-        tick (exact integral, ``KeyRateAccumulator``) to its owner's buffer."""
-        self._t_ns = int(t_ns)
+        tick (:class:`KeyRateBank`) to its owner's buffer (module docstring, "Batched
+        generation")."""
+        t_ns = int(t_ns)
+        self._t_ns = t_ns
         self._counters = TickCounters()
+        for slot in sorted(self._dirty):
+            self._refresh(slot)
+        self._dirty.clear()
         quantum = np.isin(snap.kind, self.quantum_edge_kinds) & snap.up & (snap.skr_bps > 0)
         owner = np.minimum(snap.a, snap.b)
         quantum &= self._member_mask[owner]
         edges = np.flatnonzero(quantum)
         n = len(self.names)
-        lo = np.minimum(snap.a[edges], snap.b[edges])
-        hi = np.maximum(snap.a[edges], snap.b[edges])
-        links = self._links
-        dt = self.dt_ns
-        for code, rate in zip((lo * n + hi).tolist(), snap.skr_bps[edges].tolist(), strict=True):
-            link = links.get(code)
-            if link is None:
-                link = self._new_link(*divmod(code, n))
-            buffer, accumulator = link
-            bits = accumulator.step(rate, dt)
-            if bits:
-                buffer.generate(bits, t_ns)
+        codes = np.minimum(snap.a[edges], snap.b[edges]) * n + np.maximum(
+            snap.a[edges], snap.b[edges]
+        )
+        where = np.searchsorted(self._sorted_codes, codes)
+        known = where < self._sorted_codes.size
+        known[known] = self._sorted_codes[where[known]] == codes[known]
+        if not known.all():
+            for code in np.unique(codes[~known]).tolist():  # new links, in code order
+                lo, hi = divmod(code, n)
+                self._link_buffer(self.nodes[self.names[lo]], self.names[hi])
+            where = np.searchsorted(self._sorted_codes, codes)
+        slots = self._sorted_slots[where]
+        bits = self._bank.step(slots, snap.skr_bps[edges], self.dt_ns)
+        got = np.flatnonzero(bits)
+        if not got.size:
+            return
+        b = bits[got]
+        col = self._col
+        pending = col["pending"][got]
+        newest = col["newest"][got]
+        # would generate(b, t) after the pending bits only extend the newest chunk?
+        fast = (
+            self._extendable[got]
+            & (col["clock"][got] <= t_ns)
+            & ((newest == t_ns) | (t_ns - newest < col["window"][got]))
+            & (col["buffered"][got] + pending + b <= col["capacity"][got])
+            & (t_ns - col["oldest"][got] <= col["max_age"][got])
+        )
+        col["pending"][got[fast]] += b[fast]
+        col["pending_t"][got[fast]] = t_ns
+        for slot, extra in zip(got[~fast].tolist(), b[~fast].tolist(), strict=True):
+            self._flush(slot)
+            self._slot_buffers[slot].generate(extra, t_ns)
+            self._refresh(slot)
 
     def expire(self, t_ns: int) -> None:
         """Bring every hosted buffer to ``t_ns``: keys past their age expire. Buffers expire
         lazily, when next touched; a link no longer up is not, so the run's end sweeps them
         all (its ledger then holds no stale key)."""
+        self._flush_all()
         for node in self.nodes.values():
             for buffer in node.link_buffers.values():
                 buffer.expire(t_ns)
             for pool in node.pools.values():
                 pool.expire(t_ns)
-
-    def _new_link(self, lo: int, hi: int) -> tuple[KeyBuffer, KeyRateAccumulator]:
-        """The buffer and rate accumulator of the link between node indices lo < hi (hosted
-        at lo), made on its first key."""
-        self._link_buffer(self.nodes[self.names[lo]], self.names[hi])
-        return self._links[lo * len(self.names) + hi]
+        self._dirty.update(range(len(self._slot_buffers)))
 
     def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
         """Advance the hosted batteries of ``platform`` by one tick: ``sun`` (what
@@ -616,7 +710,7 @@ class NodeSet:
     def _on_reserve(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
         p = envelope.payload
         peer, bits = p["peer"], int(p["bits"])
-        buffer = node.link_buffers.get(peer)
+        buffer = self._use_link(node, peer)
         granted = 0
         if buffer is not None:
             buffer.expire(self._t_ns)
@@ -639,7 +733,7 @@ class NodeSet:
         if not granted:
             return
         node.reserved_bits[peer] -= granted
-        buffer = node.link_buffers[peer]
+        buffer = self._use_link(node, peer)
         buffer.take_granted(bits, self._t_ns)
 
 

@@ -776,3 +776,36 @@ def test_generate_fast_path_matches_the_general_path():
         assert chunks[0] == chunks[1]
         assert fast.ledger() == slow.ledger() and fast.state is slow.state
     assert fast.discarded_bits > 0 and fast.expired_bits > 0 and fast.consumed_bits > 0
+
+
+def test_key_rate_bank_carries_fractions_and_tracks_the_exact_integral():
+    from twin.network.keys import KEY_FRACTION_BITS, KeyRateBank
+
+    bank = KeyRateBank()
+    bank.add_links(3)
+    rng = np.random.default_rng(3)
+    exact = [KeyRateAccumulator() for _ in range(3)]
+    totals = np.zeros(3, dtype=np.int64)
+    exact_totals = [0, 0, 0]
+    dt_ns = 250_000_000
+    for _ in range(2_000):
+        rates = rng.uniform(0.0, [0.7, 130.0, 2.5e6])
+        totals += bank.step(np.arange(3), rates, dt_ns)
+        for k in range(3):
+            exact_totals[k] += exact[k].step(float(rates[k]), dt_ns)
+    # quantised to 2**-16 bit per tick: at most 2,000 * 2**-16 = 0.03 bit below the exact sum
+    assert list(totals) == exact_totals or all(
+        0 <= e - t <= 1 for t, e in zip(totals.tolist(), exact_totals, strict=True)
+    )
+    # one pair seen twice in a tick (two quantum edges) adds both rates; 1/3 bit/s carries
+    bank = KeyRateBank()
+    bank.add_links(1)
+    got = [int(bank.step(np.array([0, 0]), np.array([1 / 3, 1 / 3]), 10**9)[0]) for _ in range(4)]
+    # 2 x floor(65536 / 3) = 43,690 quanta a tick: 1 bit after 2 ticks, the 2nd only after 4
+    # (131,070 < 131,072 after 3: the quantisation's deficit, 2 quanta, shows)
+    assert got == [0, 1, 0, 1] and len(bank) == 1
+    assert 1 << KEY_FRACTION_BITS == 65_536
+    with pytest.raises(ValueError, match="rate_bps"):
+        bank.step(np.array([0]), np.array([-1.0]), 10**9)
+    with pytest.raises(ValueError, match="rate_bps"):
+        bank.step(np.array([0]), np.array([np.nan]), 10**9)

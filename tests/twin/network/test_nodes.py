@@ -766,3 +766,46 @@ def test_a_reply_is_not_sent_before_its_request_arrived(clear_sky_trace):
         last_grant = max(g.arrival_ns for g in steps["grant"].values())
         for commit in steps["commit"].values():
             assert commit.t_ns >= last_grant, relay_id
+
+
+def test_batched_generation_leaves_buffers_as_eager_generation(monkeypatch):
+    """Held-back link key (nodes docstring, "Batched generation") ends exactly where one
+    generate per link and tick would: with every buffer reporting 'not extendable', each
+    tick's key goes to its buffer at once; the runs agree to the key id and the metrics byte."""
+    from twin.engine import Engine
+    from twin.metrics import compute_metrics, metrics_json
+    from twin.network.keys import KeyBuffer
+
+    scenario = load_scenario("clear-sky")
+    calls = [0]
+    generate = KeyBuffer.generate
+
+    def counted(buffer, bits, t_ns):
+        calls[0] += 1
+        return generate(buffer, bits, t_ns)
+
+    monkeypatch.setattr(KeyBuffer, "generate", counted)
+
+    def run():
+        calls[0] = 0
+        engine = Engine(scenario)
+        result = engine.run(duration_s=120)
+        metrics = json.loads(metrics_json(compute_metrics(result, engine)))
+        metrics.pop("wall_seconds")
+        chunks = {
+            key: (b.ledger(), [(r.start, r.stop, t) for r, t in b.buffered_chunks()])
+            for key, b in engine.link_buffers.items()
+        }
+        return metrics, chunks, calls[0]
+
+    batched, batched_chunks, batched_calls = run()
+    original = KeyBuffer.extension_state
+
+    def never_extendable(buffer):
+        return (*original(buffer)[:4], False)
+
+    monkeypatch.setattr(KeyBuffer, "extension_state", never_extendable)
+    eager, eager_chunks, eager_calls = run()
+    assert batched_calls * 5 < eager_calls, (batched_calls, eager_calls)  # key was held back
+    assert batched == eager
+    assert batched_chunks == eager_chunks
