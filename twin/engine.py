@@ -127,6 +127,9 @@ LINK_BUFFER_THRESHOLD_BITS = 16_384  # assumption: sixty-four AES-256 keys
 POOL_THRESHOLD_BITS = 4_096  # assumption: sixteen AES-256 keys
 KEY_MAX_AGE_NS = 24 * 3_600 * NS_PER_S  # assumption: keys older than a day are retired
 POOL_LOOKAHEAD_S = 10  # assumption: sources keep ~10 s of their key demand in the e2e pool
+# assumption: and top it up (to POOL_LOOKAHEAD_S) once it holds less than 5 s: the KMS relays
+# in batches (about one relay per flow every 5 s), not every tick
+POOL_REFILL_BELOW_S = 5
 QUANTUM_EDGE_KINDS = (
     EdgeKind.FIBER,
     EdgeKind.FSO_GROUND_SPACE,
@@ -313,6 +316,7 @@ class Engine:
                 pool_threshold_bits=POOL_THRESHOLD_BITS,
                 max_age_ns=KEY_MAX_AGE_NS,
                 pool_lookahead_s=POOL_LOOKAHEAD_S,
+                pool_refill_below_s=POOL_REFILL_BELOW_S,
                 memory_q_max=MEMORY_Q_MAX,
                 memory_t2_s=MEMORY_T2_S,
             ),

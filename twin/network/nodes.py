@@ -95,6 +95,9 @@ class KeySettings:
     pool_threshold_bits: int
     max_age_ns: int
     pool_lookahead_s: int
+    pool_refill_below_s: int
+    """a source relays more key only once its pool holds less than this many seconds of its
+    demand (then up to ``pool_lookahead_s``): refills come in batches, not every tick"""
     """sources keep about this many seconds of their key demand in the end-to-end pool"""
     memory_q_max: int
     memory_t2_s: float
@@ -609,11 +612,14 @@ class NodeSet:
         # classes (served only when READY) are not starved by design
         s = self.settings
         lookahead_ticks = max(1, int(s.pool_lookahead_s * NS_PER_S // dt))
+        refill_ticks = max(1, int(s.pool_refill_below_s * NS_PER_S // dt))
         target = demand.bits * lookahead_ticks + s.pool_threshold_bits
         # relays of this tick already under way to the same pool count as arrived
         pending = node.pool_pending_bits.get(flow.dst_site, 0)
-        shortfall = target - pool.available_bits - pending
-        wanted = min(shortfall, pool.free_bits - pending)
+        held = pool.available_bits + pending
+        # the KMS tops the pool up in batches: only once it holds less than the refill mark
+        low = held < demand.bits * refill_ticks + s.pool_threshold_bits
+        wanted = min(target - held, pool.free_bits - pending) if low else 0
         if wanted <= 0:
             self._consume(node, service)
             return

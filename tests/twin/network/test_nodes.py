@@ -42,6 +42,7 @@ SETTINGS = KeySettings(
     pool_threshold_bits=50,
     max_age_ns=3_600 * NS_PER_S,
     pool_lookahead_s=1,  # one tick: a source asks for demand + pool threshold
+    pool_refill_below_s=1,  # and does so whenever it holds less than that
     memory_q_max=2,
     memory_t2_s=1.0,
 )
@@ -656,7 +657,8 @@ def _noisy_delivery(seed):
 
 def test_small_with_every_envelope_duplicated_and_shuffled_gives_the_same_metrics(small_plain):
     engine, result = _run_engine("small", SMALL_S, patch=_noisy_delivery(11))
-    assert len(engine._noisy_calls) > 3 * SMALL_S  # updates, reserves, grants, commits per tick
+    # one round of updates per tick, and rounds of reserves, grants, commits when pools refill
+    assert len(engine._noisy_calls) > 1.3 * SMALL_S
     assert _outcome(engine, result) == small_plain
 
 
