@@ -42,10 +42,10 @@ from scipy.sparse import csr_matrix
 
 from twin.physics.entanglement import amplitude_damping_fidelity
 from twin.physics.fiber import C_BAND, O_BAND, fiber_latency_s, fiber_transmittance
-from twin.physics.fso import Terminal, fso_channel
+from twin.physics.fso import Terminal, _FixedTerminals, fso_channel
 from twin.physics.geometry import SiteGeometry, line_of_sight_clear, look_angles
 from twin.physics.haps import haps_states_ecef
-from twin.physics.link_budget import compute_link_budget, qkd_terms
+from twin.physics.link_budget import _KeyRate, compute_link_budget, qkd_terms
 from twin.physics.link_table import LinkBudgetTable
 from twin.physics.orbits import (
     ConstellationPropagator,
@@ -56,7 +56,7 @@ from twin.physics.orbits import (
     walker_delta,
 )
 from twin.physics.presets import LinkPreset
-from twin.units import DEG, KM, NS_PER_S, SPEED_OF_LIGHT_M_PER_S
+from twin.units import DEG, KM, NS_PER_S, SPEED_OF_LIGHT_M_PER_S, db_to_linear
 
 from .weather import SiteWeather
 
@@ -254,6 +254,7 @@ class _OgsHapsPairs:
     latency_s: np.ndarray
     clear_transmittance: np.ndarray
     preset: LinkPreset
+    key_rate: _KeyRate  # qkd_terms(preset, .)'s key rate, the preset checked once
 
 
 def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidelity, up,
@@ -285,6 +286,26 @@ def _batch(a, b, kind, *, transmittance, latency_s, capacity_bps, skr_bps, fidel
             np.asarray(latency_s) * SPEED_OF_LIGHT_M_PER_S if distance_m is None else distance_m
         ),
     )
+
+
+class _IslBudget:
+    """:func:`_isl_budget` of one preset, the equipment checked once: the terminals and QKD
+    settings of the ISLs are fixed for a run, so only the ranges are checked per tick, and the
+    same operations on the same values give the same three fields bit for bit (pinned by
+    ``tests/twin/network/test_topology.py``)."""
+
+    def __init__(self, preset: LinkPreset) -> None:
+        self.preset = preset
+        self._channel = _FixedTerminals(preset.kind, preset.tx, preset.rx)
+        self._key_rate = _KeyRate(preset)
+
+    def __call__(self, range_m: np.ndarray):
+        rng = np.asarray(range_m, dtype=float)
+        if not (rng.size and rng.min() > 0.0 and np.isfinite(rng.max())):
+            return _isl_budget(self.preset, rng)  # raises for bad ranges, as it always did
+        total, transmittance = self._channel.vacuum(rng)
+        skr = self._key_rate.skr_bps(total)
+        return total + 0.0, transmittance + 0.0, skr + 0.0
 
 
 def _isl_budget(preset: LinkPreset, range_m: np.ndarray):
@@ -404,6 +425,7 @@ class TopologyModel:
             if equipment.optical.isl is not None
             else None
         )
+        self._isl_budget = _IslBudget(self._isl_preset) if self._isl_preset is not None else None
         self._isl_pairs = self._isl_neighbours()
         self._isl_a = self._sat_offset + self._isl_pairs[:, 0]
         self._isl_b = self._sat_offset + self._isl_pairs[:, 1]
@@ -548,6 +570,7 @@ class TopologyModel:
             latency_s=look.slant_range_m[ogs, haps] / SPEED_OF_LIGHT_M_PER_S,
             clear_transmittance=eta,
             preset=preset,
+            key_rate=_KeyRate(preset),
         )
 
     def _table(self, ground_cn2: float) -> LinkBudgetTable:
@@ -648,17 +671,20 @@ class TopologyModel:
             t_s, self._ogs[site], np.pi / 2 - el, self._ogs_alt[site]
         )
         cn2 = self._weather.ground_cn2(t_s)[self._ogs[site]]
+        # the table's evaluate(...).total_loss_db and .skr_bps, without the QBER it also gives
         if np.all(cn2 == cn2[0]):
             # one turbulence condition over every site (no event running): one table
-            budget = self._table(float(cn2[0])).evaluate(site, el, rng, weather_db)
-            total_db, skr = budget.total_loss_db, budget.skr_bps
+            table = self._table(float(cn2[0]))
+            total_db = table._total_loss_db(site, el, rng, weather_db)
+            skr = table._skr_bps(total_db)
         else:
             total_db = np.empty(el.size)
             skr = np.empty(el.size)
             for value in np.unique(cn2):
                 m = cn2 == value
-                budget = self._table(float(value)).evaluate(site[m], el[m], rng[m], weather_db[m])
-                total_db[m], skr[m] = budget.total_loss_db, budget.skr_bps
+                table = self._table(float(value))
+                total_db[m] = table._total_loss_db(site[m], el[m], rng[m], weather_db[m])
+                skr[m] = table._skr_bps(total_db[m])
         up = weather_db <= self._weather.block_threshold_db
         eta = 10.0 ** (-total_db / 10)
         out.append(
@@ -679,10 +705,10 @@ class TopologyModel:
 
     def _isl(self, sat_pos: np.ndarray) -> _EdgeBatch:
         i, j = self._isl_pairs[:, 0], self._isl_pairs[:, 1]
-        r1, r2 = sat_pos[:, i], sat_pos[:, j]
+        r1, r2 = sat_pos.take(i, axis=1), sat_pos.take(j, axis=1)  # = sat_pos[:, i], faster
         range_m = np.linalg.norm(r1 - r2, axis=0)
         clear = line_of_sight_clear(r1, r2, ISL_GRAZING_ALTITUDE_M)
-        transmittance, channel_transmittance, skr_bps = _isl_budget(self._isl_preset, range_m)
+        transmittance, channel_transmittance, skr_bps = self._isl_budget(range_m)
         return _batch(
             self._isl_a, self._isl_b, EdgeKind.ISL,
             transmittance=transmittance, latency_s=range_m / SPEED_OF_LIGHT_M_PER_S,
@@ -703,20 +729,21 @@ class TopologyModel:
             out.append(self._ogs_haps_batch(pairs, weather_db))
         if self._sat_haps_table is not None and sat_pos is not None:
             vis = self._haps_geometry.visible_pairs(sat_pos, HAPS_SPACE_MASK_RAD)
-            budget = self._sat_haps_table.evaluate(
-                vis.site_index, vis.elevation_rad, vis.slant_range_m
-            )
+            # the table's evaluate(...).transmittance and .skr_bps, without the QBER
+            table = self._sat_haps_table
+            total_db = table._total_loss_db(vis.site_index, vis.elevation_rad, vis.slant_range_m)
+            transmittance = db_to_linear(total_db)
             detector = optical.sat_haps.detector_efficiency
             out.append(
                 _batch(
                     self._haps_offset + vis.site_index,
                     self._sat_offset + vis.satellite_index,
                     EdgeKind.FSO_HAPS_SPACE,
-                    transmittance=budget.transmittance,
+                    transmittance=transmittance,
                     latency_s=vis.slant_range_m / SPEED_OF_LIGHT_M_PER_S,
                     capacity_bps=FSO_CAPACITY_BPS,
-                    skr_bps=budget.skr_bps,
-                    fidelity=_entanglement_fidelity(budget.transmittance / detector),
+                    skr_bps=table._skr_bps(total_db),
+                    fidelity=_entanglement_fidelity(transmittance / detector),
                     up=True,
                 )  # fmt: skip
             )
@@ -731,7 +758,7 @@ class TopologyModel:
             return self._ogs_haps_last[1]
         up = weather_db <= self._weather.block_threshold_db
         eta = pairs.clear_transmittance * 10.0 ** (-weather_db / 10)
-        _, _, _, skr = qkd_terms(pairs.preset, eta)
+        skr = pairs.key_rate.skr_bps(eta)
         batch = _batch(
             self._ogs[pairs.ogs],
             self._haps_offset + pairs.haps,

@@ -151,6 +151,11 @@ def beam_radius_from_divergence_m(
             "divergence_half_angle_rad must be a small angle in radians, got "
             f"{np.max(theta)} (microradians or degrees passed?)"
         )
+    return _beam_radius_m(z, theta, w0)
+
+
+def _beam_radius_m(z, theta, w0):
+    # unchecked core of beam_radius_from_divergence_m (callers validated the arguments)
     return np.sqrt(w0**2 + (theta * z) ** 2)
 
 
@@ -197,6 +202,11 @@ def geometric_efficiency(
             "obscuration_diameter_m must be smaller than rx_aperture_diameter_m, got "
             f"{np.max(d_obs)} >= {np.min(d)}"
         )
+    return _geometric_efficiency(w, d, d_obs)
+
+
+def _geometric_efficiency(w, d, d_obs):
+    # unchecked core of geometric_efficiency (callers validated the arguments)
     a2 = (0.5 * d) ** 2
     b2 = (0.5 * d_obs) ** 2
     # -expm1 keeps precision when the beam is much wider than the aperture (eta ~ 2a^2/w^2).
@@ -225,6 +235,11 @@ def pointing_efficiency_mean(beam_radius_m, pointing_jitter_rms_rad, range_m) ->
             "pointing_jitter_rms_rad must be a small angle in radians, got "
             f"{np.max(sigma)} (microradians passed?)"
         )
+    return _pointing_efficiency_mean(w, sigma, length)
+
+
+def _pointing_efficiency_mean(w, sigma, length):
+    # unchecked core of pointing_efficiency_mean (callers validated the arguments)
     s2 = (sigma * length) ** 2
     return w**2 / (w**2 + 4.0 * s2)
 
@@ -247,6 +262,11 @@ def static_misalignment_efficiency(beam_radius_m, pointing_offset_rad, range_m) 
             "pointing_offset_rad must be a small angle in radians, got "
             f"{np.max(np.abs(theta))} (microradians passed?)"
         )
+    return _static_misalignment_efficiency(w, theta, length)
+
+
+def _static_misalignment_efficiency(w, theta, length):
+    # unchecked core of static_misalignment_efficiency (callers validated the arguments)
     return np.exp(-2.0 * (theta * length) ** 2 / w**2)
 
 
@@ -384,6 +404,43 @@ class Terminal:
         return float(
             diffraction_limited_divergence_rad(self.waist_radius_m, self.wavelength_m, self.m2)
         )
+
+
+class _FixedTerminals:
+    """:func:`fso_channel` between two fixed terminals, validated once, for many ranges.
+
+    The equipment of a link type does not change during a run, so its checks (the terminals,
+    the link kind, the divergence) are made here once, by one :func:`fso_channel` call, and
+    :meth:`vacuum` computes the channel of an ``"isl"`` (no atmosphere, no turbulence) with the
+    same operations on the same values as :func:`fso_channel`, so bit for bit the same
+    ``total`` and ``transmittance``, without the per-call argument checks.
+    """
+
+    def __init__(self, kind: str, tx: Terminal, rx: Terminal) -> None:
+        fso_channel(kind, tx, rx, 1.0)  # raises as fso_channel does for these terminals
+        self.kind = kind
+        self._theta = _as_float(tx.tx_divergence_half_angle_rad)
+        self._w0 = _as_float(tx.waist_radius_m)
+        self._d = _as_float(rx.aperture_diameter_m)
+        self._d_obs = _as_float(rx.obscuration_diameter_m)
+        self._sigma = _as_float(tx.pointing_jitter_rms_rad)
+        self._bias = _as_float(tx.pointing_bias_rad)
+        self._transmitter = _as_float(tx.optical_efficiency)
+        self._receiver_optics = _as_float(rx.optical_efficiency * rx.coupling_efficiency)
+        self._detector = _as_float(rx.detector_efficiency)
+
+    def vacuum(self, range_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(total, transmittance)`` of ``fso_channel(kind, tx, rx, range_m)`` with both
+        efficiency arguments 1 (vacuum). ``range_m`` (K,) float, finite and > 0: the caller
+        checks it (unchecked here)."""
+        w = _beam_radius_m(range_m, self._theta, self._w0)
+        eta_geo = _geometric_efficiency(w, self._d, self._d_obs)
+        eta_point = _pointing_efficiency_mean(w, self._sigma, range_m)
+        eta_point = eta_point * _static_misalignment_efficiency(w, self._bias, range_m)
+        # FsoChannel.transmittance and .total, their unit factors (vacuum) dropped: x * 1.0 == x
+        transmittance = eta_geo * eta_point
+        total = self._transmitter * transmittance * self._receiver_optics * self._detector
+        return total, transmittance
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,44 @@ def qkd_terms(link: LinkPreset, transmittance):
     return y0, qber, sifted, skr
 
 
+class _KeyRate:
+    """The ``skr_bps`` of :func:`qkd_terms` for one link, its QKD settings checked once.
+
+    A link's source, detectors and protocol settings do not change during a run: one
+    :func:`qkd_terms` call here validates them (and raises as it does), and :meth:`skr_bps`
+    then runs the same operations on the same values as :func:`qkd_terms` (bit for bit the
+    same key rate) without the per-call argument checks and without the QBER and sifted rate
+    a caller that keeps only the key rate never reads.
+    """
+
+    def __init__(self, link: LinkPreset) -> None:
+        qkd_terms(link, 0.5)  # raises as qkd_terms does for this link's settings
+        self.link = link
+        y0 = qkd.combine_noise_probs(
+            qkd.dark_count_prob(link.dark_count_rate_hz, link.gate_width_s, link.n_detectors),
+            -np.expm1(-link.background_count_rate_hz * link.gate_width_s),
+        )
+        # the checked forms decoy_bb84_rate_per_pulse and secret_key_rate_bps give them
+        self._y0 = np.asarray(y0, dtype=float)
+        self._mu = np.asarray(link.mu_signal, dtype=float)
+        self._ed = np.asarray(link.misalignment_error, dtype=float)
+        self._f = np.asarray(link.f_ec, dtype=float)
+        self._q = np.asarray(link.sifting, dtype=float)
+        self._nus = None if link.decoys is None else qkd._parse_decoys(link.decoys, self._mu)
+        self._signal_rate_hz = np.asarray(
+            link.repetition_rate_hz * link.signal_probability, dtype=float
+        )
+
+    def skr_bps(self, transmittance: np.ndarray) -> np.ndarray:
+        """``qkd_terms(link, transmittance)[3]`` for a float (K,) ``transmittance``."""
+        eta = transmittance
+        if self._nus is None or not (eta.size and eta.min() >= 0.0 and eta.max() <= 1.0):
+            # infinite decoys, an empty or out-of-range argument: the checked reference
+            return qkd_terms(self.link, eta)[3]
+        rate = qkd._two_decoy_rate(eta, self._mu, self._y0, self._ed, self._f, self._q, self._nus)
+        return rate * self._signal_rate_hz
+
+
 def compute_link_budget(
     preset_or_params: str | LinkPreset | Mapping,
     *,

@@ -26,6 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.physics.fso import (
+    _as_float,
+    _beam_radius_m,
+    _geometric_efficiency,
+    _pointing_efficiency_mean,
+    _static_misalignment_efficiency,
     beam_radius_from_divergence_m,
     geometric_efficiency,
     pointing_efficiency_mean,
@@ -108,6 +113,14 @@ class LinkBudgetTable:
         _, self._qber_grid, _, self._skr_grid_bps = qkd_terms(
             link, db_to_linear(self._loss_grid_db)
         )
+        # the terminals' values as the checked fso functions take them (0-d float arrays); the
+        # reference budgets above went through those checks with these terminals
+        self._theta = _as_float(tx.tx_divergence_half_angle_rad)
+        self._w0 = _as_float(tx.waist_radius_m)
+        self._d = _as_float(rx.aperture_diameter_m)
+        self._d_obs = _as_float(rx.obscuration_diameter_m)
+        self._sigma = _as_float(tx.pointing_jitter_rms_rad)
+        self._bias = _as_float(tx.pointing_bias_rad)
 
     def _unit_elevation(self, elevation_rad: np.ndarray) -> np.ndarray:
         return (elevation_rad - self._min_elevation_rad) / (np.pi / 2 - self._min_elevation_rad)
@@ -118,6 +131,21 @@ class LinkBudgetTable:
         """Budgets of K pairs: ``site_index`` (K,) into the sites given at construction,
         ``elevation_rad`` (K,) at or above the mask, ``slant_range_m`` (K,), and an optional
         ``weather_loss_db`` (K,) or scalar added to the air loss."""
+        total_db = self._total_loss_db(site_index, elevation_rad, slant_range_m, weather_loss_db)
+        qber = np.interp(total_db, self._loss_grid_db, self._qber_grid)
+        return PairBudgets(
+            total_loss_db=total_db,
+            transmittance=db_to_linear(total_db),
+            qber=qber,
+            skr_bps=self._skr_bps(total_db),
+        )
+
+    def _skr_bps(self, total_loss_db: np.ndarray) -> np.ndarray:
+        """The ``skr_bps`` of :meth:`evaluate` for its ``total_loss_db``."""
+        return np.interp(total_loss_db, self._loss_grid_db, self._skr_grid_bps, right=0.0)
+
+    def _total_loss_db(self, site_index, elevation_rad, slant_range_m, weather_loss_db=0.0):
+        """The ``total_loss_db`` of :meth:`evaluate` (same arguments, same checks)."""
         site_index = np.asarray(site_index)
         elevation_rad = np.asarray(elevation_rad, dtype=float)
         range_m = np.asarray(slant_range_m, dtype=float)
@@ -129,6 +157,16 @@ class LinkBudgetTable:
         x = 2.0 * self._table_of_site[site_index] + self._unit_elevation(elevation_rad)
         air_db = np.interp(x, self._air_x, self._air_db)
 
+        if range_m.size and range_m.min() >= 0.0 and np.isfinite(range_m.max()):
+            # ranges the checks below would pass: the same functions, unchecked (the terminal
+            # values were checked when the table was built)
+            w = _beam_radius_m(range_m, self._theta, self._w0)
+            eta_geo_point = (
+                _geometric_efficiency(w, self._d, self._d_obs)
+                * _pointing_efficiency_mean(w, self._sigma, range_m)
+                * _static_misalignment_efficiency(w, self._bias, range_m)
+            )
+            return linear_to_db(eta_geo_point) + air_db + self._terminal_db + weather_loss_db
         link = self.link
         tx, rx = link.tx, link.rx
         w = beam_radius_from_divergence_m(
@@ -139,12 +177,4 @@ class LinkBudgetTable:
             * pointing_efficiency_mean(w, tx.pointing_jitter_rms_rad, range_m)
             * static_misalignment_efficiency(w, tx.pointing_bias_rad, range_m)
         )
-        total_db = linear_to_db(eta_geo_point) + air_db + self._terminal_db + weather_loss_db
-        qber = np.interp(total_db, self._loss_grid_db, self._qber_grid)
-        skr = np.interp(total_db, self._loss_grid_db, self._skr_grid_bps, right=0.0)
-        return PairBudgets(
-            total_loss_db=total_db,
-            transmittance=db_to_linear(total_db),
-            qber=qber,
-            skr_bps=skr,
-        )
+        return linear_to_db(eta_geo_point) + air_db + self._terminal_db + weather_loss_db

@@ -259,3 +259,32 @@ def test_fso_channel_isl_is_vacuum_and_kinds():
     with pytest.raises(ValueError, match="kind"):
         fso_channel("moonlink", tx, rx, 1e6)
     assert set(LINK_KINDS) >= {"downlink", "uplink", "ground-haps", "haps-space", "isl"}
+
+
+@pytest.mark.parametrize("bias_rad", [0.0, 1.5e-6])
+@pytest.mark.parametrize("obscuration_m", [0.0, 0.02])
+def test_fixed_terminals_vacuum_is_fso_channel_bit_for_bit(bias_rad, obscuration_m):
+    # the ISL fast path of G(t): terminals checked once, then the same arithmetic unchecked;
+    # total and transmittance must be fso_channel's exactly, not approximately
+    from twin.physics.fso import _FixedTerminals
+
+    tx = Terminal(aperture_diameter_m=0.08, wavelength_m=1550 * NM, divergence_half_angle_rad=
+                  15 * URAD, optical_efficiency=0.8, pointing_jitter_rms_rad=0.5 * URAD,
+                  pointing_bias_rad=bias_rad)  # fmt: skip
+    rx = Terminal(aperture_diameter_m=0.08, wavelength_m=1550 * NM, optical_efficiency=0.7,
+                  coupling_efficiency=0.6, detector_efficiency=0.5,
+                  obscuration_diameter_m=obscuration_m)  # fmt: skip
+    range_m = np.random.default_rng(5).uniform(1.0, 6000 * KM, 500)
+    total, transmittance = _FixedTerminals("isl", tx, rx).vacuum(range_m)
+    ch = fso_channel("isl", tx, rx, range_m)
+    np.testing.assert_array_equal(total, ch.total)
+    np.testing.assert_array_equal(transmittance, ch.transmittance)
+
+
+def test_fixed_terminals_check_the_terminals_once():
+    from twin.physics.fso import _FixedTerminals
+
+    tx = Terminal(aperture_diameter_m=0.08, wavelength_m=1550 * NM)
+    rx = Terminal(aperture_diameter_m=0.08, wavelength_m=850 * NM)
+    with pytest.raises(ValueError, match="wavelengths differ"):
+        _FixedTerminals("isl", tx, rx)

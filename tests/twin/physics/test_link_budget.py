@@ -263,3 +263,28 @@ def test_broadcasting(name):
         )
         np.testing.assert_allclose(getattr(vec, field), scalars, rtol=1e-10, atol=1e-300)
         np.testing.assert_allclose(getattr(grid, field)[1], scalars[::-1], rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("decoys", [(0.1, 0.0), (0.2, 0.05)])
+@pytest.mark.parametrize("name", ["isl-leo-1550", "ground-haps-20km", "micius-2017"])
+def test_key_rate_fast_path_is_qkd_terms_bit_for_bit(name, decoys):
+    # G(t) keeps only the key rate: _KeyRate checks the link once and fuses the decoy terms;
+    # its rate must be qkd_terms' exactly (not approximately), from no loss to beyond cut-off
+    from twin.physics.link_budget import _KeyRate, qkd_terms
+
+    link = dataclasses.replace(get_preset(name), decoys=decoys)
+    eta = np.concatenate(
+        [[0.0, 1.0, 1e-300, 0.5], 10.0 ** (-np.random.default_rng(2).uniform(0, 9, 2000))]
+    )
+    np.testing.assert_array_equal(_KeyRate(link).skr_bps(eta), qkd_terms(link, eta)[3])
+
+
+def test_key_rate_fast_path_raises_as_qkd_terms():
+    from twin.physics.link_budget import _KeyRate
+
+    key_rate = _KeyRate(get_preset("isl-leo-1550"))
+    for bad in (1.5, -0.1, np.nan):
+        with pytest.raises(ValueError, match="transmittance"):
+            key_rate.skr_bps(np.array([0.5, bad]))
+    with pytest.raises(ValueError, match="decoys"):
+        _KeyRate(dataclasses.replace(get_preset("isl-leo-1550"), decoys=(0.6, 0.0)))

@@ -73,3 +73,56 @@ def test_evaluate_broadcasts_over_pairs():
         one = table.evaluate([0], el[k : k + 1], slant[k : k + 1])
         assert one.total_loss_db.shape == (1,)
         assert one.skr_bps[0] == pytest.approx(all_at_once.skr_bps[k])
+
+
+def _reference_total_loss_db(table, site, elevation, slant, weather_loss_db):
+    # evaluate's total loss composed from the checked public fso functions, as it was written
+    # before its geometry and pointing went through the unchecked cores
+    from twin.physics.fso import (
+        beam_radius_from_divergence_m,
+        geometric_efficiency,
+        pointing_efficiency_mean,
+        static_misalignment_efficiency,
+    )
+    from twin.units import linear_to_db
+
+    tx, rx = table.link.tx, table.link.rx
+    x = 2.0 * table._table_of_site[site] + table._unit_elevation(elevation)
+    air_db = np.interp(x, table._air_x, table._air_db)
+    w = beam_radius_from_divergence_m(slant, tx.tx_divergence_half_angle_rad, tx.waist_radius_m)
+    eta = (
+        geometric_efficiency(w, rx.aperture_diameter_m, rx.obscuration_diameter_m)
+        * pointing_efficiency_mean(w, tx.pointing_jitter_rms_rad, slant)
+        * static_misalignment_efficiency(w, tx.pointing_bias_rad, slant)
+    )
+    return linear_to_db(eta) + air_db + table._terminal_db + weather_loss_db
+
+
+@pytest.mark.parametrize("bias_rad", [0.0, 2e-6])
+def test_evaluate_is_the_checked_composition_bit_for_bit(bias_rad):
+    # the per-pair geometry and pointing skip the public functions' argument checks (the
+    # terminals are checked once, when the table is built); the values must be theirs exactly
+    link = get_preset("micius-2017")  # an obscured receiver
+    link = dataclasses.replace(link, tx=dataclasses.replace(link.tx, pointing_bias_rad=bias_rad))
+    alts = np.array([0.0, 960.0])
+    table = LinkBudgetTable(link, alts, min_elevation_rad=15 * DEG)
+    rng = np.random.default_rng(3)
+    site = rng.integers(0, 2, 300)
+    elevation = rng.uniform(15 * DEG, 90 * DEG, site.size)
+    slant = geometry.slant_range_from_elevation_m(
+        elevation, link.platform_altitude_m, site_altitude_m=alts[site]
+    )
+    weather = rng.uniform(0.0, 3.0, site.size)
+    got = table.evaluate(site, elevation, slant, weather)
+    want = _reference_total_loss_db(table, site, elevation, slant, weather)
+    np.testing.assert_array_equal(got.total_loss_db, want)
+    np.testing.assert_array_equal(
+        got.skr_bps, np.interp(want, table._loss_grid_db, table._skr_grid_bps, right=0.0)
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
+def test_evaluate_still_rejects_bad_ranges(bad):
+    table = LinkBudgetTable(get_preset("micius-2017"), [0.0], min_elevation_rad=15 * DEG)
+    with pytest.raises(ValueError, match="range_m must be"):
+        table.evaluate([0, 0], [0.5, 0.6], [1.0e6, bad])
