@@ -107,7 +107,14 @@ from twin.network.nodes import FlowState, KeySettings, NodeGroup, forwarding_upd
 from twin.network.routing import NodeIndex
 from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits
-from twin.physics.carbon import carbon_g, carbon_intensity_g_per_kwh
+from twin.physics.carbon import (
+    DIURNAL_AMPLITUDE,
+    annual_carbon_intensity_g_per_kwh,
+    carbon_g,
+    carbon_intensity_g_per_kwh,
+    diurnal_factor,
+    local_solar_time_s,
+)
 from twin.physics.energy import HapsPowerModel, LaserLevel
 from twin.physics.haps import haps_states_ecef
 from twin.physics.orbits import jd_fr_add_seconds, jd_fr_from_datetime
@@ -353,6 +360,36 @@ class Engine:
         self._ogs_power_w = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
         self._ogs_regions = np.array([s.grid_region for s in self._ogs_sites])
         self._ogs_lon_rad = np.array([s.lon_rad for s in self._ogs_sites], dtype=float)
+        # static per-tick inputs of the energy and handover phases, built once (same values as
+        # building them each tick): edge-kind masks as lookup tables indexed by a snapshot's
+        # kind, the satellite load per number of active terminals, the HAPS load unlinked and
+        # linked, and each OGS's carbon per unit of grid intensity over one tick
+        kind_codes = np.arange(max(EdgeKind) + 1)
+        self._optical_kind = np.isin(kind_codes, OPTICAL_TERMINAL_KINDS)
+        self._space_kind = np.isin(kind_codes, SPACE_EDGE_KINDS)
+        terminals = self.sat_power.laser_terminals
+        self._sat_load_by_active_w = self.sat_power.load_w(
+            np.where(
+                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
+                int(LaserLevel.ON),
+                int(LaserLevel.STANDBY),
+            )
+        )
+        self._haps_load_by_linked_w = self.haps_power.load_w(
+            np.array([False, True]), np.array([False, True])
+        )
+        self._ogs_carbon_g_per_intensity = carbon_g(self._ogs_power_w, self.dt_ns / NS_PER_S, 1.0)
+        self._ogs_power_total_w = float(self._ogs_power_w.sum())
+        # the region lookups of carbon_intensity_g_per_kwh, once: each OGS's annual intensity
+        # and diurnal amplitude (a region without an amplitude of its own keeps the per-tick
+        # call, which applies the default)
+        codes = [str(r).strip().upper() for r in self._ogs_regions]
+        self._ogs_annual_g_per_kwh = annual_carbon_intensity_g_per_kwh(self._ogs_regions)
+        self._ogs_amplitude = (
+            np.array([DIURNAL_AMPLITUDE[c] for c in codes], dtype=float)
+            if all(c in DIURNAL_AMPLITUDE for c in codes)
+            else None
+        )
         # the baselines hand over break-before-make; the manager plays every protocol role
         self.handover = HandoverManager(scenario.handover.params())
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
@@ -392,26 +429,64 @@ class Engine:
 
     # --- handovers ----------------------------------------------------------------------------
 
-    def _space_hops(self, snap, path, edges) -> list[tuple[int, int, int, int]]:
-        """(edge, ground or HAPS node, satellite node, kind) of each satellite hop of a path."""
+    def _space_hops(self, snap, paths, edges) -> list[list[tuple[int, int, int, int]]]:
+        """Per path, (edge, ground or HAPS node, satellite node, kind) of each satellite hop;
+        ``edges[i]`` holds the edge of each hop of ``paths[i]`` (-1: none). One pass over all
+        the paths' hops."""
+        out: list[list[tuple[int, int, int, int]]] = [[] for _ in paths]
+        sizes = [len(e) for e in edges]
+        if not sum(sizes):
+            return out
         sat0 = self._sat0
-        nodes = np.asarray(path, dtype=np.int64)
-        lower = np.minimum(nodes[:-1], nodes[1:])
-        upper = np.maximum(nodes[:-1], nodes[1:])
-        kinds = snap.kind[edges]
-        space = (edges >= 0) & np.isin(kinds, SPACE_EDGE_KINDS) & (upper >= sat0) & (lower < sat0)
-        return [
-            (int(edges[h]), int(lower[h]), int(upper[h]), int(kinds[h]))
-            for h in np.flatnonzero(space)
-        ]
+        starts: list[int] = []
+        ends: list[int] = []
+        for path in paths:
+            starts.extend(path[:-1])
+            ends.extend(path[1:])
+        u = np.array(starts, dtype=np.int64)
+        v = np.array(ends, dtype=np.int64)
+        lower, upper = np.minimum(u, v), np.maximum(u, v)
+        e = np.concatenate(edges)
+        kinds = snap.kind[e]
+        space = (e >= 0) & self._space_kind[kinds] & (upper >= sat0) & (lower < sat0)
+        hop = np.flatnonzero(space)
+        owner = np.repeat(np.arange(len(paths)), sizes)[hop]
+        for i, edge, ground, sat, kind in zip(
+            owner.tolist(),
+            e[hop].tolist(),
+            lower[hop].tolist(),
+            upper[hop].tolist(),
+            kinds[hop].tolist(),
+            strict=True,
+        ):
+            out[i].append((edge, ground, sat, kind))
+        return out
 
     def _hops_up(self, snap, hops) -> np.ndarray:
-        """Whether each (ground, satellite, kind) hop has an edge that is up in ``snap``."""
+        """Whether each (ground, satellite, kind) hop has an edge that is up in ``snap``.
+
+        A snapshot's edges are sorted by (a, b, kind) (``Snapshot``): each hop's edges are one
+        searchsorted on the packed key; a snapshot not in that order (built by hand) is
+        searched whole."""
         n = snap.n_nodes
-        up = snap.up & np.isin(snap.kind, SPACE_EDGE_KINDS)
-        have = (snap.a[up] * n + snap.b[up]) * 8 + snap.kind[up]
         want = np.array([(g * n + s) * 8 + k for _, g, s, k in hops], dtype=np.int64)
-        return np.isin(want, have)
+        keys = (snap.a.astype(np.int64) * n + snap.b) * 8 + snap.kind
+        if keys.size == 0:
+            return np.zeros(want.size, dtype=bool)
+        if not np.all(keys[1:] >= keys[:-1]):
+            return np.isin(want, keys[snap.up & self._space_kind.take(snap.kind)])
+        first = np.searchsorted(keys, want, side="left")
+        stop = np.searchsorted(keys, want, side="right")
+        if np.all(stop - first <= 1):
+            at = np.minimum(first, keys.size - 1)
+            return (stop > first) & snap.up[at] & self._space_kind[snap.kind[at]]
+        return np.array(
+            [
+                bool(np.any(snap.up[i:j] & self._space_kind[snap.kind[i:j]]))
+                for i, j in zip(first.tolist(), stop.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
 
     def _loss_ns(self, snap, snap_next, hop) -> int:
         """When a hop up at ``snap`` and gone at ``snap_next`` went down (int ns).
@@ -462,7 +537,9 @@ class Engine:
         make handover for each flow the controller moves to another satellite."""
         names = self.topology.node_names
         sat0 = self._sat0
-        hops = {k: self._space_hops(snap, paths[k], edges[k]) for k in sorted(edges) if active[k]}
+        flows = [k for k in sorted(edges) if active[k]]
+        per_flow = self._space_hops(snap, [paths[k] for k in flows], [edges[k] for k in flows])
+        hops = dict(zip(flows, per_flow, strict=True))
         flat = [(k, hop) for k in sorted(hops) for hop in hops[k]]
         up_next = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
         lost: dict[int, list] = {}
@@ -497,7 +574,7 @@ class Engine:
             new = next_paths[k]
             new_edges = self._edge_lookup(snap_next).path_edges(new)
             candidates = [
-                hop for hop in self._space_hops(snap_next, new, new_edges)
+                hop for hop in self._space_hops(snap_next, [new], [new_edges])[0]
                 if hop[2] not in set(paths[k])
             ]  # fmt: skip
             same_ground = [hop for hop in candidates if hop[1] == ground]
@@ -713,27 +790,27 @@ class Engine:
         n_haps = self.nodes.battery_counts["haps"]
         sat_power_w = haps_power_w = 0.0
         below = haps_below = 0
-        optical = np.isin(snap.kind, OPTICAL_TERMINAL_KINDS) & snap.up
+        nan = float("nan")
+        soc_mean = soc_min = haps_soc_min = nan
+        # the up edges with an optical terminal, their ends (a < b)
+        optical = np.flatnonzero(self._optical_kind.take(snap.kind) & snap.up)
+        optical_a, optical_b = snap.a[optical], snap.b[optical]
         sun = None
         if n_sats or n_haps:
             sun = sun_position_ecef_m(*jd_fr_add_seconds(*self._epoch, t_s))
         if n_sats:
             lit = sunlit_fraction(snap.satellite_positions_m, sun[:, None])
-            space = optical & (snap.b >= sat0)
-            active = np.zeros(n_sats, dtype=np.int64)
-            np.add.at(active, snap.b[space] - sat0, 1)
+            active = np.bincount(optical_b[optical_b >= sat0] - sat0, minlength=n_sats)
             terminals = self.sat_power.laser_terminals
-            levels = np.where(
-                np.arange(terminals)[None, :] < np.minimum(active, terminals)[:, None],
-                int(LaserLevel.ON),
-                int(LaserLevel.STANDBY),
-            )
-            load = self.sat_power.load_w(levels)
-            _, below_reserve = self.nodes.step_batteries(
+            load = self._sat_load_by_active_w[np.minimum(active, terminals)]
+            soc_j, below_reserve = self.nodes.step_batteries(
                 "satellite", lit, load, self.sat_power, dt_s
             )
             sat_power_w = float(np.sum(load))
             below = int(np.sum(below_reserve))
+            capacity = self.sat_power.battery_capacity_j
+            soc_mean = float(np.mean(soc_j) / capacity)
+            soc_min = float(np.min(soc_j) / capacity)
         if n_haps:
             # the sun's elevation at each HAPS (geodetic up; the sun is far enough that the
             # direction from the Earth's centre would do, but the HAPS position costs nothing)
@@ -742,36 +819,36 @@ class Engine:
                 np.sum(self._haps_up * to_sun, axis=0) / np.linalg.norm(to_sun, axis=0)
             )
             # a HAPS runs its terminal and QKD payload while one of its optical links is up
-            haps0 = len(self.scenario.sites)
+            haps0 = self._haps_offset
             linked = np.zeros(n_haps, dtype=bool)
-            for end in (snap.a, snap.b):
-                at_haps = optical & (end >= haps0) & (end < sat0)
-                linked[end[at_haps] - haps0] = True
-            load = self.haps_power.load_w(linked, linked)
-            _, haps_below_reserve = self.nodes.step_batteries(
+            for end in (optical_a, optical_b):
+                linked[end[(end >= haps0) & (end < sat0)] - haps0] = True
+            load = self._haps_load_by_linked_w[linked.view(np.uint8)]
+            haps_soc_j, haps_below_reserve = self.nodes.step_batteries(
                 "haps", sun_el, load, self.haps_power, dt_s
             )
             haps_power_w = float(np.sum(load))
             haps_below = int(np.sum(haps_below_reserve))
-        ogs_power = self._ogs_power_w
+            haps_soc_min = float(np.min(haps_soc_j) / self.haps_power.battery_capacity_j)
         carbon = 0.0
-        if ogs_power.size:
-            intensity = carbon_intensity_g_per_kwh(self._ogs_regions, t_s, self._ogs_lon_rad)
-            for c_g in carbon_g(ogs_power, dt_s, intensity).tolist():  # in site order
+        if self._ogs_power_w.size:
+            if self._ogs_amplitude is None:
+                intensity = carbon_intensity_g_per_kwh(self._ogs_regions, t_s, self._ogs_lon_rad)
+            else:  # carbon_intensity_g_per_kwh: the annual intensity x the diurnal factor
+                local_s = local_solar_time_s(t_s, self._ogs_lon_rad)
+                intensity = self._ogs_annual_g_per_kwh * diurnal_factor(
+                    local_s, self._ogs_amplitude
+                )
+            # carbon_g(power, dt_s, intensity), its constant factor taken once
+            for c_g in (self._ogs_carbon_g_per_intensity * intensity).tolist():  # site order
                 carbon += c_g
-        soc_j = self.nodes.soc_j("satellite")
-        capacity = self.sat_power.battery_capacity_j
-        haps_soc_j = self.nodes.soc_j("haps")
-        nan = float("nan")
         return _EnergyTick(
-            power_w=sat_power_w + haps_power_w + float(ogs_power.sum()),
+            power_w=sat_power_w + haps_power_w + self._ogs_power_total_w,
             carbon_g=carbon,
-            soc_mean=float(np.mean(soc_j) / capacity) if n_sats else nan,
-            soc_min=float(np.min(soc_j) / capacity) if n_sats else nan,
+            soc_mean=soc_mean,
+            soc_min=soc_min,
             below_reserve=below,
-            haps_soc_min=(
-                float(np.min(haps_soc_j) / self.haps_power.battery_capacity_j) if n_haps else nan
-            ),
+            haps_soc_min=haps_soc_min,
             haps_below_reserve=haps_below,
         )
 
