@@ -101,6 +101,7 @@ def battery_step(
     reserve_j=0.0,
     max_charge_w=np.inf,
     max_discharge_w=np.inf,
+    validate: bool = True,
 ) -> BatteryStep:
     """Advance a battery by one step of constant generation and load.
 
@@ -121,7 +122,19 @@ def battery_step(
     sizing (Wertz & Larson, Space Mission Analysis and Design, 3rd ed., 1999, sec. 11.4), with
     separate charge and discharge efficiencies; it conserves energy exactly:
     ``power_in_w*dt_s == delivered_j + (soc_j_new - soc_j) + loss_j + curtailed_j``.
+
+    ``validate=False`` skips the argument checks (same arithmetic, same result): for a caller
+    that steps the same, already checked batteries every tick (the engine's node sets).
     """
+    if not validate:
+        soc, cap, reserve = np.broadcast_arrays(
+            np.asarray(soc_j, dtype=float), float(capacity_j), float(reserve_j)
+        )
+        return _battery_arithmetic(
+            soc, np.asarray(power_in_w, dtype=float), np.asarray(power_out_w, dtype=float),
+            float(dt_s), cap, float(charge_efficiency), float(discharge_efficiency), reserve,
+            float(max_charge_w), float(max_discharge_w),
+        )  # fmt: skip
     soc = _as_float("soc_j", soc_j)
     p_in = _as_float("power_in_w", power_in_w)
     p_out = _as_float("power_out_w", power_out_w)
@@ -147,7 +160,12 @@ def battery_step(
         raise ValueError(f"soc_j must be within [0, capacity_j], got {bad} (Wh passed as J?)")
     if (reserve < 0).any() or (reserve > cap).any():
         raise ValueError(f"reserve_j must be within [0, capacity_j], got {reserve.flat[0]}")
+    return _battery_arithmetic(soc, p_in, p_out, dt, cap, eta_c, eta_d, reserve, max_c, max_d)
 
+
+def _battery_arithmetic(soc, p_in, p_out, dt, cap, eta_c, eta_d, reserve, max_c, max_d):
+    """:func:`battery_step`'s energy balance on checked arrays (``soc``, ``cap`` and
+    ``reserve`` broadcast together)."""
     e_in = p_in * dt
     e_demand = p_out * dt
     surplus = e_in - e_demand  # > 0: charge; < 0: discharge
@@ -380,8 +398,11 @@ class SatellitePowerModel:
             self.solar_area_m2, self.solar_efficiency, sunlit_fraction, cos_incidence
         )
 
-    def step(self, soc_j, sunlit_fraction, load_w, dt_s, cos_incidence=1.0) -> BatteryStep:
-        """:func:`battery_step` with this satellite's array and battery; broadcasts."""
+    def step(
+        self, soc_j, sunlit_fraction, load_w, dt_s, cos_incidence=1.0, *, validate=True
+    ) -> BatteryStep:
+        """:func:`battery_step` with this satellite's array and battery; broadcasts
+        (``validate=False``: :func:`battery_step`'s)."""
         return battery_step(
             soc_j,
             self.solar_w(sunlit_fraction, cos_incidence),
@@ -393,6 +414,7 @@ class SatellitePowerModel:
             reserve_j=self.reserve_j,
             max_charge_w=self.max_charge_w,
             max_discharge_w=self.max_discharge_w,
+            validate=validate,
         )
 
 
@@ -499,8 +521,9 @@ class HapsPowerModel:
             atmospheric_transmittance=self.atmospheric_transmittance,
         )
 
-    def step(self, soc_j, sun_elevation_rad, load_w, dt_s) -> BatteryStep:
-        """:func:`battery_step` with this platform's array and battery; broadcasts."""
+    def step(self, soc_j, sun_elevation_rad, load_w, dt_s, *, validate=True) -> BatteryStep:
+        """:func:`battery_step` with this platform's array and battery; broadcasts
+        (``validate=False``: :func:`battery_step`'s)."""
         return battery_step(
             soc_j,
             self.solar_w(sun_elevation_rad),
@@ -510,6 +533,7 @@ class HapsPowerModel:
             charge_efficiency=self.charge_efficiency,
             discharge_efficiency=self.discharge_efficiency,
             reserve_j=self.reserve_j,
+            validate=validate,
         )
 
 

@@ -363,3 +363,22 @@ def test_energy_per_bit():
     assert e.shape == (2, 3)
     assert np.isinf(e[0, 0]) and e[1, 2] == pytest.approx(1e-5)
     assert energy_j(np.array([1.0, 2.0]), 3.0).tolist() == [3.0, 6.0]
+
+
+def test_battery_step_without_validation_is_the_same_arithmetic():
+    from twin.physics.energy import battery_step
+
+    rng = np.random.default_rng(5)
+    soc = rng.uniform(0.0, 5e5, 64)
+    p_in = rng.uniform(0.0, 400.0, 64)
+    p_out = rng.uniform(0.0, 400.0, 64)
+    kwargs = dict(
+        capacity_j=5e5, charge_efficiency=0.95, discharge_efficiency=0.9, reserve_j=1e5,
+        max_charge_w=300.0, max_discharge_w=250.0,
+    )  # fmt: skip
+    checked = battery_step(soc, p_in, p_out, 10.0, **kwargs)
+    unchecked = battery_step(soc, p_in, p_out, 10.0, validate=False, **kwargs)
+    for a, b in zip(checked, unchecked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):  # validation stays on by default
+        battery_step(soc, p_in, p_out, -1.0, **kwargs)
