@@ -37,33 +37,37 @@ Target (issue 3): at least 100x real time (24 simulated hours in under 15 minute
 (``--profile 30`` prints a cProfile of 30 mega ticks instead).
 
 Measured on the 2-core dev machine on 2026-11-23 (`qntwin bench engine --repeat 40`: 40 mega
-ticks after 10 warm-up, 10 per curve point; two runs on a quiet machine agreed within 1 %),
-with the engine of commit 70ba158 (nodes as message-passing objects; the engine was being
-rewritten concurrently, so its own phases may move again) and the faster G(t) and static-sp
-of commits c52cf5d and 7f9a871:
+ticks after 10 warm-up, 10 per curve point), engine of commit 434908e (nodes as messages,
+batched link key generation, pools refilled in batches, the faster G(t), static-sp, energy and
+handover phases):
 
     mega, 1584 satellites, ~5,700 up edges, 20 flows from 18 sources:
-      engine tick median 18.9 ms (p95 21.8 ms); bare kernels median 5.8 ms (SGP4 1.02,
-      up @ r 0.10, CSR 0.57, Dijkstra 4.07); ratio 3.26x (target <= 3x: not met);
-      52.4x real time, 24 h in ~27.5 min (target >= 100x, < 15 min: not met)
-      phases: G(t) snapshot 6.0, controller 1.45, handovers 1.3, flows 1.4, energy 1.7,
-      other 6.8 ms (the node phase: link keys as messages, nodes.py's environment)
+      engine tick median 10.24 ms; bare kernels median 5.81 ms (SGP4 ~1.0, up @ r 0.09,
+      CSR 0.58, Dijkstra 4.12); ratio 1.76x (target <= 3x: met);
+      93.7x real time, 24 h in ~15.4 min (target >= 100x, < 15 min: not met)
+      phases: G(t) snapshot 3.94, link keys 1.21, controller 1.40, handovers 0.22,
+      nodes: flows, relay 1.30, energy 1.35, other 0.71 ms
     curve      sats   tick ms   kernels ms   ratio   x real time   engine built in
-                 66       8.7         0.78    11.3         113.6            0.03 s
-                648      13.4         2.59     5.2          73.2            0.07 s
-               1584      18.9         5.78     3.3          52.4            0.28 s
-               4408      36.0         15.3     2.4          27.9            1.99 s
+                 66       4.9         0.66     7.4         197.1            0.03 s
+                648       7.3         2.58     2.8         137.9            0.09 s
+               1584      10.2         5.81     1.8          93.7            0.29 s
+               4408      30.2        19.9      1.5          36.1            2.08 s
 
-G(t) and the controller alone (the same mega ticks, old and new code alternating in one
-process, medians of 100 ticks; results identical array for array): snapshot 7.4 -> 5.8 ms
-(what is left is the physics: SGP4 ~1.0, ISL budgets ~1.5, ground-space and HAPS budgets
-~1.5 ms), static-sp 8.2 -> 1.4 ms (it searches only for flows whose path broke or that have
-none), EdgeLookup 0.60 -> 0.21 ms. The previous measurement (the engine before its node
-rewrite, with the old G(t) and static-sp, so both changed since) was 27.9 ms a tick (snapshot
-7.8, link keys 6.7, controller 8.3 ms), 4.66x the kernels, 35.1x real time; before
-the engine's quick wins and key-chunk coalescing, 55.9 ms, 8.8x, 16.8x real time, with the
-resident memory growing ~0.2 MB per tick from uncoalesced key chunks (with coalescing a link
-buffer holds at most ~1,025 chunks, tests/twin/network/test_keys.py).
+A later run (commit with battery_step(validate=False)) measured 10.9 ms, 1.85x, 89.7x real
+time: this VM's noise moves the ratio and the real-time factor by ~5 % between runs.
+
+What is left, by phase: the snapshot is mostly physics kernels (SGP4 ~1.0 ms, ISL budgets
+~1.0, ground-space and HAPS budgets ~1.2, line-of-sight ~0.4); the node phase is ~20 forwarding
+updates and ~20 relay messages per hop per tick in Python; energy is sunlit_fraction (~0.2 ms)
+and the solar-power argument checks.
+
+History (same benchmark): 55.9 ms, 8.8x, 16.8x real time before the engine's first quick
+wins and key-chunk coalescing (resident memory then grew ~0.2 MB per tick; with coalescing a
+link buffer holds at most ~1,025 chunks, tests/twin/network/test_keys.py); 27.9 ms, 4.66x,
+35.1x with them; 18.9 ms, 3.26x, 52.4x after the node rewrite with the faster G(t) and
+static-sp (snapshot 7.4 -> 5.8 ms, static-sp 8.2 -> 1.4 ms alone); 13.9 ms, 2.38x, 71x with
+batched link keys (4.5 -> 1.2 ms); then G(t) 5.5 -> 3.7 ms (lighter physics checks),
+handovers 1.45 -> 0.21 ms and energy 1.75 -> 1.3 ms.
 """
 
 from __future__ import annotations
