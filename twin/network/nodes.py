@@ -331,8 +331,13 @@ class NodeSet:
     @property
     def link_bits(self) -> int:
         """Bits held by the hosted link buffers (with those generated but not yet handed)."""
-        held = sum(buffer.buffered_bits for buffer in self._slot_buffers)
-        return held + int(self._col["pending"].sum())
+        self._materialize()
+        col = self._col
+        held = int(col["buffered"].sum()) + int(col["pending"].sum())
+        # the column is as of the last read for links touched since (relays, expiry)
+        for slot in self._dirty:
+            held += self._slot_buffers[slot].buffered_bits - int(col["buffered"][slot])
+        return held
 
     @property
     def pool_bits(self) -> int:
@@ -377,22 +382,33 @@ class NodeSet:
         return buffer
 
     def _add_slot(self, code: int, buffer: KeyBuffer) -> None:
-        slot = len(self._slot_buffers)
-        self._slot_of[code] = slot
+        """Register a new link buffer; its columns are made by :meth:`_materialize`, for all
+        new links at once (a pass brings hundreds)."""
+        self._slot_of[code] = len(self._slot_buffers)
         self._slot_buffers.append(buffer)
-        self._bank.add_links(1)
+
+    def _materialize(self) -> None:
+        """Give the links registered since the last call their columns and bank slots."""
+        start = self._extendable.size
+        new = range(start, len(self._slot_buffers))
+        if not new:
+            return
+        k = len(new)
+        self._bank.add_links(k)
         for name, column in self._col.items():
-            self._col[name] = np.append(column, 0)
-        self._extendable = np.append(self._extendable, False)
-        self._col["capacity"][slot] = buffer.capacity_bits
-        self._col["window"][slot] = buffer.coalesce_window_ns
+            self._col[name] = np.concatenate([column, np.zeros(k, dtype=np.int64)])
+        self._extendable = np.concatenate([self._extendable, np.zeros(k, dtype=bool)])
         no_age = np.iinfo(np.int64).max
-        self._col["max_age"][slot] = no_age if buffer.max_age_ns is None else buffer.max_age_ns
+        for slot in new:
+            buffer = self._slot_buffers[slot]
+            self._col["capacity"][slot] = buffer.capacity_bits
+            self._col["window"][slot] = buffer.coalesce_window_ns
+            self._col["max_age"][slot] = no_age if buffer.max_age_ns is None else buffer.max_age_ns
+            self._refresh(slot)
         codes = np.fromiter(self._slot_of, dtype=np.int64, count=len(self._slot_of))
         slots = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
         order = np.argsort(codes)
         self._sorted_codes, self._sorted_slots = codes[order], slots[order]
-        self._refresh(slot)
 
     def _refresh(self, slot: int) -> None:
         """Read a buffer's extension state into the slot's columns (nothing pending)."""
@@ -405,6 +421,7 @@ class NodeSet:
     def _flush(self, slot: int) -> None:
         """Hand a slot's pending bits to its buffer: one generate at the last pending tick,
         which extends the newest chunk exactly as the ticks' own generates would have."""
+        self._materialize()
         col = self._col
         pending = int(col["pending"][slot])
         if pending:
@@ -415,6 +432,7 @@ class NodeSet:
             col["pending"][slot] = 0
 
     def _flush_all(self) -> None:
+        self._materialize()
         for slot in np.flatnonzero(self._col["pending"]).tolist():
             self._flush(slot)
 
@@ -451,6 +469,7 @@ class NodeSet:
         t_ns = int(t_ns)
         self._t_ns = t_ns
         self._counters = TickCounters()
+        self._materialize()
         for slot in sorted(self._dirty):
             self._refresh(slot)
         self._dirty.clear()
@@ -469,6 +488,7 @@ class NodeSet:
             for code in np.unique(codes[~known]).tolist():  # new links, in code order
                 lo, hi = divmod(code, n)
                 self._link_buffer(self.nodes[self.names[lo]], self.names[hi])
+            self._materialize()
             where = np.searchsorted(self._sorted_codes, codes)
         slots = self._sorted_slots[where]
         bits = self._bank.step(slots, snap.skr_bps[edges], self.dt_ns)
