@@ -6,8 +6,9 @@ others only by messages (:class:`twin.network.messages.Envelope`). A :class:`Nod
 nodes one process hosts: all of them in the single-process engine, one shard of them on a Ray
 host (the runtime issue). Its three entry points are the parts of a superstep:
 
-- :meth:`NodeSet.environment`: the tick's physics for the nodes it holds (each QKD link's key
-  generation at its owner; satellite batteries), vectorised over the set;
+- :meth:`NodeSet.environment` and :meth:`NodeSet.step_batteries`: the tick's physics for the
+  nodes it holds (each QKD link's key generation at its owner; satellite and HAPS batteries),
+  vectorised over the set;
 - :meth:`NodeSet.deliver`: handle a batch of envelopes addressed to its nodes, in
   ``(arrival_ns, src, seq)`` order, and return the envelopes they send (to any node);
 - :meth:`NodeSet.end_tick`: close the tick and hand back its counters (integers, so the sum
