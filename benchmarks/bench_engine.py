@@ -56,6 +56,12 @@ handover phases):
 A later run (commit with battery_step(validate=False)) measured 10.9 ms, 1.85x, 89.7x real
 time: this VM's noise moves the ratio and the real-time factor by ~5 % between runs.
 
+The benchmark times 50 ticks from the scenario's start. A whole day of mega
+(`qntwin run mega --hours 24`, same commit) had not finished after 33 minutes of wall time,
+its resident memory rising from ~345 to ~460 MB meanwhile: later ticks cost more than these
+(weather events, diurnal traffic, more relays and handovers, growing state?), so the day-long
+mean, not this window, decides the >= 100x target; it is the next thing to profile.
+
 What is left, by phase: the snapshot is mostly physics kernels (SGP4 ~1.0 ms, ISL budgets
 ~1.0, ground-space and HAPS budgets ~1.2, line-of-sight ~0.4); the node phase is ~20 forwarding
 updates and ~20 relay messages per hop per tick in Python; energy is sunlit_fraction (~0.2 ms)
