@@ -57,7 +57,7 @@ A later run (commit with battery_step(validate=False)) measured 10.9 ms, 1.85x, 
 time: this VM's noise moves the ratio and the real-time factor by ~5 % between runs.
 
 The benchmark times 50 ticks from the scenario's start. A whole day of mega
-(`qntwin run mega --hours 24`, same commit) had not finished after 33 minutes of wall time,
+(`qntwin run mega --hours 24`, same commit) had not finished after 40 minutes of wall time,
 its resident memory rising from ~345 to ~460 MB meanwhile: later ticks cost more than these
 (weather events, diurnal traffic, more relays and handovers, growing state?), so the day-long
 mean, not this window, decides the >= 100x target; it is the next thing to profile.
