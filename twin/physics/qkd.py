@@ -261,6 +261,13 @@ def _decoy_bounds(eta, mu_, y0, ed, nus):
     q2_e = _gain(eta, nu2, y0) * np.exp(nu2)
     eq1_e = _error_gain(eta, nu1, y0, ed) * np.exp(nu1)
     eq2_e = _error_gain(eta, nu2, y0, ed) * np.exp(nu2)
+    return _bounds_from_gains(mu_, nu1, nu2, qmu_e, q1_e, q2_e, eq1_e, eq2_e)
+
+
+def _bounds_from_gains(mu_, nu1, nu2, qmu_e, q1_e, q2_e, eq1_e, eq2_e):
+    """Ma et al. 2005's lower bound on Y1 and upper bound on e1 from the gains and error gains
+    (each times ``exp(intensity)``) of the signal and the two decoys: the formula
+    :func:`_decoy_bounds` and :func:`_two_decoy_rate` share."""
     y0_low = np.maximum((nu1 * q2_e - nu2 * q1_e) / (nu1 - nu2), 0.0)
     y1_low = (
         mu_
@@ -300,19 +307,7 @@ def _two_decoy_rate(eta, mu_, y0, ed, f, q, nus):
     q2_e = q_2 * np.exp(nu2)
     eq1_e = (noise + ed * (1.0 - x_1)) * np.exp(nu1)
     eq2_e = (noise + ed * (1.0 - x_2)) * np.exp(nu2)
-    y0_low = np.maximum((nu1 * q2_e - nu2 * q1_e) / (nu1 - nu2), 0.0)
-    y1_low = (
-        mu_
-        / (mu_ * nu1 - mu_ * nu2 - nu1**2 + nu2**2)
-        * (q1_e - q2_e - (nu1**2 - nu2**2) / mu_**2 * (qmu_e - y0_low))
-    )
-    denom = (nu1 - nu2) * y1_low
-    e1_up = np.divide(
-        eq1_e - eq2_e,
-        denom,
-        out=np.full(np.broadcast(eq1_e, denom).shape, np.inf),
-        where=denom > 0,
-    )
+    y1_low, e1_up = _bounds_from_gains(mu_, nu1, nu2, qmu_e, q1_e, q2_e, eq1_e, eq2_e)
     # _decoy_rate
     eq_mu = noise + ed * (1.0 - x_mu)
     e_mu = np.divide(eq_mu, q_mu, out=np.full(np.broadcast(eq_mu, q_mu).shape, _E0), where=q_mu > 0)
