@@ -367,6 +367,11 @@ class NodeSet:
         buffer = self._use_link(node, b if node.name == a else a)
         return 0 if buffer is None else buffer.available_bits
 
+    def _link_code(self, node: Node, peer: str) -> int:
+        """The link's key in the slot index: lower node index * n_nodes + higher."""
+        lo, hi = sorted((node.index, self.index[peer]))
+        return lo * len(self.names) + hi
+
     def _link_buffer(self, node: Node, peer: str) -> KeyBuffer:
         buffer = node.link_buffers.get(peer)
         if buffer is None:
@@ -378,8 +383,7 @@ class NodeSet:
                 max_age_ns=s.max_age_ns,
             )
             node.link_buffers[peer] = buffer
-            lo, hi = sorted((node.index, self.index[peer]))
-            self._add_slot(lo * len(self.names) + hi, buffer)
+            self._add_slot(self._link_code(node, peer), buffer)
         return buffer
 
     def _add_slot(self, code: int, buffer: KeyBuffer) -> None:
@@ -442,8 +446,7 @@ class NodeSet:
         (its columns are re-read before the next tick's generation); None without one."""
         buffer = node.link_buffers.get(peer)
         if buffer is not None:
-            lo, hi = sorted((node.index, self.index[peer]))
-            slot = self._slot_of[lo * len(self.names) + hi]
+            slot = self._slot_of[self._link_code(node, peer)]
             self._flush(slot)
             self._dirty.add(slot)
         return buffer
@@ -787,15 +790,17 @@ class NodeGroup:
         self.sets = [NodeSet(names, g, flows, **kwargs) for g in groups if g]
         self._host = {name: s for s in self.sets for name in s.nodes}
         self.names = tuple(names)
-        self.dt_ns = self.sets[0].dt_ns
         self.battery_counts = {p: len(ix) for p, (ix, _) in kwargs["batteries"].items()}
         """platform -> number of nodes with a battery"""
 
-    def __setattr__(self, name, value):
-        if name == "dt_ns" and "sets" in self.__dict__:
-            for s in self.sets:
-                s.dt_ns = value
-        object.__setattr__(self, name, value)
+    @property
+    def dt_ns(self) -> int:
+        return self.sets[0].dt_ns
+
+    @dt_ns.setter
+    def dt_ns(self, value: int) -> None:
+        for s in self.sets:
+            s.dt_ns = value
 
     @property
     def link_bits(self) -> int:
