@@ -284,14 +284,25 @@ class KeyRateBank:
     """
 
     def __init__(self) -> None:
-        self._acc = np.zeros(0, dtype=np.int64)
+        self._store = np.zeros(0, dtype=np.int64)  # grows by doubling; the first _n are links
+        self._n = 0
 
     def __len__(self) -> int:
-        return self._acc.size
+        return self._n
+
+    @property
+    def _acc(self) -> np.ndarray:
+        return self._store[: self._n]
 
     def add_links(self, n: int) -> None:
-        """Append ``n`` links with empty accumulators (their slots follow the existing ones)."""
-        self._acc = np.concatenate([self._acc, np.zeros(int(n), dtype=np.int64)])
+        """Append ``n`` links with empty accumulators (their slots follow the existing ones);
+        amortised O(n), since links keep appearing all day, a few per tick."""
+        n = _as_int(n, "n")
+        if self._n + n > self._store.size:
+            grown = np.zeros(max(self._n + n, 2 * self._store.size, 64), dtype=np.int64)
+            grown[: self._n] = self._acc
+            self._store = grown
+        self._n += n
 
     def step(self, slots: np.ndarray, rate_bps: np.ndarray, dt_ns: int) -> np.ndarray:
         """Whole bits per slot for one tick; a slot given twice (two quantum edges of one
@@ -301,9 +312,10 @@ class KeyRateBank:
             raise ValueError(f"rate_bps must be finite and >= 0, got {rate[~(rate >= 0)][:3]}")
         dt_s = _as_int(dt_ns, "dt_ns") / NS_PER_S
         quanta = np.floor(rate * dt_s * float(1 << KEY_FRACTION_BITS)).astype(np.int64)
-        np.add.at(self._acc, slots, quanta)
-        bits = self._acc >> KEY_FRACTION_BITS
-        self._acc &= (1 << KEY_FRACTION_BITS) - 1
+        acc = self._acc
+        np.add.at(acc, slots, quanta)
+        bits = acc >> KEY_FRACTION_BITS
+        acc &= (1 << KEY_FRACTION_BITS) - 1
         return bits
 
 

@@ -44,7 +44,11 @@ Batched generation: a link's key of a tick is handed to its buffer at once only 
 coalescing window, a full buffer, keys due to expire, the first key); otherwise it is held as
 pending bits of the link and handed over in one ``generate`` at the last pending tick before
 anything else touches the buffer (a relay, a fill-level read, a view, the run's end), which
-leaves the buffer exactly as the ticks' own generates would have (tests pin it).
+leaves the buffer exactly as the ticks' own generates would have (tests pin it). A full buffer
+with no key due to expire is batched the same way: each tick's generate there would only
+discard its bits (ids counted, nothing stored), so the discards are held and handed over in one
+``generate`` after the pending bits. Links nobody spends from (most fibre links, all day) sit
+full, and without this they cost a Python call per link and tick.
 
 Timing: a message between two nodes of a path arrives after the propagation latency of the
 path between them (the classical channel follows the quantum path); a forwarding update arrives
@@ -294,12 +298,18 @@ class NodeSet:
         self._bank = KeyRateBank()
         # per slot: the buffer's extension state (KeyBuffer.extension_state) as last read, and
         # the generated bits not yet handed to it (module docstring, "Batched generation")
-        self._col = {
+        # (``_col`` and ``_extendable`` are views of the first ``_n_slots`` rows of ``_store``,
+        # which grows by doubling: links keep appearing all day, a pair at a time)
+        self._store = {
             name: np.zeros(0, dtype=np.int64)
             for name in ("buffered", "oldest", "newest", "clock", "pending", "pending_t",
-                         "capacity", "window", "max_age")
+                         "discard", "discard_t", "capacity", "window", "max_age")
         }  # fmt: skip
-        self._extendable = np.zeros(0, dtype=bool)
+        self._store["extendable"] = np.zeros(0, dtype=bool)
+        self._n_slots = 0  # slots with columns (``_materialize``)
+        self._new_codes: list[int] = []  # codes registered since, in slot order
+        self._col = {name: column for name, column in self._store.items() if name != "extendable"}
+        self._extendable = self._store["extendable"]
         self._dirty: set[int] = set()  # slots whose buffer changed outside generation
         self._t_ns = 0
         self._counters = TickCounters()
@@ -391,29 +401,44 @@ class NodeSet:
         new links at once (a pass brings hundreds)."""
         self._slot_of[code] = len(self._slot_buffers)
         self._slot_buffers.append(buffer)
+        self._new_codes.append(code)
 
     def _materialize(self) -> None:
-        """Give the links registered since the last call their columns and bank slots."""
-        start = self._extendable.size
-        new = range(start, len(self._slot_buffers))
-        if not new:
+        """Give the links registered since the last call their columns and bank slots.
+
+        Costs O(new links) amortised: over a day of ``mega`` tens of thousands of
+        (satellite, station) pairs appear, a few per tick, so nothing here may rebuild the
+        whole index per call."""
+        start = self._n_slots
+        stop = len(self._slot_buffers)
+        if start == stop:
             return
-        k = len(new)
+        k = stop - start
         self._bank.add_links(k)
-        for name, column in self._col.items():
-            self._col[name] = np.concatenate([column, np.zeros(k, dtype=np.int64)])
-        self._extendable = np.concatenate([self._extendable, np.zeros(k, dtype=bool)])
+        if stop > self._store["capacity"].size:
+            size = max(stop, 2 * self._store["capacity"].size, 64)
+            for name, column in self._store.items():
+                grown = np.zeros(size, dtype=column.dtype)
+                grown[:start] = column[:start]
+                self._store[name] = grown
+        self._n_slots = stop
+        self._col = {name: self._store[name][:stop] for name in self._col}
+        self._extendable = self._store["extendable"][:stop]
         no_age = np.iinfo(np.int64).max
-        for slot in new:
+        for slot in range(start, stop):
             buffer = self._slot_buffers[slot]
             self._col["capacity"][slot] = buffer.capacity_bits
             self._col["window"][slot] = buffer.coalesce_window_ns
             self._col["max_age"][slot] = no_age if buffer.max_age_ns is None else buffer.max_age_ns
             self._refresh(slot)
-        codes = np.fromiter(self._slot_of, dtype=np.int64, count=len(self._slot_of))
-        slots = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
+        # merge the new codes into the sorted index (codes are unique: one slot per link)
+        codes = np.asarray(self._new_codes, dtype=np.int64)
+        self._new_codes.clear()
         order = np.argsort(codes)
-        self._sorted_codes, self._sorted_slots = codes[order], slots[order]
+        codes, slots = codes[order], np.arange(start, stop, dtype=np.int64)[order]
+        where = np.searchsorted(self._sorted_codes, codes)
+        self._sorted_codes = np.insert(self._sorted_codes, where, codes)
+        self._sorted_slots = np.insert(self._sorted_slots, where, slots)
 
     def _refresh(self, slot: int) -> None:
         """Read a buffer's extension state into the slot's columns (nothing pending)."""
@@ -424,21 +449,30 @@ class NodeSet:
         self._extendable[slot] = extendable
 
     def _flush(self, slot: int) -> None:
-        """Hand a slot's pending bits to its buffer: one generate at the last pending tick,
-        which extends the newest chunk exactly as the ticks' own generates would have."""
+        """Hand a slot's held bits to its buffer: the pending bits in one generate at their
+        last tick, which extends the newest chunk exactly as the ticks' own generates would
+        have, then the held discards in one generate at theirs (the buffer is full by then, so
+        it discards them all, as each tick's generate would have)."""
         self._materialize()
         col = self._col
-        pending = int(col["pending"][slot])
+        pending, discard = int(col["pending"][slot]), int(col["discard"][slot])
+        if not (pending or discard):
+            return
+        buffer = self._slot_buffers[slot]
         if pending:
-            t_ns = int(col["pending_t"][slot])
-            self._slot_buffers[slot].generate(pending, t_ns)
-            col["buffered"][slot] += pending
-            col["clock"][slot] = t_ns
+            buffer.generate(pending, int(col["pending_t"][slot]))
             col["pending"][slot] = 0
+        if discard:
+            stored = buffer.generate(discard, int(col["discard_t"][slot]))
+            if stored is not None:
+                raise RuntimeError(f"{buffer.name}: held discards were stored ({stored})")
+            col["discard"][slot] = 0
+        self._refresh(slot)
 
     def _flush_all(self) -> None:
         self._materialize()
-        for slot in np.flatnonzero(self._col["pending"]).tolist():
+        held = (self._col["pending"] > 0) | (self._col["discard"] > 0)
+        for slot in np.flatnonzero(held).tolist():
             self._flush(slot)
 
     def _use_link(self, node: Node, peer: str) -> KeyBuffer | None:
@@ -513,7 +547,17 @@ class NodeSet:
         )
         col["pending"][got[fast]] += b[fast]
         col["pending_t"][got[fast]] = t_ns
-        for slot, extra in zip(got[~fast].tolist(), b[~fast].tolist(), strict=True):
+        # would it only discard them: full (with the pending bits), no key due to expire?
+        full = (
+            ~fast
+            & (col["clock"][got] <= t_ns)
+            & (col["buffered"][got] + pending == col["capacity"][got])
+            & (t_ns - col["oldest"][got] <= col["max_age"][got])
+        )
+        col["discard"][got[full]] += b[full]
+        col["discard_t"][got[full]] = t_ns
+        slow = ~(fast | full)
+        for slot, extra in zip(got[slow].tolist(), b[slow].tolist(), strict=True):
             self._flush(slot)
             self._slot_buffers[slot].generate(extra, t_ns)
             self._refresh(slot)

@@ -770,14 +770,21 @@ def test_a_reply_is_not_sent_before_its_request_arrived(clear_sky_trace):
             assert commit.t_ns >= last_grant, relay_id
 
 
-def test_batched_generation_leaves_buffers_as_eager_generation(monkeypatch):
+@pytest.mark.parametrize("link_capacity_bits", [None, 3_000_000])
+def test_batched_generation_leaves_buffers_as_eager_generation(monkeypatch, link_capacity_bits):
     """Held-back link key (nodes docstring, "Batched generation") ends exactly where one
-    generate per link and tick would: with every buffer reporting 'not extendable', each
-    tick's key goes to its buffer at once; the runs agree to the key id and the metrics byte."""
+    generate per link and tick would: with every buffer reporting a clock in the future, no
+    tick's key can be held and each goes to its buffer at once; the runs agree to the key id
+    and the metrics byte. With 3 Mbit link buffers the fibre links fill within seconds and sit
+    full, discarding, between relays: the held discards are checked too."""
+    import twin.engine
     from twin.engine import Engine
     from twin.metrics import compute_metrics, metrics_json
     from twin.network.keys import KeyBuffer
 
+    if link_capacity_bits is not None:
+        monkeypatch.setattr(twin.engine, "LINK_BUFFER_CAPACITY_BITS", link_capacity_bits)
+        monkeypatch.setattr(twin.engine, "LINK_BUFFER_THRESHOLD_BITS", link_capacity_bits // 2)
     scenario = load_scenario("clear-sky")
     calls = [0]
     generate = KeyBuffer.generate
@@ -803,11 +810,16 @@ def test_batched_generation_leaves_buffers_as_eager_generation(monkeypatch):
     batched, batched_chunks, batched_calls = run()
     original = KeyBuffer.extension_state
 
-    def never_extendable(buffer):
-        return (*original(buffer)[:4], False)
+    def clock_in_the_future(buffer):
+        buffered, oldest, newest, _, _ = original(buffer)
+        return buffered, oldest, newest, 2**62, False
 
-    monkeypatch.setattr(KeyBuffer, "extension_state", never_extendable)
+    monkeypatch.setattr(KeyBuffer, "extension_state", clock_in_the_future)
     eager, eager_chunks, eager_calls = run()
     assert batched_calls * 5 < eager_calls, (batched_calls, eager_calls)  # key was held back
+    if link_capacity_bits is not None:
+        full = sum(1 for ledger, _ in batched_chunks.values() if ledger.discarded_bits > 0)
+        assert full >= 3, "the small buffers should fill and discard"
+        assert batched["metrics"]["keys"]["consumed_bits"] > 0  # and relays drain them
     assert batched == eager
     assert batched_chunks == eager_chunks
