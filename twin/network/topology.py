@@ -43,7 +43,12 @@ from scipy.sparse import csr_matrix
 from twin.physics.entanglement import amplitude_damping_fidelity
 from twin.physics.fiber import C_BAND, O_BAND, fiber_latency_s, fiber_transmittance
 from twin.physics.fso import Terminal, _FixedTerminals, fso_channel
-from twin.physics.geometry import SiteGeometry, line_of_sight_clear, look_angles
+from twin.physics.geometry import (
+    SiteGeometry,
+    chords_surely_clear,
+    line_of_sight_clear,
+    look_angles,
+)
 from twin.physics.haps import haps_states_ecef
 from twin.physics.link_budget import _KeyRate, compute_link_budget, qkd_terms
 from twin.physics.link_table import LinkBudgetTable
@@ -707,7 +712,16 @@ class TopologyModel:
         i, j = self._isl_pairs[:, 0], self._isl_pairs[:, 1]
         r1, r2 = sat_pos.take(i, axis=1), sat_pos.take(j, axis=1)  # = sat_pos[:, i], faster
         range_m = np.linalg.norm(r1 - r2, axis=0)
-        clear = line_of_sight_clear(r1, r2, ISL_GRAZING_ALTITUDE_M)
+        # line_of_sight_clear for the pairs a cheap bound cannot clear (usually none)
+        radius_m = np.sqrt(np.einsum("ij,ij->j", sat_pos, sat_pos))
+        clear = chords_surely_clear(
+            np.minimum(radius_m.take(i), radius_m.take(j)), range_m, ISL_GRAZING_ALTITUDE_M
+        )
+        doubt = np.flatnonzero(~clear)
+        if doubt.size:
+            clear[doubt] = line_of_sight_clear(
+                r1.take(doubt, axis=1), r2.take(doubt, axis=1), ISL_GRAZING_ALTITUDE_M
+            )
         transmittance, channel_transmittance, skr_bps = self._isl_budget(range_m)
         return _batch(
             self._isl_a, self._isl_b, EdgeKind.ISL,

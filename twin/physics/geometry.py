@@ -641,6 +641,24 @@ def chord_minimum_altitude_m(r1_m, r2_m) -> np.ndarray:
     return np.sqrt(np.sum(closest * closest, axis=0)) - WGS84_A_M
 
 
+def chords_surely_clear(min_radius_m, chord_length_m, grazing_altitude_m) -> np.ndarray:
+    """True where a segment is certain to pass :func:`line_of_sight_clear` at
+    ``grazing_altitude_m``, from its length and the smaller distance of its ends from the
+    Earth's centre alone; False means "not known" (call :func:`line_of_sight_clear`).
+
+    The squared distance from the centre along a segment is a convex quadratic in the
+    parameter s: ``q(s) = (1 - s) q(0) + s q(1) - s (1 - s) d**2``, so its minimum is at least
+    ``min(q(0), q(1)) - d**2 / 4``. In the space of :func:`chord_minimum_altitude_m` (z scaled
+    by ``a/b``) radii only grow and lengths grow at most by ``a/b``, so the segment surely
+    clears when ``r_min**2 - (a/b * d)**2 / 4 > (a + grazing)**2``, here with 1 m to spare
+    against rounding. Shapes broadcast; metres.
+    """
+    r = np.asarray(min_radius_m, dtype=float)
+    d = np.asarray(chord_length_m, dtype=float) * (WGS84_A_M / WGS84_B_M)
+    floor_m = WGS84_A_M + np.asarray(grazing_altitude_m, dtype=float) + 1.0
+    return r * r - 0.25 * d * d > floor_m * floor_m
+
+
 def line_of_sight_clear(r1_m, r2_m, grazing_altitude_m=0.0) -> np.ndarray:
     """Whether the segment between two platforms clears the Earth plus a margin.
 

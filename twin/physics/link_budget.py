@@ -396,6 +396,34 @@ class _KeyRate:
         self._signal_rate_hz = np.asarray(
             link.repetition_rate_hz * link.signal_probability, dtype=float
         )
+        self.zero_at_or_below = -1.0 if self._nus is None else self._find_zero_region()
+
+    def _rate(self, eta: np.ndarray) -> np.ndarray:
+        rate = qkd._two_decoy_rate(eta, self._mu, self._y0, self._ed, self._f, self._q, self._nus)
+        return rate * self._signal_rate_hz
+
+    def _find_zero_region(self) -> float:
+        """A transmittance at and below which the key rate is exactly 0, or -1 (none found).
+
+        The rate falls with the loss and is clipped at 0 past the loss where the decoy bound
+        stops paying for error correction (the "maximal distance" of the QKD curves). A
+        bisection finds that edge; the region kept is 3 dB below it, and it is checked on a
+        dense grid, so values near the edge are always computed. Links far beyond the edge
+        (the inter-satellite links of a 550 km shell: every one of them, every tick) then skip
+        the decoy formula, which costs as much as the rest of their budget."""
+        lo, hi = -40.0, 0.0  # log10 transmittance
+        if self._rate(np.array([10.0**lo]))[0] != 0.0:
+            return -1.0  # key even at 400 dB: no zero region worth having
+        if self._rate(np.array([1.0]))[0] == 0.0:
+            edge = 0.0  # no key at any loss
+        else:
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if self._rate(np.array([10.0**mid]))[0] == 0.0 else (lo, mid)
+            edge = lo
+        cut = 10.0 ** (edge - 0.30103)  # 3 dB below the last transmittance seen give 0
+        grid = np.concatenate([np.logspace(-40.0, np.log10(cut), 4001), [cut]])
+        return float(cut) if not np.any(self._rate(grid)) else -1.0
 
     def skr_bps(self, transmittance: np.ndarray) -> np.ndarray:
         """``qkd_terms(link, transmittance)[3]`` for a float (K,) ``transmittance``."""
@@ -403,8 +431,14 @@ class _KeyRate:
         if self._nus is None or not (eta.size and eta.min() >= 0.0 and eta.max() <= 1.0):
             # infinite decoys, an empty or out-of-range argument: the checked reference
             return qkd_terms(self.link, eta)[3]
-        rate = qkd._two_decoy_rate(eta, self._mu, self._y0, self._ed, self._f, self._q, self._nus)
-        return rate * self._signal_rate_hz
+        # the formula is elementwise: evaluating a subset gives those elements' values
+        keyed = np.flatnonzero(eta > self.zero_at_or_below)
+        if keyed.size == eta.size:
+            return self._rate(eta)
+        out = np.zeros(eta.shape)
+        if keyed.size:
+            out[keyed] = self._rate(eta[keyed])
+        return out
 
 
 def compute_link_budget(

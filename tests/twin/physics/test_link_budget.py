@@ -288,3 +288,26 @@ def test_key_rate_fast_path_raises_as_qkd_terms():
             key_rate.skr_bps(np.array([0.5, bad]))
     with pytest.raises(ValueError, match="decoys"):
         _KeyRate(dataclasses.replace(get_preset("isl-leo-1550"), decoys=(0.6, 0.0)))
+
+
+@pytest.mark.parametrize("name", ["isl-leo-1550", "ground-haps-20km", "micius-2017"])
+def test_key_rate_zero_region_skips_only_exact_zeros(name):
+    # _KeyRate skips the decoy formula at and below a transmittance where the rate is exactly 0
+    # (3 dB past the bisected edge): around and far below that edge it must still be
+    # qkd_terms' rate bit for bit, and the region must start where the rate really is 0
+    from twin.physics.link_budget import _KeyRate, qkd_terms
+
+    link = get_preset(name)
+    key_rate = _KeyRate(link)
+    cut = key_rate.zero_at_or_below
+    assert 0.0 < cut < 1.0, cut
+    edge_db = -10 * np.log10(cut) - 3.0103
+    loss_db = np.concatenate(
+        [np.linspace(edge_db - 1.0, edge_db + 4.0, 5001), np.linspace(0.0, 400.0, 4001)]
+    )
+    eta = 10.0 ** (-loss_db / 10)
+    fast = key_rate.skr_bps(eta)
+    np.testing.assert_array_equal(fast, qkd_terms(link, eta)[3])
+    assert np.all(fast[eta <= cut] == 0.0)
+    assert np.any(fast[(eta > cut) & (eta < 2.01 * cut)] == 0.0)  # zeros left to compute
+    assert np.any(fast > 0.0)
