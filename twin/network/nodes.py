@@ -273,6 +273,9 @@ class NodeSet:
         self.settings = settings
         self.sat_offset = int(sat_offset)
         self.quantum_edge_kinds = tuple(int(k) for k in quantum_edge_kinds)
+        # kind -> is quantum, a lookup table (edge kinds are small ints; np.isin sorts per call)
+        self._quantum_kind = np.zeros(max((*self.quantum_edge_kinds, 0)) + 1, dtype=bool)
+        self._quantum_kind[list(self.quantum_edge_kinds)] = True
         self._member_mask = np.zeros(len(self.names), dtype=bool)
         self._member_mask[self.members] = True
         self.platforms: dict[str, np.ndarray] = {}
@@ -511,7 +514,9 @@ class NodeSet:
         for slot in sorted(self._dirty):
             self._refresh(slot)
         self._dirty.clear()
-        quantum = np.isin(snap.kind, self.quantum_edge_kinds) & snap.up & (snap.skr_bps > 0)
+        kinds = self._quantum_kind
+        quantum = (snap.kind < kinds.size) & snap.up & (snap.skr_bps > 0)
+        quantum[quantum] = kinds[snap.kind[quantum]]
         owner = np.minimum(snap.a, snap.b)
         quantum &= self._member_mask[owner]
         edges = np.flatnonzero(quantum)

@@ -18,6 +18,7 @@ defaults; each default is cited or labelled ``assumption`` below. Scenario files
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -392,6 +393,12 @@ class SatellitePowerModel:
             np.asarray(self.bus_w + lasers_w + qkd * self.qkd_payload_w + comp * self.compute_w)
         )
 
+    @functools.cached_property
+    def _solar_w_when_sunlit(self):
+        # solar_power_w's product up to its last factor, the sunlit fraction (times 1.0 here,
+        # which is exact): times a fraction it gives solar_power_w's value bit for bit
+        return solar_power_w(self.solar_area_m2, self.solar_efficiency, 1.0, 1.0)
+
     def solar_w(self, sunlit_fraction, cos_incidence=1.0):
         """Array output, W (see :func:`solar_power_w`); broadcasts."""
         return solar_power_w(
@@ -402,10 +409,15 @@ class SatellitePowerModel:
         self, soc_j, sunlit_fraction, load_w, dt_s, cos_incidence=1.0, *, validate=True
     ) -> BatteryStep:
         """:func:`battery_step` with this satellite's array and battery; broadcasts
-        (``validate=False``: :func:`battery_step`'s)."""
+        (``validate=False``: :func:`battery_step`'s, and the array's power is the checked
+        one's without the checks: the same products in the same order)."""
+        if validate or not (isinstance(cos_incidence, float) and cos_incidence == 1.0):
+            solar_w = self.solar_w(sunlit_fraction, cos_incidence)
+        else:
+            solar_w = self._solar_w_when_sunlit * np.asarray(sunlit_fraction, dtype=float)
         return battery_step(
             soc_j,
-            self.solar_w(sunlit_fraction, cos_incidence),
+            solar_w,
             load_w,
             dt_s,
             capacity_j=self.battery_capacity_j,
@@ -512,6 +524,12 @@ class HapsPowerModel:
             )
         )
 
+    @functools.cached_property
+    def _solar_w_at_zenith(self):
+        # haps_solar_power_w's product before its last factor, max(sin(elevation), 0)
+        tau = _as_float("atmospheric_transmittance", self.atmospheric_transmittance)
+        return solar_power_w(self.solar_area_m2, self.solar_efficiency, 1.0, 1.0) * tau
+
     def solar_w(self, sun_elevation_rad):
         """Array output, W, for the sun at ``sun_elevation_rad`` (:func:`haps_solar_power_w`)."""
         return haps_solar_power_w(
@@ -523,10 +541,16 @@ class HapsPowerModel:
 
     def step(self, soc_j, sun_elevation_rad, load_w, dt_s, *, validate=True) -> BatteryStep:
         """:func:`battery_step` with this platform's array and battery; broadcasts
-        (``validate=False``: :func:`battery_step`'s)."""
+        (``validate=False``: :func:`battery_step`'s, and the array's power is the checked
+        one's without the checks: the same products in the same order)."""
+        if validate:
+            solar_w = self.solar_w(sun_elevation_rad)
+        else:
+            elevation = np.asarray(sun_elevation_rad, dtype=float)
+            solar_w = self._solar_w_at_zenith * np.maximum(np.sin(elevation), 0.0)
         return battery_step(
             soc_j,
-            self.solar_w(sun_elevation_rad),
+            solar_w,
             load_w,
             dt_s,
             capacity_j=self.battery_capacity_j,

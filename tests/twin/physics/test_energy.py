@@ -382,3 +382,28 @@ def test_battery_step_without_validation_is_the_same_arithmetic():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):  # validation stays on by default
         battery_step(soc, p_in, p_out, -1.0, **kwargs)
+
+
+def test_power_model_steps_without_validation_are_the_checked_steps_bit_for_bit():
+    # the engine steps every battery with validate=False: the solar power then skips the
+    # checks too (a cached prefix of the same product), which must change no bit
+    from twin.physics.energy import HapsPowerModel, SatellitePowerModel
+
+    rng = np.random.default_rng(8)
+    sat = SatellitePowerModel(solar_area_m2=7.3, solar_efficiency=0.29)
+    soc = rng.uniform(0.0, sat.battery_capacity_j, 256)
+    lit = np.concatenate([[0.0, 1.0], rng.uniform(0.0, 1.0, 254)])
+    load = rng.uniform(50.0, 900.0, 256)
+    for a, b in zip(
+        sat.step(soc, lit, load, 1.0), sat.step(soc, lit, load, 1.0, validate=False), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    haps = HapsPowerModel(atmospheric_transmittance=0.93)
+    soc = rng.uniform(0.0, haps.battery_capacity_j, 256)
+    elevation = np.concatenate([[-np.pi / 2, 0.0, np.pi / 2], rng.uniform(-1.5, 1.5, 253)])
+    for a, b in zip(
+        haps.step(soc, elevation, load, 1.0),
+        haps.step(soc, elevation, load, 1.0, validate=False),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
