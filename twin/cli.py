@@ -407,11 +407,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     if args.repeat < 10:
         raise CliError(f"--repeat must be >= 10 for stable medians, got {args.repeat}")
+    options = {}
+    if args.hours is not None:
+        if args.suite != "engine":
+            raise CliError("--hours times the engine over simulated hours: use 'bench engine'")
+        if not args.hours * 3600 >= 600:
+            raise CliError(f"--hours must be >= 0.17 (600 one-second ticks), got {args.hours}")
+        options["hours"] = args.hours
+    if args.curve_repeat is not None:
+        if args.suite != "engine":
+            raise CliError("--curve-repeat sizes the engine's satellite curve: use 'bench engine'")
+        if args.curve_repeat < 10:
+            raise CliError(f"--curve-repeat must be >= 10, got {args.curve_repeat}")
+        options["curve_repeat"] = args.curve_repeat
     spec = importlib.util.spec_from_file_location(f"qntwin_bench_{args.suite}", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
-    result = module.run(repeat=args.repeat)
+    result = module.run(repeat=args.repeat, **options)
     print(json.dumps(result) if args.json else module.format_report(result))
     return 0
 
@@ -461,6 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a performance benchmark (from a source checkout)")
     p.add_argument("suite", choices=["physics", "engine"], help="which benchmark to run")
     p.add_argument("--repeat", type=int, default=200, help="timed repetitions (default 200)")
+    p.add_argument(
+        "--hours",
+        type=float,
+        help="engine: time mega over H simulated hours from its start instead (24: a whole day)",
+    )
+    p.add_argument(
+        "--curve-repeat", type=int, help="engine: timed ticks per point of the satellite curve"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_bench)
     return parser

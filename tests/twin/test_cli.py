@@ -208,3 +208,19 @@ def test_validate_parses_the_tle_file_a_scenario_names(tmp_path, capsys):
     code, out, err = run_cli(capsys, "validate", str(bad))
     assert code == 2 and out == ""
     assert "constellations[0].tle_file" in err and "sats.tle line 3: bad checksum" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["physics", "--hours", "24"], "use 'bench engine'"),
+        (["engine", "--hours", "0.01"], "--hours must be >= 0.17"),
+        (["physics", "--curve-repeat", "20"], "use 'bench engine'"),
+        (["engine", "--curve-repeat", "3"], "--curve-repeat must be >= 10, got 3"),
+    ],
+)
+def test_bench_bad_options_are_one_clear_line(capsys, argv, expected):
+    # refused before any benchmark runs
+    code, out, err = run_cli(capsys, "bench", *argv)
+    assert code == 2 and out == ""
+    assert expected in err and "Traceback" not in err
