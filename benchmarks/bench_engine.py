@@ -36,36 +36,42 @@ Target (issue 3): at least 100x real time (24 simulated hours in under 15 minute
 3x the bare kernels. Run with ``qntwin bench engine`` or ``python benchmarks/bench_engine.py``
 (``--profile 30`` prints a cProfile of 30 mega ticks instead).
 
-Measured on the 2-core dev machine on 2026-11-23 (`qntwin bench engine --repeat 40`: 40 mega
-ticks after 10 warm-up, 10 per curve point), engine of commit 434908e (nodes as messages,
-batched link key generation, pools refilled in batches, the faster G(t), static-sp, energy and
-handover phases):
+Measured on the 2-core dev machine on 2026-11-23 with ``qntwin bench engine --hours 24
+--curve-repeat 40``: the whole simulated day, every tick timed, kernels sampled once a simulated
+minute. Engine of commit e55b121 (link index growth fixed, discards of full buffers batched,
+ISL shortcuts, unchecked solar power):
 
-    mega, 1584 satellites, ~5,700 up edges, 20 flows from 18 sources:
-      engine tick median 10.24 ms; bare kernels median 5.81 ms (SGP4 ~1.0, up @ r 0.09,
-      CSR 0.58, Dijkstra 4.12); ratio 1.76x (target <= 3x: met);
-      93.7x real time, 24 h in ~15.4 min (target >= 100x, < 15 min: not met)
-      phases: G(t) snapshot 3.94, link keys 1.21, controller 1.40, handovers 0.22,
-      nodes: flows, relay 1.30, energy 1.35, other 0.71 ms
+    mega, 1584 satellites, ~5,700 up edges, 20 flows from 18 sources, 86,400 ticks:
+      engine tick median 9.80 ms, p95 15.09, mean 10.47 ms; bare kernels median 6.02 ms
+      (SGP4 1.11, up @ r 0.09, CSR 0.60, Dijkstra 4.22); ratio 1.63x (target <= 3x: met);
+      95.5x real time, the day in 15.1 min (target >= 100x, < 15 min: NOT met, by ~5 %)
+      mean tick per simulated hour, ms: 11.4 10.2 10.2 9.0 9.0 10.4 11.0 10.0 10.7 11.1 10.4
+      9.5 8.9 10.2 10.5 11.1 9.8 11.2 12.0 10.2 10.3 10.4 11.1 12.9
+      phases: G(t) snapshot 3.36, link keys 1.03, controller 1.70, handovers 0.24,
+      nodes: flows, relay 1.50, energy 1.13, other 0.70 ms
     curve      sats   tick ms   kernels ms   ratio   x real time   engine built in
-                 66       4.9         0.66     7.4         197.1            0.03 s
-                648       7.3         2.58     2.8         137.9            0.09 s
-               1584      10.2         5.81     1.8          93.7            0.29 s
-               4408      30.2        19.9      1.5          36.1            2.08 s
+                 66       6.0         0.85     7.0         152.5            0.04 s
+                648       8.6         2.95     2.9         117.3            0.10 s
+               1584       9.8         6.02     1.6          95.5            0.33 s
+               4408      17.5        16.19     1.1          53.8            2.70 s
 
-A later run (commit with battery_step(validate=False)) measured 10.9 ms, 1.85x, 89.7x real
-time: this VM's noise moves the ratio and the real-time factor by ~5 % between runs.
+This VM's speed moves the same code's tick by 5-10 % between runs (the SGP4 kernel alone:
+1.0-1.12 ms), so compare ratios within one run.
 
-The benchmark times 50 ticks from the scenario's start. A whole day of mega
-(`qntwin run mega --hours 24`, same commit) had not finished after 40 minutes of wall time,
-its resident memory rising from ~345 to ~460 MB meanwhile: later ticks cost more than these
-(weather events, diurnal traffic, more relays and handovers, growing state?), so the day-long
-mean, not this window, decides the >= 100x target; it is the next thing to profile.
+Before this, the benchmark timed only the first 50 ticks (10.2 ms, 94x) while a whole day took
+over 40 minutes. Two costs grew with the day. Every new (satellite, station) pair rebuilt the
+sorted link index from a dict of all pairs ever seen; ~18,000 appear in a few hours, a few per
+tick. And every full link buffer (the fibre links, which nobody drains) paid a ``generate`` call
+per tick to discard its key. Both are now amortised or batched
+(``twin/network/nodes.py``, "Batched generation").
 
-What is left, by phase: the snapshot is mostly physics kernels (SGP4 ~1.0 ms, ISL budgets
-~1.0, ground-space and HAPS budgets ~1.2, line-of-sight ~0.4); the node phase is ~20 forwarding
-updates and ~20 relay messages per hop per tick in Python; energy is sunlit_fraction (~0.2 ms)
-and the solar-power argument checks.
+What is left, by phase (py-spy over 2,400 ticks): the snapshot is SGP4 (~1.1 ms), the ground-
+space visibility and budgets (~1.3, two thirds of it np.interp over the budget tables and the
+weather), HAPS budgets (~0.6), ISLs (~0.4: ranges only, since every ISL of this shell is past
+its key-rate edge and clear of the Earth by a cheap bound) and assembly (~0.3). The controller
+is csgraph Dijkstra per group of sources plus the name tie-break walk. The node phase is ~20
+forwarding updates and the relay messages of ~4 pool refills per tick, in Python. Energy is
+sunlit_fraction, the sun's position and the battery arithmetic.
 
 History (same benchmark): 55.9 ms, 8.8x, 16.8x real time before the engine's first quick
 wins and key-chunk coalescing (resident memory then grew ~0.2 MB per tick; with coalescing a
@@ -73,7 +79,8 @@ link buffer holds at most ~1,025 chunks, tests/twin/network/test_keys.py); 27.9 
 35.1x with them; 18.9 ms, 3.26x, 52.4x after the node rewrite with the faster G(t) and
 static-sp (snapshot 7.4 -> 5.8 ms, static-sp 8.2 -> 1.4 ms alone); 13.9 ms, 2.38x, 71x with
 batched link keys (4.5 -> 1.2 ms); then G(t) 5.5 -> 3.7 ms (lighter physics checks),
-handovers 1.45 -> 0.21 ms and energy 1.75 -> 1.3 ms.
+handovers 1.45 -> 0.21 ms and energy 1.75 -> 1.3 ms; 9.3-10.2 ms, 1.6-1.8x, 94-106x over the
+first 50 ticks; the whole day as above.
 """
 
 from __future__ import annotations
