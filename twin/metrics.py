@@ -87,8 +87,11 @@ def compute_metrics(result, engine) -> dict[str, Any]:
     delivered = sum(s.delivered_bits for s in result.flows.values())
     offered = sum(s.demand_bits for s in result.flows.values())
     used = sum(s.key_bits_used for s in result.flows.values())
-    links = total_ledger([engine.link_buffers[k] for k in sorted(engine.link_buffers)])
-    pools = total_ledger([engine.pools[k] for k in sorted(engine.pools)])
+    # the engine's views are built per access (they gather the node sets' state): take each
+    # once, since a day of mega holds ~50,000 link buffers
+    link_buffers, pool_buffers = engine.link_buffers, engine.pools
+    links = total_ledger([link_buffers[k] for k in sorted(link_buffers)])
+    pools = total_ledger([pool_buffers[k] for k in sorted(pool_buffers)])
     handovers = result.handovers.summary()
     requests = result.entanglement
     delivered_pairs = [r for r in requests if r.success]
@@ -97,7 +100,8 @@ def compute_metrics(result, engine) -> dict[str, Any]:
         if r.failure is not None:
             failures[r.failure] = failures.get(r.failure, 0) + 1
     policies = {p: sum(r.policy == p for r in requests) for p in ("intuitive", "tped")}
-    memories = [engine.memories[n] for n in sorted(engine.memories)]
+    memory_of = engine.memories
+    memories = [memory_of[n] for n in sorted(memory_of)]
     return {
         "scenario": result.scenario,
         "controller": result.controller,

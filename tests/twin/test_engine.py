@@ -97,3 +97,24 @@ def test_haps_battery_drains_at_night_by_its_load():
         float(soc_j[0]) / model.battery_capacity_j, rel=1e-12
     )
     assert result.haps_below_reserve_ticks == 0
+
+
+def test_metrics_read_each_engine_view_once(monkeypatch):
+    # the engine's link_buffers, pools and memories are gathered from the node sets on every
+    # access; compute_metrics indexing them per key made the end of a day of mega (~50,000
+    # link buffers) quadratic, longer than the run itself
+    scenario = load_scenario("small")
+    engine = Engine(scenario)
+    result = engine.run(duration_s=60)
+    reads = {"link_buffers": 0, "pools": 0, "memories": 0}
+    for name in reads:
+        view = getattr(Engine, name)
+
+        def counted(self, _view=view, _name=name):
+            reads[_name] += 1
+            return _view.fget(self)
+
+        monkeypatch.setattr(Engine, name, property(counted))
+    compute_metrics(result, engine)
+    assert len(engine.nodes.link_buffers()) > 2  # enough keys that per-key reads would show
+    assert reads == {"link_buffers": 1, "pools": 1, "memories": 1}, reads

@@ -599,10 +599,15 @@ def demand_bits(flow: Flow, t_start_ns: int, dt_ns: int) -> int:
     Defined as ``cumulative_bits(t + dt) - cumulative_bits(t)``: the demand of consecutive
     ticks adds up to the exact total, whatever the tick length.
     """
-    t_start_ns = _int_ns(t_start_ns, "t_start_ns", minimum=0)
-    dt_ns = _int_ns(dt_ns, "dt_ns", minimum=0)
+    if not (type(t_start_ns) is int and type(dt_ns) is int and t_start_ns >= 0 and dt_ns >= 0):
+        # (plain non-negative ints, the engine's every call, need no conversion)
+        t_start_ns = _int_ns(t_start_ns, "t_start_ns", minimum=0)
+        dt_ns = _int_ns(dt_ns, "dt_ns", minimum=0)
     end = t_start_ns + dt_ns
-    return sum(c.cumulative_bits(end) - c.cumulative_bits(t_start_ns) for c in flow.demand)
+    total = 0
+    for component in flow.demand:
+        total += component.cumulative_bits(end) - component.cumulative_bits(t_start_ns)
+    return total
 
 
 def demand_bits_array(flows: Sequence[Flow], t_start_ns: int, dt_ns: int) -> np.ndarray:

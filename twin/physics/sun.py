@@ -179,20 +179,24 @@ def sunlit_fraction(position_m, sun_position_m, model: str = "conical", earth_ra
     b = np.arcsin(np.minimum(earth_radius_m / d_earth, 1.0))
     cos_c = -np.einsum("i...,i...->...", r, to_sun) / (d_earth * d_sun)
     c = np.arccos(np.clip(cos_c, -1.0, 1.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = (c * c + a * a - b * b) / (2.0 * c)
-        y = np.sqrt(np.maximum(a * a - x * x, 0.0))
-        area = (
-            a * a * np.arccos(np.clip(x / a, -1.0, 1.0))
-            + b * b * np.arccos(np.clip((c - x) / b, -1.0, 1.0))
-            - c * y
-        )
-        partial = 1.0 - area / (np.pi * a * a)
-    return np.select(
-        [c >= a + b, c <= b - a, c <= a - b],
-        [1.0, 0.0, 1.0 - (b * b) / (a * a)],
-        default=np.clip(partial, 0.0, 1.0),
-    )
+    cases = [c >= a + b, c <= b - a, c <= a - b]
+    fraction = np.select(cases, [1.0, 0.0, 1.0 - (b * b) / (a * a)], default=0.0)
+    # the overlap area only where the discs partly overlap (penumbra: a few satellites of a
+    # shell at any time); elementwise, so the same values as computing it everywhere
+    penumbra = ~(cases[0] | cases[1] | cases[2])
+    if np.any(penumbra):
+        a, b, c = a[penumbra], b[penumbra], c[penumbra]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = (c * c + a * a - b * b) / (2.0 * c)
+            y = np.sqrt(np.maximum(a * a - x * x, 0.0))
+            area = (
+                a * a * np.arccos(np.clip(x / a, -1.0, 1.0))
+                + b * b * np.arccos(np.clip((c - x) / b, -1.0, 1.0))
+                - c * y
+            )
+            partial = 1.0 - area / (np.pi * a * a)
+        fraction[penumbra] = np.clip(partial, 0.0, 1.0)
+    return fraction
 
 
 # --- Circular-orbit formulas -------------------------------------------------------------

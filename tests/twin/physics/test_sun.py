@@ -270,3 +270,21 @@ def test_beta_angle_broadcasting():
     assert beta_angle_rad(1.0, raan[1, 2], sun) == pytest.approx(full[1, 2])
     suns = np.broadcast_to(sun[:, None, None], (3, 2, 3))
     np.testing.assert_allclose(beta_angle_rad(inc, raan, suns), full)
+
+
+def test_sunlit_fraction_through_the_penumbra_is_the_same_alone_or_in_a_crowd():
+    # the overlap area is computed for the penumbra elements only: a point's fraction must
+    # not depend on which other points share the call (lit, umbra and penumbra mixed), and
+    # it must fall monotonically from lit to umbra across the shadow's edge
+    sun = np.array([AU_M, 0.0, 0.0])
+    r = WGS84_A_M + 550e3
+    z = np.linspace(WGS84_A_M - 60e3, WGS84_A_M + 60e3, 241)
+    edge = np.stack([np.full(z.size, -r), np.zeros(z.size), z])
+    crowd = np.concatenate([edge, [[r, -r], [0.0, 0.0], [0.0, 0.0]]], axis=1)
+    together = sunlit_fraction(crowd, sun)
+    alone = np.array([sunlit_fraction(crowd[:, k], sun) for k in range(crowd.shape[1])])
+    np.testing.assert_array_equal(together, alone)
+    across = together[: z.size]
+    assert across[0] == 0.0 and across[-1] == 1.0
+    assert np.sum((across > 0) & (across < 1)) > 50  # the edge is crossed through a penumbra
+    assert np.all(np.diff(across) >= 0.0)
