@@ -63,7 +63,9 @@ over 40 minutes. Two costs grew with the day. Every new (satellite, station) pai
 sorted link index from a dict of all pairs ever seen; ~18,000 appear in a few hours, a few per
 tick. And every full link buffer (the fibre links, which nobody drains) paid a ``generate`` call
 per tick to discard its key. Both are now amortised or batched
-(``twin/network/nodes.py``, "Batched generation").
+(``twin/network/nodes.py``, "Batched generation"). (A third cost, outside this benchmark's
+clock, kept ``qntwin run mega --hours 24`` from ever finishing: its metrics indexed the
+engine's per-access link-buffer view once per key, quadratic in ~50,000 buffers.)
 
 What is left, by phase (py-spy over 2,400 ticks): the snapshot is SGP4 (~1.1 ms), the ground-
 space visibility and budgets (~1.3, two thirds of it np.interp over the budget tables and the
