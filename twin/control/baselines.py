@@ -131,6 +131,24 @@ class StaticShortestPath:
         else:
             intact = np.zeros(n_flows, dtype=bool)
             broken = list(range(n_flows))
+        if broken:
+            # flows whose source is cut off from their destination (all its links down, or
+            # leading only into forbidden jurisdictions) get no path, as the search below
+            # would find, without building this tick's adjacency for them
+            lookup = view.edges()
+            masks: dict[tuple[str, ...], np.ndarray | None] = {}
+            searched = []
+            for k in broken:
+                forbidden = tuple(sorted(view.flows[k].forbidden_jurisdictions))
+                if forbidden not in masks:
+                    masks[forbidden] = (
+                        no_transit_mask(view.node_index, view.jurisdictions, forbidden)
+                        if forbidden
+                        else None
+                    )
+                if not lookup.cut_off(*view.flow_endpoints[k], masks[forbidden]):
+                    searched.append(k)
+            broken = searched
         fresh: tuple[tuple[int, ...] | None, ...] = (None,) * n_flows
         if broken:
             csr = csr_from_edge_arrays(
@@ -184,7 +202,7 @@ class EdgeLookup:
     its fastest up edge (the first, i.e. lowest kind, on a tie).
     """
 
-    __slots__ = ("edge", "n_nodes", "pair_keys", "snapshot")
+    __slots__ = ("_ends", "edge", "n_nodes", "pair_keys", "snapshot")
 
     def __init__(self, snapshot: Snapshot) -> None:
         n = snapshot.n_nodes
@@ -219,6 +237,7 @@ class EdgeLookup:
             self.edge = up[first]
         self.snapshot = snapshot
         self.n_nodes = n
+        self._ends: tuple[np.ndarray, np.ndarray] | None = None
 
     def path_edges(self, path: Sequence[int]) -> np.ndarray:
         """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
@@ -256,6 +275,39 @@ class EdgeLookup:
             out[k] = edges[at : at + h].copy()
             at += h
         return out
+
+    def cut_off(self, src: int, dst: int, no_transit: np.ndarray | None, limit: int = 32) -> bool:
+        """True when no path of up edges leads from ``src`` to ``dst`` and the part of the
+        graph ``src`` reaches has at most ``limit`` nodes (False: a path exists, or the
+        search gave up).
+
+        ``no_transit`` (N,) bool: nodes a path may end at but not leave (``src`` excepted),
+        as in :func:`twin.network.routing.shortest_paths_between`, which finds no path in
+        exactly these cases. A site whose links are all down or lead only into forbidden
+        jurisdictions is settled by a few neighbour lookups, where a Dijkstra needs the whole
+        graph's adjacency.
+        """
+        if src == dst:
+            return False
+        if self._ends is None:
+            self._ends = np.divmod(self.pair_keys, self.n_nodes)  # lower, upper end per pair
+        lower, upper = self._ends
+        seen = {src}
+        frontier = [src]
+        while frontier:
+            u = frontier.pop()
+            if u != src and no_transit is not None and no_transit[u]:
+                continue  # a path may enter it, not leave it
+            lo, hi = np.searchsorted(self.pair_keys, (u * self.n_nodes, (u + 1) * self.n_nodes))
+            for v in (*upper[lo:hi].tolist(), *lower[upper == u].tolist()):
+                if v == dst:
+                    return False
+                if v not in seen:
+                    if len(seen) == limit:
+                        return False
+                    seen.add(v)
+                    frontier.append(v)
+        return True
 
     def paths_intact(self, paths: Sequence[Sequence[int] | None]) -> np.ndarray:
         """(P,) bool: whether each path has an up edge on every hop (False for None).

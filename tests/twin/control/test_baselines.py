@@ -144,9 +144,37 @@ def test_edge_lookup_of_a_large_snapshot_follows_the_rule():
     assert empty.paths_intact([[0, 1], [2], None]).tolist() == [False, True, False]
 
 
-def test_static_sp_routes_only_broken_paths_and_decides_as_routing_every_flow():
-    # it searches only for flows whose path broke (or that had none); the decision must be
-    # the one of routing every flow each tick and keeping the intact old paths
+def test_cut_off_says_no_path_exactly_where_the_search_finds_none():
+    # the shortcut static-sp takes before building a tick's adjacency: with room to explore
+    # the whole graph it agrees with shortest_paths_between (no_transit included) on every
+    # pair; with little room it may give up (False) but never calls a reachable pair cut off
+    from twin.network.routing import csr_from_edge_arrays, shortest_paths_between
+
+    rng = np.random.default_rng(6)
+    names = [f"n{k:02d}" for k in range(40)]
+    outcomes = set()
+    for trial in range(12):
+        snap = random_snapshot(rng, names, 45, t_ns=trial)
+        lookup = EdgeLookup(snap)
+        csr = csr_from_edge_arrays(
+            snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
+        )
+        blocked = rng.random(40) < 0.25 if trial % 2 else None
+        pairs = [(s, d) for s in range(0, 40, 3) for d in range(40)]
+        found = shortest_paths_between(csr, pairs, no_transit=blocked)
+        for (s, d), path in zip(pairs, found, strict=True):
+            exact = lookup.cut_off(s, d, blocked, limit=40)
+            assert exact == (path is None), (trial, s, d)
+            assert not lookup.cut_off(s, d, blocked, limit=2) or path is None
+            outcomes.add(exact)
+    assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("n_edges", [90, 25])
+def test_static_sp_routes_only_broken_paths_and_decides_as_routing_every_flow(n_edges):
+    # it searches only for flows whose path broke (or that had none, unless cut off); the
+    # decision must be the one of routing every flow each tick and keeping the intact old
+    # paths (25 edges over 30 nodes leave many flows cut off)
     from twin.control.baselines import _route_all
     from twin.network.routing import csr_from_edge_arrays
 
@@ -162,9 +190,9 @@ def test_static_sp_routes_only_broken_paths_and_decides_as_routing_every_flow():
     ]  # fmt: skip
     controller = StaticShortestPath()
     previous = None
-    changed = kept = 0
+    changed = kept = unrouted = 0
     for tick in range(60):
-        snap = random_snapshot(rng, names, 90, t_ns=tick)
+        snap = random_snapshot(rng, names, n_edges, t_ns=tick)
         v = NetworkView(
             t_ns=tick, snapshot=snap, flows=flows, node_index=index, jurisdictions=juris,
             flow_endpoints=ends, edge_lookup=EdgeLookup(snap) if tick % 2 else None,
@@ -185,6 +213,10 @@ def test_static_sp_routes_only_broken_paths_and_decides_as_routing_every_flow():
                 e == p and e != f for e, p, f in zip(expected, previous, fresh, strict=True)
             )
         changed += sum(g != f for g, f in zip(got, fresh, strict=True))
+        unrouted += sum(g is None for g in got)
         assert got == expected, tick
         previous = expected
-    assert kept > 0 and changed > 0  # both branches taken
+    if n_edges == 90:
+        assert kept > 0 and changed > 0  # both branches taken
+    else:
+        assert unrouted > 100  # the cut-off shortcut taken
