@@ -38,22 +38,27 @@ Target (issue 3): at least 100x real time (24 simulated hours in under 15 minute
 
 Measured on the 2-core dev machine on 2026-11-23 with ``qntwin bench engine --hours 24
 --curve-repeat 40``: the whole simulated day, every tick timed, kernels sampled once a simulated
-minute. Engine of commit e55b121 (link index growth fixed, discards of full buffers batched,
-ISL shortcuts, unchecked solar power):
+minute. Engine of commit 51ce50d (static-sp settles cut-off flows without a search):
 
     mega, 1584 satellites, ~5,700 up edges, 20 flows from 18 sources, 86,400 ticks:
-      engine tick median 9.80 ms, p95 15.09, mean 10.47 ms; bare kernels median 6.02 ms
-      (SGP4 1.11, up @ r 0.09, CSR 0.60, Dijkstra 4.22); ratio 1.63x (target <= 3x: met);
-      95.5x real time, the day in 15.1 min (target >= 100x, < 15 min: NOT met, by ~5 %)
-      mean tick per simulated hour, ms: 11.4 10.2 10.2 9.0 9.0 10.4 11.0 10.0 10.7 11.1 10.4
-      9.5 8.9 10.2 10.5 11.1 9.8 11.2 12.0 10.2 10.3 10.4 11.1 12.9
-      phases: G(t) snapshot 3.36, link keys 1.03, controller 1.70, handovers 0.24,
-      nodes: flows, relay 1.50, energy 1.13, other 0.70 ms
+      engine tick median 8.01 ms, p95 12.53, mean 8.60 ms; bare kernels median 5.95 ms
+      (SGP4 1.06, up @ r 0.09, CSR 0.61, Dijkstra 4.19); ratio 1.35x (target <= 3x: met);
+      116.3x real time, the day in 12.4 min (target >= 100x, < 15 min: met)
+      mean tick per simulated hour, ms: 8.6 8.6 7.8 7.2 7.6 9.2 9.2 8.3 8.5 8.5 7.2 7.7 10.6
+      8.4 8.5 9.1 9.3 9.5 8.3 8.2 9.5 9.6 8.8 8.4
+      phases: G(t) snapshot 3.27, link keys 1.00, controller 0.25, handovers 0.22,
+      nodes: flows, relay 1.40, energy 1.06, other 0.61 ms
     curve      sats   tick ms   kernels ms   ratio   x real time   engine built in
-                 66       6.0         0.85     7.0         152.5            0.04 s
-                648       8.6         2.95     2.9         117.3            0.10 s
-               1584       9.8         6.02     1.6          95.5            0.33 s
-               4408      17.5        16.19     1.1          53.8            2.70 s
+                 66       3.9         0.69     5.7         254.2            0.03 s
+                648       6.6         2.79     2.4         148.7            0.08 s
+               1584       8.0         5.95     1.3         116.3            0.34 s
+               4408      12.5        15.10     0.8          77.5            2.06 s
+
+The last step from 95.5x (commit e55b121, mean tick 10.47 ms, controller 1.70 ms) was the
+controller: mega's Saint-Nazaire telemetry flow forbids GB, and its site's only link leads into
+GB, so it has no path on any tick. static-sp re-searched it every tick (a CSR of ~5,700 edges
+and a Dijkstra, ~1.5 ms); ``EdgeLookup.cut_off`` now settles such flows from a few neighbour
+lookups, with the same decision (tests/twin/control/test_baselines.py).
 
 This VM's speed moves the same code's tick by 5-10 % between runs (the SGP4 kernel alone:
 1.0-1.12 ms), so compare ratios within one run.
@@ -71,8 +76,9 @@ What is left, by phase (py-spy over 2,400 ticks): the snapshot is SGP4 (~1.1 ms)
 space visibility and budgets (~1.3, two thirds of it np.interp over the budget tables and the
 weather), HAPS budgets (~0.6), ISLs (~0.4: ranges only, since every ISL of this shell is past
 its key-rate edge and clear of the Earth by a cheap bound) and assembly (~0.3). The controller
-is csgraph Dijkstra per group of sources plus the name tie-break walk. The node phase is ~20
-forwarding updates and the relay messages of ~4 pool refills per tick, in Python. Energy is
+is, on the ticks where a path broke, csgraph Dijkstra per group of sources plus the name
+tie-break walk; on most ticks only the intact-path check and the cut-off test. The node phase
+is ~20 forwarding updates and the relay messages of ~4 pool refills per tick, in Python. Energy is
 sunlit_fraction, the sun's position and the battery arithmetic.
 
 History (same benchmark): 55.9 ms, 8.8x, 16.8x real time before the engine's first quick
@@ -82,7 +88,7 @@ link buffer holds at most ~1,025 chunks, tests/twin/network/test_keys.py); 27.9 
 static-sp (snapshot 7.4 -> 5.8 ms, static-sp 8.2 -> 1.4 ms alone); 13.9 ms, 2.38x, 71x with
 batched link keys (4.5 -> 1.2 ms); then G(t) 5.5 -> 3.7 ms (lighter physics checks),
 handovers 1.45 -> 0.21 ms and energy 1.75 -> 1.3 ms; 9.3-10.2 ms, 1.6-1.8x, 94-106x over the
-first 50 ticks; the whole day as above.
+first 50 ticks; a whole day at 10.47 ms mean, 1.63x, 95.5x; then as above.
 """
 
 from __future__ import annotations

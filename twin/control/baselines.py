@@ -5,8 +5,9 @@ time) and returns a :class:`Decision`: one path (node indices) per flow, or None
 controllers (MPC, DRL, shield) implement the same two-method protocol.
 
 - ``static-sp``: the main paper's baseline (sections X-XI): the shortest path by propagation
-  delay over the links that are up, recomputed every tick; no prediction, no key or weather
-  awareness. A path that breaks is replaced only once it is gone: break-before-make.
+  delay over the links that are up; no prediction, no key or weather awareness. A flow keeps
+  its path while every hop is up; a path that breaks is replaced only once it is gone
+  (break-before-make), and a flow without a path is searched for again every tick.
 - ``dijkstra-distance``: SPARQ's baseline: the shortest path by physical distance over the
   links whose transmissivity reaches a threshold.
 """
