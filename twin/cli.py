@@ -80,28 +80,54 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from twin.engine import Engine
-    from twin.metrics import compute_metrics
     from twin.scenarios import load_scenario
 
-    if args.runtime != "local":
-        raise CliError(
-            f"--runtime {args.runtime!r} is not available yet; use --runtime local "
-            "(the Ray runtime arrives with the runtime issue)"
-        )
+    if args.runtime == "local":
+        for flag, value in (("--placement", args.placement), ("--hosts", args.hosts),
+                            ("--address", args.address)):  # fmt: skip
+            if value is not None:
+                raise CliError(f"{flag} applies to --runtime ray only; drop it or add that")
+    if args.hosts is not None and args.hosts < 1:
+        raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
     if args.hours is not None and not (args.hours > 0 and args.hours < 24 * 366):
         raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
     if args.seed is not None and args.seed < 0:
         raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
     scenario = load_scenario(args.scenario)
-    engine = Engine(scenario, controller=args.controller, seed=args.seed)
-    duration_s = None if args.hours is None else args.hours * 3600.0
-    out_dir = Path(args.out or f"results/{scenario.name}-{engine.controller.name}-{engine.seed}")
+    if args.runtime == "ray":
+        # the runtime lives in actors/ (which builds on twin); reached only from here, lazily
+        from actors.runtime import RuntimeUnavailable, ray_engine, ray_session
+
+        try:
+            with ray_session(args.address):
+                engine = ray_engine(
+                    scenario,
+                    placement_mode=args.placement or "auto",
+                    hosts=args.hosts,
+                    controller=args.controller,
+                    seed=args.seed,
+                )
+                try:
+                    return _run_engine(args, scenario, engine)
+                finally:
+                    engine.nodes.close()
+        except RuntimeUnavailable as err:
+            raise CliError(str(err)) from None
+    return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
+
+
+def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
+    """Run ``engine`` with a progress bar; write and summarise the outputs."""
+    from pathlib import Path
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from twin.metrics import compute_metrics
+
+    duration_s = None if args.hours is None else args.hours * 3600.0
+    out_dir = Path(args.out or f"results/{scenario.name}-{engine.controller.name}-{engine.seed}")
     with Progress(
         TextColumn(f"{scenario.name} / {engine.controller.name}"),
         BarColumn(),
@@ -120,6 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     metrics = compute_metrics(result, engine)
     written = _write_run_outputs(out_dir, metrics, result.records)
     _print_summary(metrics)
+    if args.runtime == "ray":  # where it ran is not a result: metrics.json does not hold it
+        print(f"runtime: ray, {engine.nodes.n_hosts} host(s)")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
@@ -447,7 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
     p.add_argument("--out", help="output directory (default results/SCENARIO-CONTROLLER-SEED)")
-    p.add_argument("--runtime", default="local", help="local (single process; ray comes later)")
+    p.add_argument(
+        "--runtime",
+        default="local",
+        choices=("local", "ray"),
+        help="local (single process, the default for now) or ray (node actors on Ray hosts)",
+    )
+    p.add_argument(
+        "--placement",
+        choices=("per-node", "sharded", "auto"),
+        help="ray: one host per node, K hosts by orbital plane / ground region, or auto (default)",
+    )
+    p.add_argument("--hosts", type=int, metavar="K", help="ray, sharded: number of hosts (2)")
+    p.add_argument(
+        "--address", help="ray: a running cluster's head (host:port); default: start Ray here"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 

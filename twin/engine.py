@@ -64,10 +64,11 @@ randomness: distribution is deterministic given the graph.
 
 The nodes may be spread over several node sets (``Engine(..., partitions=...)``), as the Ray
 runtime spreads them over hosts; messages then cross between sets, and the results do not
-change (tests/twin/network/test_nodes.py). Not yet message-driven: the handover protocol runs in
-the engine's ``HandoverManager``, which plays every role with its own envelopes, and the
-entanglement service runs ``distribute`` over the path nodes' own memories in one call (the
-runtime issue has to bring a path's memories together or run it as messages).
+change (tests/twin/network/test_nodes.py); ``Engine(..., node_group=...)`` puts the sets in
+other processes (the Ray runtime, ``actors.runtime``). Not yet message-driven: the handover
+protocol runs in the engine's ``HandoverManager``, which plays every role with its own
+envelopes, and the entanglement service runs ``distribute`` over the path nodes' memories in one
+call: the node group lends them to the engine for the request and takes them back after.
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -284,6 +285,7 @@ class Engine:
         seed: int | None = None,
         flows=None,
         partitions=None,
+        node_group=None,
     ):
         self.scenario = scenario
         self.controller = make_controller(controller)
@@ -311,7 +313,10 @@ class Engine:
         # ``partitions`` spreads the nodes over several node sets (as the Ray runtime spreads
         # them over hosts); the results must not change (tests pin this)
         parts = [range(len(names))] if partitions is None else partitions
-        self.nodes = NodeGroup(
+        # ``node_group``: what holds the node sets, called as NodeGroup is (the Ray runtime,
+        # actors.runtime, passes one whose sets live in host processes); it must behave as a
+        # NodeGroup, and the results do not change
+        self.nodes = (NodeGroup if node_group is None else node_group)(
             names,
             parts,
             self.flows,
@@ -712,13 +717,14 @@ class Engine:
             etas = tuple(float(x) for x in sqrt_eta**2)
             delays = tuple(round(float(x) * NS_PER_S) for x in snap.latency_s[edges])
             policy = Policy.TPED if tped_applicable(nodes, layers) else Policy.INTUITIVE
-            # the path nodes' own memories (distribute runs the protocol over them in one call;
-            # under Ray it needs the path's nodes in one place: the runtime issue)
-            memories = {name: self.nodes.memory(name) for name in nodes}
+            # the path nodes' memories, lent to the service (distribute runs the protocol over
+            # them in one call, so under Ray they travel here and back) and returned after
+            memories = self.nodes.lend_memories(nodes)
             result = distribute(
                 nodes, etas, delays, t_next, policy, memories, MEMORY_T2_S,
                 ENTANGLEMENT_F_MIN, node_layers=layers, request_id=f"{flow.name}@{t_next}",
             )  # fmt: skip
+            self.nodes.return_memories(memories)
             self.entanglement.append(
                 EntanglementRecord(
                     flow=flow.name,
@@ -766,10 +772,7 @@ class Engine:
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
-        while inbox:
-            if self.trace is not None:
-                self.trace.extend(inbox)
-            inbox = self.nodes.deliver(inbox)
+        self.nodes.exchange(inbox, self.trace)
         counters = self.nodes.end_tick()
         served_fraction = {
             c: (s / n if n else float("nan")) for c, (s, n) in counters.served_ns.items()

@@ -373,6 +373,12 @@ class NodeSet:
     def memories(self) -> dict[str, QuantumMemory]:
         return {n: node.memory for n, node in self.nodes.items() if node.memory is not None}
 
+    def replace_memories(self, memories: dict[str, QuantumMemory]) -> None:
+        """Take back hosted nodes' memories lent out (as copies, by the Ray runtime) to the
+        entanglement service, with what the service did to them."""
+        for name, memory in memories.items():
+            self.nodes[name].memory = memory
+
     def link_available_bits(self, a: str, b: str) -> int:
         """Key bits the link between ``a`` and ``b`` can give now (0 without a buffer): the
         key-buffer-fill-level attribute nodes report to the controller (main paper Table 2)."""
@@ -888,6 +894,14 @@ class NodeGroup:
                 ]
         return self.soc_j(platform), below
 
+    def exchange(self, inbox: list[Envelope], trace: list[Envelope] | None = None) -> None:
+        """Deliver ``inbox`` and then what the nodes send, round after round, until no message
+        is left (``trace``: a list that receives every envelope handled)."""
+        while inbox:
+            if trace is not None:
+                trace.extend(inbox)
+            inbox = self.deliver(inbox)
+
     def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         batches: dict[int, list[Envelope]] = {}
         for envelope in envelopes:
@@ -913,6 +927,17 @@ class NodeGroup:
 
     def memory(self, name: str) -> QuantumMemory:
         return self._host[name].memory(name)
+
+    def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
+        """The quantum memories of ``names`` (made on first use) for the entanglement service,
+        which runs over a path's memories in one place; hand them back with
+        :meth:`return_memories` (here they are the nodes' own objects; the Ray runtime lends
+        copies)."""
+        return {name: self.memory(name) for name in names}
+
+    def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
+        for name, memory in memories.items():
+            self._host[name].replace_memories({name: memory})
 
     def link_available_bits(self, a: str, b: str) -> int:
         return self._host[self.owner(a, b)].link_available_bits(a, b)

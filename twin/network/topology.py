@@ -465,6 +465,22 @@ class TopologyModel:
             else None
         )
 
+    def placement_units(self) -> list[str]:
+        """Each node's unit of placement for the Ray runtime (actors.placement), node order:
+        a site its ground region (its OGS diversity cluster, else its jurisdiction, else
+        itself), every HAPS 'haps', a satellite its orbital plane (a catalogue satellite, whose
+        plane is not known, itself)."""
+        units = []
+        for site in self.scenario.sites:
+            region = site.cluster or site.jurisdiction or site.name
+            units.append(f"region:{region}")
+        units += ["haps"] * len(self._haps)
+        for name, (shell, plane, _) in zip(
+            self.node_names[self._sat_offset :], self._sat_plane, strict=True
+        ):
+            units.append(f"plane:{shell}:{plane}" if plane >= 0 else f"satellite:{name}")
+        return units
+
     @property
     def haps_offset(self) -> int:
         """Node index of the first HAPS (node order: sites, HAPS, satellites); the number of

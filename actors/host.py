@@ -1,0 +1,166 @@
+"""A host: one Ray actor process holding a shard of the node actors (a ``NodeSet``).
+
+ARCHITECTURE.md ("The runtime"). The node logic is twin's (:class:`twin.network.nodes.NodeSet`);
+a host only moves envelopes: it hands the envelopes of a round to its nodes, keeps what they send
+to each other, and ships what they send to other hosts' nodes over the bus, one frame per
+destination host (:mod:`actors.bus`).
+
+A round (one call of :meth:`NodeHost.round`): take the envelopes the driver gives (the
+controller's forwarding updates), the envelopes the host's own nodes sent in the previous round,
+and the frames the other hosts sent in the previous round (the driver says how many); let the
+nodes handle them all, in ``(arrival_ns, src, seq)`` order; send the new envelopes. This is what
+:class:`twin.network.nodes.NodeGroup` does in one process, so a run gives the same results
+whatever the placement (tests/actors pin this).
+
+The class is plain Python; :mod:`actors.runtime` wraps it with ``ray.remote``, so it can be
+tested without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+from actors.bus import BusEndpoint
+from twin.network.memory_slots import QuantumMemory
+from twin.network.messages import Envelope
+from twin.network.nodes import NodeSet, TickCounters
+
+__all__ = ["NodeHost"]
+
+
+class NodeHost:
+    """The node actors of one host and its bus endpoint.
+
+    ``host_id``: this host's number (0..H-1); ``members``: node indices it hosts; the other
+    arguments are :class:`NodeSet`'s (``node_kwargs``) and :class:`BusEndpoint`'s
+    (``bus_kwargs``).
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        host_id: int,
+        names,
+        members,
+        flows,
+        node_kwargs: dict,
+        bus_kwargs: dict | None = None,
+    ) -> None:
+        self.host_id = int(host_id)
+        self.nodes = NodeSet(names, members, flows, **node_kwargs)
+        self.bus = BusEndpoint(run_id, host_id, **(bus_kwargs or {}))
+        self._host_of: dict[str, int] = {}
+        self._local: list[Envelope] = []  # sent by this host's nodes to each other last round
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def endpoint(self) -> tuple[str, bytes | None, int]:
+        """(bus endpoint, CurveZMQ server public key or None, process id)."""
+        return self.bus.endpoint, self.bus.server_public_key, os.getpid()
+
+    def connect(self, peers: dict[int, tuple[str, bytes | None]], host_of: dict[str, int]):
+        """Learn every host's endpoint and which host holds each node."""
+        self.bus.set_peers({h: p for h, p in peers.items() if h != self.host_id})
+        self._host_of = dict(host_of)
+        return True
+
+    # --- a superstep's parts --------------------------------------------------------------------
+
+    def environment(self, snap, t_ns: int) -> None:
+        self.nodes.environment(snap, t_ns)
+
+    def round(self, round_no: int, inbox: list[Envelope], expect_frames: int) -> tuple[list, int]:
+        """Handle round ``round_no``; returns (the hosts sent a frame for round
+        ``round_no + 1``, the envelopes kept for this host's own nodes)."""
+        envelopes = list(inbox)
+        envelopes += self._local
+        if expect_frames:
+            envelopes += self.bus.receive(round_no, expect_frames)
+        self._local = []
+        out = self.nodes.deliver(envelopes) if envelopes else []
+        remote: dict[int, list[Envelope]] = {}
+        for envelope in out:
+            host = self._host_of.get(envelope.dst)
+            if host is None:
+                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+            if host == self.host_id:
+                self._local.append(envelope)
+            else:
+                remote.setdefault(host, []).append(envelope)
+        for host in sorted(remote):
+            self.bus.send(host, round_no + 1, remote[host])
+        return sorted(remote), len(self._local)
+
+    def exchange(self, first_round: int, inbox: list[Envelope], n_hosts: int):
+        """A whole node phase without the driver: rounds as in :meth:`round`, where every host
+        sends every other host one frame per round (empty if it has nothing for it) flagged
+        with whether its nodes sent anything; when a round's flags are all down, every host
+        knows no message is left anywhere and they all stop after the same round. Then closes
+        the tick. Returns (the next unused round number, :meth:`end_tick`'s result).
+
+        One call per host and tick instead of one per round (and a frame per host pair and
+        round on the bus): the cheaper form for a few hosts.
+        """
+        peers = [h for h in range(n_hosts) if h != self.host_id]
+        pending = list(inbox) + self._local
+        self._local = []
+        round_no = first_round
+        while True:
+            out = self.nodes.deliver(pending) if pending else []
+            local: list[Envelope] = []
+            remote: dict[int, list[Envelope]] = {}
+            for envelope in out:
+                host = self._host_of.get(envelope.dst)
+                if host is None:
+                    raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+                if host == self.host_id:
+                    local.append(envelope)
+                else:
+                    remote.setdefault(host, []).append(envelope)
+            active = bool(out)
+            round_no += 1
+            for host in peers:
+                self.bus.send(host, round_no, remote.get(host, []), active)
+            received, others_active = (
+                self.bus.receive_flagged(round_no, len(peers)) if peers else ([], False)
+            )
+            pending = local + received
+            if not (active or others_active):
+                return round_no, self.end_tick()
+
+    def end_tick(self) -> tuple[TickCounters, int, int]:
+        """The tick's counters, and the key bits held in link buffers and pools."""
+        return self.nodes.end_tick(), self.nodes.link_bits, self.nodes.pool_bits
+
+    def key_totals(self) -> tuple[int, int]:
+        return self.nodes.link_bits, self.nodes.pool_bits
+
+    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
+        return self.nodes.step_batteries(platform, sun, load_w, power_model, dt_s)
+
+    def soc_j(self) -> dict:
+        return self.nodes.soc_j
+
+    def expire(self, t_ns: int) -> None:
+        self.nodes.expire(t_ns)
+
+    def link_available_bits(self, a: str, b: str) -> int:
+        return self.nodes.link_available_bits(a, b)
+
+    # --- quantum memories lent to the entanglement service --------------------------------------
+
+    def lend_memories(self, names: list[str]) -> dict[str, QuantumMemory]:
+        return {name: self.nodes.memory(name) for name in names}
+
+    def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
+        self.nodes.replace_memories(memories)
+
+    # --- views (the run's end) ------------------------------------------------------------------
+
+    def view(self, what: str) -> dict:
+        if what not in ("link_buffers", "pools", "flow_states", "memories"):
+            raise ValueError(f"unknown view {what!r}")
+        return getattr(self.nodes, what)()
+
+    def close(self) -> None:
+        self.bus.close()

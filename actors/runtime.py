@@ -1,0 +1,409 @@
+"""The twin on Ray: the engine's node sets in host actors, their messages over the ZeroMQ bus.
+
+ARCHITECTURE.md ("The runtime"). The driver process runs the clock: the engine's tick loop with
+G(t), the controller, handovers and energy inputs, as in the single-process engine. What moves
+out are the nodes and their state: :class:`RayNodeGroup` stands where the engine's
+:class:`twin.network.nodes.NodeGroup` stands and spreads the node sets over :class:`NodeHost`
+actors, one per shard of the placement (:mod:`actors.placement`). A superstep then is:
+
+1. environment: G(t) goes into Ray's object store once, and every host runs its nodes' key
+   generation on it (submitted without waiting: Ray runs one caller's calls to an actor in
+   order, so the next call sees it);
+2. nodes: rounds of :meth:`NodeHost.round` over the hosts that have something to do, the hosts
+   exchanging envelopes over the bus between rounds (the driver only counts frames), until no
+   message is left: the barrier;
+3. the tick's counters (integers, summed) and the batteries' step, gathered from every host.
+
+Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
+the same results as the single-process engine for every placement (tests/actors pin the
+metrics byte for byte).
+
+Not here yet (the runtime issue goes on): checkpoints and replay of a lost host, fault injection
+at the bus, the controller actors (the controller runs in the driver), the telemetry exporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from actors.bus import BusError
+from actors.host import NodeHost
+from actors.placement import placement
+from twin.network.keys import KeyBuffer
+from twin.network.memory_slots import QuantumMemory
+from twin.network.messages import Envelope
+from twin.network.nodes import FlowState, TickCounters
+
+__all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
+
+# a host that does not answer a call in this long is taken for dead (the call raises)
+CALL_TIMEOUT_S = 120.0
+# up to this many hosts run a tick's message rounds among themselves (one frame per host pair
+# and round); more hosts (per-node placement) are driven round by round, only the busy ones
+ALL_TO_ALL_MAX_HOSTS = 8
+PROBE_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+class RuntimeUnavailable(RuntimeError):
+    """Ray could not be started or reached (message names the address and the fix)."""
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for the duration of a run: a local instance started (and stopped) here when
+    ``address`` is None, else a connection to the cluster at ``address`` (left running)."""
+    import ray
+
+    if address is not None:
+        _probe(address)
+    if ray.is_initialized():  # a session already open in this process (tests): use it
+        yield
+        return
+    kwargs = dict(
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": dict(WORKER_ENV)},
+    )
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeUnavailable(
+            f"cannot start or reach Ray at --address {address!r}: {first}. Give the address "
+            "of a running cluster's head (host:port, e.g. 10.0.0.5:6379, or 'auto' on a "
+            "cluster node), or leave --address out to start Ray on this machine"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _probe(address: str) -> None:
+    """Refuse an address nothing answers at, at once: ``ray.init`` itself retries a dead
+    address for minutes before it gives up."""
+    if address == "auto":
+        return  # Ray finds the cluster of this machine itself, and says so if there is none
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RuntimeUnavailable(
+            f"--address {address!r} is not host:port (e.g. 10.0.0.5:6379, or ray://host:10001 "
+            "for Ray Client, or 'auto' on a cluster node)"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise RuntimeUnavailable(
+            f"no Ray cluster answers at --address {address!r} ({err.strerror or err}): start "
+            "one there (ray start --head), fix the address, or leave --address out to start "
+            "Ray on this machine"
+        ) from None
+
+
+def _get(refs, what: str):
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+    try:
+        return ray.get(refs, timeout=CALL_TIMEOUT_S)
+    except GetTimeoutError:
+        raise RuntimeUnavailable(
+            f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
+            "overloaded or a node is gone"
+        ) from None
+    except RayActorError as err:
+        raise RuntimeUnavailable(f"a host died during {what}: {err}") from None
+    except RayTaskError as err:
+        cause = err.cause if isinstance(err.cause, Exception) else None
+        if isinstance(cause, BusError | RuntimeError | ValueError):
+            raise type(cause)(f"{what}: {cause}") from None
+        raise
+
+
+class RayNodeGroup:
+    """A :class:`twin.network.nodes.NodeGroup` whose node sets live in host actors.
+
+    Called as NodeGroup is (``partitions``: the node indices of each host, e.g. from
+    :func:`actors.placement.placement`); ``bus_kwargs`` go to each host's
+    :class:`actors.bus.BusEndpoint`. Needs Ray initialised (:func:`ray_session`). Close it
+    (:meth:`close`) to stop the hosts.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        partitions: Sequence[Iterable[int]],
+        flows,
+        *,
+        bus_kwargs: dict | None = None,
+        **node_kwargs,
+    ) -> None:
+        import ray
+
+        groups = [sorted(set(int(i) for i in part)) for part in partitions]
+        flat = sorted(i for g in groups for i in g)
+        if flat != list(range(len(names))):
+            raise ValueError(
+                f"partitions must hold every node index 0..{len(names) - 1} exactly once, got "
+                f"{len(flat)} indices over {len(groups)} partitions"
+            )
+        groups = [g for g in groups if g]
+        self.names = tuple(names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._dt_ns = int(node_kwargs["dt_ns"])
+        self.run_id = uuid.uuid4().hex[:12]
+        batteries = node_kwargs["batteries"]
+        self.battery_counts = {p: len(ix) for p, (ix, _) in batteries.items()}
+        """platform -> number of nodes with a battery"""
+        self._host_of_index = np.empty(len(names), dtype=np.int64)
+        for h, g in enumerate(groups):
+            self._host_of_index[g] = h
+        self._host_of = {name: int(self._host_of_index[i]) for i, name in enumerate(self.names)}
+        # each host's rows among a platform's batteries (as NodeSet.platforms has them)
+        self._rows: list[dict[str, np.ndarray]] = []
+        for h in range(len(groups)):
+            rows = {}
+            for platform, (indices, _) in batteries.items():
+                indices = np.asarray(indices, dtype=np.int64)
+                rows[platform] = np.flatnonzero(self._host_of_index[indices] == h)
+            self._rows.append(rows)
+        host_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(NodeHost)
+        bus_kwargs = dict(bus_kwargs or {})
+        bus_kwargs.setdefault("bind_ip", ray.util.get_node_ip_address())
+        self.hosts = [
+            host_class.options(name=f"qntwin-host-{self.run_id}-{h}").remote(
+                self.run_id, h, self.names, g, flows, node_kwargs, bus_kwargs
+            )
+            for h, g in enumerate(groups)
+        ]
+        try:
+            endpoints = _get([h.endpoint.remote() for h in self.hosts], "start-up")
+            peers = {h: (e, key) for h, (e, key, _) in enumerate(endpoints)}
+            self.pids = [pid for _, _, pid in endpoints]
+            _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
+        except BaseException:
+            self.close()
+            raise
+        self._round = 0
+        self._has_local = [False] * len(self.hosts)
+        self._pending: list = []  # calls submitted without waiting (errors surface at end_tick)
+        self._totals: tuple[int, int] | None = None  # link and pool bits as of end_tick
+        self._closed: TickCounters | None = None  # a tick the hosts closed in their exchange
+        self._soc: dict[str, np.ndarray] = {}
+
+    # --- NodeGroup's interface ------------------------------------------------------------------
+
+    @property
+    def n_hosts(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def dt_ns(self) -> int:
+        return self._dt_ns
+
+    def owner(self, a: str, b: str) -> str:
+        return a if self._index[a] < self._index[b] else b
+
+    def environment(self, snap, t_ns: int) -> None:
+        import ray
+
+        ref = ray.put(snap)
+        self._pending += [h.environment.remote(ref, t_ns) for h in self.hosts]
+        self._totals = None
+
+    def exchange(self, inbox: list[Envelope], trace: list[Envelope] | None = None) -> None:
+        if trace is not None:
+            raise ValueError("an envelope trace needs the local runtime (--runtime local)")
+        self._totals = None
+        by_host: dict[int, list[Envelope]] = {}
+        for envelope in inbox:
+            host = self._host_of.get(envelope.dst)
+            if host is None:
+                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+            by_host.setdefault(host, []).append(envelope)
+        if len(self.hosts) <= ALL_TO_ALL_MAX_HOSTS:
+            # the hosts run the rounds among themselves and close the tick (NodeHost.exchange)
+            pending, self._pending = self._pending, []
+            n = len(self.hosts)
+            refs = [
+                host.exchange.remote(self._round, by_host.get(h, []), n)
+                for h, host in enumerate(self.hosts)
+            ]
+            results = _get(pending + refs, "node phase")[len(pending) :]
+            self._round = results[0][0]
+            self._closed = self._sum_tick([r[1] for r in results])
+            return
+        self._closed = None
+        expect = [0] * len(self.hosts)
+        while True:
+            round_no = self._round
+            self._round += 1
+            busy = [
+                h
+                for h in range(len(self.hosts))
+                if by_host.get(h) or expect[h] or self._has_local[h]
+            ]
+            if not busy:
+                return
+            refs = [
+                self.hosts[h].round.remote(round_no, by_host.get(h, []), expect[h]) for h in busy
+            ]
+            results = _get(refs, f"round {round_no}")
+            by_host = {}
+            expect = [0] * len(self.hosts)
+            for h, (sent_to, local) in zip(busy, results, strict=True):
+                for d in sent_to:
+                    expect[d] += 1
+                self._has_local[h] = local > 0
+
+    def end_tick(self) -> TickCounters:
+        if self._closed is not None:  # the hosts closed it at the end of their exchange
+            total, self._closed = self._closed, None
+            return total
+        pending, self._pending = self._pending, []
+        results = _get(pending + [h.end_tick.remote() for h in self.hosts], "end of tick")
+        return self._sum_tick(results[len(pending) :])
+
+    def _sum_tick(self, per_host) -> TickCounters:
+        """Sum the hosts' (counters, link bits, pool bits) of a tick (integers: the sum does
+        not depend on the placement); keeps the key totals for :attr:`link_bits`."""
+        total = TickCounters()
+        link = pool = 0
+        for counters, link_bits, pool_bits in per_host:
+            total.add(counters)
+            link += link_bits
+            pool += pool_bits
+        self._totals = (link, pool)
+        return total
+
+    def _fetch_totals(self) -> tuple[int, int]:
+        if self._totals is None:  # not read since the last end_tick: ask every host
+            per_host = _get([h.key_totals.remote() for h in self.hosts], "key totals")
+            self._totals = (sum(x for x, _ in per_host), sum(y for _, y in per_host))
+        return self._totals
+
+    @property
+    def link_bits(self) -> int:
+        return self._fetch_totals()[0]
+
+    @property
+    def pool_bits(self) -> int:
+        return self._fetch_totals()[1]
+
+    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
+        n = self.battery_counts[platform]
+        sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
+        load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
+        calls = [
+            (rows[platform], host)
+            for rows, host in zip(self._rows, self.hosts, strict=True)
+            if rows[platform].size
+        ]
+        results = _get(
+            [
+                host.step_batteries.remote(
+                    platform,
+                    np.ascontiguousarray(sun[r]),
+                    np.ascontiguousarray(load[r]),
+                    power_model,
+                    dt_s,
+                )  # fmt: skip
+                for r, host in calls
+            ],
+            "battery step",
+        )
+        soc = np.empty(n)
+        below = np.zeros(n, dtype=bool)
+        for (r, _), (soc_j, below_reserve) in zip(calls, results, strict=True):
+            soc[r] = soc_j
+            below[r] = below_reserve
+        self._soc[platform] = soc
+        return soc.copy(), below
+
+    def soc_j(self, platform: str) -> np.ndarray:
+        soc = np.empty(self.battery_counts[platform])
+        per_host = _get([h.soc_j.remote() for h in self.hosts], "state of charge")
+        for rows, host_soc in zip(self._rows, per_host, strict=True):
+            soc[rows[platform]] = host_soc[platform]
+        return soc
+
+    def expire(self, t_ns: int) -> None:
+        self._totals = None
+        _get([h.expire.remote(t_ns) for h in self.hosts], "expiry")
+
+    def link_available_bits(self, a: str, b: str) -> int:
+        host = self.hosts[self._host_of[self.owner(a, b)]]
+        return _get(host.link_available_bits.remote(a, b), "link fill level")
+
+    def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
+        names = list(names)
+        by_host: dict[int, list[str]] = {}
+        for name in names:
+            by_host.setdefault(self._host_of[name], []).append(name)
+        hosts = sorted(by_host)
+        lent: dict[str, QuantumMemory] = {}
+        for part in _get(
+            [self.hosts[h].lend_memories.remote(by_host[h]) for h in hosts], "memory loan"
+        ):
+            lent.update(part)
+        return {name: lent[name] for name in names}
+
+    def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
+        by_host: dict[int, dict[str, QuantumMemory]] = {}
+        for name, memory in memories.items():
+            by_host.setdefault(self._host_of[name], {})[name] = memory
+        _get(
+            [self.hosts[h].return_memories.remote(by_host[h]) for h in sorted(by_host)],
+            "memory return",
+        )
+
+    def _merged(self, what: str) -> dict:
+        out: dict = {}
+        for part in _get([h.view.remote(what) for h in self.hosts], what):
+            out.update(part)
+        return out
+
+    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("link_buffers")
+
+    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("pools")
+
+    def flow_states(self) -> dict[str, FlowState]:
+        return self._merged("flow_states")
+
+    def memories(self) -> dict[str, QuantumMemory]:
+        return self._merged("memories")
+
+    def close(self) -> None:
+        """Stop the hosts (their sockets close with them)."""
+        import ray
+
+        for host in getattr(self, "hosts", []):
+            with contextlib.suppress(Exception):
+                ray.kill(host)
+        self.hosts = []
+
+
+def ray_engine(scenario, *, placement_mode: str = "auto", hosts: int | None = None, **engine_kw):
+    """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
+    (``hosts``: K for sharded). Needs :func:`ray_session`; close ``engine.nodes`` after."""
+    from twin.engine import Engine
+    from twin.network.topology import TopologyModel
+
+    topology = TopologyModel(scenario)
+    shards = placement(topology.node_names, topology.placement_units(), placement_mode, hosts)
+    return Engine(scenario, partitions=shards, node_group=RayNodeGroup, **engine_kw)
