@@ -128,6 +128,22 @@ class NodeHost:
             if not (active or others_active):
                 return round_no, self.end_tick()
 
+    def superstep(self, snap, t_ns, first_round: int, inbox, n_hosts: int, battery_steps):
+        """A whole tick of this host in one call: the environment (when ``snap`` is given),
+        :meth:`exchange` with the other hosts, then the battery steps; returns (the next unused
+        round, :meth:`end_tick`'s result, each battery step's (soc_j, below_reserve))."""
+        if snap is not None:
+            self.nodes.environment(snap, t_ns)
+        next_round, closed = self.exchange(first_round, inbox, n_hosts)
+        return next_round, closed, self._step(battery_steps)
+
+    def finish(self, battery_steps):
+        """Close a tick whose rounds the driver ran: (:meth:`end_tick`, the battery steps)."""
+        return self.end_tick(), self._step(battery_steps)
+
+    def _step(self, battery_steps) -> list:
+        return [self.nodes.step_batteries(*step) for step in battery_steps]
+
     def end_tick(self) -> tuple[TickCounters, int, int]:
         """The tick's counters, and the key bits held in link buffers and pools."""
         return self.nodes.end_tick(), self.nodes.link_bits, self.nodes.pool_bits

@@ -38,7 +38,7 @@ from actors.placement import placement
 from twin.network.keys import KeyBuffer
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
-from twin.network.nodes import FlowState, TickCounters
+from twin.network.nodes import FlowState, Superstep, TickCounters
 
 __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 
@@ -47,6 +47,9 @@ CALL_TIMEOUT_S = 120.0
 # up to this many hosts run a tick's message rounds among themselves (one frame per host pair
 # and round); more hosts (per-node placement) are driven round by round, only the busy ones
 ALL_TO_ALL_MAX_HOSTS = 8
+# round numbers reserved per tick when the hosts run the rounds themselves (the driver numbers
+# the next tick's before this one's come back); a relay takes 4 rounds, a tick ~5
+ROUNDS_PER_TICK_MAX = 1_000
 PROBE_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -202,6 +205,7 @@ class RayNodeGroup:
         self._pending: list = []  # calls submitted without waiting (errors surface at end_tick)
         self._totals: tuple[int, int] | None = None  # link and pool bits as of end_tick
         self._closed: TickCounters | None = None  # a tick the hosts closed in their exchange
+        self._env: tuple | None = None  # the tick's G(t), until the hosts take it
         self._soc: dict[str, np.ndarray] = {}
 
     # --- NodeGroup's interface ------------------------------------------------------------------
@@ -218,13 +222,33 @@ class RayNodeGroup:
         return a if self._index[a] < self._index[b] else b
 
     def environment(self, snap, t_ns: int) -> None:
-        import ray
-
-        ref = ray.put(snap)
-        self._pending += [h.environment.remote(ref, t_ns) for h in self.hosts]
+        # held until something needs the hosts: usually the tick's superstep, which takes it
+        # along (one call per host and tick); any other call first hands it over
+        self._env = (snap, t_ns)
         self._totals = None
 
+    def _flush_environment(self) -> None:
+        import ray
+
+        if self._env is not None:
+            snap, t_ns = self._env
+            self._env = None
+            ref = ray.put(snap)
+            self._pending += [h.environment.remote(ref, t_ns) for h in self.hosts]
+
     def exchange(self, inbox: list[Envelope], trace: list[Envelope] | None = None) -> None:
+        self._closed = self.superstep(inbox, (), trace).counters
+
+    def superstep(self, inbox: list[Envelope], battery_steps=(), trace=None) -> Superstep:
+        return self.submit_superstep(inbox, battery_steps, trace)()
+
+    def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
+        """NodeGroup.submit_superstep: with a few hosts one call per host (environment, rounds
+        among the hosts, end of tick, batteries), submitted here and collected by the callable
+        returned, so the driver builds the next G(t) meanwhile; with more hosts, rounds driven
+        from here and one call more."""
+        import ray
+
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
         self._totals = None
@@ -234,19 +258,71 @@ class RayNodeGroup:
             if host is None:
                 raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
             by_host.setdefault(host, []).append(envelope)
+        # each host's share of each battery step: (step index, its rows, the step's arguments)
+        shares: list[list[tuple[int, np.ndarray, tuple]]] = [[] for _ in self.hosts]
+        sizes = []
+        for k, (platform, sun, load_w, model, dt_s) in enumerate(battery_steps):
+            n = self.battery_counts[platform]
+            sizes.append(n)
+            sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
+            load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
+            for h, rows in enumerate(self._rows):
+                r = rows[platform]
+                if r.size:
+                    args = (platform, np.ascontiguousarray(sun[r]),
+                            np.ascontiguousarray(load[r]), model, dt_s)  # fmt: skip
+                    shares[h].append((k, r, args))
+        steps_of = [[args for _, _, args in share] for share in shares]
+        pending, self._pending = self._pending, []
         if len(self.hosts) <= ALL_TO_ALL_MAX_HOSTS:
-            # the hosts run the rounds among themselves and close the tick (NodeHost.exchange)
-            pending, self._pending = self._pending, []
+            env, self._env = self._env, None
+            snap_ref, t_ns = (ray.put(env[0]), env[1]) if env is not None else (None, 0)
             n = len(self.hosts)
             refs = [
-                host.exchange.remote(self._round, by_host.get(h, []), n)
+                host.superstep.remote(
+                    snap_ref, t_ns, self._round, by_host.get(h, []), n, steps_of[h]
+                )
                 for h, host in enumerate(self.hosts)
             ]
-            results = _get(pending + refs, "node phase")[len(pending) :]
-            self._round = results[0][0]
-            self._closed = self._sum_tick([r[1] for r in results])
-            return
-        self._closed = None
+            # every host runs the same rounds: the next tick starts past as many as it could
+            # possibly use (a round sends at least one message, and a tick's messages are few)
+            first_round = self._round
+            self._round += ROUNDS_PER_TICK_MAX
+
+            def finish() -> Superstep:
+                results = _get(pending + refs, "superstep")[len(pending) :]
+                used = results[0][0] - first_round
+                if used > ROUNDS_PER_TICK_MAX:
+                    raise RuntimeError(
+                        f"a tick's node phase took {used} rounds, more than the "
+                        f"{ROUNDS_PER_TICK_MAX} reserved per tick"
+                    )
+                return self._assemble(
+                    [r[1] for r in results], [r[2] for r in results], shares, sizes
+                )
+
+            return finish
+        else:
+            self._pending = pending
+            self._flush_environment()
+            self._rounds(by_host)
+            pending, self._pending = self._pending, []
+            refs = [host.finish.remote(steps_of[h]) for h, host in enumerate(self.hosts)]
+            results = _get(pending + refs, "end of tick")[len(pending) :]
+            step = self._assemble([r[0] for r in results], [r[1] for r in results], shares, sizes)
+            return lambda: step
+
+    def _assemble(self, closed, stepped, shares, sizes) -> Superstep:
+        """One Superstep from the hosts' (end_tick results, battery steps)."""
+        outputs = [(np.empty(n), np.zeros(n, dtype=bool)) for n in sizes]
+        for share, host_steps in zip(shares, stepped, strict=True):
+            for (k, rows, _), (soc_j, below) in zip(share, host_steps, strict=True):
+                outputs[k][0][rows] = soc_j
+                outputs[k][1][rows] = below
+        return Superstep(**self._sum_tick(closed, keep=False), batteries=outputs)
+
+    def _rounds(self, by_host: dict[int, list[Envelope]]) -> None:
+        """The node phase driven from here, round by round, calling only the busy hosts."""
         expect = [0] * len(self.hosts)
         while True:
             round_no = self._round
@@ -273,24 +349,28 @@ class RayNodeGroup:
         if self._closed is not None:  # the hosts closed it at the end of their exchange
             total, self._closed = self._closed, None
             return total
+        self._flush_environment()
         pending, self._pending = self._pending, []
         results = _get(pending + [h.end_tick.remote() for h in self.hosts], "end of tick")
-        return self._sum_tick(results[len(pending) :])
+        return self._sum_tick(results[len(pending) :])["counters"]
 
-    def _sum_tick(self, per_host) -> TickCounters:
+    def _sum_tick(self, per_host, *, keep: bool = True) -> dict:
         """Sum the hosts' (counters, link bits, pool bits) of a tick (integers: the sum does
-        not depend on the placement); keeps the key totals for :attr:`link_bits`."""
+        not depend on the placement); ``keep``: hold the key totals for :attr:`link_bits`
+        (only when no later tick's work has been handed to the hosts yet)."""
         total = TickCounters()
         link = pool = 0
         for counters, link_bits, pool_bits in per_host:
             total.add(counters)
             link += link_bits
             pool += pool_bits
-        self._totals = (link, pool)
-        return total
+        if keep:
+            self._totals = (link, pool)
+        return {"counters": total, "link_bits": link, "pool_bits": pool}
 
     def _fetch_totals(self) -> tuple[int, int]:
         if self._totals is None:  # not read since the last end_tick: ask every host
+            self._flush_environment()
             per_host = _get([h.key_totals.remote() for h in self.hosts], "key totals")
             self._totals = (sum(x for x, _ in per_host), sum(y for _, y in per_host))
         return self._totals
@@ -304,6 +384,7 @@ class RayNodeGroup:
         return self._fetch_totals()[1]
 
     def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
+        self._flush_environment()
         n = self.battery_counts[platform]
         sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
         load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
@@ -334,6 +415,7 @@ class RayNodeGroup:
         return soc.copy(), below
 
     def soc_j(self, platform: str) -> np.ndarray:
+        self._flush_environment()
         soc = np.empty(self.battery_counts[platform])
         per_host = _get([h.soc_j.remote() for h in self.hosts], "state of charge")
         for rows, host_soc in zip(self._rows, per_host, strict=True):
@@ -341,14 +423,17 @@ class RayNodeGroup:
         return soc
 
     def expire(self, t_ns: int) -> None:
+        self._flush_environment()
         self._totals = None
         _get([h.expire.remote(t_ns) for h in self.hosts], "expiry")
 
     def link_available_bits(self, a: str, b: str) -> int:
+        self._flush_environment()
         host = self.hosts[self._host_of[self.owner(a, b)]]
         return _get(host.link_available_bits.remote(a, b), "link fill level")
 
     def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
+        self._flush_environment()
         names = list(names)
         by_host: dict[int, list[str]] = {}
         for name in names:
@@ -371,6 +456,7 @@ class RayNodeGroup:
         )
 
     def _merged(self, what: str) -> dict:
+        self._flush_environment()
         out: dict = {}
         for part in _get([h.view.remote(what) for h in self.hosts], what):
             out.update(part)

@@ -177,8 +177,13 @@ PHASES = (
     ("handovers", None, "_start_handovers"),
     ("handovers", "handover", "advance"),
     ("handovers", None, "_close_gaps"),
-    ("nodes: flows, relay", None, "_serve_flows"),
-    ("energy", None, "_energy"),
+    # the node phase's messages and counters (building the forwarding updates lands in
+    # "other"); the battery step runs inside NodeGroup.superstep but is timed as energy
+    ("nodes: flows, relay", "nodes", "exchange"),
+    ("nodes: flows, relay", "nodes", "end_tick"),
+    ("energy", None, "_energy_inputs"),
+    ("energy", "nodes", "step_batteries"),
+    ("energy", None, "_energy_tick"),
 )
 
 

@@ -218,6 +218,18 @@ class EntanglementRecord:
 
 
 @dataclass(frozen=True)
+class _PowerInputs:
+    """A tick's energy phase before the batteries step: what they step with, and the power and
+    carbon that do not depend on them."""
+
+    battery_steps: tuple
+    """(platform, sun, load_w, power model, dt_s) per platform with batteries, for
+    ``NodeGroup.step_batteries``"""
+    power_w: float
+    carbon_g: float
+
+
+@dataclass(frozen=True)
 class _EnergyTick:
     power_w: float
     """satellite loads, HAPS loads and ground stations"""
@@ -746,12 +758,12 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, paths, edges, t_ns: int):
+    def _serve_flows(self, snap, paths, edges, t_ns: int, battery_steps=()):
         """Serve every flow over ``[t_ns, t_ns + dt)`` outside its handover gaps, by messages:
         the controller sends each flow's source its forwarding update, and the nodes run the
-        trusted-relay protocol (twin.network.nodes) until no message is left. Returns (delivered
-        bits, Type-I secure fraction, served fraction per class), the fractions in integer ns of
-        active time."""
+        trusted-relay protocol (twin.network.nodes) until no message is left; then the
+        ``battery_steps`` (``NodeGroup.superstep``). Returns the callable that gives the node
+        phase's result (:meth:`_close_tick` takes it)."""
         names = self.topology.node_names
         dt = self.dt_ns
         inbox: list[Envelope] = []
@@ -772,8 +784,14 @@ class Engine:
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
-        self.nodes.exchange(inbox, self.trace)
-        counters = self.nodes.end_tick()
+        return self.nodes.submit_superstep(inbox, battery_steps, self.trace)
+
+    def _close_tick(self, unclosed, acc, records: list[TickRecord]):
+        """Take a tick's node phase back and record the tick; returns the run's accumulators
+        (energy J, carbon g, ticks below reserve: satellites, HAPS) with the tick added."""
+        t_ns, power, handovers, finish = unclosed
+        step = finish()
+        counters = step.counters
         served_fraction = {
             c: (s / n if n else float("nan")) for c, (s, n) in counters.served_ns.items()
         }
@@ -782,19 +800,46 @@ class Engine:
             if counters.type_i_active_ns
             else float("nan")
         )
-        return counters.delivered_bits, type_i_fraction, served_fraction
+        energy = self._energy_tick(power, step.batteries)
+        energy_j, carbon_total, below_ticks, haps_below_ticks = acc
+        records.append(
+            TickRecord(
+                t_s=t_ns / NS_PER_S,
+                link_key_bits=step.link_bits,
+                pool_key_bits=step.pool_bits,
+                type_i_secure_fraction=type_i_fraction,
+                served_fraction=served_fraction,
+                battery_soc_mean=energy.soc_mean,
+                battery_soc_min=energy.soc_min,
+                haps_soc_min=energy.haps_soc_min,
+                power_w=energy.power_w,
+                carbon_g=energy.carbon_g,
+                handovers=handovers,
+                delivered_bits=counters.delivered_bits,
+            )
+        )
+        return (
+            energy_j + energy.power_w * self.dt_ns / NS_PER_S,
+            carbon_total + energy.carbon_g,
+            below_ticks + int(energy.below_reserve > 0),
+            haps_below_ticks + int(energy.haps_below_reserve > 0),
+        )
 
     def _energy(self, snap, t_ns: int) -> _EnergyTick:
         """Satellite and HAPS batteries and ground power for one tick."""
+        power = self._energy_inputs(snap, t_ns)
+        stepped = [self.nodes.step_batteries(*step) for step in power.battery_steps]
+        return self._energy_tick(power, stepped)
+
+    def _energy_inputs(self, snap, t_ns: int) -> _PowerInputs:
+        """The tick's loads, the batteries' steps to take, and the ground stations' carbon."""
         dt_s = self.dt_ns / NS_PER_S
         t_s = t_ns / NS_PER_S
         sat0 = self._sat0
         n_sats = self.nodes.battery_counts["satellite"]
         n_haps = self.nodes.battery_counts["haps"]
         sat_power_w = haps_power_w = 0.0
-        below = haps_below = 0
-        nan = float("nan")
-        soc_mean = soc_min = haps_soc_min = nan
+        steps = []
         # the up edges with an optical terminal, their ends (a < b)
         optical = np.flatnonzero(self._optical_kind.take(snap.kind) & snap.up)
         optical_a, optical_b = snap.a[optical], snap.b[optical]
@@ -806,14 +851,8 @@ class Engine:
             active = np.bincount(optical_b[optical_b >= sat0] - sat0, minlength=n_sats)
             terminals = self.sat_power.laser_terminals
             load = self._sat_load_by_active_w[np.minimum(active, terminals)]
-            soc_j, below_reserve = self.nodes.step_batteries(
-                "satellite", lit, load, self.sat_power, dt_s
-            )
+            steps.append(("satellite", lit, load, self.sat_power, dt_s))
             sat_power_w = float(np.sum(load))
-            below = int(np.sum(below_reserve))
-            capacity = self.sat_power.battery_capacity_j
-            soc_mean = float(np.mean(soc_j) / capacity)
-            soc_min = float(np.min(soc_j) / capacity)
         if n_haps:
             # the sun's elevation at each HAPS (geodetic up; the sun is far enough that the
             # direction from the Earth's centre would do, but the HAPS position costs nothing)
@@ -827,12 +866,8 @@ class Engine:
             for end in (optical_a, optical_b):
                 linked[end[(end >= haps0) & (end < sat0)] - haps0] = True
             load = self._haps_load_by_linked_w[linked.view(np.uint8)]
-            haps_soc_j, haps_below_reserve = self.nodes.step_batteries(
-                "haps", sun_el, load, self.haps_power, dt_s
-            )
+            steps.append(("haps", sun_el, load, self.haps_power, dt_s))
             haps_power_w = float(np.sum(load))
-            haps_below = int(np.sum(haps_below_reserve))
-            haps_soc_min = float(np.min(haps_soc_j) / self.haps_power.battery_capacity_j)
         carbon = 0.0
         if self._ogs_power_w.size:
             if self._ogs_amplitude is None:
@@ -845,9 +880,31 @@ class Engine:
             # carbon_g(power, dt_s, intensity), its constant factor taken once
             for c_g in (self._ogs_carbon_g_per_intensity * intensity).tolist():  # site order
                 carbon += c_g
-        return _EnergyTick(
+        return _PowerInputs(
+            battery_steps=tuple(steps),
             power_w=sat_power_w + haps_power_w + self._ogs_power_total_w,
             carbon_g=carbon,
+        )
+
+    def _energy_tick(self, power: _PowerInputs, stepped) -> _EnergyTick:
+        """The tick's energy record from its inputs and the battery steps' (soc_j, below)."""
+        nan = float("nan")
+        soc_mean = soc_min = haps_soc_min = nan
+        below = haps_below = 0
+        for (platform, *_), (soc_j, below_reserve) in zip(
+            power.battery_steps, stepped, strict=True
+        ):
+            if platform == "satellite":
+                below = int(np.sum(below_reserve))
+                capacity = self.sat_power.battery_capacity_j
+                soc_mean = float(np.mean(soc_j) / capacity)
+                soc_min = float(np.min(soc_j) / capacity)
+            else:
+                haps_below = int(np.sum(below_reserve))
+                haps_soc_min = float(np.min(soc_j) / self.haps_power.battery_capacity_j)
+        return _EnergyTick(
+            power_w=power.power_w,
+            carbon_g=power.carbon_g,
             soc_mean=soc_mean,
             soc_min=soc_min,
             below_reserve=below,
@@ -887,8 +944,9 @@ class Engine:
         total_s = self.scenario.time.duration_s if duration_s is None else float(duration_s)
         n_ticks = int(round(total_s * NS_PER_S)) // self.dt_ns
         records: list[TickRecord] = []
-        energy_j = carbon_total = 0.0
-        below_reserve_ticks = haps_below_reserve_ticks = 0
+        # energy J, carbon g, ticks with a satellite / HAPS battery below its reserve
+        acc = (0.0, 0.0, 0, 0)
+        unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         paths = self._decide(snap).paths
         for tick in range(n_ticks):
@@ -898,6 +956,10 @@ class Engine:
             # the graph and the paths at the tick's end bound what happens inside it
             snap_next = self.topology.snapshot(t_end)
             next_paths = self._decide(snap_next).paths
+            if unclosed is not None:
+                # the previous tick's node phase ran while G(t + dt) was being built (Ray)
+                acc = self._close_tick(unclosed, acc, records)
+                unclosed = None
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
@@ -908,31 +970,17 @@ class Engine:
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            delivered, type_i, served = self._serve_flows(snap, paths, edges, t_ns)
-            energy = self._energy(snap, t_ns)
-            energy_j += energy.power_w * self.dt_ns / NS_PER_S
-            carbon_total += energy.carbon_g
-            below_reserve_ticks += int(energy.below_reserve > 0)
-            haps_below_reserve_ticks += int(energy.haps_below_reserve > 0)
-            records.append(
-                TickRecord(
-                    t_s=t_ns / NS_PER_S,
-                    link_key_bits=self.nodes.link_bits,
-                    pool_key_bits=self.nodes.pool_bits,
-                    type_i_secure_fraction=type_i,
-                    served_fraction=served,
-                    battery_soc_mean=energy.soc_mean,
-                    battery_soc_min=energy.soc_min,
-                    haps_soc_min=energy.haps_soc_min,
-                    power_w=energy.power_w,
-                    carbon_g=energy.carbon_g,
-                    handovers=len(self.handover.log) - done_before,
-                    delivered_bits=delivered,
-                )
-            )
+            # the batteries' inputs come from G(t) alone, so their step travels with the node
+            # phase (one call per host and tick under Ray); no battery touches a key or a flow
+            power = self._energy_inputs(snap, t_ns)
+            finish = self._serve_flows(snap, paths, edges, t_ns, power.battery_steps)
+            unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)
             snap, paths = snap_next, next_paths
             if progress is not None:
                 progress(tick + 1, n_ticks)
+        if unclosed is not None:
+            acc = self._close_tick(unclosed, acc, records)
+        energy_j, carbon_total, below_reserve_ticks, haps_below_reserve_ticks = acc
         self.nodes.expire(n_ticks * self.dt_ns)  # the ledgers at the run's end
         link_buffers, pool_buffers = self.link_buffers, self.pools
         buffers = [link_buffers[k] for k in sorted(link_buffers)]

@@ -77,6 +77,7 @@ from twin.units import NS_PER_S
 
 __all__ = [
     "CONTROLLER",
+    "Superstep",
     "FlowState",
     "KeySettings",
     "Node",
@@ -148,6 +149,19 @@ class TickCounters:
         for c, (s, n) in other.served_ns.items():
             self.served_ns[c][0] += s
             self.served_ns[c][1] += n
+
+
+@dataclass(frozen=True)
+class Superstep:
+    """What a tick's node phase hands back (``NodeGroup.superstep``)."""
+
+    counters: TickCounters
+    link_bits: int
+    """key bits in link buffers at the tick's end"""
+    pool_bits: int
+    """key bits in end-to-end pools at the tick's end"""
+    batteries: list
+    """(soc_j, below_reserve) per battery step, in the order given"""
 
 
 @dataclass
@@ -901,6 +915,22 @@ class NodeGroup:
             if trace is not None:
                 trace.extend(inbox)
             inbox = self.deliver(inbox)
+
+    def superstep(self, inbox: list[Envelope], battery_steps=(), trace=None) -> Superstep:
+        """A tick's node phase: :meth:`exchange`, :meth:`end_tick`, then each of
+        ``battery_steps`` (``step_batteries``'s arguments), then the key totals. One entry
+        point, so a runtime can do it in one call per host."""
+        self.exchange(inbox, trace)
+        counters = self.end_tick()
+        stepped = [self.step_batteries(*step) for step in battery_steps]
+        return Superstep(counters, self.link_bits, self.pool_bits, stepped)
+
+    def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
+        """:meth:`superstep`, as a callable that gives its result: a runtime whose nodes live
+        elsewhere returns before they are done, so the caller can go on with work that does
+        not touch them (the next tick's G(t)); here the step is done at once."""
+        result = self.superstep(inbox, battery_steps, trace)
+        return lambda: result
 
     def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         batches: dict[int, list[Envelope]] = {}
