@@ -18,6 +18,7 @@ tested without Ray.
 
 from __future__ import annotations
 
+import copy
 import os
 
 from actors.bus import BusEndpoint
@@ -170,6 +171,20 @@ class NodeHost:
 
     def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
         self.nodes.replace_memories(memories)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self) -> tuple:
+        """This host's node state between ticks (Ray keeps it in its object store). Frames of
+        later rounds waiting at the socket are not state: a restore replays the ticks that sent
+        them."""
+        return self.nodes, self._local
+
+    def restore(self, state: tuple) -> bool:
+        """Take the node state of a checkpoint (on a fresh host, before the replay)."""
+        # a deep copy: arrays that come out of Ray's object store are read-only views of it
+        self.nodes, self._local = copy.deepcopy(state)
+        return True
 
     # --- views (the run's end) ------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ at the bus, the controller actors (the controller runs in the driver), the telem
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -44,6 +45,7 @@ __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 
 # a host that does not answer a call in this long is taken for dead (the call raises)
 CALL_TIMEOUT_S = 120.0
+MAX_RESTARTS = 20  # recoveries in one run before the run gives up (the cluster is unhealthy)
 # up to this many hosts run a tick's message rounds among themselves (one frame per host pair
 # and round); more hosts (per-node placement) are driven round by round, only the busy ones
 ALL_TO_ALL_MAX_HOSTS = 8
@@ -136,6 +138,38 @@ def _get(refs, what: str):
         raise
 
 
+class _Call:
+    """A logged call to a host: replayed after a recovery, with its ``ref`` replaced."""
+
+    __slots__ = ("args", "host", "method", "ref")
+
+    def __init__(self, host: int, method: str, args: tuple) -> None:
+        self.host, self.method, self.args, self.ref = host, method, args, None
+
+
+def _get_first_failure(refs, what: str, *, fetch: bool = True):
+    """``ray.get(refs)``, but a lost host raises as soon as its call fails (``ray.get`` of a
+    list would first wait for the calls before it: hosts blocked on the lost host's frames)."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    remaining = list(refs)
+    while remaining:
+        ready, remaining = ray.wait(remaining, num_returns=1, timeout=CALL_TIMEOUT_S)
+        if not ready:
+            raise RuntimeUnavailable(
+                f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
+                "overloaded or a node is gone"
+            )
+        try:
+            ray.get(ready[0], timeout=CALL_TIMEOUT_S)
+        except RayActorError:
+            raise
+        except Exception:
+            break  # a task's own error: _get reports it with its cause
+    return _get(refs, what) if fetch else None
+
+
 class RayNodeGroup:
     """A :class:`twin.network.nodes.NodeGroup` whose node sets live in host actors.
 
@@ -152,10 +186,9 @@ class RayNodeGroup:
         flows,
         *,
         bus_kwargs: dict | None = None,
+        checkpoint_every: int = 60,
         **node_kwargs,
     ) -> None:
-        import ray
-
         groups = [sorted(set(int(i) for i in part)) for part in partitions]
         flat = sorted(i for g in groups for i in g)
         if flat != list(range(len(names))):
@@ -183,14 +216,40 @@ class RayNodeGroup:
                 indices = np.asarray(indices, dtype=np.int64)
                 rows[platform] = np.flatnonzero(self._host_of_index[indices] == h)
             self._rows.append(rows)
-        host_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(NodeHost)
-        bus_kwargs = dict(bus_kwargs or {})
+        self._groups = groups
+        self._host_args = (flows, node_kwargs, dict(bus_kwargs or {}))
+        self.checkpoint_every = int(checkpoint_every)
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 tick, got {checkpoint_every!r}")
+        self.restarts = 0
+        """how many times the hosts were restored from a checkpoint (lost hosts survived)"""
+        self._log: list[_Call] = []  # every state-changing call since the last checkpoint
+        self._checkpoint: list | None = None  # each host's state at the last checkpoint (refs)
+        self._ticks = 0
+        self.hosts: list = []
+        self._start_hosts()
+        self._round = 0
+        self._has_local = [False] * len(self.hosts)
+        self._pending: list = []  # calls submitted without waiting (errors surface at end_tick)
+        self._totals: tuple[int, int] | None = None  # link and pool bits as of end_tick
+        self._closed: TickCounters | None = None  # a tick the hosts closed in their exchange
+        self._env: tuple | None = None  # the tick's G(t), until the hosts take it
+        self._soc: dict[str, np.ndarray] = {}
+
+    # --- hosts, the call log, checkpoints and recovery -------------------------------------------
+
+    def _start_hosts(self) -> None:
+        """Start one host per shard and wire the bus between them."""
+        import ray
+
+        flows, node_kwargs, bus_kwargs = self._host_args
         bus_kwargs.setdefault("bind_ip", ray.util.get_node_ip_address())
+        host_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(NodeHost)
         self.hosts = [
-            host_class.options(name=f"qntwin-host-{self.run_id}-{h}").remote(
+            host_class.options(name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}").remote(
                 self.run_id, h, self.names, g, flows, node_kwargs, bus_kwargs
             )
-            for h, g in enumerate(groups)
+            for h, g in enumerate(self._groups)
         ]
         try:
             endpoints = _get([h.endpoint.remote() for h in self.hosts], "start-up")
@@ -200,19 +259,82 @@ class RayNodeGroup:
         except BaseException:
             self.close()
             raise
-        self._round = 0
-        self._has_local = [False] * len(self.hosts)
-        self._pending: list = []  # calls submitted without waiting (errors surface at end_tick)
-        self._totals: tuple[int, int] | None = None  # link and pool bits as of end_tick
-        self._closed: TickCounters | None = None  # a tick the hosts closed in their exchange
-        self._env: tuple | None = None  # the tick's G(t), until the hosts take it
-        self._soc: dict[str, np.ndarray] = {}
+
+    def _call(self, host: int, method: str, *args) -> _Call:
+        """Submit a call that may change a host's state, and log it for replay."""
+        call = _Call(host, method, args)
+        call.ref = getattr(self.hosts[host], method).remote(*args)
+        self._log.append(call)
+        return call
+
+    def _wait(self, calls: list[_Call], what: str) -> list:
+        """The results of ``calls``; a lost host is recovered (:meth:`_recover`) and the calls'
+        results come from the replay."""
+        from ray.exceptions import RayActorError
+
+        while True:
+            try:
+                return _get_first_failure([c.ref for c in calls], what)
+            except RayActorError as err:
+                self._recover(err)
+
+    def _recover(self, cause) -> None:
+        """Restore every host from the last checkpoint and replay the logged calls since, so
+        the hosts end exactly where they were (each call's ref is replaced by its replay's).
+
+        Every host is restored, not only the lost one: the others are mid-tick, some waiting
+        for the lost host's frames, and the checkpoint is a consistent cut of all of them.
+        """
+        import ray
+
+        if self.restarts >= MAX_RESTARTS:
+            raise RuntimeUnavailable(
+                f"hosts were lost {self.restarts + 1} times in one run (last: {cause}); giving "
+                "up: the cluster is unhealthy"
+            )
+        self.restarts += 1
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                ray.kill(host, no_restart=True)
+        self._start_hosts()
+        if self._checkpoint is not None:
+            restores = [
+                host.restore.remote(state)
+                for host, state in zip(self.hosts, self._checkpoint, strict=True)
+            ]
+            _get(restores, "restore")
+        for call in self._log:
+            call.ref = getattr(self.hosts[call.host], call.method).remote(*call.args)
+
+    def _maybe_checkpoint(self) -> None:
+        """Every ``checkpoint_every`` ticks: each host's state after the tick just submitted
+        (Ray runs a caller's calls to an actor in order), kept in the object store; the log
+        restarts there. A host lost before its checkpoint is taken is recovered from the
+        previous one, and the checkpoint taken again."""
+        from ray.exceptions import RayActorError
+
+        self._ticks += 1
+        if self._ticks % self.checkpoint_every:
+            return
+        while True:
+            refs = [host.checkpoint.remote() for host in self.hosts]
+            try:
+                _get_first_failure(refs, "checkpoint", fetch=False)
+                break
+            except RayActorError as err:
+                self._recover(err)
+        self._checkpoint = refs
+        self._log = []
 
     # --- NodeGroup's interface ------------------------------------------------------------------
 
     @property
     def n_hosts(self) -> int:
         return len(self.hosts)
+
+    def host_of(self, name: str) -> int:
+        """The host (index into :attr:`hosts`) that holds node ``name``."""
+        return self._host_of[name]
 
     @property
     def dt_ns(self) -> int:
@@ -234,7 +356,7 @@ class RayNodeGroup:
             snap, t_ns = self._env
             self._env = None
             ref = ray.put(snap)
-            self._pending += [h.environment.remote(ref, t_ns) for h in self.hosts]
+            self._pending += [self._call(h, "environment", ref, t_ns) for h in range(self.n_hosts)]
 
     def exchange(self, inbox: list[Envelope], trace: list[Envelope] | None = None) -> None:
         self._closed = self.superstep(inbox, (), trace).counters
@@ -278,19 +400,28 @@ class RayNodeGroup:
             env, self._env = self._env, None
             snap_ref, t_ns = (ray.put(env[0]), env[1]) if env is not None else (None, 0)
             n = len(self.hosts)
-            refs = [
-                host.superstep.remote(
-                    snap_ref, t_ns, self._round, by_host.get(h, []), n, steps_of[h]
-                )
-                for h, host in enumerate(self.hosts)
+            calls = [
+                self._call(
+                    h,
+                    "superstep",
+                    snap_ref,
+                    t_ns,
+                    self._round,
+                    by_host.get(h, []),
+                    n,
+                    steps_of[h],
+                )  # fmt: skip
+                for h in range(n)
             ]
             # every host runs the same rounds: the next tick starts past as many as it could
             # possibly use (a round sends at least one message, and a tick's messages are few)
             first_round = self._round
             self._round += ROUNDS_PER_TICK_MAX
 
+            self._maybe_checkpoint()
+
             def finish() -> Superstep:
-                results = _get(pending + refs, "superstep")[len(pending) :]
+                results = self._wait(pending + calls, "superstep")[len(pending) :]
                 used = results[0][0] - first_round
                 if used > ROUNDS_PER_TICK_MAX:
                     raise RuntimeError(
@@ -307,8 +438,9 @@ class RayNodeGroup:
             self._flush_environment()
             self._rounds(by_host)
             pending, self._pending = self._pending, []
-            refs = [host.finish.remote(steps_of[h]) for h, host in enumerate(self.hosts)]
-            results = _get(pending + refs, "end of tick")[len(pending) :]
+            calls = [self._call(h, "finish", steps_of[h]) for h in range(self.n_hosts)]
+            results = self._wait(pending + calls, "end of tick")[len(pending) :]
+            self._maybe_checkpoint()
             step = self._assemble([r[0] for r in results], [r[1] for r in results], shares, sizes)
             return lambda: step
 
@@ -334,10 +466,8 @@ class RayNodeGroup:
             ]
             if not busy:
                 return
-            refs = [
-                self.hosts[h].round.remote(round_no, by_host.get(h, []), expect[h]) for h in busy
-            ]
-            results = _get(refs, f"round {round_no}")
+            calls = [self._call(h, "round", round_no, by_host.get(h, []), expect[h]) for h in busy]
+            results = self._wait(calls, f"round {round_no}")
             by_host = {}
             expect = [0] * len(self.hosts)
             for h, (sent_to, local) in zip(busy, results, strict=True):
@@ -351,7 +481,8 @@ class RayNodeGroup:
             return total
         self._flush_environment()
         pending, self._pending = self._pending, []
-        results = _get(pending + [h.end_tick.remote() for h in self.hosts], "end of tick")
+        calls = [self._call(h, "end_tick") for h in range(self.n_hosts)]
+        results = self._wait(pending + calls, "end of tick")
         return self._sum_tick(results[len(pending) :])["counters"]
 
     def _sum_tick(self, per_host, *, keep: bool = True) -> dict:
@@ -371,7 +502,9 @@ class RayNodeGroup:
     def _fetch_totals(self) -> tuple[int, int]:
         if self._totals is None:  # not read since the last end_tick: ask every host
             self._flush_environment()
-            per_host = _get([h.key_totals.remote() for h in self.hosts], "key totals")
+            per_host = self._wait(
+                [self._call(h, "key_totals") for h in range(self.n_hosts)], "key totals"
+            )
             self._totals = (sum(x for x, _ in per_host), sum(y for _, y in per_host))
         return self._totals
 
@@ -388,21 +521,19 @@ class RayNodeGroup:
         n = self.battery_counts[platform]
         sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
         load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
-        calls = [
-            (rows[platform], host)
-            for rows, host in zip(self._rows, self.hosts, strict=True)
-            if rows[platform].size
-        ]
-        results = _get(
+        calls = [(rows[platform], h) for h, rows in enumerate(self._rows) if rows[platform].size]
+        results = self._wait(
             [
-                host.step_batteries.remote(
+                self._call(
+                    h,
+                    "step_batteries",
                     platform,
                     np.ascontiguousarray(sun[r]),
                     np.ascontiguousarray(load[r]),
                     power_model,
                     dt_s,
                 )  # fmt: skip
-                for r, host in calls
+                for r, h in calls
             ],
             "battery step",
         )
@@ -417,7 +548,9 @@ class RayNodeGroup:
     def soc_j(self, platform: str) -> np.ndarray:
         self._flush_environment()
         soc = np.empty(self.battery_counts[platform])
-        per_host = _get([h.soc_j.remote() for h in self.hosts], "state of charge")
+        per_host = self._wait(
+            [self._call(h, "soc_j") for h in range(self.n_hosts)], "state of charge"
+        )
         for rows, host_soc in zip(self._rows, per_host, strict=True):
             soc[rows[platform]] = host_soc[platform]
         return soc
@@ -425,12 +558,12 @@ class RayNodeGroup:
     def expire(self, t_ns: int) -> None:
         self._flush_environment()
         self._totals = None
-        _get([h.expire.remote(t_ns) for h in self.hosts], "expiry")
+        self._wait([self._call(h, "expire", t_ns) for h in range(self.n_hosts)], "expiry")
 
     def link_available_bits(self, a: str, b: str) -> int:
         self._flush_environment()
-        host = self.hosts[self._host_of[self.owner(a, b)]]
-        return _get(host.link_available_bits.remote(a, b), "link fill level")
+        host = self._host_of[self.owner(a, b)]
+        return self._wait([self._call(host, "link_available_bits", a, b)], "link fill level")[0]
 
     def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
         self._flush_environment()
@@ -440,8 +573,8 @@ class RayNodeGroup:
             by_host.setdefault(self._host_of[name], []).append(name)
         hosts = sorted(by_host)
         lent: dict[str, QuantumMemory] = {}
-        for part in _get(
-            [self.hosts[h].lend_memories.remote(by_host[h]) for h in hosts], "memory loan"
+        for part in self._wait(
+            [self._call(h, "lend_memories", by_host[h]) for h in hosts], "memory loan"
         ):
             lent.update(part)
         return {name: lent[name] for name in names}
@@ -450,15 +583,15 @@ class RayNodeGroup:
         by_host: dict[int, dict[str, QuantumMemory]] = {}
         for name, memory in memories.items():
             by_host.setdefault(self._host_of[name], {})[name] = memory
-        _get(
-            [self.hosts[h].return_memories.remote(by_host[h]) for h in sorted(by_host)],
+        self._wait(
+            [self._call(h, "return_memories", by_host[h]) for h in sorted(by_host)],
             "memory return",
         )
 
     def _merged(self, what: str) -> dict:
         self._flush_environment()
         out: dict = {}
-        for part in _get([h.view.remote(what) for h in self.hosts], what):
+        for part in self._wait([self._call(h, "view", what) for h in range(self.n_hosts)], what):
             out.update(part)
         return out
 
@@ -484,12 +617,21 @@ class RayNodeGroup:
         self.hosts = []
 
 
-def ray_engine(scenario, *, placement_mode: str = "auto", hosts: int | None = None, **engine_kw):
+def ray_engine(
+    scenario,
+    *,
+    placement_mode: str = "auto",
+    hosts: int | None = None,
+    checkpoint_every: int = 60,
+    **engine_kw,
+):
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
-    (``hosts``: K for sharded). Needs :func:`ray_session`; close ``engine.nodes`` after."""
+    (``hosts``: K for sharded), checkpointed every ``checkpoint_every`` ticks. Needs
+    :func:`ray_session`; close ``engine.nodes`` after."""
     from twin.engine import Engine
     from twin.network.topology import TopologyModel
 
     topology = TopologyModel(scenario)
     shards = placement(topology.node_names, topology.placement_units(), placement_mode, hosts)
-    return Engine(scenario, partitions=shards, node_group=RayNodeGroup, **engine_kw)
+    node_group = functools.partial(RayNodeGroup, checkpoint_every=checkpoint_every)
+    return Engine(scenario, partitions=shards, node_group=node_group, **engine_kw)

@@ -147,7 +147,8 @@ def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
     written = _write_run_outputs(out_dir, metrics, result.records)
     _print_summary(metrics)
     if args.runtime == "ray":  # where it ran is not a result: metrics.json does not hold it
-        print(f"runtime: ray, {engine.nodes.n_hosts} host(s)")
+        nodes = engine.nodes
+        print(f"runtime: ray, {nodes.n_hosts} host(s), survived {nodes.restarts} restart(s)")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 

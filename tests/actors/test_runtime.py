@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from twin.engine import Engine
@@ -12,8 +13,9 @@ from twin.scenarios import load_scenario
 DURATION_S = 240.0
 
 
-def metrics_of(engine) -> str:
-    metrics = json.loads(metrics_json(compute_metrics(engine.run(duration_s=DURATION_S), engine)))
+def metrics_of(engine, progress=None) -> str:
+    result = engine.run(duration_s=DURATION_S, progress=progress)
+    metrics = json.loads(metrics_json(compute_metrics(result, engine)))
     metrics.pop("wall_seconds")
     return json.dumps(metrics, sort_keys=True)
 
@@ -83,7 +85,7 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         metrics.pop("wall_seconds")
         outputs[runtime] = metrics
     assert outputs["ray"] == outputs["local"]
-    assert "runtime: ray, 2 host(s)" in capsys.readouterr().out
+    assert "runtime: ray, 2 host(s), survived 0 restart(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -101,3 +103,37 @@ def test_bad_runtime_flags_get_one_line_naming_the_fix(flags, words, capsys):
     assert main(["run", "small", "--hours", "0.01", "--quiet", *flags]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+def test_killing_hosts_mid_run_changes_no_result(ray_local, local_metrics):
+    # the host of the busiest OGS dies at tick 40 (between checkpoints), two hosts at once at
+    # tick 130: every host is restored from the last checkpoint and the ticks since replayed
+    import ray
+
+    from actors.runtime import ray_engine
+
+    scenario = load_scenario("small")
+    engine = ray_engine(scenario, placement_mode="sharded", hosts=4, checkpoint_every=25)
+    snap = engine.topology.snapshot(0)
+    names = engine.topology.node_names
+    ogs = [s.name for s in scenario.sites if s.kind == "ogs"]
+    degree = {n: int(np.sum((snap.a == names.index(n)) | (snap.b == names.index(n)))) for n in ogs}
+    busiest = max(sorted(degree), key=degree.get)
+    killed = []
+
+    def chaos(done, total):
+        nodes = engine.nodes
+        if done == 40:
+            killed.append(nodes.host_of(busiest))
+            ray.kill(nodes.hosts[nodes.host_of(busiest)])
+        if done == 130:
+            ray.kill(nodes.hosts[0])
+            ray.kill(nodes.hosts[3])
+
+    try:
+        got = metrics_of(engine, chaos)
+        restarts = engine.nodes.restarts
+    finally:
+        engine.nodes.close()
+    assert killed and restarts == 2
+    assert got == local_metrics
