@@ -28,12 +28,15 @@ issue's "keys supplied" form is not offered yet.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgpack
+import numpy as np
 import zmq
 
 from twin.network.messages import Envelope, MessageKind
 
-__all__ = ["FRAME_VERSION", "BusEndpoint", "BusError", "decode_frame", "encode_frame"]
+__all__ = ["FRAME_VERSION", "BusEndpoint", "BusError", "BusFaults", "decode_frame", "encode_frame"]
 
 FRAME_VERSION = 1
 # at most one frame per peer and round is in flight, and a round waits for all of them: a few
@@ -100,8 +103,31 @@ def _envelope(wire) -> Envelope:
         raise BusError(f"bad envelope from {src!r} to {dst!r}: {err}") from None
 
 
+@dataclass(frozen=True)
+class BusFaults:
+    """Faults injected at the sending side of the bus (chaos tests): each frame is sent twice
+    with probability ``duplicate``, and held back with probability ``delay`` until the sender
+    next waits for frames (so it arrives after frames sent later, and a duplicate possibly in
+    a later round). Draws are keyed by (seed, host, frame count): the same faults every run."""
+
+    seed: int = 0
+    duplicate: float = 0.0
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("duplicate", "delay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"BusFaults.{name} must be a probability in [0, 1], got {value}")
+
+
 class BusEndpoint:
-    """One host's sockets: a bound PULL for its inbox and a PUSH per peer it sends to."""
+    """One host's sockets: a bound PULL for its inbox and a PUSH per peer it sends to.
+
+    A round's frames are told apart by (round, sending host): a second copy of a frame, or a
+    frame of a round already finished (only a copy can arrive that late), is dropped and
+    counted in :attr:`stats`; envelopes are also idempotent at the nodes (``SeenMessages``).
+    """
 
     def __init__(
         self,
@@ -111,6 +137,7 @@ class BusEndpoint:
         *,
         curve: bool = False,
         recv_timeout_s: float = 60.0,
+        faults: BusFaults | dict | None = None,
     ) -> None:
         self.run_id = run_id
         self.host_id = int(host_id)
@@ -134,6 +161,11 @@ class BusEndpoint:
         self._poller = zmq.Poller()
         self._poller.register(self._pull, zmq.POLLIN)
         self._early: list[tuple[int, int, bool, list[Envelope]]] = []  # of a later round
+        self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
+        self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
+        self._n_sent = 0
+        self.stats = {"frames_sent": 0, "duplicates_sent": 0, "delayed": 0,
+                      "duplicates_dropped": 0}  # fmt: skip
 
     def set_peers(self, peers: dict[int, tuple[str, bytes | None]]) -> None:
         """host id -> (endpoint, its CurveZMQ server public key or None)."""
@@ -163,53 +195,77 @@ class BusEndpoint:
     def send(self, host: int, round_no: int, envelopes: list[Envelope], active: bool = True) -> int:
         """Send one frame of ``round_no`` to ``host``; returns its size in bytes."""
         frame = encode_frame(self.run_id, round_no, self.host_id, envelopes, active)
+        copies = 1
+        if self.faults is not None:
+            dup, delay = self._draws()
+            copies += dup < self.faults.duplicate
+            self.stats["duplicates_sent"] += copies - 1
+            if delay < self.faults.delay:
+                self._held.append((host, frame))
+                self.stats["delayed"] += 1
+                copies -= 1
+        for _ in range(copies):
+            self._push_frame(host, frame)
+        return len(frame)
+
+    def _draws(self) -> tuple[float, float]:
+        rng = np.random.default_rng([self.faults.seed, self.host_id, self._n_sent])
+        self._n_sent += 1
+        return float(rng.random()), float(rng.random())
+
+    def flush(self) -> None:
+        """Send the frames the fault injector held back, the latest first."""
+        held, self._held = self._held, []
+        for host, frame in reversed(held):
+            self._push_frame(host, frame)
+
+    def _push_frame(self, host: int, frame: bytes) -> None:
         try:
-            self._socket(host).send(frame, copy=False)
+            self._socket(host).send(frame, copy=True)
         except zmq.Again:
             raise BusError(
                 f"host {self.host_id} could not hand a frame to host {host} within "
                 f"{self.recv_timeout_ms} ms: is it alive?"
             ) from None
-        return len(frame)
+        self.stats["frames_sent"] += 1
 
     def receive(self, round_no: int, n_frames: int) -> list[Envelope]:
         """The envelopes of ``n_frames`` frames of ``round_no`` (frames of later rounds are
-        kept for them; a frame of an earlier round is a protocol error)."""
+        kept for them; a second copy of a frame, or a frame of an earlier round, is
+        dropped)."""
         return self.receive_flagged(round_no, n_frames)[0]
 
     def receive_flagged(self, round_no: int, n_frames: int) -> tuple[list[Envelope], bool]:
-        """:meth:`receive`, and whether any of the frames' senders was active."""
+        """:meth:`receive`, and whether any of the frames' senders was active. Waits for
+        frames from ``n_frames`` distinct hosts."""
+        self.flush()  # never wait while holding frames a peer may be waiting for
         got: list[Envelope] = []
         any_active = False
-        remaining = n_frames
-        keep = []
-        for frame in self._early:
-            if frame[0] == round_no and remaining:
-                any_active |= frame[2]
-                got.extend(frame[3])
-                remaining -= 1
+        senders: set[int] = set()
+
+        def take(frame) -> None:
+            nonlocal any_active
+            frame_round, src, active, envelopes = frame
+            if frame_round > round_no:
+                self._early.append(frame)
+            elif frame_round < round_no or src in senders:
+                self.stats["duplicates_dropped"] += 1  # a copy (originals came first)
             else:
-                keep.append(frame)
-        self._early = keep
-        while remaining:
+                senders.add(src)
+                any_active |= active
+                got.extend(envelopes)
+
+        early, self._early = self._early, []
+        for frame in early:
+            take(frame)
+        while len(senders) < n_frames:
             if not self._poller.poll(self.recv_timeout_ms):
                 raise BusError(
-                    f"host {self.host_id} waited {self.recv_timeout_ms} ms for {remaining} "
-                    f"frame(s) of round {round_no}: a peer host is gone or stuck"
+                    f"host {self.host_id} waited {self.recv_timeout_ms} ms for "
+                    f"{n_frames - len(senders)} frame(s) of round {round_no}: a peer host is "
+                    "gone or stuck"
                 )
-            frame = decode_frame(self._pull.recv(copy=True), self.run_id)
-            frame_round, src = frame[0], frame[1]
-            if frame_round == round_no:
-                any_active |= frame[2]
-                got.extend(frame[3])
-                remaining -= 1
-            elif frame_round > round_no:
-                self._early.append(frame)
-            else:
-                raise BusError(
-                    f"host {self.host_id} got a frame of round {frame_round} from host {src} "
-                    f"while in round {round_no}"
-                )
+            take(decode_frame(self._pull.recv(copy=True), self.run_id))
         return got, any_active
 
     def close(self) -> None:

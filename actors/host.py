@@ -90,6 +90,7 @@ class NodeHost:
                 remote.setdefault(host, []).append(envelope)
         for host in sorted(remote):
             self.bus.send(host, round_no + 1, remote[host])
+        self.bus.flush()  # the receivers read them in the next round, without this host
         return sorted(remote), len(self._local)
 
     def exchange(self, first_round: int, inbox: list[Envelope], n_hosts: int):
@@ -192,6 +193,9 @@ class NodeHost:
         if what not in ("link_buffers", "pools", "flow_states", "memories"):
             raise ValueError(f"unknown view {what!r}")
         return getattr(self.nodes, what)()
+
+    def bus_stats(self) -> dict:
+        return dict(self.bus.stats)
 
     def close(self) -> None:
         self.bus.close()

@@ -332,6 +332,14 @@ class RayNodeGroup:
     def n_hosts(self) -> int:
         return len(self.hosts)
 
+    def bus_stats(self) -> dict[str, int]:
+        """The hosts' bus counters summed (frames sent, faults injected, copies dropped)."""
+        total: dict[str, int] = {}
+        for stats in _get([h.bus_stats.remote() for h in self.hosts], "bus counters"):
+            for key, value in stats.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
     def host_of(self, name: str) -> int:
         """The host (index into :attr:`hosts`) that holds node ``name``."""
         return self._host_of[name]
@@ -623,6 +631,7 @@ def ray_engine(
     placement_mode: str = "auto",
     hosts: int | None = None,
     checkpoint_every: int = 60,
+    bus_kwargs: dict | None = None,
     **engine_kw,
 ):
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
@@ -633,5 +642,7 @@ def ray_engine(
 
     topology = TopologyModel(scenario)
     shards = placement(topology.node_names, topology.placement_units(), placement_mode, hosts)
-    node_group = functools.partial(RayNodeGroup, checkpoint_every=checkpoint_every)
+    node_group = functools.partial(
+        RayNodeGroup, checkpoint_every=checkpoint_every, bus_kwargs=bus_kwargs
+    )
     return Engine(scenario, partitions=shards, node_group=node_group, **engine_kw)

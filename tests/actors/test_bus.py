@@ -72,3 +72,66 @@ def test_a_missing_frame_is_an_error_not_a_hang():
             a.receive(0, 1)
     finally:
         a.close()
+
+
+def test_copies_and_late_frames_are_dropped_and_counted():
+    from actors.bus import BusFaults
+
+    a = BusEndpoint("r", 0, recv_timeout_s=5, faults=BusFaults(seed=1, duplicate=1.0))
+    b = BusEndpoint("r", 1, recv_timeout_s=5)
+    try:
+        a.set_peers({1: (b.endpoint, None)})
+        a.send(1, 1, [envelope(0)])  # sent twice
+        assert b.receive(1, 1) == [envelope(0)]
+        a.send(1, 2, [envelope(1)])
+        # one connection keeps its order: round 1's copy comes in while b waits for round 2
+        assert b.receive(2, 1) == [envelope(1)]
+        assert b.stats["duplicates_dropped"] == 1 and a.stats["duplicates_sent"] == 2
+    finally:
+        a.close()
+        b.close()
+
+
+def test_fault_probabilities_are_checked():
+    from actors.bus import BusFaults
+
+    with pytest.raises(ValueError, match="duplicate must be a probability"):
+        BusFaults(duplicate=1.5)
+
+
+def test_three_hosts_keep_their_rounds_under_duplicates_and_delays():
+    # every host sends each peer one frame per round, a third of them twice, a third held
+    # back; a frame of the next round that comes in while a host still waits for this round
+    # must be kept for it, not taken for a copy
+    import threading
+
+    from actors.bus import BusFaults
+
+    faults = BusFaults(seed=7, duplicate=0.3, delay=0.3)
+    hosts = [BusEndpoint("r", h, recv_timeout_s=5, faults=faults) for h in range(3)]
+    for e in hosts:
+        e.set_peers({p.host_id: (p.endpoint, None) for p in hosts if p is not e})
+    errors, got = [], {e.host_id: [] for e in hosts}
+
+    def run(e):
+        try:
+            for r in range(1, 101):
+                for p in hosts:
+                    if p is not e:
+                        e.send(p.host_id, r, [envelope(r * 10 + e.host_id)], active=True)
+                envelopes, active = e.receive_flagged(r, 2)
+                got[e.host_id].append(sorted(x.seq for x in envelopes))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in hosts:
+        e.close()
+    assert errors == []
+    for h, rounds in got.items():
+        assert rounds == [sorted(r * 10 + p for p in range(3) if p != h) for r in range(1, 101)]
+    assert sum(e.stats["duplicates_dropped"] for e in hosts) > 50
