@@ -135,3 +135,19 @@ def test_three_hosts_keep_their_rounds_under_duplicates_and_delays():
     for h, rounds in got.items():
         assert rounds == [sorted(r * 10 + p for p in range(3) if p != h) for r in range(1, 101)]
     assert sum(e.stats["duplicates_dropped"] for e in hosts) > 50
+
+
+def test_the_bus_benchmark_delivers_every_envelope():
+    # `qntwin bench bus` at its smallest: both sides in their own processes; the receiver
+    # raises if an envelope went missing (frames queued at the sender's exit once did)
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_bus.py"
+    spec = importlib.util.spec_from_file_location("bench_bus_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run(10)
+    assert result["frames"] == 1_000 and 0 < result["ratio"] < 1
+    with pytest.raises(ValueError, match="repeat must be >= 10"):
+        bench.run(5)

@@ -1,0 +1,161 @@
+"""Bus throughput: envelopes per second between two host processes, against raw pyzmq.
+
+Issue 4's measure: messages per second between two hosts with realistic envelopes, against raw
+pyzmq PUSH/PULL with the same batching (100 messages per frame); aim: at least 25 % of raw.
+
+- raw: a frame is 100 messages of 64 bytes joined, sent PUSH -> PULL over TCP loopback; the
+  receiver only takes the frame. This is the ceiling of the transport.
+- bus: a frame is :func:`actors.bus.encode_frame` of 100 trusted-relay envelopes (a KEY_RELAY
+  ``commit`` as the nodes send it: names, ids, bit counts), sent by :class:`BusEndpoint`; the
+  receiver decodes and checks every envelope back into an :class:`Envelope` (what a host does
+  before its nodes see one).
+
+Both sides run in their own processes (2 cores here), the sender as fast as it can; the rate is
+messages received per second of the receiver's wall clock, over 100 x ``--repeat`` frames. Run
+with ``qntwin bench bus`` or ``python benchmarks/bench_bus.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+
+PER_FRAME = 100
+
+
+def _commit(k: int):
+    from twin.network.messages import Envelope, MessageKind
+
+    payload = {
+        "step": "commit", "relay": f"munich-stuttgart-control@{k * 1_000_000_000}", "hop": 2,
+        "peer": "shell-a-07", "bits": 4096, "granted": 4096, "critical": True,
+        "pool": "pool:munich-factory>stuttgart-factory",
+    }  # fmt: skip
+    return Envelope("munich-factory", "dlr-oberpfaffenhofen", MessageKind.KEY_RELAY,
+                    k * 1_000, k, k * 1_000 + 350_000, payload)  # fmt: skip
+
+
+def _raw_receiver(endpoint_q, frames: int, out_q) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    endpoint_q.put(f"tcp://127.0.0.1:{port}")
+    pull.recv()  # the first frame starts the clock
+    t0 = time.perf_counter()
+    for _ in range(frames - 1):
+        pull.recv(copy=False)
+    out_q.put(time.perf_counter() - t0)
+    pull.close()
+    ctx.term()
+
+
+def _raw_sender(endpoint: str, frames: int) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1000)
+    push.connect(endpoint)
+    frame = b"".join(bytes([k % 256]) * 64 for k in range(PER_FRAME))
+    for _ in range(frames):
+        push.send(frame, copy=False)
+    push.close(linger=-1)
+    ctx.term()
+
+
+def _bus_receiver(endpoint_q, frames: int, out_q) -> None:
+    from actors.bus import BusEndpoint
+
+    bus = BusEndpoint("bench", 1, recv_timeout_s=60)
+    endpoint_q.put(bus.endpoint)
+    got = len(bus.receive(0, 1))  # the first frame starts the clock
+    t0 = time.perf_counter()
+    for r in range(1, frames):
+        got += len(bus.receive(r, 1))
+    seconds = time.perf_counter() - t0
+    bus.close()
+    # a loss is reported to the parent (an exception here would only end this process)
+    out_q.put(seconds if got == frames * PER_FRAME else f"bus lost envelopes: {got} of "
+              f"{frames * PER_FRAME}")  # fmt: skip
+
+
+def _bus_sender(endpoint: str, frames: int) -> None:
+    import zmq
+
+    from actors.bus import BusEndpoint
+
+    bus = BusEndpoint("bench", 0, recv_timeout_s=60)
+    bus.set_peers({1: (endpoint, None)})
+    batch = [_commit(k) for k in range(PER_FRAME)]
+    for r in range(frames):
+        bus.send(1, r, batch)
+    bus.close()
+    # the frames still queued go out before the process ends (term waits out the linger)
+    zmq.Context.instance().term()
+
+
+def _measure(receiver, sender, frames: int) -> float:
+    """Messages per second received."""
+    # fork: the children run this module's functions whether it was imported by path (qntwin
+    # bench) or run as a script; each makes its own ZeroMQ context after the fork
+    ctx = mp.get_context("fork")
+    endpoint_q, out_q = ctx.Queue(), ctx.Queue()
+    rx = ctx.Process(target=receiver, args=(endpoint_q, frames, out_q))
+    rx.start()
+    endpoint = endpoint_q.get(timeout=60)
+    tx = ctx.Process(target=sender, args=(endpoint, frames))
+    tx.start()
+    seconds = out_q.get(timeout=600)
+    tx.join(60)
+    rx.join(60)
+    if isinstance(seconds, str):
+        raise RuntimeError(seconds)
+    return (frames - 1) * PER_FRAME / seconds
+
+
+def run(repeat: int = 200) -> dict:
+    """``repeat`` x 100 frames each way (``qntwin bench bus --repeat R``)."""
+    frames = 100 * int(repeat)
+    if frames < 1_000:
+        raise ValueError(f"repeat must be >= 10 (1,000 frames) for a stable rate, got {repeat}")
+    raw = _measure(_raw_receiver, _raw_sender, frames)
+    bus = _measure(_bus_receiver, _bus_sender, frames)
+    return {
+        "frames": frames,
+        "messages_per_frame": PER_FRAME,
+        "raw_msgs_per_s": raw,
+        "bus_msgs_per_s": bus,
+        "ratio": bus / raw,
+    }
+
+
+def format_report(r: dict) -> str:
+    verdict = "met" if r["ratio"] >= 0.25 else "NOT met"
+    return "\n".join(
+        [
+            f"bus throughput: {r['frames']} frames of {r['messages_per_frame']} messages, "
+            "two processes over TCP loopback",
+            f"  raw pyzmq PUSH/PULL (64-byte messages)   {r['raw_msgs_per_s'] / 1e6:8.2f} M msg/s",
+            f"  qntwin bus (envelopes, msgpack, checked) {r['bus_msgs_per_s'] / 1e6:8.2f} M msg/s",
+            f"  ratio bus / raw                          {100 * r['ratio']:8.1f} % "
+            f"(target >= 25 %: {verdict})",
+        ]
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=200, help="send 100 x REPEAT frames")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.repeat)
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
