@@ -30,6 +30,8 @@ test: install lint
 
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/qntwin bench physics
+	OMP_NUM_THREADS=1 $(BIN)/qntwin bench engine
+	OMP_NUM_THREADS=1 $(BIN)/qntwin bench bus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -77,17 +77,8 @@ class NodeHost:
         envelopes += self._local
         if expect_frames:
             envelopes += self.bus.receive(round_no, expect_frames)
-        self._local = []
         out = self.nodes.deliver(envelopes) if envelopes else []
-        remote: dict[int, list[Envelope]] = {}
-        for envelope in out:
-            host = self._host_of.get(envelope.dst)
-            if host is None:
-                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
-            if host == self.host_id:
-                self._local.append(envelope)
-            else:
-                remote.setdefault(host, []).append(envelope)
+        self._local, remote = self._split(out)
         for host in sorted(remote):
             self.bus.send(host, round_no + 1, remote[host])
         self.bus.flush()  # the receivers read them in the next round, without this host
@@ -109,16 +100,7 @@ class NodeHost:
         round_no = first_round
         while True:
             out = self.nodes.deliver(pending) if pending else []
-            local: list[Envelope] = []
-            remote: dict[int, list[Envelope]] = {}
-            for envelope in out:
-                host = self._host_of.get(envelope.dst)
-                if host is None:
-                    raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
-                if host == self.host_id:
-                    local.append(envelope)
-                else:
-                    remote.setdefault(host, []).append(envelope)
+            local, remote = self._split(out)
             active = bool(out)
             round_no += 1
             for host in peers:
@@ -145,6 +127,20 @@ class NodeHost:
 
     def _step(self, battery_steps) -> list:
         return [self.nodes.step_batteries(*step) for step in battery_steps]
+
+    def _split(self, out: list[Envelope]) -> tuple[list[Envelope], dict[int, list[Envelope]]]:
+        """The envelopes for this host's own nodes, and the others by destination host."""
+        local: list[Envelope] = []
+        remote: dict[int, list[Envelope]] = {}
+        for envelope in out:
+            host = self._host_of.get(envelope.dst)
+            if host is None:
+                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+            if host == self.host_id:
+                local.append(envelope)
+            else:
+                remote.setdefault(host, []).append(envelope)
+        return local, remote
 
     def end_tick(self) -> tuple[TickCounters, int, int]:
         """The tick's counters, and the key bits held in link buffers and pools."""

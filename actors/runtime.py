@@ -4,22 +4,33 @@ ARCHITECTURE.md ("The runtime"). The driver process runs the clock: the engine's
 G(t), the controller, handovers and energy inputs, as in the single-process engine. What moves
 out are the nodes and their state: :class:`RayNodeGroup` stands where the engine's
 :class:`twin.network.nodes.NodeGroup` stands and spreads the node sets over :class:`NodeHost`
-actors, one per shard of the placement (:mod:`actors.placement`). A superstep then is:
+actors, one per shard of the placement (:mod:`actors.placement`). A tick (superstep) then is,
+with up to :data:`ALL_TO_ALL_MAX_HOSTS` hosts, one call per host
+(:meth:`actors.host.NodeHost.superstep`):
 
-1. environment: G(t) goes into Ray's object store once, and every host runs its nodes' key
-   generation on it (submitted without waiting: Ray runs one caller's calls to an actor in
-   order, so the next call sees it);
-2. nodes: rounds of :meth:`NodeHost.round` over the hosts that have something to do, the hosts
-   exchanging envelopes over the bus between rounds (the driver only counts frames), until no
-   message is left: the barrier;
-3. the tick's counters (integers, summed) and the batteries' step, gathered from every host.
+1. environment: G(t), put once into Ray's object store, and the hosts' key generation on it;
+2. nodes: the message rounds, which the hosts run among themselves over the bus until a round
+   in which no host sent anything: the barrier;
+3. the tick's counters (integers, summed), the key totals and the batteries' step.
+
+The call is submitted and the driver goes on to build the next G(t); the engine collects the
+tick's result after that (``NodeGroup.submit_superstep``). With more hosts (per-node placement)
+the driver runs the rounds itself, calling only the hosts that have something to do.
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
 the same results as the single-process engine for every placement (tests/actors pin the
 metrics byte for byte).
 
-Not here yet (the runtime issue goes on): checkpoints and replay of a lost host, fault injection
-at the bus, the controller actors (the controller runs in the driver), the telemetry exporter.
+Recovery: every call that may change a host's state is logged; every ``checkpoint_every`` ticks
+each host's state goes to the object store and the log restarts. When a host is lost, every
+host is restored from the last checkpoint and the log replayed, and the run goes on exactly as
+a fault-free run (``RayNodeGroup.restarts`` counts the recoveries). A checkpoint lives in the
+object store of the node where its host ran: losing a whole cluster node (not just a process)
+loses it, and the run then fails with an error, not a wrong result.
+
+Not here yet (the runtime issue goes on): the controller actors (the controller runs in the
+driver), the endpoint registry as a named actor (the driver hands the endpoints round), the
+telemetry exporter, and the speed targets (README, "Performance").
 """
 
 from __future__ import annotations
