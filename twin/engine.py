@@ -15,7 +15,10 @@ Each tick of ``dt`` simulated seconds:
    sends its data, except while it is inside a handover gap (twin.network.nodes; the nodes'
    state is theirs, and the engine reads it only through the node set's views);
 5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
-   power and its carbon at the site's grid intensity;
+   power and its carbon at the site's grid intensity (the batteries' inputs come from G(t)
+   alone, so their step travels with the node phase: ``NodeGroup.superstep``, whose result the
+   engine collects after building the next tick's G(t), the Ray runtime's hosts working
+   meanwhile);
 6. entanglement: once every ``ENTANGLEMENT_PERIOD_S``, one end-to-end pair per active Type-I
    flow (the main paper's entanglement-assisted control links) over the space or air segment
    of its path (twin.network.entanglement_distribution; see "Entanglement service" below).
@@ -824,12 +827,6 @@ class Engine:
             below_ticks + int(energy.below_reserve > 0),
             haps_below_ticks + int(energy.haps_below_reserve > 0),
         )
-
-    def _energy(self, snap, t_ns: int) -> _EnergyTick:
-        """Satellite and HAPS batteries and ground power for one tick."""
-        power = self._energy_inputs(snap, t_ns)
-        stepped = [self.nodes.step_batteries(*step) for step in power.battery_steps]
-        return self._energy_tick(power, stepped)
 
     def _energy_inputs(self, snap, t_ns: int) -> _PowerInputs:
         """The tick's loads, the batteries' steps to take, and the ground stations' carbon."""
