@@ -36,7 +36,15 @@ import zmq
 
 from twin.network.messages import Envelope, MessageKind
 
-__all__ = ["FRAME_VERSION", "BusEndpoint", "BusError", "BusFaults", "decode_frame", "encode_frame"]
+__all__ = [
+    "FRAME_VERSION",
+    "BusEndpoint",
+    "BusError",
+    "BusFaults",
+    "BusRegistry",
+    "decode_frame",
+    "encode_frame",
+]
 
 FRAME_VERSION = 1
 # at most one frame per peer and round is in flight, and a round waits for all of them: a few
@@ -273,3 +281,19 @@ class BusEndpoint:
             sock.close()
         self._pull.close()
         self._push.clear()
+
+
+class BusRegistry:
+    """The run's bus endpoints, host id -> (endpoint, CurveZMQ server key or None): a named
+    Ray actor (``actors.runtime``) that every host registers with, the driver reads back, and
+    hosts restored after a loss register with again."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[int, tuple[str, bytes | None]] = {}
+
+    def register(self, host_id: int, endpoint: str, server_key: bytes | None) -> bool:
+        self._endpoints[int(host_id)] = (str(endpoint), server_key)
+        return True
+
+    def endpoints(self) -> dict[int, tuple[str, bytes | None]]:
+        return dict(self._endpoints)

@@ -59,6 +59,14 @@ class NodeHost:
         """(bus endpoint, CurveZMQ server public key or None, process id)."""
         return self.bus.endpoint, self.bus.server_public_key, os.getpid()
 
+    def register(self, registry_name: str) -> bool:
+        """Register this host's bus endpoint with the run's registry (a named Ray actor)."""
+        import ray
+
+        registry = ray.get_actor(registry_name)
+        key = self.bus.server_public_key
+        return ray.get(registry.register.remote(self.host_id, self.bus.endpoint, key))
+
     def connect(self, peers: dict[int, tuple[str, bytes | None]], host_of: dict[str, int]):
         """Learn every host's endpoint and which host holds each node."""
         self.bus.set_peers({h: p for h, p in peers.items() if h != self.host_id})

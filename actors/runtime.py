@@ -29,8 +29,8 @@ object store of the node where its host ran: losing a whole cluster node (not ju
 loses it, and the run then fails with an error, not a wrong result.
 
 Not here yet (the runtime issue goes on): the controller actors (the controller runs in the
-driver), the endpoint registry as a named actor (the driver hands the endpoints round), the
-telemetry exporter, and the speed targets (README, "Performance").
+driver), the telemetry exporter, and the speed targets (README, "Performance"). The bus
+endpoints are registered with a named Ray actor (:class:`actors.bus.BusRegistry`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from actors.bus import BusError
+from actors.bus import BusError, BusRegistry
 from actors.host import NodeHost
 from actors.placement import placement
 from twin.network.keys import KeyBuffer
@@ -238,6 +238,7 @@ class RayNodeGroup:
         self._checkpoint: list | None = None  # each host's state at the last checkpoint (refs)
         self._ticks = 0
         self.hosts: list = []
+        self._registry = None  # the run's BusRegistry actor, made with the first hosts
         self._start_hosts()
         self._round = 0
         self._has_local = [False] * len(self.hosts)
@@ -263,9 +264,18 @@ class RayNodeGroup:
             for h, g in enumerate(self._groups)
         ]
         try:
-            endpoints = _get([h.endpoint.remote() for h in self.hosts], "start-up")
-            peers = {h: (e, key) for h, (e, key, _) in enumerate(endpoints)}
-            self.pids = [pid for _, _, pid in endpoints]
+            if self._registry is None:
+                self._registry = (
+                    ray.remote(num_cpus=0)(BusRegistry)
+                    .options(name=f"qntwin-bus-{self.run_id}")
+                    .remote()
+                )
+            registry_name = f"qntwin-bus-{self.run_id}"
+            _get([h.register.remote(registry_name) for h in self.hosts], "start-up")
+            endpoints = _get(self._registry.endpoints.remote(), "bus registry")
+            peers = {h: endpoints[h] for h in range(len(self.hosts))}
+            self.pids = [pid for _, _, pid in _get([h.endpoint.remote() for h in self.hosts],
+                                                   "start-up")]  # fmt: skip
             _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
         except BaseException:
             self.close()
@@ -630,10 +640,12 @@ class RayNodeGroup:
         """Stop the hosts (their sockets close with them)."""
         import ray
 
-        for host in getattr(self, "hosts", []):
-            with contextlib.suppress(Exception):
-                ray.kill(host)
+        for host in [*getattr(self, "hosts", []), getattr(self, "_registry", None)]:
+            if host is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(host)
         self.hosts = []
+        self._registry = None
 
 
 def ray_engine(
