@@ -154,12 +154,6 @@ class NodeHost:
         """The tick's counters, and the key bits held in link buffers and pools."""
         return self.nodes.end_tick(), self.nodes.link_bits, self.nodes.pool_bits
 
-    def key_totals(self) -> tuple[int, int]:
-        return self.nodes.link_bits, self.nodes.pool_bits
-
-    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
-        return self.nodes.step_batteries(platform, sun, load_w, power_model, dt_s)
-
     def soc_j(self) -> dict:
         return self.nodes.soc_j
 
@@ -200,6 +194,3 @@ class NodeHost:
 
     def bus_stats(self) -> dict:
         return dict(self.bus.stats)
-
-    def close(self) -> None:
-        self.bus.close()

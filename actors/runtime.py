@@ -47,10 +47,9 @@ import numpy as np
 from actors.bus import BusError, BusRegistry
 from actors.host import NodeHost
 from actors.placement import placement
-from twin.network.keys import KeyBuffer
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
-from twin.network.nodes import FlowState, Superstep, TickCounters
+from twin.network.nodes import MergedViews, Superstep, TickCounters, node_partitions
 
 __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 
@@ -181,13 +180,15 @@ def _get_first_failure(refs, what: str, *, fetch: bool = True):
     return _get(refs, what) if fetch else None
 
 
-class RayNodeGroup:
-    """A :class:`twin.network.nodes.NodeGroup` whose node sets live in host actors.
+class RayNodeGroup(MergedViews):
+    """The engine's :class:`twin.network.nodes.NodeGroup`, with the node sets in host actors.
 
     Called as NodeGroup is (``partitions``: the node indices of each host, e.g. from
     :func:`actors.placement.placement`); ``bus_kwargs`` go to each host's
-    :class:`actors.bus.BusEndpoint`. Needs Ray initialised (:func:`ray_session`). Close it
-    (:meth:`close`) to stop the hosts.
+    :class:`actors.bus.BusEndpoint`. It offers what the engine uses of a NodeGroup (the tick's
+    ``environment`` and ``submit_superstep``, memory loans, fill levels, expiry, batteries'
+    state, the views), not the per-round ``deliver`` / ``end_tick`` of tests on NodeGroup.
+    Needs Ray initialised (:func:`ray_session`). Close it (:meth:`close`) to stop the hosts.
     """
 
     def __init__(
@@ -200,32 +201,24 @@ class RayNodeGroup:
         checkpoint_every: int = 60,
         **node_kwargs,
     ) -> None:
-        groups = [sorted(set(int(i) for i in part)) for part in partitions]
-        flat = sorted(i for g in groups for i in g)
-        if flat != list(range(len(names))):
-            raise ValueError(
-                f"partitions must hold every node index 0..{len(names) - 1} exactly once, got "
-                f"{len(flat)} indices over {len(groups)} partitions"
-            )
-        groups = [g for g in groups if g]
+        groups = node_partitions(names, partitions)
         self.names = tuple(names)
         self._index = {name: i for i, name in enumerate(self.names)}
-        self._dt_ns = int(node_kwargs["dt_ns"])
         self.run_id = uuid.uuid4().hex[:12]
         batteries = node_kwargs["batteries"]
         self.battery_counts = {p: len(ix) for p, (ix, _) in batteries.items()}
         """platform -> number of nodes with a battery"""
-        self._host_of_index = np.empty(len(names), dtype=np.int64)
+        host_of_index = np.empty(len(names), dtype=np.int64)
         for h, g in enumerate(groups):
-            self._host_of_index[g] = h
-        self._host_of = {name: int(self._host_of_index[i]) for i, name in enumerate(self.names)}
+            host_of_index[g] = h
+        self._host_of = {name: int(host_of_index[i]) for i, name in enumerate(self.names)}
         # each host's rows among a platform's batteries (as NodeSet.platforms has them)
         self._rows: list[dict[str, np.ndarray]] = []
         for h in range(len(groups)):
             rows = {}
             for platform, (indices, _) in batteries.items():
                 indices = np.asarray(indices, dtype=np.int64)
-                rows[platform] = np.flatnonzero(self._host_of_index[indices] == h)
+                rows[platform] = np.flatnonzero(host_of_index[indices] == h)
             self._rows.append(rows)
         self._groups = groups
         self._host_args = (flows, node_kwargs, dict(bus_kwargs or {}))
@@ -242,11 +235,9 @@ class RayNodeGroup:
         self._start_hosts()
         self._round = 0
         self._has_local = [False] * len(self.hosts)
-        self._pending: list = []  # calls submitted without waiting (errors surface at end_tick)
-        self._totals: tuple[int, int] | None = None  # link and pool bits as of end_tick
-        self._closed: TickCounters | None = None  # a tick the hosts closed in their exchange
+        # calls submitted without waiting (their errors surface with the next superstep's)
+        self._pending: list = []
         self._env: tuple | None = None  # the tick's G(t), until the hosts take it
-        self._soc: dict[str, np.ndarray] = {}
 
     # --- hosts, the call log, checkpoints and recovery -------------------------------------------
 
@@ -365,10 +356,6 @@ class RayNodeGroup:
         """The host (index into :attr:`hosts`) that holds node ``name``."""
         return self._host_of[name]
 
-    @property
-    def dt_ns(self) -> int:
-        return self._dt_ns
-
     def owner(self, a: str, b: str) -> str:
         return a if self._index[a] < self._index[b] else b
 
@@ -376,7 +363,6 @@ class RayNodeGroup:
         # held until something needs the hosts: usually the tick's superstep, which takes it
         # along (one call per host and tick); any other call first hands it over
         self._env = (snap, t_ns)
-        self._totals = None
 
     def _flush_environment(self) -> None:
         import ray
@@ -387,12 +373,6 @@ class RayNodeGroup:
             ref = ray.put(snap)
             self._pending += [self._call(h, "environment", ref, t_ns) for h in range(self.n_hosts)]
 
-    def exchange(self, inbox: list[Envelope], trace: list[Envelope] | None = None) -> None:
-        self._closed = self.superstep(inbox, (), trace).counters
-
-    def superstep(self, inbox: list[Envelope], battery_steps=(), trace=None) -> Superstep:
-        return self.submit_superstep(inbox, battery_steps, trace)()
-
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
         """NodeGroup.submit_superstep: with a few hosts one call per host (environment, rounds
         among the hosts, end of tick, batteries), submitted here and collected by the callable
@@ -402,7 +382,6 @@ class RayNodeGroup:
 
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
-        self._totals = None
         by_host: dict[int, list[Envelope]] = {}
         for envelope in inbox:
             host = self._host_of.get(envelope.dst)
@@ -480,7 +459,7 @@ class RayNodeGroup:
             for (k, rows, _), (soc_j, below) in zip(share, host_steps, strict=True):
                 outputs[k][0][rows] = soc_j
                 outputs[k][1][rows] = below
-        return Superstep(**self._sum_tick(closed, keep=False), batteries=outputs)
+        return Superstep(**self._sum_tick(closed), batteries=outputs)
 
     def _rounds(self, by_host: dict[int, list[Envelope]]) -> None:
         """The node phase driven from here, round by round, calling only the busy hosts."""
@@ -504,75 +483,17 @@ class RayNodeGroup:
                     expect[d] += 1
                 self._has_local[h] = local > 0
 
-    def end_tick(self) -> TickCounters:
-        if self._closed is not None:  # the hosts closed it at the end of their exchange
-            total, self._closed = self._closed, None
-            return total
-        self._flush_environment()
-        pending, self._pending = self._pending, []
-        calls = [self._call(h, "end_tick") for h in range(self.n_hosts)]
-        results = self._wait(pending + calls, "end of tick")
-        return self._sum_tick(results[len(pending) :])["counters"]
-
-    def _sum_tick(self, per_host, *, keep: bool = True) -> dict:
+    @staticmethod
+    def _sum_tick(per_host) -> dict:
         """Sum the hosts' (counters, link bits, pool bits) of a tick (integers: the sum does
-        not depend on the placement); ``keep``: hold the key totals for :attr:`link_bits`
-        (only when no later tick's work has been handed to the hosts yet)."""
+        not depend on the placement)."""
         total = TickCounters()
         link = pool = 0
         for counters, link_bits, pool_bits in per_host:
             total.add(counters)
             link += link_bits
             pool += pool_bits
-        if keep:
-            self._totals = (link, pool)
         return {"counters": total, "link_bits": link, "pool_bits": pool}
-
-    def _fetch_totals(self) -> tuple[int, int]:
-        if self._totals is None:  # not read since the last end_tick: ask every host
-            self._flush_environment()
-            per_host = self._wait(
-                [self._call(h, "key_totals") for h in range(self.n_hosts)], "key totals"
-            )
-            self._totals = (sum(x for x, _ in per_host), sum(y for _, y in per_host))
-        return self._totals
-
-    @property
-    def link_bits(self) -> int:
-        return self._fetch_totals()[0]
-
-    @property
-    def pool_bits(self) -> int:
-        return self._fetch_totals()[1]
-
-    def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
-        self._flush_environment()
-        n = self.battery_counts[platform]
-        sun = np.broadcast_to(np.asarray(sun, dtype=float), (n,))
-        load = np.broadcast_to(np.asarray(load_w, dtype=float), (n,))
-        calls = [(rows[platform], h) for h, rows in enumerate(self._rows) if rows[platform].size]
-        results = self._wait(
-            [
-                self._call(
-                    h,
-                    "step_batteries",
-                    platform,
-                    np.ascontiguousarray(sun[r]),
-                    np.ascontiguousarray(load[r]),
-                    power_model,
-                    dt_s,
-                )  # fmt: skip
-                for r, h in calls
-            ],
-            "battery step",
-        )
-        soc = np.empty(n)
-        below = np.zeros(n, dtype=bool)
-        for (r, _), (soc_j, below_reserve) in zip(calls, results, strict=True):
-            soc[r] = soc_j
-            below[r] = below_reserve
-        self._soc[platform] = soc
-        return soc.copy(), below
 
     def soc_j(self, platform: str) -> np.ndarray:
         self._flush_environment()
@@ -586,7 +507,6 @@ class RayNodeGroup:
 
     def expire(self, t_ns: int) -> None:
         self._flush_environment()
-        self._totals = None
         self._wait([self._call(h, "expire", t_ns) for h in range(self.n_hosts)], "expiry")
 
     def link_available_bits(self, a: str, b: str) -> int:
@@ -623,18 +543,6 @@ class RayNodeGroup:
         for part in self._wait([self._call(h, "view", what) for h in range(self.n_hosts)], what):
             out.update(part)
         return out
-
-    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
-        return self._merged("link_buffers")
-
-    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
-        return self._merged("pools")
-
-    def flow_states(self) -> dict[str, FlowState]:
-        return self._merged("flow_states")
-
-    def memories(self) -> dict[str, QuantumMemory]:
-        return self._merged("memories")
 
     def close(self) -> None:
         """Stop the hosts (their sockets close with them)."""

@@ -220,6 +220,17 @@ class EntanglementRecord:
     t_end_ns: int
 
 
+@dataclass
+class _RunTotals:
+    """What a run sums over its ticks (``Engine._close_tick`` adds each tick in order)."""
+
+    energy_j: float = 0.0
+    carbon_g: float = 0.0
+    below_reserve_ticks: int = 0
+    """ticks in which a satellite battery ended below its reserve"""
+    haps_below_reserve_ticks: int = 0
+
+
 @dataclass(frozen=True)
 class _PowerInputs:
     """A tick's energy phase before the batteries step: what they step with, and the power and
@@ -789,9 +800,8 @@ class Engine:
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
         return self.nodes.submit_superstep(inbox, battery_steps, self.trace)
 
-    def _close_tick(self, unclosed, acc, records: list[TickRecord]):
-        """Take a tick's node phase back and record the tick; returns the run's accumulators
-        (energy J, carbon g, ticks below reserve: satellites, HAPS) with the tick added."""
+    def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
+        """Take a tick's node phase back, record the tick and add it to the run's totals."""
         t_ns, power, handovers, finish = unclosed
         step = finish()
         counters = step.counters
@@ -804,7 +814,6 @@ class Engine:
             else float("nan")
         )
         energy = self._energy_tick(power, step.batteries)
-        energy_j, carbon_total, below_ticks, haps_below_ticks = acc
         records.append(
             TickRecord(
                 t_s=t_ns / NS_PER_S,
@@ -821,12 +830,10 @@ class Engine:
                 delivered_bits=counters.delivered_bits,
             )
         )
-        return (
-            energy_j + energy.power_w * self.dt_ns / NS_PER_S,
-            carbon_total + energy.carbon_g,
-            below_ticks + int(energy.below_reserve > 0),
-            haps_below_ticks + int(energy.haps_below_reserve > 0),
-        )
+        totals.energy_j += energy.power_w * self.dt_ns / NS_PER_S
+        totals.carbon_g += energy.carbon_g
+        totals.below_reserve_ticks += int(energy.below_reserve > 0)
+        totals.haps_below_reserve_ticks += int(energy.haps_below_reserve > 0)
 
     def _energy_inputs(self, snap, t_ns: int) -> _PowerInputs:
         """The tick's loads, the batteries' steps to take, and the ground stations' carbon."""
@@ -941,8 +948,7 @@ class Engine:
         total_s = self.scenario.time.duration_s if duration_s is None else float(duration_s)
         n_ticks = int(round(total_s * NS_PER_S)) // self.dt_ns
         records: list[TickRecord] = []
-        # energy J, carbon g, ticks with a satellite / HAPS battery below its reserve
-        acc = (0.0, 0.0, 0, 0)
+        totals = _RunTotals()
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         paths = self._decide(snap).paths
@@ -955,7 +961,7 @@ class Engine:
             next_paths = self._decide(snap_next).paths
             if unclosed is not None:
                 # the previous tick's node phase ran while G(t + dt) was being built (Ray)
-                acc = self._close_tick(unclosed, acc, records)
+                self._close_tick(unclosed, totals, records)
                 unclosed = None
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
@@ -976,8 +982,7 @@ class Engine:
             if progress is not None:
                 progress(tick + 1, n_ticks)
         if unclosed is not None:
-            acc = self._close_tick(unclosed, acc, records)
-        energy_j, carbon_total, below_reserve_ticks, haps_below_reserve_ticks = acc
+            self._close_tick(unclosed, totals, records)
         self.nodes.expire(n_ticks * self.dt_ns)  # the ledgers at the run's end
         link_buffers, pool_buffers = self.link_buffers, self.pools
         buffers = [link_buffers[k] for k in sorted(link_buffers)]
@@ -995,9 +1000,9 @@ class Engine:
             records=records,
             handovers=self.handover.log,
             space_events=dict(self.space_events),
-            energy_j=energy_j,
-            carbon_total_g=carbon_total,
-            below_reserve_ticks=below_reserve_ticks,
-            haps_below_reserve_ticks=haps_below_reserve_ticks,
+            energy_j=totals.energy_j,
+            carbon_total_g=totals.carbon_g,
+            below_reserve_ticks=totals.below_reserve_ticks,
+            haps_below_reserve_ticks=totals.haps_below_reserve_ticks,
             entanglement=list(self.entanglement),
         )

@@ -64,6 +64,7 @@ nothing.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -80,11 +81,13 @@ __all__ = [
     "Superstep",
     "FlowState",
     "KeySettings",
+    "MergedViews",
     "Node",
     "NodeGroup",
     "NodeSet",
     "TickCounters",
     "forwarding_update",
+    "node_partitions",
 ]
 
 CONTROLLER = "controller"
@@ -838,7 +841,42 @@ class NodeSet:
         buffer.take_granted(bits, self._t_ns)
 
 
-class NodeGroup:
+def node_partitions(names: Sequence[str], partitions: Sequence[Iterable[int]]) -> list[list[int]]:
+    """``partitions`` as sorted node-index lists, empty ones dropped; ValueError unless they
+    hold every node index of ``names`` exactly once (NodeGroup's and the Ray runtime's
+    check)."""
+    groups = [sorted(set(int(i) for i in part)) for part in partitions]
+    flat = sorted(i for g in groups for i in g)
+    if flat != list(range(len(names))):
+        raise ValueError(
+            f"partitions must hold every node index 0..{len(names) - 1} exactly once, got "
+            f"{len(flat)} indices over {len(groups)} partitions"
+        )
+    return [g for g in groups if g]
+
+
+class MergedViews(ABC):
+    """The state views of a group of node sets, each merged over the sets (by :meth:`_merged`,
+    wherever the sets live)."""
+
+    @abstractmethod
+    def _merged(self, method: str) -> dict:
+        """The union of the sets' ``method()`` dicts (their keys are disjoint)."""
+
+    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("link_buffers")
+
+    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
+        return self._merged("pools")
+
+    def flow_states(self) -> dict[str, FlowState]:
+        return self._merged("flow_states")
+
+    def memories(self) -> dict[str, QuantumMemory]:
+        return self._merged("memories")
+
+
+class NodeGroup(MergedViews):
     """Several node sets behind the interface of one: messages go to the set that hosts their
     destination, counters are summed (integers), state views merged.
 
@@ -849,14 +887,7 @@ class NodeGroup:
     """
 
     def __init__(self, names: Sequence[str], partitions: Sequence[Iterable[int]], flows, **kwargs):
-        groups = [sorted(set(int(i) for i in part)) for part in partitions]
-        flat = sorted(i for g in groups for i in g)
-        if flat != list(range(len(names))):
-            raise ValueError(
-                f"partitions must hold every node index 0..{len(names) - 1} exactly once, got "
-                f"{len(flat)} indices over {len(groups)} partitions"
-            )
-        self.sets = [NodeSet(names, g, flows, **kwargs) for g in groups if g]
+        self.sets = [NodeSet(names, g, flows, **kwargs) for g in node_partitions(names, partitions)]
         self._host = {name: s for s in self.sets for name in s.nodes}
         self.names = tuple(names)
         self.battery_counts = {p: len(ix) for p, (ix, _) in kwargs["batteries"].items()}
@@ -977,15 +1008,3 @@ class NodeGroup:
         for s in self.sets:
             out.update(getattr(s, method)())
         return out
-
-    def link_buffers(self) -> dict[tuple[str, str], KeyBuffer]:
-        return self._merged("link_buffers")
-
-    def pools(self) -> dict[tuple[str, str], KeyBuffer]:
-        return self._merged("pools")
-
-    def flow_states(self) -> dict[str, FlowState]:
-        return self._merged("flow_states")
-
-    def memories(self) -> dict[str, QuantumMemory]:
-        return self._merged("memories")
