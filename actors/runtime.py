@@ -118,14 +118,44 @@ def _probe(address: str) -> None:
             "for Ray Client, or 'auto' on a cluster node)"
         )
     try:
-        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S) as conn:
+            speaks_grpc = _speaks_http2(conn)
     except OSError as err:
         raise RuntimeUnavailable(
             f"no Ray cluster answers at --address {address!r} ({err.strerror or err}): start "
             "one there (ray start --head), fix the address, or leave --address out to start "
             "Ray on this machine"
         ) from None
+    if not speaks_grpc:
+        raise RuntimeUnavailable(
+            f"something answers at --address {address!r}, but not a Ray cluster's head: the "
+            "port is in use by another service. Give the head's GCS port (ray start --head "
+            "prints it; 6379 by default) or its Ray Client port with ray:// (10001 by default)"
+        )
+
+
+# the client side of an HTTP/2 connection's start (RFC 9113, 3.4): the preface, then an empty
+# SETTINGS frame (9-byte header: length 0, type 0x4, no flags, stream 0)
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 0x4
+
+
+def _speaks_http2(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` answers as an HTTP/2 server: its first frame must be a
+    SETTINGS frame. Ray's head (GCS) and Ray Client servers are gRPC, which is HTTP/2; another
+    service on the port (a web server, a database, a Redis) answers otherwise, or not at all,
+    and ``ray.init`` would retry it for minutes."""
+    try:
+        conn.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:  # reset, or silent past the timeout
+        return False
+    return len(header) == 9 and header[3] == _HTTP2_SETTINGS and header[5:9] == bytes(4)
 
 
 def _get(refs, what: str):

@@ -105,6 +105,44 @@ def test_bad_runtime_flags_get_one_line_naming_the_fix(flags, words, capsys):
     assert words in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("answer", ["http", "silent"])
+def test_an_address_whose_port_another_service_holds_fails_at_once(answer, capsys):
+    # a web server answers the probe with HTTP/1, a silent listener not at all: both are
+    # refused in seconds (ray.init would retry them for minutes), naming the head's ports
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from twin.cli import EXIT_USAGE, main
+
+    if answer == "http":
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port, stop = server.server_address[1], server.shutdown
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port, stop = listener.getsockname()[1], listener.close
+    try:
+        start = time.monotonic()
+        code = main(["run", "small", "--hours", "0.01", "--quiet", "--runtime", "ray",
+                     "--address", f"127.0.0.1:{port}"])  # fmt: skip
+        seconds = time.monotonic() - start
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "not a Ray cluster's head" in err and "6379" in err
+    assert "Traceback" not in err and seconds < 30
+
+
+def test_the_address_probe_accepts_a_live_ray_head(ray_local):
+    import ray
+
+    from actors.runtime import _probe
+
+    _probe(ray.get_runtime_context().gcs_address)  # raises if the head were taken for another
+
+
 def test_killing_hosts_mid_run_changes_no_result(ray_local, local_metrics):
     # the host of the busiest OGS dies at tick 40 (between checkpoints), two hosts at once at
     # tick 130: every host is restored from the last checkpoint and the ticks since replayed
