@@ -18,8 +18,8 @@ tested without Ray.
 
 from __future__ import annotations
 
-import copy
 import os
+import pickle
 
 from actors.bus import BusEndpoint
 from twin.network.memory_slots import QuantumMemory
@@ -75,8 +75,10 @@ class NodeHost:
 
     # --- a superstep's parts --------------------------------------------------------------------
 
-    def environment(self, snap, t_ns: int) -> None:
-        self.nodes.environment(snap, t_ns)
+    def environment(self, t_ns: int, links) -> None:
+        """Start a tick: ``links`` (a, b, skr_bps) are G(t)'s key-generating links that this
+        host's nodes own (``NodeSet.generate``)."""
+        self.nodes.generate(t_ns, *links)
 
     def round(self, round_no: int, inbox: list[Envelope], expect_frames: int) -> tuple[list, int]:
         """Handle round ``round_no``; returns (the hosts sent a frame for round
@@ -120,12 +122,13 @@ class NodeHost:
             if not (active or others_active):
                 return round_no, self.end_tick()
 
-    def superstep(self, snap, t_ns, first_round: int, inbox, n_hosts: int, battery_steps):
-        """A whole tick of this host in one call: the environment (when ``snap`` is given),
-        :meth:`exchange` with the other hosts, then the battery steps; returns (the next unused
-        round, :meth:`end_tick`'s result, each battery step's (soc_j, below_reserve))."""
-        if snap is not None:
-            self.nodes.environment(snap, t_ns)
+    def superstep(self, t_ns, links, first_round: int, inbox, n_hosts: int, battery_steps):
+        """A whole tick of this host in one call: the environment (:meth:`environment`, when
+        ``links`` are given), :meth:`exchange` with the other hosts, then the battery steps;
+        returns (the next unused round, :meth:`end_tick`'s result, each battery step's
+        (soc_j, below_reserve))."""
+        if links is not None:
+            self.environment(t_ns, links)
         next_round, closed = self.exchange(first_round, inbox, n_hosts)
         return next_round, closed, self._step(battery_steps)
 
@@ -173,16 +176,16 @@ class NodeHost:
 
     # --- checkpoints ------------------------------------------------------------------------------
 
-    def checkpoint(self) -> tuple:
-        """This host's node state between ticks (Ray keeps it in its object store). Frames of
-        later rounds waiting at the socket are not state: a restore replays the ticks that sent
-        them."""
-        return self.nodes, self._local
+    def checkpoint(self) -> bytes:
+        """This host's node state between ticks, pickled (the driver holds it: it outlives
+        this host and the node it runs on). Frames of later rounds waiting at the socket are
+        not state: a restore replays the ticks that sent them. (Pickle is Ray's own channel
+        here, between the run's processes; nothing from the bus's sockets is unpickled.)"""
+        return pickle.dumps((self.nodes, self._local), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def restore(self, state: tuple) -> bool:
+    def restore(self, state: bytes) -> bool:
         """Take the node state of a checkpoint (on a fresh host, before the replay)."""
-        # a deep copy: arrays that come out of Ray's object store are read-only views of it
-        self.nodes, self._local = copy.deepcopy(state)
+        self.nodes, self._local = pickle.loads(state)
         return True
 
     # --- views (the run's end) ------------------------------------------------------------------

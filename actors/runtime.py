@@ -8,7 +8,8 @@ actors, one per shard of the placement (:mod:`actors.placement`). A tick (supers
 with up to :data:`ALL_TO_ALL_MAX_HOSTS` hosts, one call per host
 (:meth:`actors.host.NodeHost.superstep`):
 
-1. environment: G(t), put once into Ray's object store, and the hosts' key generation on it;
+1. environment: G(t)'s key-generating links, each host sent those its nodes own, and the key
+   generation on them;
 2. nodes: the message rounds, which the hosts run among themselves over the bus until a round
    in which no host sent anything: the barrier;
 3. the tick's counters (integers, summed), the key totals and the batteries' step.
@@ -22,11 +23,11 @@ the same results as the single-process engine for every placement (tests/actors 
 metrics byte for byte).
 
 Recovery: every call that may change a host's state is logged; every ``checkpoint_every`` ticks
-each host's state goes to the object store and the log restarts. When a host is lost, every
-host is restored from the last checkpoint and the log replayed, and the run goes on exactly as
-a fault-free run (``RayNodeGroup.restarts`` counts the recoveries). A checkpoint lives in the
-object store of the node where its host ran: losing a whole cluster node (not just a process)
-loses it, and the run then fails with an error, not a wrong result.
+each host pickles its state, the driver fetches it (once it is there, without holding up the
+ticks) and the log restarts from it. When a host is lost, every host is restored from the last
+checkpoint and the log replayed, and the run goes on exactly as a fault-free run
+(``RayNodeGroup.restarts`` counts the recoveries). The checkpoints live in the driver's memory
+(~1.4 MB for ``mega``), so losing a whole cluster node, not just a host process, loses none.
 
 Not here yet (the runtime issue goes on): the controller actors (the controller runs in the
 driver), the telemetry exporter, and the speed targets (README, "Performance"). The bus
@@ -49,7 +50,14 @@ from actors.host import NodeHost
 from actors.placement import placement
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
-from twin.network.nodes import MergedViews, Superstep, TickCounters, node_partitions
+from twin.network.nodes import (
+    MergedViews,
+    Superstep,
+    TickCounters,
+    generating_links,
+    node_partitions,
+    quantum_kind_table,
+)
 
 __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 
@@ -187,12 +195,17 @@ class _Call:
         self.host, self.method, self.args, self.ref = host, method, args, None
 
 
-def _get_first_failure(refs, what: str, *, fetch: bool = True):
+def _get_first_failure(refs, what: str) -> list:
     """``ray.get(refs)``, but a lost host raises as soon as its call fails (``ray.get`` of a
-    list would first wait for the calls before it: hosts blocked on the lost host's frames)."""
+    list would first wait for the calls before it: hosts blocked on the lost host's frames).
+    Each result is fetched once."""
     import ray
     from ray.exceptions import RayActorError
 
+    at = {ref: i for i, ref in enumerate(refs)}
+    if len(at) != len(refs):
+        raise ValueError("_get_first_failure takes distinct refs")
+    results: list = [None] * len(refs)
     remaining = list(refs)
     while remaining:
         ready, remaining = ray.wait(remaining, num_returns=1, timeout=CALL_TIMEOUT_S)
@@ -202,12 +215,13 @@ def _get_first_failure(refs, what: str, *, fetch: bool = True):
                 "overloaded or a node is gone"
             )
         try:
-            ray.get(ready[0], timeout=CALL_TIMEOUT_S)
+            results[at[ready[0]]] = ray.get(ready[0], timeout=CALL_TIMEOUT_S)
         except RayActorError:
-            raise
+            raise  # a lost host: the caller recovers
         except Exception:
-            break  # a task's own error: _get reports it with its cause
-    return _get(refs, what) if fetch else None
+            _get(ready[0], what)  # a task's own error: reported with its cause
+            raise
+    return results
 
 
 class RayNodeGroup(MergedViews):
@@ -242,6 +256,8 @@ class RayNodeGroup(MergedViews):
         for h, g in enumerate(groups):
             host_of_index[g] = h
         self._host_of = {name: int(host_of_index[i]) for i, name in enumerate(self.names)}
+        self._host_of_index = host_of_index
+        self._quantum_kind = quantum_kind_table(node_kwargs["quantum_edge_kinds"])
         # each host's rows among a platform's batteries (as NodeSet.platforms has them)
         self._rows: list[dict[str, np.ndarray]] = []
         for h in range(len(groups)):
@@ -257,8 +273,12 @@ class RayNodeGroup(MergedViews):
             raise ValueError(f"checkpoint_every must be >= 1 tick, got {checkpoint_every!r}")
         self.restarts = 0
         """how many times the hosts were restored from a checkpoint (lost hosts survived)"""
-        self._log: list[_Call] = []  # every state-changing call since the last checkpoint
-        self._checkpoint: list | None = None  # each host's state at the last checkpoint (refs)
+        self._log: list[_Call] = []  # every state-changing call since the kept checkpoint
+        # each host's state at the last checkpoint, pickled by the host and held here in the
+        # driver (so it survives the loss of the node a host ran on)
+        self._checkpoint: list[bytes] | None = None
+        # a checkpoint asked for and not yet kept: (its calls' refs, its place in the log)
+        self._taking: tuple[list, int] | None = None
         self._ticks = 0
         self.hosts: list = []
         self._registry = None  # the run's BusRegistry actor, made with the first hosts
@@ -267,7 +287,7 @@ class RayNodeGroup(MergedViews):
         self._has_local = [False] * len(self.hosts)
         # calls submitted without waiting (their errors surface with the next superstep's)
         self._pending: list = []
-        self._env: tuple | None = None  # the tick's G(t), until the hosts take it
+        self._env: tuple | None = None  # the tick's G(t), until the hosts take its links
 
     # --- hosts, the call log, checkpoints and recovery -------------------------------------------
 
@@ -316,9 +336,12 @@ class RayNodeGroup(MergedViews):
 
         while True:
             try:
-                return _get_first_failure([c.ref for c in calls], what)
+                results = _get_first_failure([c.ref for c in calls], what)
+                break
             except RayActorError as err:
                 self._recover(err)
+        self._keep_checkpoint()
+        return results
 
     def _recover(self, cause) -> None:
         """Restore every host from the last checkpoint and replay the logged calls since, so
@@ -335,6 +358,7 @@ class RayNodeGroup(MergedViews):
                 "up: the cluster is unhealthy"
             )
         self.restarts += 1
+        self._taking = None  # its hosts are gone; the log reaches back to the kept checkpoint
         for host in self.hosts:
             with contextlib.suppress(Exception):
                 ray.kill(host, no_restart=True)
@@ -349,24 +373,36 @@ class RayNodeGroup(MergedViews):
             call.ref = getattr(self.hosts[call.host], call.method).remote(*call.args)
 
     def _maybe_checkpoint(self) -> None:
-        """Every ``checkpoint_every`` ticks: each host's state after the tick just submitted
-        (Ray runs a caller's calls to an actor in order), kept in the object store; the log
-        restarts there. A host lost before its checkpoint is taken is recovered from the
-        previous one, and the checkpoint taken again."""
-        from ray.exceptions import RayActorError
-
+        """Every ``checkpoint_every`` ticks: ask each host for its state after the tick just
+        submitted (Ray runs a caller's calls to an actor in order). The states are fetched
+        once they are there (:meth:`_keep_checkpoint`), without holding up the ticks; until
+        then the previous checkpoint and the log since it stand."""
         self._ticks += 1
         if self._ticks % self.checkpoint_every:
             return
-        while True:
-            refs = [host.checkpoint.remote() for host in self.hosts]
-            try:
-                _get_first_failure(refs, "checkpoint", fetch=False)
-                break
-            except RayActorError as err:
-                self._recover(err)
-        self._checkpoint = refs
-        self._log = []
+        if self._taking is not None:  # the last one is not kept yet (a rare, slow host)
+            self._keep_checkpoint(timeout_s=CALL_TIMEOUT_S)
+        self._taking = ([host.checkpoint.remote() for host in self.hosts], len(self._log))
+
+    def _keep_checkpoint(self, timeout_s: float = 0.0) -> None:
+        """Fetch a checkpoint whose states are ready (within ``timeout_s``) into the driver
+        and cut the log there. A checkpoint whose host was lost is dropped: the lost host is
+        found by the next call that needs it, and recovered from the previous checkpoint."""
+        import ray
+
+        if self._taking is None:
+            return
+        refs, at = self._taking
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        if len(ready) < len(refs):
+            return
+        self._taking = None
+        try:
+            states = _get_first_failure(refs, "checkpoint")
+        except Exception:
+            return
+        self._checkpoint = states
+        self._log = self._log[at:]
 
     # --- NodeGroup's interface ------------------------------------------------------------------
 
@@ -395,20 +431,36 @@ class RayNodeGroup(MergedViews):
         self._env = (snap, t_ns)
 
     def _flush_environment(self) -> None:
-        import ray
 
-        if self._env is not None:
-            snap, t_ns = self._env
-            self._env = None
-            ref = ray.put(snap)
-            self._pending += [self._call(h, "environment", ref, t_ns) for h in range(self.n_hosts)]
+        links = self._take_environment()
+        self._pending += [
+            self._call(h, "environment", t_ns, host_links)
+            for h, (t_ns, host_links) in enumerate(links or ())
+        ]
+
+    def _take_environment(self) -> list[tuple[int, tuple]] | None:
+        """The held G(t) as each host's (t_ns, its key-generating links): the links owned by
+        its nodes (``NodeSet.generate``), a few kB each, sent with the call, where G(t) whole
+        is ~1 MB on ``mega``. None when no G(t) is held."""
+        if self._env is None:
+            return None
+        snap, t_ns = self._env
+        self._env = None
+        a, b, skr_bps = generating_links(snap, self._quantum_kind)
+        host = self._host_of_index[np.minimum(a, b)]
+        order = np.argsort(host, kind="stable")  # each host's links in G(t)'s order
+        bounds = np.searchsorted(host[order], np.arange(self.n_hosts + 1))
+        out = []
+        for h in range(self.n_hosts):
+            mine = order[bounds[h] : bounds[h + 1]]
+            out.append((t_ns, (a[mine], b[mine], skr_bps[mine])))
+        return out
 
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
         """NodeGroup.submit_superstep: with a few hosts one call per host (environment, rounds
         among the hosts, end of tick, batteries), submitted here and collected by the callable
         returned, so the driver builds the next G(t) meanwhile; with more hosts, rounds driven
         from here and one call more."""
-        import ray
 
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
@@ -435,19 +487,11 @@ class RayNodeGroup(MergedViews):
         steps_of = [[args for _, _, args in share] for share in shares]
         pending, self._pending = self._pending, []
         if len(self.hosts) <= ALL_TO_ALL_MAX_HOSTS:
-            env, self._env = self._env, None
-            snap_ref, t_ns = (ray.put(env[0]), env[1]) if env is not None else (None, 0)
+            links = self._take_environment() or [(0, None)] * len(self.hosts)
             n = len(self.hosts)
             calls = [
                 self._call(
-                    h,
-                    "superstep",
-                    snap_ref,
-                    t_ns,
-                    self._round,
-                    by_host.get(h, []),
-                    n,
-                    steps_of[h],
+                    h, "superstep", *links[h], self._round, by_host.get(h, []), n, steps_of[h]
                 )  # fmt: skip
                 for h in range(n)
             ]

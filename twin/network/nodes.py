@@ -87,7 +87,9 @@ __all__ = [
     "NodeSet",
     "TickCounters",
     "forwarding_update",
+    "generating_links",
     "node_partitions",
+    "quantum_kind_table",
 ]
 
 CONTROLLER = "controller"
@@ -291,8 +293,7 @@ class NodeSet:
         self.sat_offset = int(sat_offset)
         self.quantum_edge_kinds = tuple(int(k) for k in quantum_edge_kinds)
         # kind -> is quantum, a lookup table (edge kinds are small ints; np.isin sorts per call)
-        self._quantum_kind = np.zeros(max((*self.quantum_edge_kinds, 0)) + 1, dtype=bool)
-        self._quantum_kind[list(self.quantum_edge_kinds)] = True
+        self._quantum_kind = quantum_kind_table(self.quantum_edge_kinds)
         self._member_mask = np.zeros(len(self.names), dtype=bool)
         self._member_mask[self.members] = True
         self.platforms: dict[str, np.ndarray] = {}
@@ -530,6 +531,12 @@ class NodeSet:
         """Start a tick: every hosted QKD link that is up adds the key its rate gives over the
         tick (:class:`KeyRateBank`) to its owner's buffer (module docstring, "Batched
         generation")."""
+        self.generate(t_ns, *generating_links(snap, self._quantum_kind))
+
+    def generate(self, t_ns: int, a: np.ndarray, b: np.ndarray, skr_bps: np.ndarray) -> None:
+        """:meth:`environment` given the tick's key-generating links (:func:`generating_links`,
+        or any selection of them holding every link this set owns, in the same order): a
+        runtime that hosts the nodes elsewhere ships each host only its own links."""
         t_ns = int(t_ns)
         self._t_ns = t_ns
         self._counters = TickCounters()
@@ -537,16 +544,10 @@ class NodeSet:
         for slot in sorted(self._dirty):
             self._refresh(slot)
         self._dirty.clear()
-        kinds = self._quantum_kind
-        quantum = (snap.kind < kinds.size) & snap.up & (snap.skr_bps > 0)
-        quantum[quantum] = kinds[snap.kind[quantum]]
-        owner = np.minimum(snap.a, snap.b)
-        quantum &= self._member_mask[owner]
-        edges = np.flatnonzero(quantum)
+        lower, upper = np.minimum(a, b), np.maximum(a, b)
+        owned = np.flatnonzero(self._member_mask[lower])
         n = len(self.names)
-        codes = np.minimum(snap.a[edges], snap.b[edges]) * n + np.maximum(
-            snap.a[edges], snap.b[edges]
-        )
+        codes = lower[owned] * n + upper[owned]
         where = np.searchsorted(self._sorted_codes, codes)
         known = where < self._sorted_codes.size
         known[known] = self._sorted_codes[where[known]] == codes[known]
@@ -557,7 +558,7 @@ class NodeSet:
             self._materialize()
             where = np.searchsorted(self._sorted_codes, codes)
         slots = self._sorted_slots[where]
-        bits = self._bank.step(slots, snap.skr_bps[edges], self.dt_ns)
+        bits = self._bank.step(slots, skr_bps[owned], self.dt_ns)
         got = np.flatnonzero(bits)
         if not got.size:
             return
@@ -839,6 +840,24 @@ class NodeSet:
         node.reserved_bits[peer] -= granted
         buffer = self._use_link(node, peer)
         buffer.take_granted(bits, self._t_ns)
+
+
+def quantum_kind_table(quantum_edge_kinds: Sequence[int]) -> np.ndarray:
+    """(K,) bool indexed by edge kind: whether links of that kind carry QKD."""
+    kinds = [int(k) for k in quantum_edge_kinds]
+    table = np.zeros(max((*kinds, 0)) + 1, dtype=bool)
+    table[kinds] = True
+    return table
+
+
+def generating_links(snap, quantum_kind: np.ndarray):
+    """``(a, b, skr_bps)`` of G(t)'s links that generate key this tick: up, of a quantum kind
+    (``quantum_kind``: :func:`quantum_kind_table`), with a positive secret-key rate; in the
+    snapshot's edge order."""
+    quantum = (snap.kind < quantum_kind.size) & snap.up & (snap.skr_bps > 0)
+    quantum[quantum] = quantum_kind[snap.kind[quantum]]
+    edges = np.flatnonzero(quantum)
+    return snap.a[edges], snap.b[edges], snap.skr_bps[edges]
 
 
 def node_partitions(names: Sequence[str], partitions: Sequence[Iterable[int]]) -> list[list[int]]:
