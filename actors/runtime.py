@@ -637,11 +637,14 @@ def ray_engine(
     hosts: int | None = None,
     checkpoint_every: int = 60,
     bus_kwargs: dict | None = None,
+    controller_actors: bool = True,
     **engine_kw,
 ):
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
-    (``hosts``: K for sharded), checkpointed every ``checkpoint_every`` ticks. Needs
-    :func:`ray_session`; close ``engine.nodes`` after."""
+    (``hosts``: K for sharded), checkpointed every ``checkpoint_every`` ticks, and whose
+    controller runs on controller actors (:mod:`actors.controllers`; ``controller_actors``
+    False keeps it in the driver). Needs :func:`ray_session`; ``engine.close()`` after."""
+    from actors.controllers import RayControllers
     from twin.engine import Engine
     from twin.network.topology import TopologyModel
 
@@ -650,4 +653,31 @@ def ray_engine(
     node_group = functools.partial(
         RayNodeGroup, checkpoint_every=checkpoint_every, bus_kwargs=bus_kwargs
     )
-    return Engine(scenario, partitions=shards, node_group=node_group, **engine_kw)
+    started: list[RayControllers] = []
+
+    def controllers(name: str, engine) -> RayControllers:
+        started.append(
+            RayControllers(
+                name,
+                topology=engine.topology,
+                flows=engine.flows,
+                jurisdictions=engine.jurisdictions,
+                flow_endpoints=engine.flow_endpoints,
+                run_id=uuid.uuid4().hex[:12],
+                checkpoint_every=checkpoint_every,
+            )
+        )
+        return started[-1]
+
+    try:
+        return Engine(
+            scenario,
+            partitions=shards,
+            node_group=node_group,
+            controllers=controllers if controller_actors else None,
+            **engine_kw,
+        )
+    except BaseException:
+        for tier in started:  # the node hosts failed to start: stop the controller actors
+            tier.close()
+        raise

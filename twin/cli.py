@@ -112,7 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 try:
                     return _run_engine(args, scenario, engine)
                 finally:
-                    engine.nodes.close()
+                    engine.close()
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
     return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
@@ -147,8 +147,12 @@ def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
     written = _write_run_outputs(out_dir, metrics, result.records)
     _print_summary(metrics)
     if args.runtime == "ray":  # where it ran is not a result: metrics.json does not hold it
-        nodes = engine.nodes
-        print(f"runtime: ray, {nodes.n_hosts} host(s), survived {nodes.restarts} restart(s)")
+        from actors.controllers import placement_summary
+
+        nodes, controllers = engine.nodes, engine.controller
+        restarts = nodes.restarts + controllers.restarts
+        print(f"runtime: ray, {nodes.n_hosts} host(s), {placement_summary(controllers)}, "
+              f"survived {restarts} restart(s)")  # fmt: skip
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 

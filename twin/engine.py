@@ -83,6 +83,7 @@ question them in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -312,6 +313,7 @@ class Engine:
         flows=None,
         partitions=None,
         node_group=None,
+        controllers=None,
     ):
         self.scenario = scenario
         self.controller = make_controller(controller)
@@ -327,6 +329,13 @@ class Engine:
         self.flow_endpoints = [
             (self._index[f.src_site], self._index[f.dst_site]) for f in self.flows
         ]
+        # ``controllers``: where the controller's work runs, called with the controller's
+        # name and this engine (the Ray runtime passes one that spreads it over controller
+        # actors, actors.controllers); it must decide as the controller does here
+        if controllers is not None:
+            self.controller = controllers(controller, self)
+        self._decisions = 0  # decide calls so far: a planning controller plans every N
+        self._plan = None
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
         self.ogs_power = equipment.ogs.power_model()
@@ -430,6 +439,14 @@ class Engine:
         self.entanglement: list[EntanglementRecord] = []
         self._entanglement_every = max(1, round(ENTANGLEMENT_PERIOD_S * NS_PER_S / self.dt_ns))
         self._edge_lookups: list[tuple[object, EdgeLookup]] = []  # (snapshot, its lookup)
+
+    def close(self) -> None:
+        """Stop what runs outside this process (the Ray runtime's hosts and controller
+        actors); nothing to do for the single-process engine."""
+        for part in (self.nodes, self.controller):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
 
     # --- node state, read-only views (tests, reports) -----------------------------------------
 
@@ -917,6 +934,8 @@ class Engine:
         )
 
     def _decide(self, snap):
+        """The controller's decision for G(t) ``snap``; called once per snapshot, in time
+        order. A controller that plans (the cloud tier) plans first, every N decisions."""
         view = NetworkView(
             t_ns=snap.t_ns,
             snapshot=snap,
@@ -926,6 +945,12 @@ class Engine:
             flow_endpoints=self.flow_endpoints,
             edge_lookup=self._edge_lookup(snap),
         )
+        every = getattr(self.controller, "plan_every_ticks", 0)  # 0 or absent: no plans
+        if every > 0:
+            if self._decisions % every == 0:
+                self._plan = self.controller.plan(view)
+            view = dataclasses.replace(view, plan=self._plan)
+        self._decisions += 1
         return self.controller.decide(view)
 
     def _edge_lookup(self, snap) -> EdgeLookup:

@@ -38,7 +38,7 @@ def test_ray_runs_give_the_local_engines_metrics_byte_for_byte(
         n_hosts = engine.nodes.n_hosts
         got = metrics_of(engine)
     finally:
-        engine.nodes.close()
+        engine.close()
     assert n_hosts == (hosts or len(engine.topology.node_names))
     summary = json.loads(local_metrics)["metrics"]
     # the comparison means something: keys were relayed and flows served
@@ -59,7 +59,7 @@ def test_handovers_and_entanglement_come_out_the_same_on_three_hosts(ray_local):
         got = engine.run(duration_s=600)
         got_metrics = metrics_json(compute_metrics(got, engine))
     finally:
-        engine.nodes.close()
+        engine.close()
     assert len(expected.handovers) > 0 and sum(e.success for e in expected.entanglement) > 0
     assert got.entanglement == expected.entanglement
     assert list(got.handovers) == list(expected.handovers)
@@ -85,7 +85,8 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         metrics.pop("wall_seconds")
         outputs[runtime] = metrics
     assert outputs["ray"] == outputs["local"]
-    assert "runtime: ray, 2 host(s), survived 0 restart(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "runtime: ray, 2 host(s), 1 edge controller actor(s), survived 0 restart(s)" in out
 
 
 @pytest.mark.parametrize(
@@ -143,9 +144,10 @@ def test_the_address_probe_accepts_a_live_ray_head(ray_local):
     _probe(ray.get_runtime_context().gcs_address)  # raises if the head were taken for another
 
 
-def test_killing_hosts_mid_run_changes_no_result(ray_local, local_metrics):
+def test_killing_hosts_and_controller_actors_mid_run_changes_no_result(ray_local, local_metrics):
     # the host of the busiest OGS dies at tick 40 (between checkpoints), two hosts at once at
-    # tick 130: every host is restored from the last checkpoint and the ticks since replayed
+    # tick 130: every host is restored from the last checkpoint and the ticks since replayed;
+    # the edge controller actor dies at tick 90 and is restored and replayed alone
     import ray
 
     from actors.runtime import ray_engine
@@ -164,16 +166,19 @@ def test_killing_hosts_mid_run_changes_no_result(ray_local, local_metrics):
         if done == 40:
             killed.append(nodes.host_of(busiest))
             ray.kill(nodes.hosts[nodes.host_of(busiest)])
+        if done == 90:
+            (edge,) = engine.controller.edges.values()
+            ray.kill(edge.handle)
         if done == 130:
             ray.kill(nodes.hosts[0])
             ray.kill(nodes.hosts[3])
 
     try:
         got = metrics_of(engine, chaos)
-        restarts = engine.nodes.restarts
+        restarts = engine.nodes.restarts, engine.controller.restarts
     finally:
-        engine.nodes.close()
-    assert killed and restarts == 2
+        engine.close()
+    assert killed and restarts == (2, 1)
     assert got == local_metrics
 
 
@@ -193,7 +198,7 @@ def test_duplicated_delayed_and_reordered_bus_frames_change_no_result(
         got = metrics_of(engine)
         stats = engine.nodes.bus_stats()
     finally:
-        engine.nodes.close()
+        engine.close()
     assert stats["duplicates_sent"] > 0 and stats["delayed"] > 0
     assert 0 < stats["duplicates_dropped"] <= stats["duplicates_sent"]
     assert got == local_metrics

@@ -60,6 +60,9 @@ class NetworkView:
     """(src, dst) node indices per flow"""
     edge_lookup: EdgeLookup | None = None
     """the snapshot's :class:`EdgeLookup` when the caller keeps one (None: built on demand)"""
+    plan: object | None = None
+    """the cloud tier's latest plan, for a controller that plans (``plan_every_ticks > 0``:
+    ``plan(view)`` every that many ticks, before that tick's ``decide``); None otherwise"""
 
     def edges(self) -> EdgeLookup:
         """The snapshot's :class:`EdgeLookup` (the given one, else a fresh one)."""
@@ -74,7 +77,14 @@ class Decision:
 
 
 class Controller(Protocol):
+    """``decide`` once per tick, in time order, over the flows of the view (the engine's, or
+    an edge site's share of them under the Ray runtime, actors.controllers: a controller's
+    path for a flow must not depend on which other flows it decides with). A controller that
+    plans (the cloud tier) sets ``plan_every_ticks`` > 0 and has ``plan(view)``; the
+    baselines plan nothing (0; a controller without the attribute plans nothing either)."""
+
     name: str
+    plan_every_ticks: int
 
     def decide(self, view: NetworkView) -> Decision: ...
 
@@ -116,6 +126,7 @@ class StaticShortestPath:
     """
 
     name = "static-sp"
+    plan_every_ticks = 0
 
     def __init__(self) -> None:
         self._previous: tuple[tuple[int, ...] | None, ...] = ()
@@ -165,6 +176,7 @@ class DijkstraDistance:
     """Shortest distance over links with transmissivity >= a threshold (SPARQ's baseline)."""
 
     name = "dijkstra-distance"
+    plan_every_ticks = 0
 
     def __init__(self, transmissivity_min: float = SPARQ_TRANSMISSIVITY_MIN) -> None:
         self.transmissivity_min = transmissivity_min

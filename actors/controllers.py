@@ -1,0 +1,285 @@
+"""Controller actors: the edge tier, one actor per edge site, and the cloud tier's planner.
+
+ARCHITECTURE.md ("The runtime"): a central MPC actor (cloud tier) and edge actors, one per edge
+site, mirroring the main paper's cloud/edge split; both call twin.control.
+
+- Edge sites: a flow is served by the edge site of its source, the source site's ground region
+  (its OGS diversity cluster, else its jurisdiction: the same units the hosts are placed by,
+  ``TopologyModel.placement_units``). Each :class:`EdgeController` actor hosts the controller
+  (by name, :func:`twin.control.baselines.make_controller`) for its flows only and decides
+  their paths every tick; the edge actors of a tick work at once.
+- Cloud tier: a controller that plans (``plan_every_ticks > 0``, the MPC tier of the
+  control-plane issue) also gets a :class:`CloudPlanner` actor, which plans over every flow
+  each ``plan_every_ticks`` ticks; its plan reaches the edge actors with the tick's G(t)
+  (``NetworkView.plan``). The baselines plan nothing, so with them only edge actors run.
+
+Same decisions as one controller in the driver: a baseline's path for a flow depends on G(t)
+and that flow's own history only (static-sp keeps each flow's path while it stays up), so
+splitting the flows over edge sites changes no path (tests/actors pin the metrics byte for
+byte).
+
+Recovery: each actor's controller state is checkpointed every ``checkpoint_every`` ticks
+(pickled, held in the driver) with a log of the calls since. A lost actor is started again,
+restored and replayed alone (controller actors share no state), then asked again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from collections.abc import Sequence
+
+from twin.control.baselines import Decision, NetworkView, make_controller
+from twin.network.routing import NodeIndex
+
+__all__ = ["CloudPlanner", "EdgeController", "RayControllers", "edge_sites"]
+
+
+def edge_sites(topology, flows) -> dict[str, list[int]]:
+    """Edge site -> the indices of the flows it serves (each flow by its source site's ground
+    region), sites in name order, flows in flow order."""
+    units = topology.placement_units()
+    index = {name: i for i, name in enumerate(topology.node_names)}
+    sites: dict[str, list[int]] = {}
+    for k, flow in enumerate(flows):
+        sites.setdefault(units[index[flow.src_site]], []).append(k)
+    return {site: sites[site] for site in sorted(sites)}
+
+
+class _HostedController:
+    """A controller for some flows, with what its views need (an actor's state)."""
+
+    def __init__(self, controller, flows, node_names, jurisdictions, flow_endpoints) -> None:
+        # a name (twin.control's controllers), or a class that makes one (tests)
+        self.controller = (
+            make_controller(controller) if isinstance(controller, str) else controller()
+        )
+        self.flows = list(flows)
+        self.node_index = NodeIndex.from_names(node_names)
+        self.jurisdictions = dict(jurisdictions)
+        self.flow_endpoints = [tuple(e) for e in flow_endpoints]
+
+    def _view(self, snapshot, plan) -> NetworkView:
+        return NetworkView(
+            t_ns=snapshot.t_ns,
+            snapshot=snapshot,
+            flows=self.flows,
+            node_index=self.node_index,
+            jurisdictions=self.jurisdictions,
+            flow_endpoints=self.flow_endpoints,
+            plan=plan,
+        )
+
+    def checkpoint(self) -> bytes:
+        """The controller's state (pickled; Ray's channel between the run's processes)."""
+        return pickle.dumps(self.controller, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, state: bytes) -> bool:
+        self.controller = pickle.loads(state)
+        return True
+
+
+class EdgeController(_HostedController):
+    """An edge site's actor: the controller for the flows whose source is at the site."""
+
+    def decide(self, snapshot, plan=None) -> tuple:
+        """This site's flows' paths for G(t) ``snapshot`` (in its flow order)."""
+        return self.controller.decide(self._view(snapshot, plan)).paths
+
+
+class CloudPlanner(_HostedController):
+    """The cloud tier's actor: the controller's plan over every flow."""
+
+    def plan(self, snapshot):
+        return self.controller.plan(self._view(snapshot, None))
+
+
+class _Actor:
+    """One controller actor in the driver's hands: its handle, the arguments that start it,
+    its last checkpoint and the calls since (replayed after a loss)."""
+
+    def __init__(self, cls, name: str, args: tuple) -> None:
+        self.cls, self.name, self.args = cls, name, args
+        self.state: bytes | None = None
+        self.log: list[tuple[str, tuple]] = []
+        self.handle = None
+        self.start()
+
+    def start(self) -> None:
+        import ray
+
+        remote = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(self.cls)
+        self.handle = remote.options(name=self.name).remote(*self.args)
+
+    def submit(self, method: str, *args):
+        self.log.append((method, args))
+        return getattr(self.handle, method).remote(*args)
+
+    def recover(self, replay: int) -> None:
+        """Start the actor again from its checkpoint and replay the first ``replay`` logged
+        calls (the call that found it lost is asked again by the caller)."""
+        import ray
+
+        from actors.runtime import _get
+
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+        self.start()
+        if self.state is not None:
+            _get(self.handle.restore.remote(self.state), "controller restore")
+        replays = [getattr(self.handle, m).remote(*a) for m, a in self.log[:replay]]
+        if replays:
+            _get(replays, "controller replay")
+
+
+class RayControllers:
+    """A controller (the engine's ``controller``) whose work runs on controller actors.
+
+    ``decide`` is called as a controller's is, once per tick in time order, with the view of
+    every flow; it asks the cloud planner when a plan is due, then every edge actor for its
+    flows' paths, and returns the paths in flow order. ``restarts`` counts the actors lost and
+    recovered. Needs Ray initialised; :meth:`close` stops the actors.
+    """
+
+    def __init__(
+        self,
+        controller,
+        *,
+        topology,
+        flows: Sequence,
+        jurisdictions: dict,
+        flow_endpoints: Sequence[tuple[int, int]],
+        run_id: str,
+        checkpoint_every: int = 60,
+    ) -> None:
+        import ray
+
+        # an unknown name fails here, in the driver; a class (tests) is made as the actors do
+        template = make_controller(controller) if isinstance(controller, str) else controller()
+        self.name = template.name
+        # the cloud planner plans (every that many ticks) here, so the engine does not
+        self.planner_every_ticks = int(getattr(template, "plan_every_ticks", 0))
+        self.plan_every_ticks = 0
+        self.sites = edge_sites(topology, flows)
+        self.checkpoint_every = int(checkpoint_every)
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 tick, got {checkpoint_every!r}")
+        self.restarts = 0
+        self._n_flows = len(flows)
+        self._ticks = 0
+        self._plan = None
+        names = topology.node_names
+
+        def args(members: Sequence[int]) -> tuple:
+            return (
+                controller,
+                [flows[k] for k in members],
+                names,
+                jurisdictions,
+                [flow_endpoints[k] for k in members],
+            )
+
+        self.edges: dict[str, _Actor] = {}
+        self.cloud: _Actor | None = None
+        try:
+            for n, (site, members) in enumerate(self.sites.items()):
+                self.edges[site] = _Actor(
+                    EdgeController, f"qntwin-edge-{run_id}-{n}", args(members)
+                )
+            if self.planner_every_ticks > 0:
+                self.cloud = _Actor(CloudPlanner, f"qntwin-cloud-{run_id}", args(range(len(flows))))
+            self._ray = ray
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def actors(self) -> list[_Actor]:
+        return [*self.edges.values(), *([self.cloud] if self.cloud is not None else [])]
+
+    def _collect(self, calls: list[tuple[_Actor, object]], what: str) -> list:
+        """The results of ``calls`` ((actor, ref) pairs); an actor found lost is recovered
+        (its log replayed up to the call) and asked again. A logged call is its actor's last
+        log entry; a checkpoint call is not logged."""
+        from ray.exceptions import RayActorError
+
+        from actors.runtime import MAX_RESTARTS, RuntimeUnavailable, _get
+
+        results = []
+        for actor, ref in calls:
+            while True:
+                try:
+                    results.append(_get_raw(ref))
+                    break
+                except RayActorError as err:
+                    if self.restarts >= MAX_RESTARTS:
+                        raise RuntimeUnavailable(
+                            f"controller actors were lost {self.restarts + 1} times in one "
+                            f"run (last: {err}); giving up: the cluster is unhealthy"
+                        ) from None
+                    self.restarts += 1
+                    if what == "checkpoint":
+                        actor.recover(len(actor.log))
+                        ref = actor.handle.checkpoint.remote()
+                    else:
+                        actor.recover(len(actor.log) - 1)
+                        method, args = actor.log[-1]
+                        ref = getattr(actor.handle, method).remote(*args)
+                except Exception:
+                    _get(ref, what)  # the controller's own error, with its cause
+                    raise
+        return results
+
+    def decide(self, view: NetworkView) -> Decision:
+        snapshot = self._ray.put(view.snapshot)
+        if self.cloud is not None and self._ticks % self.planner_every_ticks == 0:
+            ref = self.cloud.submit("plan", snapshot)
+            self._plan = self._collect([(self.cloud, ref)], "plan")[0]
+        plan = None if self._plan is None else self._ray.put(self._plan)
+        calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
+        paths: list = [None] * self._n_flows
+        for members, site_paths in zip(
+            self.sites.values(), self._collect(calls, "decide"), strict=True
+        ):
+            for k, path in zip(members, site_paths, strict=True):
+                paths[k] = path
+        self._ticks += 1
+        if self._ticks % self.checkpoint_every == 0:
+            self._checkpoint()
+        return Decision(paths=tuple(paths))
+
+    def _checkpoint(self) -> None:
+        """Every actor's controller state, held here; the logs restart from it."""
+        calls = [(actor, actor.handle.checkpoint.remote()) for actor in self.actors]
+        for (actor, _), state in zip(calls, self._collect(calls, "checkpoint"), strict=True):
+            actor.state, actor.log = state, []
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor.handle)
+        self.edges, self.cloud = {}, None
+
+
+def _get_raw(ref):
+    """``ray.get`` with the runtime's call timeout; Ray's own errors pass through."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    from actors.runtime import CALL_TIMEOUT_S, RuntimeUnavailable
+
+    try:
+        return ray.get(ref, timeout=CALL_TIMEOUT_S)
+    except GetTimeoutError:
+        raise RuntimeUnavailable(
+            f"a controller actor did not answer within {CALL_TIMEOUT_S:.0f} s: the cluster is "
+            "overloaded or a node is gone"
+        ) from None
+
+
+def placement_summary(controllers: RayControllers) -> str:
+    """'N edge actor(s)[, 1 cloud planner]' for the run's one-line report."""
+    text = f"{len(controllers.edges)} edge controller actor(s)"
+    return text + (", 1 cloud planner" if controllers.cloud is not None else "")

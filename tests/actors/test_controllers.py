@@ -1,0 +1,120 @@
+"""Controller actors: edge actors per edge site, the cloud planner, and their recovery."""
+
+import dataclasses
+
+import pytest
+
+from twin.control.baselines import NetworkView, StaticShortestPath
+from twin.network.routing import NodeIndex
+from twin.network.topology import TopologyModel
+from twin.scenarios import load_scenario
+
+
+def test_each_flow_is_served_by_the_edge_site_of_its_source():
+    from actors.controllers import edge_sites
+
+    scenario = load_scenario("case-grid-eclipse")
+    topology = TopologyModel(scenario)
+    flows = list(scenario.flows())
+    sites = edge_sites(topology, flows)
+    assert sorted(k for members in sites.values() for k in members) == list(range(len(flows)))
+    region = {s.name: s.cluster or s.jurisdiction for s in scenario.sites}
+    assert len(sites) == 2
+    for site, members in sites.items():
+        assert {f"region:{region[flows[k].src_site]}" for k in members} == {site}
+
+
+class PlanningShortestPath(StaticShortestPath):
+    """static-sp with a cloud plan that changes its decisions: every 5 ticks the plan counts
+    the plans made so far, and a flow whose index plus that count is a multiple of 3 gets no
+    path. A plan arriving a tick early or late, or a planner restored wrong, shows."""
+
+    name = "planning-test"
+    plan_every_ticks = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plans = 0
+
+    def plan(self, view):
+        self.plans += 1
+        return {"plans": self.plans, "t_ns": view.t_ns}
+
+    def decide(self, view):
+        decision = super().decide(view)
+        assert view.plan is not None and view.plan["t_ns"] <= view.t_ns
+        count = view.plan["plans"]
+        return dataclasses.replace(
+            decision,
+            paths=tuple(
+                None if (sum(map(ord, flow.name)) + count) % 3 == 0 else path
+                for flow, path in zip(view.flows, decision.paths, strict=True)
+            ),
+        )
+
+
+def _views(scenario, n_ticks):
+    topology = TopologyModel(scenario)
+    flows = list(scenario.flows())
+    index = {name: i for i, name in enumerate(topology.node_names)}
+    for tick in range(n_ticks):
+        snap = topology.snapshot(tick * 10_000_000_000)
+        yield (
+            topology,
+            flows,
+            NetworkView(
+                t_ns=snap.t_ns,
+                snapshot=snap,
+                flows=flows,
+                node_index=NodeIndex.from_names(topology.node_names),
+                jurisdictions={s.name: s.jurisdiction for s in scenario.sites},
+                flow_endpoints=[(index[f.src_site], index[f.dst_site]) for f in flows],
+            ),
+        )
+
+
+def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lost(ray_local):
+    # case-grid-eclipse: two edge sites; a plan every 5 ticks; the planner is killed at tick
+    # 7 and an edge actor at tick 13 (checkpoints every 4 ticks): same paths as one controller
+    import ray
+
+    from actors.controllers import RayControllers
+
+    scenario = load_scenario("case-grid-eclipse")
+    local = PlanningShortestPath()
+    expected, got = [], []
+    tier = None
+    try:
+        for tick, (topology, flows, view) in enumerate(_views(scenario, 18)):
+            if tier is None:
+                tier = RayControllers(
+                    PlanningShortestPath, topology=topology, flows=flows,
+                    jurisdictions=view.jurisdictions, flow_endpoints=view.flow_endpoints,
+                    run_id="test-tiers", checkpoint_every=4,
+                )  # fmt: skip
+                assert tier.cloud is not None and len(tier.edges) == 2
+            if tick % 5 == 0:
+                plan = local.plan(view)
+            expected.append(local.decide(dataclasses.replace(view, plan=plan)).paths)
+            if tick == 7:
+                ray.kill(tier.cloud.handle)
+            if tick == 13:
+                ray.kill(next(iter(tier.edges.values())).handle)
+            got.append(tier.decide(view).paths)
+        restarts = tier.restarts
+    finally:
+        if tier is not None:
+            tier.close()
+    assert restarts == 2
+    assert any(p is None for paths in expected for p in paths)  # the plan mattered
+    assert any(p is not None for paths in expected for p in paths)
+    assert got == expected
+
+
+def test_an_unknown_controller_fails_in_the_driver_naming_the_known_ones(ray_local):
+    from actors.controllers import RayControllers
+
+    scenario = load_scenario("small")
+    with pytest.raises(ValueError, match="unknown controller 'nope'; known: "):
+        RayControllers("nope", topology=TopologyModel(scenario), flows=[], jurisdictions={},
+                       flow_endpoints=[], run_id="x")  # fmt: skip
