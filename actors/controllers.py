@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from twin.control.baselines import Decision, NetworkView, make_controller
 from twin.network.routing import NodeIndex
 
-__all__ = ["CloudPlanner", "EdgeController", "RayControllers", "edge_sites"]
+__all__ = ["CloudPlanner", "EdgeController", "RayControllers", "edge_groups", "edge_sites"]
 
 
 def edge_sites(topology, flows) -> dict[str, list[int]]:
@@ -44,6 +44,25 @@ def edge_sites(topology, flows) -> dict[str, list[int]]:
     for k, flow in enumerate(flows):
         sites.setdefault(units[index[flow.src_site]], []).append(k)
     return {site: sites[site] for site in sorted(sites)}
+
+
+def edge_groups(
+    sites: dict[str, list[int]], actors: int | None
+) -> list[tuple[list[str], list[int]]]:
+    """The edge sites spread over ``actors`` edge actors (None: one actor per site), as
+    (the sites, the flow indices they serve, ascending) per actor: the sites with most flows
+    first, each to the actor serving the fewest flows so far (ties by site name, actor
+    number). An actor decides for all its sites' flows at once, as one controller."""
+    if actors is None:
+        return [([site], list(members)) for site, members in sites.items()]
+    if not isinstance(actors, int) or actors < 1:
+        raise ValueError(f"edge_actors must be a whole number >= 1, got {actors!r}")
+    groups: list[tuple[list[str], list[int]]] = [([], []) for _ in range(actors)]
+    for site in sorted(sites, key=lambda x: (-len(sites[x]), x)):
+        target = min(range(actors), key=lambda a: (len(groups[a][1]), a))
+        groups[target][0].append(site)
+        groups[target][1].extend(sites[site])
+    return [(sorted(names), sorted(members)) for names, members in groups if names]
 
 
 class _HostedController:
@@ -151,6 +170,7 @@ class RayControllers:
         flow_endpoints: Sequence[tuple[int, int]],
         run_id: str,
         checkpoint_every: int = 60,
+        edge_actors: int | None = None,
     ) -> None:
         import ray
 
@@ -161,6 +181,7 @@ class RayControllers:
         self.planner_every_ticks = int(getattr(template, "plan_every_ticks", 0))
         self.plan_every_ticks = 0
         self.sites = edge_sites(topology, flows)
+        self.groups = edge_groups(self.sites, edge_actors)
         self.checkpoint_every = int(checkpoint_every)
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 tick, got {checkpoint_every!r}")
@@ -182,8 +203,8 @@ class RayControllers:
         self.edges: dict[str, _Actor] = {}
         self.cloud: _Actor | None = None
         try:
-            for n, (site, members) in enumerate(self.sites.items()):
-                self.edges[site] = _Actor(
+            for n, (sites, members) in enumerate(self.groups):
+                self.edges["+".join(sites)] = _Actor(
                     EdgeController, f"qntwin-edge-{run_id}-{n}", args(members)
                 )
             if self.planner_every_ticks > 0:
@@ -238,8 +259,8 @@ class RayControllers:
         plan = None if self._plan is None else self._ray.put(self._plan)
         calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
         paths: list = [None] * self._n_flows
-        for members, site_paths in zip(
-            self.sites.values(), self._collect(calls, "decide"), strict=True
+        for (_, members), site_paths in zip(
+            self.groups, self._collect(calls, "decide"), strict=True
         ):
             for k, path in zip(members, site_paths, strict=True):
                 paths[k] = path

@@ -638,6 +638,7 @@ def ray_engine(
     checkpoint_every: int = 60,
     bus_kwargs: dict | None = None,
     controller_actors: bool = True,
+    edge_actors: int | None = None,
     **engine_kw,
 ):
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
@@ -665,6 +666,7 @@ def ray_engine(
                 flow_endpoints=engine.flow_endpoints,
                 run_id=uuid.uuid4().hex[:12],
                 checkpoint_every=checkpoint_every,
+                edge_actors=edge_actors,
             )
         )
         return started[-1]

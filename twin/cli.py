@@ -86,11 +86,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.runtime == "local":
         for flag, value in (("--placement", args.placement), ("--hosts", args.hosts),
-                            ("--address", args.address)):  # fmt: skip
+                            ("--address", args.address),
+                            ("--edge-actors", args.edge_actors)):  # fmt: skip
             if value is not None:
                 raise CliError(f"{flag} applies to --runtime ray only; drop it or add that")
     if args.hosts is not None and args.hosts < 1:
         raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
+    edge_actors = _edge_actors(args.edge_actors)
     if args.hours is not None and not (args.hours > 0 and args.hours < 24 * 366):
         raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
     if args.seed is not None and args.seed < 0:
@@ -108,6 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     hosts=args.hosts,
                     controller=args.controller,
                     seed=args.seed,
+                    controller_actors=edge_actors != "none",
+                    edge_actors=edge_actors if isinstance(edge_actors, int) else None,
                 )
                 try:
                     return _run_engine(args, scenario, engine)
@@ -116,6 +120,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
     return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
+
+
+def _edge_actors(value: str | None) -> str | int | None:
+    """--edge-actors: 'per-site' (and None), 'none', or a whole number K >= 1."""
+    if value is None or value in ("per-site", "none"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise CliError(f"--edge-actors must be per-site, none or a whole number >= 1, got {value!r}")
 
 
 def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
@@ -150,9 +163,10 @@ def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
         from actors.controllers import placement_summary
 
         nodes, controllers = engine.nodes, engine.controller
-        restarts = nodes.restarts + controllers.restarts
-        print(f"runtime: ray, {nodes.n_hosts} host(s), {placement_summary(controllers)}, "
-              f"survived {restarts} restart(s)")  # fmt: skip
+        restarts = nodes.restarts + getattr(controllers, "restarts", 0)
+        where = (placement_summary(controllers) if hasattr(controllers, "edges")
+                 else "the controller in the driver")  # fmt: skip
+        print(f"runtime: ray, {nodes.n_hosts} host(s), {where}, survived {restarts} restart(s)")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
@@ -494,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", type=int, metavar="K", help="ray, sharded: number of hosts (2)")
     p.add_argument(
         "--address", help="ray: a running cluster's head (host:port); default: start Ray here"
+    )
+    p.add_argument(
+        "--edge-actors",
+        metavar="per-site|K|none",
+        help="ray: the controller on one edge actor per edge site (default), on K edge actors, "
+        "or none (in the driver: fastest on one machine)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

@@ -24,6 +24,23 @@ def test_each_flow_is_served_by_the_edge_site_of_its_source():
         assert {f"region:{region[flows[k].src_site]}" for k in members} == {site}
 
 
+def test_edge_sites_spread_over_k_actors_largest_first_to_the_least_loaded():
+    from actors.controllers import edge_groups
+
+    sites = {"region:A": [0, 3], "region:B": [1], "region:C": [2, 4, 5]}
+    assert edge_groups(sites, None) == [
+        (["region:A"], [0, 3]), (["region:B"], [1]), (["region:C"], [2, 4, 5])
+    ]  # fmt: skip
+    assert edge_groups(sites, 2) == [
+        (["region:C"], [2, 4, 5]),
+        (["region:A", "region:B"], [0, 1, 3]),
+    ]
+    assert edge_groups(sites, 1) == [(["region:A", "region:B", "region:C"], list(range(6)))]
+    assert len(edge_groups(sites, 5)) == 3  # no actor without a site
+    with pytest.raises(ValueError, match="edge_actors must be a whole number >= 1, got 0"):
+        edge_groups(sites, 0)
+
+
 class PlanningShortestPath(StaticShortestPath):
     """static-sp with a cloud plan that changes its decisions: every 5 ticks the plan counts
     the plans made so far, and a flow whose index plus that count is a multiple of 3 gets no

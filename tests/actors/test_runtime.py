@@ -76,17 +76,22 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
     from twin.cli import main
 
     outputs = {}
-    for runtime in ("local", "ray"):
-        out = tmp_path / runtime
-        flags = ["--placement", "sharded", "--hosts", "2"] if runtime == "ray" else []
+    runs = {
+        "local": ["--runtime", "local"],
+        "ray": ["--runtime", "ray", "--placement", "sharded", "--hosts", "2"],
+        "ray-driver": ["--runtime", "ray", "--hosts", "2", "--edge-actors", "none"],
+    }
+    for name, flags in runs.items():
+        out = tmp_path / name
         args = ["run", "small", "--hours", "0.02", "--quiet", "--out", str(out)]
-        assert main([*args, "--runtime", runtime, *flags]) == 0
+        assert main([*args, *flags]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         metrics.pop("wall_seconds")
-        outputs[runtime] = metrics
-    assert outputs["ray"] == outputs["local"]
+        outputs[name] = metrics
+    assert outputs["ray"] == outputs["local"] == outputs["ray-driver"]
     out = capsys.readouterr().out
     assert "runtime: ray, 2 host(s), 1 edge controller actor(s), survived 0 restart(s)" in out
+    assert "runtime: ray, 2 host(s), the controller in the driver, survived 0" in out
 
 
 @pytest.mark.parametrize(
@@ -96,6 +101,9 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         (["--runtime", "ray", "--address", "head-node"], "is not host:port"),
         (["--runtime", "ray", "--placement", "sharded", "--hosts", "0"], "--hosts must be"),
         (["--placement", "per-node"], "applies to --runtime ray only"),
+        (["--edge-actors", "2"], "applies to --runtime ray only"),
+        (["--runtime", "ray", "--edge-actors", "0"], "--edge-actors must be per-site, none"),
+        (["--runtime", "ray", "--edge-actors", "many"], "--edge-actors must be per-site, none"),
     ],
 )
 def test_bad_runtime_flags_get_one_line_naming_the_fix(flags, words, capsys):
