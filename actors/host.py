@@ -21,12 +21,23 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
+
 from actors.bus import BusEndpoint
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
-from twin.network.nodes import NodeSet, TickCounters
+from twin.network.nodes import NodeSet
 
-__all__ = ["NodeHost"]
+__all__ = ["NodeHost", "compact"]
+
+# arrays up to this size travel as plain lists: Ray packs those with msgpack, where a numpy
+# array costs a pickle with an out-of-band buffer (most of a per-node host's call)
+COMPACT_MAX = 64
+
+
+def compact(values: np.ndarray):
+    """``values`` as a list when small (see :data:`COMPACT_MAX`), else contiguous."""
+    return values.tolist() if values.size <= COMPACT_MAX else np.ascontiguousarray(values)
 
 
 class NodeHost:
@@ -52,6 +63,7 @@ class NodeHost:
         self.bus = BusEndpoint(run_id, host_id, **(bus_kwargs or {}))
         self._host_of: dict[str, int] = {}
         self._local: list[Envelope] = []  # sent by this host's nodes to each other last round
+        self._models: dict[int, object] = {}  # battery power models by number (_step)
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -77,8 +89,12 @@ class NodeHost:
 
     def environment(self, t_ns: int, links) -> None:
         """Start a tick: ``links`` (a, b, skr_bps) are G(t)'s key-generating links that this
-        host's nodes own (``NodeSet.generate``)."""
-        self.nodes.generate(t_ns, *links)
+        host's nodes own (``NodeSet.generate``), as arrays or lists."""
+        a, b, skr_bps = links
+        self.nodes.generate(
+            t_ns, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64),
+            np.asarray(skr_bps, dtype=float),
+        )  # fmt: skip
 
     def round(self, round_no: int, inbox: list[Envelope], expect_frames: int) -> tuple[list, int]:
         """Handle round ``round_no``; returns (the hosts sent a frame for round
@@ -132,12 +148,27 @@ class NodeHost:
         next_round, closed = self.exchange(first_round, inbox, n_hosts)
         return next_round, closed, self._step(battery_steps)
 
-    def finish(self, battery_steps):
-        """Close a tick whose rounds the driver ran: (:meth:`end_tick`, the battery steps)."""
-        return self.end_tick(), self._step(battery_steps)
+    def finish(self, battery_steps, t_ns: int = 0, links=None):
+        """Close a tick whose rounds the driver ran: (:meth:`end_tick`, the battery steps);
+        then start the next tick on ``links`` (:meth:`environment`) when they are given."""
+        done = self.end_tick(), self._step(battery_steps)
+        if links is not None:
+            self.environment(t_ns, links)
+        return done
 
     def _step(self, battery_steps) -> list:
-        return [self.nodes.step_batteries(*step) for step in battery_steps]
+        """Each battery step ``(platform, sun, load_w, model number, the model the first time
+        it is sent else None, dt_s)``; returns each step's (soc_j, below_reserve)."""
+        out = []
+        for platform, sun, load_w, key, model, dt_s in battery_steps:
+            if model is not None:
+                self._models[key] = model
+            soc_j, below = self.nodes.step_batteries(
+                platform, np.asarray(sun, dtype=float), np.asarray(load_w, dtype=float),
+                self._models[key], dt_s,
+            )  # fmt: skip
+            out.append((compact(soc_j), compact(below)))
+        return out
 
     def _split(self, out: list[Envelope]) -> tuple[list[Envelope], dict[int, list[Envelope]]]:
         """The envelopes for this host's own nodes, and the others by destination host."""
@@ -153,9 +184,12 @@ class NodeHost:
                 remote.setdefault(host, []).append(envelope)
         return local, remote
 
-    def end_tick(self) -> tuple[TickCounters, int, int]:
-        """The tick's counters, and the key bits held in link buffers and pools."""
-        return self.nodes.end_tick(), self.nodes.link_bits, self.nodes.pool_bits
+    def end_tick(self) -> tuple[list, int, int]:
+        """The tick's counters (TickCounters' fields, in order), and the key bits held in
+        link buffers and pools."""
+        c = self.nodes.end_tick()
+        counters = [c.delivered_bits, c.type_i_active_ns, c.type_i_secure_ns, c.served_ns]
+        return counters, self.nodes.link_bits, self.nodes.pool_bits
 
     def soc_j(self) -> dict:
         return self.nodes.soc_j
@@ -181,11 +215,12 @@ class NodeHost:
         this host and the node it runs on). Frames of later rounds waiting at the socket are
         not state: a restore replays the ticks that sent them. (Pickle is Ray's own channel
         here, between the run's processes; nothing from the bus's sockets is unpickled.)"""
-        return pickle.dumps((self.nodes, self._local), protocol=pickle.HIGHEST_PROTOCOL)
+        state = (self.nodes, self._local, self._models)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, state: bytes) -> bool:
         """Take the node state of a checkpoint (on a fresh host, before the replay)."""
-        self.nodes, self._local = pickle.loads(state)
+        self.nodes, self._local, self._models = pickle.loads(state)
         return True
 
     # --- views (the run's end) ------------------------------------------------------------------

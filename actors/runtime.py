@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from actors.bus import BusError, BusRegistry
-from actors.host import NodeHost
+from actors.host import NodeHost, compact
 from actors.placement import placement
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
@@ -288,6 +288,13 @@ class RayNodeGroup(MergedViews):
         # calls submitted without waiting (their errors surface with the next superstep's)
         self._pending: list = []
         self._env: tuple | None = None  # the tick's G(t), until the hosts take its links
+        # per-node placement: a tick whose rounds ran and whose end is not sent yet, and the
+        # result of one sent before the engine asked for it
+        self._unfinished: tuple | None = None
+        self._finished: Superstep | None = None
+        self._models: list = []  # battery power models by number (_model_key)
+        self._model_keys: dict[int, int] = {}
+        self._models_sent: list[set[int]] = [set() for _ in self.hosts]
 
     # --- hosts, the call log, checkpoints and recovery -------------------------------------------
 
@@ -431,7 +438,9 @@ class RayNodeGroup(MergedViews):
         self._env = (snap, t_ns)
 
     def _flush_environment(self) -> None:
-
+        """Hand the held G(t) to the hosts, after the end of a tick still unsent (the order
+        the calls reach the hosts is the order of the single-process engine)."""
+        self._finish_tick()
         links = self._take_environment()
         self._pending += [
             self._call(h, "environment", t_ns, host_links)
@@ -453,8 +462,21 @@ class RayNodeGroup(MergedViews):
         out = []
         for h in range(self.n_hosts):
             mine = order[bounds[h] : bounds[h + 1]]
-            out.append((t_ns, (a[mine], b[mine], skr_bps[mine])))
+            out.append((t_ns, (compact(a[mine]), compact(b[mine]), compact(skr_bps[mine]))))
         return out
+
+    def _model_key(self, host: int, model) -> tuple[int, object | None]:
+        """A battery power model's number, and the model itself when ``host`` has not been
+        sent it yet (hosts keep the models they were sent: a model goes once per host, not
+        with every tick's battery step)."""
+        key = self._model_keys.get(id(model))
+        if key is None:
+            key = self._model_keys[id(model)] = len(self._models)
+            self._models.append(model)  # held: its id stays this model's for the run
+        if key in self._models_sent[host]:
+            return key, None
+        self._models_sent[host].add(key)
+        return key, model
 
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
         """NodeGroup.submit_superstep: with a few hosts one call per host (environment, rounds
@@ -481,8 +503,8 @@ class RayNodeGroup(MergedViews):
             for h, rows in enumerate(self._rows):
                 r = rows[platform]
                 if r.size:
-                    args = (platform, np.ascontiguousarray(sun[r]),
-                            np.ascontiguousarray(load[r]), model, dt_s)  # fmt: skip
+                    key, send = self._model_key(h, model)
+                    args = (platform, compact(sun[r]), compact(load[r]), key, send, dt_s)
                     shares[h].append((k, r, args))
         steps_of = [[args for _, _, args in share] for share in shares]
         pending, self._pending = self._pending, []
@@ -519,12 +541,32 @@ class RayNodeGroup(MergedViews):
             self._pending = pending
             self._flush_environment()
             self._rounds(by_host)
-            pending, self._pending = self._pending, []
-            calls = [self._call(h, "finish", steps_of[h]) for h in range(self.n_hosts)]
-            results = self._wait(pending + calls, "end of tick")[len(pending) :]
-            self._maybe_checkpoint()
-            step = self._assemble([r[0] for r in results], [r[1] for r in results], shares, sizes)
-            return lambda: step
+            # the tick's end is sent when the engine collects it, which it does after handing
+            # over the next G(t): the end and the next environment then go in one call per host
+            self._unfinished = (steps_of, shares, sizes)
+
+            def finish() -> Superstep:
+                self._finish_tick()
+                step, self._finished = self._finished, None
+                return step
+
+            return finish
+
+    def _finish_tick(self) -> None:
+        """End the tick whose rounds ran (per-node placement): each host closes it, steps its
+        batteries and, when the next G(t) is already held, starts the next tick on it."""
+        if self._unfinished is None:
+            return
+        steps_of, shares, sizes = self._unfinished
+        self._unfinished = None
+        links = self._take_environment() or [(0, None)] * self.n_hosts
+        pending, self._pending = self._pending, []
+        calls = [self._call(h, "finish", steps_of[h], *links[h]) for h in range(self.n_hosts)]
+        results = self._wait(pending + calls, "end of tick")[len(pending) :]
+        self._maybe_checkpoint()
+        self._finished = self._assemble(
+            [r[0] for r in results], [r[1] for r in results], shares, sizes
+        )
 
     def _assemble(self, closed, stepped, shares, sizes) -> Superstep:
         """One Superstep from the hosts' (end_tick results, battery steps)."""
@@ -564,7 +606,7 @@ class RayNodeGroup(MergedViews):
         total = TickCounters()
         link = pool = 0
         for counters, link_bits, pool_bits in per_host:
-            total.add(counters)
+            total.add(TickCounters(*counters))
             link += link_bits
             pool += pool_bits
         return {"counters": total, "link_bits": link, "pool_bits": pool}

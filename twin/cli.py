@@ -539,7 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_link_budget)
 
     p = sub.add_parser("bench", help="run a performance benchmark (from a source checkout)")
-    p.add_argument("suite", choices=["physics", "engine", "bus"], help="which benchmark to run")
+    p.add_argument(
+        "suite", choices=["physics", "engine", "bus", "runtime"], help="which benchmark to run"
+    )
     p.add_argument("--repeat", type=int, default=200, help="timed repetitions (default 200)")
     p.add_argument(
         "--hours",
