@@ -32,6 +32,10 @@ from collections.abc import Sequence
 from twin.control.baselines import Decision, NetworkView, make_controller
 from twin.network.routing import NodeIndex
 
+# auto: an edge actor per site when the cluster has this many CPUs per site (assumption: one
+# for the actor, one for the hosts and the driver it shares the machine with)
+CPUS_PER_EDGE_ACTOR = 2
+
 __all__ = ["CloudPlanner", "EdgeController", "RayControllers", "edge_groups", "edge_sites"]
 
 
@@ -63,6 +67,21 @@ def edge_groups(
         groups[target][0].append(site)
         groups[target][1].extend(sites[site])
     return [(sorted(names), sorted(members)) for names, members in groups if names]
+
+
+def auto_edge_actors(n_sites: int, cpus: int) -> int | None:
+    """``auto``: one edge actor per edge site (None) when the cluster has at least
+    :data:`CPUS_PER_EDGE_ACTOR` CPUs per site, else as many actors as it has room for (at
+    least one). Every edge actor takes G(t) and answers a call every tick, beside the hosts
+    and the driver: on this 2-core machine eight of them made ``mega`` 1.8x slower than one."""
+    room = max(1, cpus // CPUS_PER_EDGE_ACTOR)
+    return None if n_sites <= room else room
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 1))
 
 
 class _HostedController:
@@ -170,7 +189,7 @@ class RayControllers:
         flow_endpoints: Sequence[tuple[int, int]],
         run_id: str,
         checkpoint_every: int = 60,
-        edge_actors: int | None = None,
+        edge_actors: int | str | None = "auto",
     ) -> None:
         import ray
 
@@ -181,6 +200,10 @@ class RayControllers:
         self.planner_every_ticks = int(getattr(template, "plan_every_ticks", 0))
         self.plan_every_ticks = 0
         self.sites = edge_sites(topology, flows)
+        if edge_actors == "auto":
+            edge_actors = auto_edge_actors(len(self.sites), _cluster_cpus())
+        elif edge_actors == "per-site":
+            edge_actors = None
         self.groups = edge_groups(self.sites, edge_actors)
         self.checkpoint_every = int(checkpoint_every)
         if self.checkpoint_every < 1:

@@ -680,13 +680,14 @@ def ray_engine(
     checkpoint_every: int = 60,
     bus_kwargs: dict | None = None,
     controller_actors: bool = True,
-    edge_actors: int | None = None,
+    edge_actors: int | str | None = "auto",
     **engine_kw,
 ):
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
     (``hosts``: K for sharded), checkpointed every ``checkpoint_every`` ticks, and whose
-    controller runs on controller actors (:mod:`actors.controllers`; ``controller_actors``
-    False keeps it in the driver). Needs :func:`ray_session`; ``engine.close()`` after."""
+    controller runs on controller actors (:mod:`actors.controllers`: ``edge_actors`` 'auto',
+    'per-site' or K; ``controller_actors`` False keeps it in the driver). Needs
+    :func:`ray_session`; ``engine.close()`` after."""
     from actors.controllers import RayControllers
     from twin.engine import Engine
     from twin.network.topology import TopologyModel

@@ -111,7 +111,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     controller=args.controller,
                     seed=args.seed,
                     controller_actors=edge_actors != "none",
-                    edge_actors=edge_actors if isinstance(edge_actors, int) else None,
+                    edge_actors=edge_actors,
                 )
                 try:
                     return _run_engine(args, scenario, engine)
@@ -122,13 +122,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
 
 
-def _edge_actors(value: str | None) -> str | int | None:
-    """--edge-actors: 'per-site' (and None), 'none', or a whole number K >= 1."""
-    if value is None or value in ("per-site", "none"):
+def _edge_actors(value: str | None) -> str | int:
+    """--edge-actors: 'auto' (also when not given), 'per-site', 'none', or a number K >= 1."""
+    if value is None:
+        return "auto"
+    if value in ("auto", "per-site", "none"):
         return value
     if value.isdigit() and int(value) >= 1:
         return int(value)
-    raise CliError(f"--edge-actors must be per-site, none or a whole number >= 1, got {value!r}")
+    raise CliError(
+        f"--edge-actors must be auto, per-site, none or a whole number >= 1, got {value!r}"
+    )
 
 
 def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
@@ -496,9 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default results/SCENARIO-CONTROLLER-SEED)")
     p.add_argument(
         "--runtime",
-        default="local",
+        default="ray",
         choices=("local", "ray"),
-        help="local (single process, the default for now) or ray (node actors on Ray hosts)",
+        help="ray (the default: node and controller actors on Ray, started here unless "
+        "--address names a cluster) or local (one process: the fastest on one machine)",
     )
     p.add_argument(
         "--placement",
@@ -511,9 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--edge-actors",
-        metavar="per-site|K|none",
-        help="ray: the controller on one edge actor per edge site (default), on K edge actors, "
-        "or none (in the driver: fastest on one machine)",
+        metavar="auto|per-site|K|none",
+        help="ray: the controller on one edge actor per edge site (per-site), on K edge "
+        "actors, on as many as the CPUs allow (auto, the default: one per 2 CPUs), or none "
+        "(in the driver: the fastest on one machine)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

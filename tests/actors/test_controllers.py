@@ -107,7 +107,7 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
                 tier = RayControllers(
                     PlanningShortestPath, topology=topology, flows=flows,
                     jurisdictions=view.jurisdictions, flow_endpoints=view.flow_endpoints,
-                    run_id="test-tiers", checkpoint_every=4,
+                    run_id="test-tiers", checkpoint_every=4, edge_actors="per-site",
                 )  # fmt: skip
                 assert tier.cloud is not None and len(tier.edges) == 2
             if tick % 5 == 0:
@@ -126,6 +126,14 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
     assert any(p is None for paths in expected for p in paths)  # the plan mattered
     assert any(p is not None for paths in expected for p in paths)
     assert got == expected
+
+
+def test_auto_gives_an_edge_actor_per_site_when_the_cpus_allow():
+    from actors.controllers import auto_edge_actors
+
+    assert auto_edge_actors(8, 16) is None  # per site
+    assert auto_edge_actors(8, 2) == 1 and auto_edge_actors(8, 7) == 3
+    assert auto_edge_actors(3, 6) is None and auto_edge_actors(0, 1) is None
 
 
 def test_an_unknown_controller_fails_in_the_driver_naming_the_known_ones(ray_local):

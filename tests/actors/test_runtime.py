@@ -54,7 +54,7 @@ def test_handovers_and_entanglement_come_out_the_same_on_three_hosts(ray_local):
     scenario = load_scenario("case-grid-eclipse")
     local = Engine(scenario)
     expected = local.run(duration_s=600)
-    engine = ray_engine(scenario, placement_mode="sharded", hosts=3)
+    engine = ray_engine(scenario, placement_mode="sharded", hosts=3, edge_actors="per-site")
     try:
         got = engine.run(duration_s=600)
         got_metrics = metrics_json(compute_metrics(got, engine))
@@ -78,7 +78,7 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
     outputs = {}
     runs = {
         "local": ["--runtime", "local"],
-        "ray": ["--runtime", "ray", "--placement", "sharded", "--hosts", "2"],
+        "ray": ["--placement", "sharded", "--hosts", "2"],  # Ray is the default runtime
         "ray-driver": ["--runtime", "ray", "--hosts", "2", "--edge-actors", "none"],
     }
     for name, flags in runs.items():
@@ -100,10 +100,10 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         (["--runtime", "ray", "--address", "127.0.0.1:1"], "no Ray cluster answers"),
         (["--runtime", "ray", "--address", "head-node"], "is not host:port"),
         (["--runtime", "ray", "--placement", "sharded", "--hosts", "0"], "--hosts must be"),
-        (["--placement", "per-node"], "applies to --runtime ray only"),
-        (["--edge-actors", "2"], "applies to --runtime ray only"),
-        (["--runtime", "ray", "--edge-actors", "0"], "--edge-actors must be per-site, none"),
-        (["--runtime", "ray", "--edge-actors", "many"], "--edge-actors must be per-site, none"),
+        (["--runtime", "local", "--placement", "per-node"], "applies to --runtime ray only"),
+        (["--runtime", "local", "--edge-actors", "2"], "applies to --runtime ray only"),
+        (["--edge-actors", "0"], "--edge-actors must be auto, per-site, none"),
+        (["--edge-actors", "many"], "--edge-actors must be auto, per-site, none"),
     ],
 )
 def test_bad_runtime_flags_get_one_line_naming_the_fix(flags, words, capsys):
