@@ -32,6 +32,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(BIN)/qntwin bench physics
 	OMP_NUM_THREADS=1 $(BIN)/qntwin bench engine
 	OMP_NUM_THREADS=1 $(BIN)/qntwin bench bus
+	OMP_NUM_THREADS=1 $(BIN)/qntwin bench runtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
