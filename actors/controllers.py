@@ -275,22 +275,32 @@ class RayControllers:
         return results
 
     def decide(self, view: NetworkView) -> Decision:
+        return self.submit_decide(view)()
+
+    def submit_decide(self, view: NetworkView):
+        """Ask the edge actors for the paths of G(t) ``view.snapshot`` (the cloud planner
+        first, when a plan is due); returns a callable that collects the :class:`Decision`.
+        One decision is outstanding at a time (the engine collects before it asks again)."""
         snapshot = self._ray.put(view.snapshot)
         if self.cloud is not None and self._ticks % self.planner_every_ticks == 0:
             ref = self.cloud.submit("plan", snapshot)
             self._plan = self._collect([(self.cloud, ref)], "plan")[0]
         plan = None if self._plan is None else self._ray.put(self._plan)
         calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
-        paths: list = [None] * self._n_flows
-        for (_, members), site_paths in zip(
-            self.groups, self._collect(calls, "decide"), strict=True
-        ):
-            for k, path in zip(members, site_paths, strict=True):
-                paths[k] = path
         self._ticks += 1
-        if self._ticks % self.checkpoint_every == 0:
-            self._checkpoint()
-        return Decision(paths=tuple(paths))
+
+        def collect() -> Decision:
+            paths: list = [None] * self._n_flows
+            for (_, members), site_paths in zip(
+                self.groups, self._collect(calls, "decide"), strict=True
+            ):
+                for k, path in zip(members, site_paths, strict=True):
+                    paths[k] = path
+            if self._ticks % self.checkpoint_every == 0:
+                self._checkpoint()
+            return Decision(paths=tuple(paths))
+
+        return collect
 
     def _checkpoint(self) -> None:
         """Every actor's controller state, held here; the logs restart from it."""

@@ -92,7 +92,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from twin.control.baselines import EdgeLookup, NetworkView, make_controller
+from twin.control.baselines import Decision, EdgeLookup, NetworkView, make_controller
 from twin.network.entanglement_distribution import (
     NodeLayer,
     Policy,
@@ -934,8 +934,14 @@ class Engine:
         )
 
     def _decide(self, snap):
-        """The controller's decision for G(t) ``snap``; called once per snapshot, in time
-        order. A controller that plans (the cloud tier) plans first, every N decisions."""
+        """The controller's decision for G(t) ``snap``; see :meth:`_submit_decide`."""
+        return self._submit_decide(snap)()
+
+    def _submit_decide(self, snap) -> Callable[[], Decision]:
+        """The controller's decision for G(t) ``snap``, as a callable that gives it: a
+        controller whose work runs elsewhere (controller actors, ``submit_decide``) returns at
+        once and decides while the engine goes on. Called once per snapshot, in time order. A
+        controller that plans (the cloud tier) plans first, every N decisions."""
         view = NetworkView(
             t_ns=snap.t_ns,
             snapshot=snap,
@@ -951,16 +957,21 @@ class Engine:
                 self._plan = self.controller.plan(view)
             view = dataclasses.replace(view, plan=self._plan)
         self._decisions += 1
-        return self.controller.decide(view)
+        submit = getattr(self.controller, "submit_decide", None)
+        if submit is not None:
+            return submit(view)
+        decision = self.controller.decide(view)
+        return lambda: decision
 
     def _edge_lookup(self, snap) -> EdgeLookup:
         """The fastest-up-edge lookup of ``snap``, built once per snapshot; the engine holds
-        two snapshots at a time (the tick's start and end), so it keeps the last two."""
+        three snapshots at a time (the tick's start and end, and the next tick's end, being
+        decided), so it keeps the last three."""
         for held, lookup in self._edge_lookups:
             if held is snap:
                 return lookup
         lookup = EdgeLookup(snap)
-        self._edge_lookups = [*self._edge_lookups[-1:], (snap, lookup)]
+        self._edge_lookups = [*self._edge_lookups[-2:], (snap, lookup)]
         return lookup
 
     def run(
@@ -977,13 +988,20 @@ class Engine:
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         paths = self._decide(snap).paths
+        if n_ticks:
+            snap_next = self.topology.snapshot(self.dt_ns)
+            decided = self._submit_decide(snap_next)
         for tick in range(n_ticks):
             t_ns = tick * self.dt_ns
             t_end = t_ns + self.dt_ns
             self.nodes.environment(snap, t_ns)
             # the graph and the paths at the tick's end bound what happens inside it
-            snap_next = self.topology.snapshot(t_end)
-            next_paths = self._decide(snap_next).paths
+            next_paths = decided().paths
+            if tick + 1 < n_ticks:
+                # the next tick's end is decided while this tick runs: the same decisions in
+                # the same order (one per snapshot), and controller actors work meanwhile
+                snap_after = self.topology.snapshot(t_end + self.dt_ns)
+                decided = self._submit_decide(snap_after)
             if unclosed is not None:
                 # the previous tick's node phase ran while G(t + dt) was being built (Ray)
                 self._close_tick(unclosed, totals, records)
@@ -1004,6 +1022,8 @@ class Engine:
             finish = self._serve_flows(snap, paths, edges, t_ns, power.battery_steps)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)
             snap, paths = snap_next, next_paths
+            if tick + 1 < n_ticks:
+                snap_next = snap_after
             if progress is not None:
                 progress(tick + 1, n_ticks)
         if unclosed is not None:
