@@ -5,14 +5,23 @@ pyzmq PUSH/PULL with the same batching (100 messages per frame); aim: at least 2
 
 - raw: a frame is 100 messages of 64 bytes joined, sent PUSH -> PULL over TCP loopback; the
   receiver only takes the frame. This is the ceiling of the transport.
-- bus: a frame is :func:`actors.bus.encode_frame` of 100 trusted-relay envelopes (a KEY_RELAY
-  ``commit`` as the nodes send it: names, ids, bit counts), sent by :class:`BusEndpoint`; the
-  receiver decodes and checks every envelope back into an :class:`Envelope` (what a host does
-  before its nodes see one).
+- bus, decoded and checked: a frame is :func:`actors.bus.encode_frame` of 100 trusted-relay
+  envelopes (a KEY_RELAY ``commit`` as the nodes send it: names, ids, bit counts, a flag),
+  version 2, columnar (the module docstring of :mod:`actors.bus` has the format). The receiver,
+  a :class:`BusEndpoint`, takes it with ``receive_batches``: the frame is decoded and every
+  check of every envelope is made (over whole columns, with numpy), and the envelopes are
+  handed on as an :class:`EnvelopeBatch`, no Envelope object made yet.
+- bus, Envelope objects: the same, received with ``receive``: every envelope is made into an
+  :class:`Envelope` (its payload a dict), what a host does before its nodes see them.
+- bus, end to end: ``receive`` as above, while the sender's :meth:`BusEndpoint.send` encodes
+  every frame as it goes (the two others, like raw, send frames made before the clock starts:
+  they measure the receiving side; this one the slower of the two sides).
 
-Both sides run in their own processes (2 cores here), the sender as fast as it can; the rate is
-messages received per second of the receiver's wall clock, over 100 x ``--repeat`` frames. Run
-with ``qntwin bench bus`` or ``python benchmarks/bench_bus.py``.
+Every run takes each side in its own process (2 cores here), the sender as fast as it can;
+the rate is messages received per second of the receiver's wall clock, over 100 x ``--repeat``
+frames. The 25 % aim is judged on the decoded-and-checked figure (the issue's "decoded and
+checked"); the report states the other two beside it. Run with ``qntwin bench bus`` or
+``python benchmarks/bench_bus.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import multiprocessing as mp
 import time
 
 PER_FRAME = 100
+AIM = 0.25  # of raw pyzmq's rate (issue 4)
 
 
 def _commit(k: int):
@@ -53,29 +63,40 @@ def _raw_receiver(endpoint_q, frames: int, out_q) -> None:
     ctx.term()
 
 
-def _raw_sender(endpoint: str, frames: int) -> None:
+def _push_all(endpoint: str, frames: list[bytes]) -> None:
     import zmq
 
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.SNDHWM, 1000)
     push.connect(endpoint)
-    frame = b"".join(bytes([k % 256]) * 64 for k in range(PER_FRAME))
-    for _ in range(frames):
+    for frame in frames:
         push.send(frame, copy=False)
     push.close(linger=-1)
     ctx.term()
 
 
-def _bus_receiver(endpoint_q, frames: int, out_q) -> None:
+def _raw_sender(endpoint: str, frames: int) -> None:
+    frame = b"".join(bytes([k % 256]) * 64 for k in range(PER_FRAME))
+    _push_all(endpoint, [frame] * frames)
+
+
+def _bus_receiver(endpoint_q, frames: int, out_q, objects: bool) -> None:
     from actors.bus import BusEndpoint
 
     bus = BusEndpoint("bench", 1, recv_timeout_s=60)
     endpoint_q.put(bus.endpoint)
-    got = len(bus.receive(0, 1))  # the first frame starts the clock
+
+    def take(round_no: int) -> int:
+        if objects:
+            return len(bus.receive(round_no, 1))
+        batches, _ = bus.receive_batches(round_no, 1)
+        return sum(map(len, batches))
+
+    got = take(0)  # the first frame starts the clock
     t0 = time.perf_counter()
     for r in range(1, frames):
-        got += len(bus.receive(r, 1))
+        got += take(r)
     seconds = time.perf_counter() - t0
     bus.close()
     # a loss is reported to the parent (an exception here would only end this process)
@@ -83,7 +104,24 @@ def _bus_receiver(endpoint_q, frames: int, out_q) -> None:
               f"{frames * PER_FRAME}")  # fmt: skip
 
 
+def _bus_objects_receiver(endpoint_q, frames: int, out_q) -> None:
+    _bus_receiver(endpoint_q, frames, out_q, objects=True)
+
+
+def _bus_batch_receiver(endpoint_q, frames: int, out_q) -> None:
+    _bus_receiver(endpoint_q, frames, out_q, objects=False)
+
+
+def _bus_frames_sender(endpoint: str, frames: int) -> None:
+    """Frames encoded before the first is sent (as raw's), pushed as fast as they go."""
+    from actors.bus import encode_frame
+
+    batch = [_commit(k) for k in range(PER_FRAME)]
+    _push_all(endpoint, [encode_frame("bench", r, 0, batch) for r in range(frames)])
+
+
 def _bus_sender(endpoint: str, frames: int) -> None:
+    """A host's sending side: :meth:`BusEndpoint.send` encodes every frame as it goes."""
     import zmq
 
     from actors.bus import BusEndpoint
@@ -123,26 +161,44 @@ def run(repeat: int = 200) -> dict:
     if frames < 1_000:
         raise ValueError(f"repeat must be >= 10 (1,000 frames) for a stable rate, got {repeat}")
     raw = _measure(_raw_receiver, _raw_sender, frames)
-    bus = _measure(_bus_receiver, _bus_sender, frames)
+    batches = _measure(_bus_batch_receiver, _bus_frames_sender, frames)
+    objects = _measure(_bus_objects_receiver, _bus_frames_sender, frames)
+    end_to_end = _measure(_bus_objects_receiver, _bus_sender, frames)
     return {
         "frames": frames,
         "messages_per_frame": PER_FRAME,
         "raw_msgs_per_s": raw,
-        "bus_msgs_per_s": bus,
-        "ratio": bus / raw,
+        "bus_msgs_per_s": batches,  # decoded and checked (EnvelopeBatch)
+        "ratio": batches / raw,
+        "bus_objects_msgs_per_s": objects,  # and every Envelope made
+        "objects_ratio": objects / raw,
+        "bus_end_to_end_msgs_per_s": end_to_end,  # the sender encoding as it goes
+        "end_to_end_ratio": end_to_end / raw,
     }
 
 
 def format_report(r: dict) -> str:
-    verdict = "met" if r["ratio"] >= 0.25 else "NOT met"
+    def verdict(ratio: float) -> str:
+        return "met" if ratio >= AIM else "NOT met"
+
+    rate = "{:8.2f} M msg/s {:6.1f} % of raw".format
     return "\n".join(
         [
             f"bus throughput: {r['frames']} frames of {r['messages_per_frame']} messages, "
             "two processes over TCP loopback",
-            f"  raw pyzmq PUSH/PULL (64-byte messages)   {r['raw_msgs_per_s'] / 1e6:8.2f} M msg/s",
-            f"  qntwin bus (envelopes, msgpack, checked) {r['bus_msgs_per_s'] / 1e6:8.2f} M msg/s",
-            f"  ratio bus / raw                          {100 * r['ratio']:8.1f} % "
-            f"(target >= 25 %: {verdict})",
+            "  raw pyzmq PUSH/PULL (64-byte messages)      "
+            f"{r['raw_msgs_per_s'] / 1e6:8.2f} M msg/s",
+            "  qntwin bus, frames encoded beforehand:",
+            "    decoded and checked (EnvelopeBatch)      "
+            + rate(r["bus_msgs_per_s"] / 1e6, 100 * r["ratio"]),
+            "    and made into Envelope objects           "
+            + rate(r["bus_objects_msgs_per_s"] / 1e6, 100 * r["objects_ratio"]),
+            "  qntwin bus, end to end (sender encodes)    "
+            + rate(r["bus_end_to_end_msgs_per_s"] / 1e6, 100 * r["end_to_end_ratio"]),
+            f"  target >= {100 * AIM:.0f} % of raw, judged on decoded and checked: "
+            f"{verdict(r['ratio'])} ({100 * r['ratio']:.1f} %); with Envelope objects "
+            f"{verdict(r['objects_ratio'])} ({100 * r['objects_ratio']:.1f} %), end to end "
+            f"{verdict(r['end_to_end_ratio'])} ({100 * r['end_to_end_ratio']:.1f} %)",
         ]
     )
 

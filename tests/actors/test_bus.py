@@ -1,9 +1,23 @@
 """The ZeroMQ bus on loopback: frames, refusals, timeouts (no Ray needed)."""
 
+import math
+import random
+import struct
+
 import msgpack
+import numpy as np
 import pytest
 
-from actors.bus import BusEndpoint, BusError, decode_frame, encode_frame
+from actors.bus import (
+    FRAME_VERSION,
+    MAX_FRAME_BYTES,
+    BusEndpoint,
+    BusError,
+    EnvelopeBatch,
+    decode_batch,
+    decode_frame,
+    encode_frame,
+)
 from twin.network.messages import Envelope, MessageKind
 
 
@@ -19,34 +33,308 @@ def test_a_frame_round_trips_its_envelopes():
     round_no, host, active, got = decode_frame(encode_frame("run1", 4, 2, sent, False), "run1")
     assert (round_no, host, active) == (4, 2, False)
     assert got == sent
+    assert type(got) is list and all(type(e) is Envelope for e in got)
 
 
-@pytest.mark.parametrize(
-    "frame, words",
-    [
-        (b"\xc1", "not valid msgpack"),
-        (msgpack.packb([1, "run1", 0]), "6-item list"),
-        (msgpack.packb([9, "run1", 0, 0, True, []]), "version"),
-        (msgpack.packb([1, "other", 0, 0, True, []]), "run 'other'"),
-        (msgpack.packb([1, "run1", 0, 0, 1, []]), "active a bool"),
-        (msgpack.packb([1, "run1", 0, 0, True, [["a", "b", 99, 0, 0, 0, {}]]]), "bad envelope"),
-        (msgpack.packb([1, "run1", 0, 0, True, [["a", "b", 3, 5, 0, 1, {}]]]), "precedes"),
-        (msgpack.packb([1, "run1", 0, 0, True, [["a", "b", 3, 0.5, 0, 1, {}]]]), "must be ints"),
-        (msgpack.packb([1, "run1", 0, 0, True, [["a", 7, 3, 0, 0, 1, {}]]]), "must be str"),
-    ],
-)
+def test_an_empty_frame_round_trips():
+    assert decode_frame(encode_frame("run1", 0, 1, []), "run1") == (0, 1, True, [])
+
+
+# -- exact round trips of random envelopes -----------------------------------------------------
+
+KEYS = ["step", "relay", "hop", "bits", "critical", "peer", "latency_s", "path", "state", "x"]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    choice = rng.randrange(12 if depth < 2 else 9)
+    if choice == 0:
+        return rng.randrange(-(2**63), 2**63)  # any int64
+    if choice == 1:
+        return rng.choice([0, 1, -1, -(2**63), 2**63 - 1, 2**63, 2**64 - 1])  # int64 edges, beyond
+    if choice == 2:
+        return rng.choice([True, False])
+    if choice == 3:
+        return rng.choice(["", "commit", "ü→日本", "pool:a>b", f"relay@{rng.randrange(10**12)}"])
+    if choice == 4:
+        return None
+    if choice in (5, 6):
+        special = [0.0, -0.0, math.inf, -math.inf, math.nan, 5e-324, 1e308, 0.1]
+        return rng.choice(special) if choice == 5 else rng.uniform(-1e9, 1e9)
+    if choice == 7:
+        return rng.randrange(100)  # small ints, often a whole column of them
+    if choice == 8:
+        return rng.choice(["grant", "reserve"])  # a column of repeated strings
+    if choice == 9:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if choice == 10:
+        return {rng.choice(KEYS): random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return b"\x00bytes"
+
+
+def like(value, rng: random.Random):
+    """Another value of ``value``'s type (the same value for the types without a draw here)."""
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return rng.randrange(-(2**40), 2**40)
+    if type(value) is float:
+        return rng.random()
+    if type(value) is bool:
+        return rng.random() < 0.5
+    if type(value) is str:
+        return f"s{rng.randrange(5)}"
+    return value
+
+
+def random_envelopes(rng: random.Random, n: int) -> list[Envelope]:
+    # a few schemas (key sequences), each key's values of one type or mixed, so that every
+    # column kind occurs: i, f, b, s and m
+    schemas = [rng.sample(KEYS, rng.randrange(len(KEYS) + 1)) for _ in range(4)]
+    kinds_of_key = {key: rng.randrange(3) for key in KEYS}  # 0: one type, 1: mixed, 2: same
+    fixed = {key: random_value(rng) for key in KEYS}
+    out = []
+    for _ in range(n):
+        payload = {}
+        for key in rng.choice(schemas):
+            style = kinds_of_key[key]
+            if style == 0:
+                payload[key] = like(fixed[key], rng)
+            elif style == 1:
+                payload[key] = random_value(rng)
+            else:
+                payload[key] = fixed[key]
+        t_ns = rng.randrange(-(2**62), 2**62)
+        out.append(
+            Envelope(
+                rng.choice(["munich", "stuttgart", "sat-07", "ü-node"]),
+                rng.choice(["munich", "berlin", "sat-09"]),
+                rng.choice(list(MessageKind)),
+                t_ns,
+                rng.randrange(2**40),
+                t_ns + rng.choice([0, 1, rng.randrange(2**62)]),
+                payload,
+            )
+        )
+    return out
+
+
+def same(a, b) -> bool:
+    """Equal with the same types all the way down, floats bit for bit, dict keys in order."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    if type(a) is list:
+        return len(a) == len(b) and all(map(same, a, b))
+    if type(a) is dict:
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def test_random_envelopes_of_every_kind_come_back_exactly():
+    rng = random.Random(20261123)
+    seen_tags, seen_kinds = set(), set()
+    for n in [1, 2, 3, 17, 100, 400]:
+        for _ in range(5):
+            sent = random_envelopes(rng, n)
+            frame = encode_frame("run1", 3, 1, sent)
+            seen_tags |= {tag for _, cols in msgpack.unpackb(frame)[7] for tag, _ in cols}
+            got = decode_frame(frame, "run1")[3]
+            assert len(got) == len(sent)
+            for g, s in zip(got, sent, strict=True):
+                assert (g.src, g.dst, g.kind, g.t_ns, g.seq, g.arrival_ns) == (
+                    s.src, s.dst, s.kind, s.t_ns, s.seq, s.arrival_ns,
+                )  # fmt: skip
+                assert type(g.kind) is MessageKind and type(g.t_ns) is int
+                assert same(g.payload, s.payload), (g.payload, s.payload)
+                seen_kinds.add(g.kind)
+    assert seen_tags == {"i", "f", "b", "s", "m"}
+    assert seen_kinds == set(MessageKind)
+
+
+def test_payload_key_order_is_kept_and_payloads_are_separate_dicts():
+    sent = [envelope(0, {"b": 1, "a": "x"}), envelope(1, {"a": "x", "b": 1}), envelope(2, {})]
+    got = decode_frame(encode_frame("run1", 0, 0, sent), "run1")[3]
+    assert [list(e.payload) for e in got] == [["b", "a"], ["a", "b"], []]
+    got[0].payload["b"] = 2  # a node may not do this, but nothing else would change
+    assert got[1].payload["b"] == 1
+
+
+def test_frames_are_the_same_bytes_for_the_same_envelopes():
+    sent = random_envelopes(random.Random(5), 50)
+    assert encode_frame("r", 1, 0, sent) == encode_frame("r", 1, 0, list(sent))
+
+
+def test_a_batch_holds_checked_columns_and_makes_envelopes_once():
+    sent = [envelope(k, {"step": "grant", "hop": k}) for k in range(4)] + [envelope(4, {})]
+    _, _, _, batch = decode_batch(encode_frame("run1", 0, 0, sent), "run1")
+    assert isinstance(batch, EnvelopeBatch) and len(batch) == 5
+    assert batch.src == ["a"] * 5 and batch.dst == ["b"] * 5
+    assert batch.kind.tolist() == [int(MessageKind.KEY_RELAY)] * 5
+    assert batch.t_ns.tolist() == [10] * 5 and batch.arrival_ns.tolist() == [25] * 5
+    assert batch.seq.tolist() == [0, 1, 2, 3, 4]
+    assert not batch.seq.flags.writeable
+    assert batch.payloads() == [e.payload for e in sent]
+    assert batch == sent and batch[1] == sent[1] and batch[1:3] == sent[1:3]
+    assert list(batch) == sent and batch.envelopes() == sent
+    assert batch.envelopes() is not batch.envelopes()  # new lists
+    assert batch.envelopes()[0] is batch[0]  # of the same objects
+    got = [envelope(9)]
+    got += batch
+    assert got == [envelope(9), *sent]
+
+
+def test_envelopes_made_from_columns_are_ordinary_envelopes():
+    columns = (["a", "c"], ["b", "d"], [MessageKind.TELEMETRY, MessageKind.HANDOVER],
+               [1, 2], [0, 1], [3, 2], [{"x": 1}, {}])  # fmt: skip
+    made = Envelope.from_columns(*columns, checked=True)
+    expected = [Envelope(*row) for row in zip(*columns, strict=True)]
+    assert made == expected and Envelope.from_columns(*columns) == expected
+    assert list(map(repr, made)) == list(map(repr, expected))
+    with pytest.raises(AttributeError):  # still frozen
+        made[0].seq = 5
+    with pytest.raises(ValueError, match="precedes"):  # unchecked: checked as Envelope() does
+        Envelope.from_columns(["a"], ["b"], [MessageKind.TELEMETRY], [5], [0], [4], [{}])
+    with pytest.raises(TypeError, match="int nanoseconds"):
+        Envelope.from_columns(["a"], ["b"], [MessageKind.TELEMETRY], [0.5], [0], [4], [{}])
+    with pytest.raises(ValueError, match="one length"):
+        Envelope.from_columns(["a"], ["b"], [], [0], [0], [4], [{}], checked=True)
+
+
+def test_an_envelope_the_format_cannot_carry_is_refused_at_the_sender():
+    base = dict(src="a", dst="b", kind=MessageKind.TRAFFIC, t_ns=0, seq=0, arrival_ns=1)
+    for change, words in [
+        ({"src": 7}, "src and dst must be str"),
+        ({"seq": 0.5}, "must be ints within int64"),
+        ({"t_ns": -(2**63) - 1}, "must be ints within int64"),
+        ({"arrival_ns": 2**63}, "must be ints within int64"),
+    ]:
+        with pytest.raises(BusError, match=words):
+            encode_frame("r", 0, 0, [Envelope(**{**base, **change})])
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+def frame_items(envelopes=None) -> list:
+    """A valid frame of run1, unpacked, for a test to break."""
+    if envelopes is None:
+        envelopes = [envelope(0), envelope(1, {"step": "grant", "bits": 3, "critical": False})]
+    return msgpack.unpackb(encode_frame("run1", 0, 0, envelopes), raw=False)
+
+
+def with_header(items: list, row: str, index: int, value: int) -> list:
+    from actors.bus import HEADER_ROWS
+
+    header = np.frombuffer(items[6], "<i8").reshape(len(HEADER_ROWS), -1).copy()
+    header[HEADER_ROWS.index(row), index] = value
+    items[6] = header.tobytes()
+    return items
+
+
+def with_column(items: list, key: str, column) -> list:
+    keys, columns = items[7][0]
+    columns[keys.index(key)] = column
+    return items
+
+
+def first_envelope_only(items: list) -> None:
+    header = np.frombuffer(items[6], "<i8").reshape(7, -1)
+    items[6] = header[:, :1].copy().tobytes()  # the payload columns still hold two
+
+
+def broken(edit) -> bytes:
+    """A valid frame of two envelopes after ``edit`` changed its items in place."""
+    items = frame_items()
+    edit(items)
+    return msgpack.packb(items, use_bin_type=True)
+
+
+MALFORMED = [
+    (b"\xc1", "not valid msgpack"),
+    (msgpack.packb({"a": 1}), "must be a list"),
+    (msgpack.packb([]), "must be a list"),
+    (msgpack.packb([9, "run1", 0, 0, True, []]), "frame version 9; this host speaks 2"),
+    (broken(lambda f: f.append(0)), "8-item list"),
+    (broken(lambda f: f.__setitem__(1, "other")), "run 'other'"),
+    (broken(lambda f: f.__setitem__(4, 1)), "active a bool"),
+    (broken(lambda f: f.__setitem__(2, 0.5)), "round and host must be ints"),
+    (broken(lambda f: f.__setitem__(6, [1, 2])), "header bytes"),
+    (broken(lambda f: f.__setitem__(5, "ab")), "strings must be a list"),
+    (broken(lambda f: f.__setitem__(7, {})), "schemas a list"),
+    (broken(lambda f: f[5].append(b"bytes")), "string table must hold only str"),
+    (broken(lambda f: f.__setitem__(6, f[6][:-1])), "is not 7 int64 rows"),
+    (broken(first_envelope_only), "key 'step': column of 16 bytes for 1 envelopes"),
+    (broken(lambda f: with_header(f, "src", 1, 99)), "src index 99 out of range"),
+    (broken(lambda f: with_header(f, "dst", 0, -1)), "dst index -1 out of range"),
+    (broken(lambda f: with_header(f, "schema", 1, 1)), "schema index 1 out of range"),
+    (broken(lambda f: with_header(f, "kind", 1, 99)), "unknown envelope kind 99"),
+    (broken(lambda f: with_header(f, "kind", 0, 0)), "unknown envelope kind 0"),
+    (broken(lambda f: with_header(f, "arrival_ns", 1, 9)), "envelope 1 .*precedes t_ns 10"),
+    (broken(lambda f: f[7].append([["x"], [["i", b""]]])), "schema 1 has no envelopes"),
+    (broken(lambda f: f[7].__setitem__(0, "schema")), "must be a list \\[keys, columns\\]"),
+    (broken(lambda f: f[7][0][0].__setitem__(1, "step")), "distinct str"),
+    (broken(lambda f: f[7][0][0].__setitem__(1, 5)), "distinct str"),
+    (broken(lambda f: f[7][0][1].pop()), "3 keys but 2 columns"),
+    (broken(lambda f: with_column(f, "bits", ["i"])), "a column is \\[tag, data\\]"),
+    (broken(lambda f: with_column(f, "bits", ["x", b""])), "tag 'x'"),
+    (broken(lambda f: with_column(f, "bits", ["i", [7, 3]])), "tag 'i' with list data"),
+    (broken(lambda f: with_column(f, "bits", ["m", b"ab"])), "tag 'm' with bytes data"),
+    (broken(lambda f: with_column(f, "bits", ["i", bytes(8)])), "8 bytes for 2 envelopes"),
+    (broken(lambda f: with_column(f, "bits", ["i", bytes(17)])), "17 bytes for 2 envelopes"),
+    (broken(lambda f: with_column(f, "bits", ["m", [1, 2, 3]])), "3 items for 2 envelopes"),
+    (broken(lambda f: with_column(f, "critical", ["b", b"\x01\x02"])), "other than 0 and 1"),
+    (
+        broken(lambda f: with_column(f, "step", ["s", np.array([0, 9], "<i8").tobytes()])),
+        "payload string index 9 out of range: the frame has 3 strings",
+    ),  # fmt: skip
+    (
+        broken(lambda f: with_column(f, "step", ["s", np.array([-4, 0], "<i8").tobytes()])),
+        "payload string index -4 out of range",
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("frame, words", MALFORMED)
 def test_a_malformed_frame_is_refused_with_the_reason(frame, words):
     with pytest.raises(BusError, match=words):
         decode_frame(frame, "run1")
+
+
+def test_the_broken_frames_were_valid_before_the_break():
+    # the refusals above come from the break, not from a frame that was bad to begin with
+    items = frame_items()
+    assert len(decode_frame(msgpack.packb(items, use_bin_type=True), "run1")[3]) == 2
+    assert items[5] == ["a", "b", "grant"]  # the string table the cases count on
+
+
+def test_a_frame_of_the_first_version_is_refused_naming_both_versions():
+    # what a host of the first version sent: [1, run, round, host, active, [wire, ...]]
+    old = msgpack.packb([1, "run1", 0, 0, True, [envelope(0).to_wire()]], use_bin_type=True)
+    with pytest.raises(BusError, match=f"frame version 1; this host speaks {FRAME_VERSION}"):
+        decode_frame(old, "run1")
+    assert FRAME_VERSION == 2
+
+
+def test_a_frame_too_big_is_refused_before_it_is_read():
+    with pytest.raises(BusError, match="exceeds the bus limit"):
+        decode_frame(b"\x00" * (MAX_FRAME_BYTES + 1), "run1")
 
 
 def test_pickled_bytes_are_never_unpickled():
     import pickle
 
     with pytest.raises(BusError):
-        decode_frame(pickle.dumps([1, "run1", 0, 0, True, []]), "run1")
+        decode_frame(pickle.dumps([FRAME_VERSION, "run1", 0, 0, True, [], b"", []]), "run1")
 
 
+def test_a_frame_whose_envelopes_are_shuffled_between_schemas_is_still_read_in_order():
+    # two schemas interleaved: the header's schema row says which envelope has which payload
+    sent = [envelope(k, {"k": k} if k % 2 else {"s": str(k), "k": k}) for k in range(6)]
+    items = frame_items(sent)
+    assert len(items[7]) == 2
+    assert decode_frame(msgpack.packb(items, use_bin_type=True), "run1")[3] == sent
+
+
+# -- endpoints -------------------------------------------------------------------------------
 @pytest.mark.parametrize("curve", [False, True])
 def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
     a = BusEndpoint("r", 0, curve=curve, recv_timeout_s=5)
@@ -60,6 +348,23 @@ def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
         assert b.receive(8, 1) == [envelope(1)]
         b.send(0, 3, [], active=False)
         assert a.receive_flagged(3, 1) == ([], False)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_receive_batches_hands_on_each_frames_checked_columns():
+    a = BusEndpoint("r", 0, recv_timeout_s=5)
+    b = BusEndpoint("r", 1, recv_timeout_s=5)
+    try:
+        a.set_peers({1: (b.endpoint, None)})
+        a.send(1, 2, [envelope(0), envelope(1)])  # kept for round 2
+        a.send(1, 1, [], active=False)
+        batches, active = b.receive_batches(1, 1)
+        assert [len(x) for x in batches] == [0] and active is False
+        batches, active = b.receive_batches(2, 1)
+        assert [type(x) for x in batches] == [EnvelopeBatch] and active is True
+        assert batches[0].seq.tolist() == [0, 1] and list(batches[0]) == [envelope(0), envelope(1)]
     finally:
         a.close()
         b.close()
@@ -149,5 +454,10 @@ def test_the_bus_benchmark_delivers_every_envelope():
     spec.loader.exec_module(bench)
     result = bench.run(10)
     assert result["frames"] == 1_000 and 0 < result["ratio"] < 1
+    for key in ("bus_msgs_per_s", "bus_objects_msgs_per_s", "bus_end_to_end_msgs_per_s"):
+        assert 0 < result[key] < result["raw_msgs_per_s"]
+    assert result["objects_ratio"] == result["bus_objects_msgs_per_s"] / result["raw_msgs_per_s"]
+    report = bench.format_report(result)
+    assert "judged on decoded and checked" in report and "Envelope objects" in report
     with pytest.raises(ValueError, match="repeat must be >= 10"):
         bench.run(5)
