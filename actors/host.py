@@ -25,19 +25,41 @@ import numpy as np
 
 from actors.bus import BusEndpoint
 from twin.network.memory_slots import QuantumMemory
-from twin.network.messages import Envelope
+from twin.network.messages import Envelope, MessageKind
 from twin.network.nodes import NodeSet
 
-__all__ = ["NodeHost", "compact"]
+__all__ = ["NodeHost", "envelopes_from_wire", "pack_array", "pack_links", "unpack_array"]
 
-# arrays up to this size travel as plain lists: Ray packs those with msgpack, where a numpy
-# array costs a pickle with an out-of-band buffer (most of a per-node host's call)
-COMPACT_MAX = 64
+# What travels with the driver's calls to a host every tick is packed into bytes and plain
+# lists, which Ray passes with msgpack: pickling numpy arrays (an out-of-band buffer each) and
+# Envelope objects cost ~0.5 ms per call on mega, more than the rest of the call.
 
 
-def compact(values: np.ndarray):
-    """``values`` as a list when small (see :data:`COMPACT_MAX`), else contiguous."""
-    return values.tolist() if values.size <= COMPACT_MAX else np.ascontiguousarray(values)
+def pack_array(values, dtype) -> bytes:
+    return np.ascontiguousarray(values, dtype=dtype).tobytes()
+
+
+def unpack_array(packed: bytes, dtype) -> np.ndarray:
+    """The array of :func:`pack_array` (read-only: a view of the bytes)."""
+    return np.frombuffer(packed, dtype=dtype)
+
+
+def pack_links(a, b, skr_bps) -> bytes:
+    """A tick's key-generating links (a, b, skr_bps) as one bytes object."""
+    return pack_array(a, np.int64) + pack_array(b, np.int64) + pack_array(skr_bps, np.float64)
+
+
+def _unpack_links(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(packed) // 24
+    a = unpack_array(packed[: 8 * n], np.int64)
+    b = unpack_array(packed[8 * n : 16 * n], np.int64)
+    return a, b, unpack_array(packed[16 * n :], np.float64)
+
+
+def envelopes_from_wire(wires) -> list[Envelope]:
+    """Envelopes from their :meth:`Envelope.to_wire` lists (the driver's inbox, sent through
+    Ray; the Envelope checks its own fields)."""
+    return [Envelope(s, d, MessageKind(k), t, q, a, p) for s, d, k, t, q, a, p in wires]
 
 
 class NodeHost:
@@ -87,19 +109,15 @@ class NodeHost:
 
     # --- a superstep's parts --------------------------------------------------------------------
 
-    def environment(self, t_ns: int, links) -> None:
-        """Start a tick: ``links`` (a, b, skr_bps) are G(t)'s key-generating links that this
-        host's nodes own (``NodeSet.generate``), as arrays or lists."""
-        a, b, skr_bps = links
-        self.nodes.generate(
-            t_ns, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64),
-            np.asarray(skr_bps, dtype=float),
-        )  # fmt: skip
+    def environment(self, t_ns: int, links: bytes) -> None:
+        """Start a tick: ``links`` (:func:`pack_links`) are G(t)'s key-generating links that
+        this host's nodes own (``NodeSet.generate``)."""
+        self.nodes.generate(t_ns, *_unpack_links(links))
 
-    def round(self, round_no: int, inbox: list[Envelope], expect_frames: int) -> tuple[list, int]:
+    def round(self, round_no: int, inbox: list, expect_frames: int) -> tuple[list, int]:
         """Handle round ``round_no``; returns (the hosts sent a frame for round
         ``round_no + 1``, the envelopes kept for this host's own nodes)."""
-        envelopes = list(inbox)
+        envelopes = envelopes_from_wire(inbox)  # the driver's envelopes, as wire lists
         envelopes += self._local
         if expect_frames:
             envelopes += self.bus.receive(round_no, expect_frames)
@@ -110,7 +128,7 @@ class NodeHost:
         self.bus.flush()  # the receivers read them in the next round, without this host
         return sorted(remote), len(self._local)
 
-    def exchange(self, first_round: int, inbox: list[Envelope], n_hosts: int):
+    def exchange(self, first_round: int, inbox: list, n_hosts: int):
         """A whole node phase without the driver: rounds as in :meth:`round`, where every host
         sends every other host one frame per round (empty if it has nothing for it) flagged
         with whether its nodes sent anything; when a round's flags are all down, every host
@@ -121,7 +139,7 @@ class NodeHost:
         round on the bus): the cheaper form for a few hosts.
         """
         peers = [h for h in range(n_hosts) if h != self.host_id]
-        pending = list(inbox) + self._local
+        pending = envelopes_from_wire(inbox) + self._local
         self._local = []
         round_no = first_round
         while True:
@@ -164,10 +182,10 @@ class NodeHost:
             if model is not None:
                 self._models[key] = model
             soc_j, below = self.nodes.step_batteries(
-                platform, np.asarray(sun, dtype=float), np.asarray(load_w, dtype=float),
+                platform, unpack_array(sun, np.float64), unpack_array(load_w, np.float64),
                 self._models[key], dt_s,
             )  # fmt: skip
-            out.append((compact(soc_j), compact(below)))
+            out.append((pack_array(soc_j, np.float64), pack_array(below, np.bool_)))
         return out
 
     def _split(self, out: list[Envelope]) -> tuple[list[Envelope], dict[int, list[Envelope]]]:

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from actors.bus import BusError, BusRegistry
-from actors.host import NodeHost, compact
+from actors.host import NodeHost, pack_array, pack_links, unpack_array
 from actors.placement import placement
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
@@ -462,7 +462,7 @@ class RayNodeGroup(MergedViews):
         out = []
         for h in range(self.n_hosts):
             mine = order[bounds[h] : bounds[h + 1]]
-            out.append((t_ns, (compact(a[mine]), compact(b[mine]), compact(skr_bps[mine]))))
+            out.append((t_ns, pack_links(a[mine], b[mine], skr_bps[mine])))
         return out
 
     def _model_key(self, host: int, model) -> tuple[int, object | None]:
@@ -486,12 +486,12 @@ class RayNodeGroup(MergedViews):
 
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
-        by_host: dict[int, list[Envelope]] = {}
+        by_host: dict[int, list[list]] = {}  # each host's envelopes, as wire lists
         for envelope in inbox:
             host = self._host_of.get(envelope.dst)
             if host is None:
                 raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
-            by_host.setdefault(host, []).append(envelope)
+            by_host.setdefault(host, []).append(envelope.to_wire())
         # each host's share of each battery step: (step index, its rows, the step's arguments)
         shares: list[list[tuple[int, np.ndarray, tuple]]] = [[] for _ in self.hosts]
         sizes = []
@@ -504,7 +504,8 @@ class RayNodeGroup(MergedViews):
                 r = rows[platform]
                 if r.size:
                     key, send = self._model_key(h, model)
-                    args = (platform, compact(sun[r]), compact(load[r]), key, send, dt_s)
+                    args = (platform, pack_array(sun[r], np.float64),
+                            pack_array(load[r], np.float64), key, send, float(dt_s))  # fmt: skip
                     shares[h].append((k, r, args))
         steps_of = [[args for _, _, args in share] for share in shares]
         pending, self._pending = self._pending, []
@@ -573,11 +574,11 @@ class RayNodeGroup(MergedViews):
         outputs = [(np.empty(n), np.zeros(n, dtype=bool)) for n in sizes]
         for share, host_steps in zip(shares, stepped, strict=True):
             for (k, rows, _), (soc_j, below) in zip(share, host_steps, strict=True):
-                outputs[k][0][rows] = soc_j
-                outputs[k][1][rows] = below
+                outputs[k][0][rows] = unpack_array(soc_j, np.float64)
+                outputs[k][1][rows] = unpack_array(below, np.bool_)
         return Superstep(**self._sum_tick(closed), batteries=outputs)
 
-    def _rounds(self, by_host: dict[int, list[Envelope]]) -> None:
+    def _rounds(self, by_host: dict[int, list[list]]) -> None:
         """The node phase driven from here, round by round, calling only the busy hosts."""
         expect = [0] * len(self.hosts)
         while True:
