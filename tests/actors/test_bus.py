@@ -453,10 +453,13 @@ def test_the_bus_benchmark_delivers_every_envelope():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.run(10)
-    assert result["frames"] == 1_000 and 0 < result["ratio"] < 1
-    for key in ("bus_msgs_per_s", "bus_objects_msgs_per_s", "bus_end_to_end_msgs_per_s"):
-        assert 0 < result[key] < result["raw_msgs_per_s"]
-    assert result["objects_ratio"] == result["bus_objects_msgs_per_s"] / result["raw_msgs_per_s"]
+    assert result["frames"] == 1_000
+    # rates only: which is faster is no test's business on a shared 2-core machine (under
+    # load, 1,000 raw frames once came in slower than the bus's)
+    raw = result["raw_msgs_per_s"]
+    for rate, ratio in [("bus_msgs_per_s", "ratio"), ("bus_objects_msgs_per_s", "objects_ratio"),
+                        ("bus_end_to_end_msgs_per_s", "end_to_end_ratio")]:  # fmt: skip
+        assert result[rate] > 0 and result[ratio] == result[rate] / raw
     report = bench.format_report(result)
     assert "judged on decoded and checked" in report and "Envelope objects" in report
     with pytest.raises(ValueError, match="repeat must be >= 10"):
