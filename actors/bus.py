@@ -49,11 +49,13 @@ block the sender: at most one frame per peer per round is in flight) and linger 
 closing host neither hangs nor loses a frame it already handed over. Receiving waits at most
 ``recv_timeout_s`` and then raises: a dead peer gives an error, never a hang.
 
-Optional CurveZMQ authentication: ``curve=True`` gives every host a key pair (generated per
-run); each host's server key is registered with its endpoint, and every PUSH socket
-authenticates the PULL socket it connects to. (A ZAP handler restricting clients to the run's
-public keys is not installed: any client that knows a host's public key may connect. The
-issue's "keys supplied" form is not offered yet.)
+Optional CurveZMQ authentication (``qntwin run --bus-auth curve``): the run's :class:`BusKeys`,
+generated per run or loaded from a directory (``--bus-keys DIR``, ``qntwin bus-keys DIR``
+writes one), hold a server and a client key pair. Every host's PULL socket serves with the
+server pair and every PUSH socket connects with the client pair, so frames are encrypted and
+each PUSH checks it reached the run's server; each host runs a ZAP handler that admits only the
+run's client public key, so a process without the run's client secret cannot hand a host a
+frame (its connection is refused during the handshake; nothing of it reaches a node).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from twin.network.messages import Envelope, MessageKind
 __all__ = [
     "FRAME_VERSION",
     "BusEndpoint",
+    "BusKeys",
     "BusError",
     "BusFaults",
     "BusRegistry",
@@ -504,6 +507,83 @@ class BusFaults:
                 raise ValueError(f"BusFaults.{name} must be a probability in [0, 1], got {value}")
 
 
+# file names of the two certificates in a keys directory (pyzmq's zmq.auth format)
+SERVER_CERTIFICATE = "server.key_secret"
+CLIENT_CERTIFICATE = "client.key_secret"
+
+
+@dataclass(frozen=True)
+class BusKeys:
+    """A run's CurveZMQ keys (z85-encoded, 40 bytes each): the server pair every host's PULL
+    socket serves with, and the client pair every PUSH socket connects with (the only client
+    key the hosts' ZAP handlers admit)."""
+
+    server_public: bytes
+    server_secret: bytes
+    client_public: bytes
+    client_secret: bytes
+
+    @classmethod
+    def generate(cls) -> BusKeys:
+        """Fresh keys (a run's, when none are supplied)."""
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        return cls(server_public, server_secret, client_public, client_secret)
+
+    @classmethod
+    def load(cls, directory) -> BusKeys:
+        """The keys in ``directory``: :data:`SERVER_CERTIFICATE` and :data:`CLIENT_CERTIFICATE`,
+        as :meth:`create` (or pyzmq's ``zmq.auth.create_certificates``) writes them. A missing
+        or unreadable file is a ValueError naming it and the fix."""
+        from pathlib import Path
+
+        import zmq.auth
+
+        pairs = []
+        for name in (SERVER_CERTIFICATE, CLIENT_CERTIFICATE):
+            path = Path(directory) / name
+            try:
+                public, secret = zmq.auth.load_certificate(path)
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"cannot read the bus key {path} ({err}): give a directory made by "
+                    "'qntwin bus-keys DIR', or leave --bus-keys out to generate keys for the run"
+                ) from None
+            if secret is None or len(public) != 40 or len(secret) != 40:
+                raise ValueError(
+                    f"{path} holds no secret key: give the {name} file that "
+                    "'qntwin bus-keys DIR' writes"
+                )
+            pairs += [public, secret]
+        return cls(*pairs)
+
+    @staticmethod
+    def create(directory) -> list:
+        """Write a fresh server and client certificate pair into ``directory`` (created);
+        returns the files written. The ``.key_secret`` files are secrets."""
+        from pathlib import Path
+
+        import zmq.auth
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for stem in ("server", "client"):
+            public, secret = zmq.auth.create_certificates(directory, stem)
+            written += [Path(public), Path(secret)]
+        return written
+
+
+class _RunClientOnly:
+    """ZAP credentials check: admits the run's client public key alone (z85)."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self.client_public = client_public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key == self.client_public
+
+
 class BusEndpoint:
     """One host's sockets: a bound PULL for its inbox and a PUSH per peer it sends to.
 
@@ -518,14 +598,28 @@ class BusEndpoint:
         host_id: int,
         bind_ip: str = "127.0.0.1",
         *,
-        curve: bool = False,
+        curve: bool | BusKeys = False,
         recv_timeout_s: float = 60.0,
         faults: BusFaults | dict | None = None,
     ) -> None:
         self.run_id = run_id
         self.host_id = int(host_id)
         self.recv_timeout_ms = int(recv_timeout_s * 1000)
-        self._context = zmq.Context.instance()
+        # curve: the run's keys (True: fresh ones, for a bus of one endpoint's making)
+        self.keys = BusKeys.generate() if curve is True else (curve or None)
+        self._auth = None
+        if self.keys is None:
+            self._context = zmq.Context.instance()
+        else:
+            # ZAP handlers are per context: an authenticated endpoint owns its context
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._context = zmq.Context()
+            self._auth = ThreadAuthenticator(self._context)
+            self._auth.start()
+            self._auth.configure_curve_callback(
+                domain="*", credentials_provider=_RunClientOnly(self.keys.client_public)
+            )
         self._pull = self._context.socket(zmq.PULL)
         self._pull.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK_FRAMES)
         self._pull.setsockopt(zmq.LINGER, 0)
@@ -533,12 +627,11 @@ class BusEndpoint:
         # a receive waits this long, then raises zmq.Again (cheaper than polling first)
         self._pull.setsockopt(zmq.RCVTIMEO, self.recv_timeout_ms)
         self.server_public_key: bytes | None = None
-        if curve:
-            public, secret = zmq.curve_keypair()
+        if self.keys is not None:
             self._pull.curve_server = True
-            self._pull.curve_secretkey = secret
-            self._pull.curve_publickey = public
-            self.server_public_key = public
+            self._pull.curve_secretkey = self.keys.server_secret
+            self._pull.curve_publickey = self.keys.server_public
+            self.server_public_key = self.keys.server_public
         port = self._pull.bind_to_random_port(f"tcp://{bind_ip}")
         self.endpoint = f"tcp://{bind_ip}:{port}"
         self._push: dict[int, zmq.Socket] = {}
@@ -567,10 +660,14 @@ class BusEndpoint:
             # a send that cannot be queued within the timeout is an error, not a hang
             sock.setsockopt(zmq.SNDTIMEO, self.recv_timeout_ms)
             if server_key is not None:
-                public, secret = zmq.curve_keypair()
+                if self.keys is None:
+                    raise BusError(
+                        f"host {host} authenticates its bus (CurveZMQ) and host {self.host_id} "
+                        "has no keys: start every host with the run's BusKeys"
+                    )
                 sock.curve_serverkey = server_key
-                sock.curve_publickey = public
-                sock.curve_secretkey = secret
+                sock.curve_publickey = self.keys.client_public
+                sock.curve_secretkey = self.keys.client_secret
             sock.connect(endpoint)
             self._push[host] = sock
         return sock
@@ -667,6 +764,10 @@ class BusEndpoint:
             sock.close()
         self._pull.close()
         self._push.clear()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+            self._context.term()  # waits out the PUSH sockets' linger
 
 
 class BusRegistry:

@@ -87,12 +87,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.runtime == "local":
         for flag, value in (("--placement", args.placement), ("--hosts", args.hosts),
                             ("--address", args.address),
-                            ("--edge-actors", args.edge_actors)):  # fmt: skip
+                            ("--edge-actors", args.edge_actors),
+                            ("--bus-auth", args.bus_auth),
+                            ("--bus-keys", args.bus_keys)):  # fmt: skip
             if value is not None:
                 raise CliError(f"{flag} applies to --runtime ray only; drop it or add that")
     if args.hosts is not None and args.hosts < 1:
         raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
     edge_actors = _edge_actors(args.edge_actors)
+    if args.bus_keys is not None and args.bus_auth == "none":
+        raise CliError("--bus-keys gives CurveZMQ keys: drop it or use --bus-auth curve")
     if args.hours is not None and not (args.hours > 0 and args.hours < 24 * 366):
         raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
     if args.seed is not None and args.seed < 0:
@@ -100,8 +104,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.runtime == "ray":
         # the runtime lives in actors/ (which builds on twin); reached only from here, lazily
+        from actors.bus import BusKeys
         from actors.runtime import RuntimeUnavailable, ray_engine, ray_session
 
+        bus_kwargs = {}
+        if args.bus_auth == "curve" or args.bus_keys is not None:
+            try:
+                keys = BusKeys.load(args.bus_keys) if args.bus_keys else BusKeys.generate()
+            except ValueError as err:
+                raise CliError(str(err)) from None
+            bus_kwargs["curve"] = keys
         try:
             with ray_session(args.address):
                 engine = ray_engine(
@@ -112,6 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     controller_actors=edge_actors != "none",
                     edge_actors=edge_actors,
+                    bus_kwargs=bus_kwargs,
                 )
                 try:
                     return _run_engine(args, scenario, engine)
@@ -120,6 +133,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
     return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
+
+
+def _cmd_bus_keys(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from actors.bus import BusKeys
+
+    directory = Path(args.dir)
+    if directory.exists() and any(directory.glob("*.key*")):
+        raise CliError(f"{directory} already holds keys; give an empty or new directory")
+    try:
+        written = BusKeys.create(directory)
+    except OSError as err:
+        raise CliError(f"cannot write keys into {directory}: {err.strerror or err}") from None
+    for path in written:
+        if path.name.endswith(".key_secret"):
+            path.chmod(0o600)  # secrets: the owner's alone
+    print(f"wrote {', '.join(str(p) for p in written)}; keep the .key_secret files secret")
+    return 0
 
 
 def _edge_actors(value: str | None) -> str | int:
@@ -521,8 +553,25 @@ def build_parser() -> argparse.ArgumentParser:
         "actors, on as many as the CPUs allow (auto, the default: one per 2 CPUs), or none "
         "(in the driver: the fastest on one machine)",
     )
+    p.add_argument(
+        "--bus-auth",
+        choices=("none", "curve"),
+        help="ray: authenticate and encrypt the bus between hosts with CurveZMQ (keys made "
+        "for the run unless --bus-keys gives them); default none",
+    )
+    p.add_argument(
+        "--bus-keys",
+        metavar="DIR",
+        help="ray: the bus's CurveZMQ keys ('qntwin bus-keys' writes them)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "bus-keys", help="write a CurveZMQ key set for the Ray runtime's bus (--bus-keys DIR)"
+    )
+    p.add_argument("dir", help="directory to write server and client certificates into")
+    p.set_defaults(func=_cmd_bus_keys)
 
     p = sub.add_parser("scenarios", help="list the packaged scenario files")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -7,12 +7,14 @@ import struct
 import msgpack
 import numpy as np
 import pytest
+import zmq
 
 from actors.bus import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
     BusEndpoint,
     BusError,
+    BusKeys,
     EnvelopeBatch,
     decode_batch,
     decode_frame,
@@ -337,8 +339,9 @@ def test_a_frame_whose_envelopes_are_shuffled_between_schemas_is_still_read_in_o
 # -- endpoints -------------------------------------------------------------------------------
 @pytest.mark.parametrize("curve", [False, True])
 def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
-    a = BusEndpoint("r", 0, curve=curve, recv_timeout_s=5)
-    b = BusEndpoint("r", 1, curve=curve, recv_timeout_s=5)
+    keys = BusKeys.generate() if curve else False  # the run's keys, shared by its hosts
+    a = BusEndpoint("r", 0, curve=keys, recv_timeout_s=5)
+    b = BusEndpoint("r", 1, curve=keys, recv_timeout_s=5)
     try:
         a.set_peers({1: (b.endpoint, b.server_public_key)})
         b.set_peers({0: (a.endpoint, a.server_public_key)})
@@ -351,6 +354,39 @@ def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
     finally:
         a.close()
         b.close()
+
+
+def test_a_sender_without_the_runs_client_key_is_refused(tmp_path):
+    # the intruder knows the host's endpoint and server public key and speaks CurveZMQ, but
+    # with its own client key pair: the host's ZAP handler refuses the handshake, so its
+    # frame never arrives, while the run's own host gets through on the same socket
+    BusKeys.create(tmp_path / "keys")  # as `qntwin bus-keys DIR` writes them
+    keys = BusKeys.load(tmp_path / "keys")
+    host = BusEndpoint("r", 0, curve=keys, recv_timeout_s=1)
+    peer = BusEndpoint("r", 1, curve=keys, recv_timeout_s=1)
+    intruder_keys = BusKeys(keys.server_public, keys.server_secret, *zmq.curve_keypair())
+    intruder = BusEndpoint("r", 2, curve=intruder_keys, recv_timeout_s=1)
+    try:
+        for sender in (intruder, peer):
+            sender.set_peers({0: (host.endpoint, host.server_public_key)})
+        intruder.send(0, 1, [envelope(9)])
+        with pytest.raises(BusError, match="waited"):
+            host.receive(1, 1)
+        peer.send(0, 1, [envelope(1)])
+        assert host.receive(1, 1) == [envelope(1)]
+    finally:
+        for endpoint in (host, peer, intruder):
+            endpoint.close()
+
+
+def test_bus_keys_load_names_a_missing_key_file_and_the_fix(tmp_path):
+    BusKeys.create(tmp_path)
+    (tmp_path / "client.key_secret").unlink()
+    with pytest.raises(ValueError, match="client.key_secret .*qntwin bus-keys DIR"):
+        BusKeys.load(tmp_path)
+    (tmp_path / "server.key_secret").write_text("not a certificate\n")
+    with pytest.raises(ValueError, match="server.key_secret"):
+        BusKeys.load(tmp_path)
 
 
 def test_receive_batches_hands_on_each_frames_checked_columns():

@@ -80,7 +80,10 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         "local": ["--runtime", "local"],
         "ray": ["--placement", "sharded", "--hosts", "2"],  # Ray is the default runtime
         "ray-driver": ["--runtime", "ray", "--hosts", "2", "--edge-actors", "none"],
+        # the bus authenticated with keys written by `qntwin bus-keys`
+        "ray-curve": ["--hosts", "2", "--bus-keys", str(tmp_path / "keys")],
     }
+    assert main(["bus-keys", str(tmp_path / "keys")]) == 0
     for name, flags in runs.items():
         out = tmp_path / name
         args = ["run", "small", "--hours", "0.02", "--quiet", "--out", str(out)]
@@ -88,7 +91,7 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         metrics = json.loads((out / "metrics.json").read_text())
         metrics.pop("wall_seconds")
         outputs[name] = metrics
-    assert outputs["ray"] == outputs["local"] == outputs["ray-driver"]
+    assert outputs["ray"] == outputs["local"] == outputs["ray-driver"] == outputs["ray-curve"]
     out = capsys.readouterr().out
     assert "runtime: ray, 2 host(s), 1 edge controller actor(s), survived 0 restart(s)" in out
     assert "runtime: ray, 2 host(s), the controller in the driver, survived 0" in out
@@ -102,6 +105,9 @@ def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, ca
         (["--runtime", "ray", "--placement", "sharded", "--hosts", "0"], "--hosts must be"),
         (["--runtime", "local", "--placement", "per-node"], "applies to --runtime ray only"),
         (["--runtime", "local", "--edge-actors", "2"], "applies to --runtime ray only"),
+        (["--runtime", "local", "--bus-auth", "curve"], "applies to --runtime ray only"),
+        (["--bus-auth", "none", "--bus-keys", "keys"], "--bus-keys gives CurveZMQ keys"),
+        (["--bus-keys", "/nonexistent/keys"], "cannot read the bus key /nonexistent/keys/server"),
         (["--edge-actors", "0"], "--edge-actors must be auto, per-site, none"),
         (["--edge-actors", "many"], "--edge-actors must be auto, per-site, none"),
     ],
