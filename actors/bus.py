@@ -61,6 +61,7 @@ frame (its connection is refused during the handshake; nothing of it reaches a n
 from __future__ import annotations
 
 import operator
+import os
 import sys
 from array import array
 from collections import deque
@@ -568,9 +569,16 @@ class BusKeys:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for stem in ("server", "client"):
-            public, secret = zmq.auth.create_certificates(directory, stem)
-            written += [Path(public), Path(secret)]
+        umask = os.umask(0o077)  # the secret files are never readable by others, not even briefly
+        try:
+            for stem in ("server", "client"):
+                public, secret = zmq.auth.create_certificates(directory, stem)
+                written += [Path(public), Path(secret)]
+        finally:
+            os.umask(umask)
+        for path in written:
+            if path.suffix == ".key":
+                path.chmod(0o644)  # public keys may be shared
         return written
 
 

@@ -147,9 +147,6 @@ def _cmd_bus_keys(args: argparse.Namespace) -> int:
         written = BusKeys.create(directory)
     except OSError as err:
         raise CliError(f"cannot write keys into {directory}: {err.strerror or err}") from None
-    for path in written:
-        if path.name.endswith(".key_secret"):
-            path.chmod(0o600)  # secrets: the owner's alone
     print(f"wrote {', '.join(str(p) for p in written)}; keep the .key_secret files secret")
     return 0
 
