@@ -141,13 +141,17 @@ class _Actor:
         self.state: bytes | None = None
         self.log: list[tuple[str, tuple]] = []
         self.handle = None
+        self.starts = 0
         self.start()
 
     def start(self) -> None:
         import ray
 
         remote = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(self.cls)
-        self.handle = remote.options(name=self.name).remote(*self.args)
+        # a fresh name per start: a killed actor's name may not be free again at once
+        name = f"{self.name}-{self.starts}"
+        self.starts += 1
+        self.handle = remote.options(name=name).remote(*self.args)
 
     def submit(self, method: str, *args):
         self.log.append((method, args))
