@@ -616,6 +616,23 @@ class BusEndpoint:
         # curve: the run's keys (True: fresh ones, for a bus of one endpoint's making)
         self.keys = BusKeys.generate() if curve is True else (curve or None)
         self._auth = None
+        self._push: dict[int, zmq.Socket] = {}
+        self._pull = None
+        try:
+            self._open(bind_ip)
+        except BaseException:
+            self.close()  # an authenticator thread or a context already started
+            raise
+        self._peers: dict[int, tuple[str, bytes | None]] = {}
+        self._early: list[tuple[int, int, bool, EnvelopeBatch]] = []  # of a later round
+        self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
+        self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
+        self._n_sent = 0
+        self.stats = {"frames_sent": 0, "duplicates_sent": 0, "delayed": 0,
+                      "duplicates_dropped": 0}  # fmt: skip
+
+    def _open(self, bind_ip: str) -> None:
+        """The context (with its ZAP handler when authenticated) and the bound PULL socket."""
         if self.keys is None:
             self._context = zmq.Context.instance()
         else:
@@ -642,14 +659,6 @@ class BusEndpoint:
             self.server_public_key = self.keys.server_public
         port = self._pull.bind_to_random_port(f"tcp://{bind_ip}")
         self.endpoint = f"tcp://{bind_ip}:{port}"
-        self._push: dict[int, zmq.Socket] = {}
-        self._peers: dict[int, tuple[str, bytes | None]] = {}
-        self._early: list[tuple[int, int, bool, EnvelopeBatch]] = []  # of a later round
-        self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
-        self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
-        self._n_sent = 0
-        self.stats = {"frames_sent": 0, "duplicates_sent": 0, "delayed": 0,
-                      "duplicates_dropped": 0}  # fmt: skip
 
     def set_peers(self, peers: dict[int, tuple[str, bytes | None]]) -> None:
         """host id -> (endpoint, its CurveZMQ server public key or None)."""
@@ -770,7 +779,8 @@ class BusEndpoint:
     def close(self) -> None:
         for sock in self._push.values():
             sock.close()
-        self._pull.close()
+        if self._pull is not None:
+            self._pull.close()
         self._push.clear()
         if self._auth is not None:
             self._auth.stop()

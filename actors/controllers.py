@@ -1,13 +1,15 @@
-"""Controller actors: the edge tier, one actor per edge site, and the cloud tier's planner.
+"""Controller actors: the edge tier (edge sites on edge actors) and the cloud tier's planner.
 
 ARCHITECTURE.md ("The runtime"): a central MPC actor (cloud tier) and edge actors, one per edge
 site, mirroring the main paper's cloud/edge split; both call twin.control.
 
 - Edge sites: a flow is served by the edge site of its source, the source site's ground region
   (its OGS diversity cluster, else its jurisdiction: the same units the hosts are placed by,
-  ``TopologyModel.placement_units``). Each :class:`EdgeController` actor hosts the controller
-  (by name, :func:`twin.control.baselines.make_controller`) for its flows only and decides
-  their paths every tick; the edge actors of a tick work at once.
+  ``TopologyModel.placement_units``). Each :class:`EdgeController` actor serves one edge site
+  (``per-site``) or several (``K`` actors, or ``auto``: per site when the cluster has the CPUs,
+  :func:`auto_edge_actors`): it hosts the controller (by name,
+  :func:`twin.control.baselines.make_controller`) for its sites' flows only and decides their
+  paths every tick; the edge actors of a tick work at once.
 - Cloud tier: a controller that plans (``plan_every_ticks > 0``, the MPC tier of the
   control-plane issue) also gets a :class:`CloudPlanner` actor, which plans over every flow
   each ``plan_every_ticks`` ticks; its plan reaches the edge actors with the tick's G(t)
@@ -36,7 +38,15 @@ from twin.network.routing import NodeIndex
 # for the actor, one for the hosts and the driver it shares the machine with)
 CPUS_PER_EDGE_ACTOR = 2
 
-__all__ = ["CloudPlanner", "EdgeController", "RayControllers", "edge_groups", "edge_sites"]
+__all__ = [
+    "CloudPlanner",
+    "EdgeController",
+    "RayControllers",
+    "auto_edge_actors",
+    "edge_groups",
+    "edge_sites",
+    "placement_summary",
+]
 
 
 def edge_sites(topology, flows) -> dict[str, list[int]]:
@@ -118,7 +128,7 @@ class _HostedController:
 
 
 class EdgeController(_HostedController):
-    """An edge site's actor: the controller for the flows whose source is at the site."""
+    """An edge actor: the controller for the flows whose source is at its edge site(s)."""
 
     def decide(self, snapshot, plan=None) -> tuple:
         """This site's flows' paths for G(t) ``snapshot`` (in its flow order)."""
@@ -161,17 +171,23 @@ class _Actor:
         """Start the actor again from its checkpoint and replay the first ``replay`` logged
         calls (the call that found it lost is asked again by the caller)."""
         import ray
+        from ray.exceptions import RayActorError
 
-        from actors.runtime import _get
+        from actors.runtime import RuntimeUnavailable
 
         with contextlib.suppress(Exception):
             ray.kill(self.handle, no_restart=True)
         self.start()
-        if self.state is not None:
-            _get(self.handle.restore.remote(self.state), "controller restore")
-        replays = [getattr(self.handle, m).remote(*a) for m, a in self.log[:replay]]
-        if replays:
-            _get(replays, "controller replay")
+        calls = [self.handle.restore.remote(self.state)] if self.state is not None else []
+        calls += [getattr(self.handle, m).remote(*a) for m, a in self.log[:replay]]
+        try:
+            for ref in calls:
+                _get_raw(ref)
+        except RayActorError as err:
+            raise RuntimeUnavailable(
+                f"controller actor {self.name} was lost again while being restored ({err}): "
+                "the cluster is unhealthy"
+            ) from None
 
 
 class RayControllers:
@@ -216,6 +232,7 @@ class RayControllers:
         self._n_flows = len(flows)
         self._ticks = 0
         self._plan = None
+        self._plan_ref = None  # the latest plan in the object store
         names = topology.node_names
 
         def args(members: Sequence[int]) -> tuple:
@@ -273,6 +290,8 @@ class RayControllers:
                         actor.recover(len(actor.log) - 1)
                         method, args = actor.log[-1]
                         ref = getattr(actor.handle, method).remote(*args)
+                except RuntimeUnavailable:
+                    raise  # no answer in time: said so already
                 except Exception:
                     _get(ref, what)  # the controller's own error, with its cause
                     raise
@@ -289,7 +308,8 @@ class RayControllers:
         if self.cloud is not None and self._ticks % self.planner_every_ticks == 0:
             ref = self.cloud.submit("plan", snapshot)
             self._plan = self._collect([(self.cloud, ref)], "plan")[0]
-        plan = None if self._plan is None else self._ray.put(self._plan)
+            self._plan_ref = self._ray.put(self._plan)  # put once per plan, not per tick
+        plan = self._plan_ref
         calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
         self._ticks += 1
 
@@ -338,6 +358,6 @@ def _get_raw(ref):
 
 
 def placement_summary(controllers: RayControllers) -> str:
-    """'N edge actor(s)[, 1 cloud planner]' for the run's one-line report."""
+    """'N edge controller actor(s)[, 1 cloud planner]' for the run's one-line report."""
     text = f"{len(controllers.edges)} edge controller actor(s)"
     return text + (", 1 cloud planner" if controllers.cloud is not None else "")

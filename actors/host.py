@@ -5,10 +5,13 @@ a host only moves envelopes: it hands the envelopes of a round to its nodes, kee
 to each other, and ships what they send to other hosts' nodes over the bus, one frame per
 destination host (:mod:`actors.bus`).
 
-A round (one call of :meth:`NodeHost.round`): take the envelopes the driver gives (the
-controller's forwarding updates), the envelopes the host's own nodes sent in the previous round,
-and the frames the other hosts sent in the previous round (the driver says how many); let the
-nodes handle them all, in ``(arrival_ns, src, seq)`` order; send the new envelopes. This is what
+A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own),
+the message rounds, then the tick's end (counters, key totals, battery steps). With a few
+hosts, one call does it all (:meth:`NodeHost.superstep`: the hosts run the rounds among
+themselves, :meth:`NodeHost.exchange`); with more, the driver calls :meth:`NodeHost.round`
+per round on the busy hosts and :meth:`NodeHost.finish` to end the tick (with the next tick's
+environment). A round handles the driver's envelopes, the host's own nodes' from the previous
+round and the frames the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
 :class:`twin.network.nodes.NodeGroup` does in one process, so a run gives the same results
 whatever the placement (tests/actors pin this).
 

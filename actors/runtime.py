@@ -29,9 +29,10 @@ checkpoint and the log replayed, and the run goes on exactly as a fault-free run
 (``RayNodeGroup.restarts`` counts the recoveries). The checkpoints live in the driver's memory
 (~1.4 MB for ``mega``), so losing a whole cluster node, not just a host process, loses none.
 
-Not here yet (the runtime issue goes on): the controller actors (the controller runs in the
-driver), the telemetry exporter, and the speed targets (README, "Performance"). The bus
-endpoints are registered with a named Ray actor (:class:`actors.bus.BusRegistry`).
+The bus endpoints are registered with a named Ray actor (:class:`actors.bus.BusRegistry`,
+made again with every set of hosts). The controller runs on controller actors
+(:mod:`actors.controllers`, wired in by :func:`ray_engine`). Not here yet (the runtime issue
+goes on): the telemetry exporter, and the speed targets (README, "Performance").
 """
 
 from __future__ import annotations
@@ -127,7 +128,10 @@ def _probe(address: str) -> None:
         )
     try:
         with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S) as conn:
-            speaks_grpc = _speaks_http2(conn)
+            # a cluster with TLS (RAY_USE_TLS) answers a plaintext preface with an alert: the
+            # probe then only checks that something listens, and ray.init the rest
+            tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+            speaks_grpc = tls or _speaks_http2(conn)
     except OSError as err:
         raise RuntimeUnavailable(
             f"no Ray cluster answers at --address {address!r} ({err.strerror or err}): start "
@@ -312,13 +316,16 @@ class RayNodeGroup(MergedViews):
             for h, g in enumerate(self._groups)
         ]
         try:
-            if self._registry is None:
-                self._registry = (
-                    ray.remote(num_cpus=0)(BusRegistry)
-                    .options(name=f"qntwin-bus-{self.run_id}")
-                    .remote()
-                )
-            registry_name = f"qntwin-bus-{self.run_id}"
+            # a registry per set of hosts: the last one may have been lost with its node
+            if self._registry is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(self._registry)
+            registry_name = f"qntwin-bus-{self.run_id}-{self.restarts}"
+            self._registry = (
+                ray.remote(num_cpus=0, max_restarts=0)(BusRegistry)
+                .options(name=registry_name)
+                .remote()
+            )
             _get([h.register.remote(registry_name) for h in self.hosts], "start-up")
             endpoints = _get(self._registry.endpoints.remote(), "bus registry")
             peers = {h: endpoints[h] for h in range(len(self.hosts))}
@@ -404,10 +411,12 @@ class RayNodeGroup(MergedViews):
         if len(ready) < len(refs):
             return
         self._taking = None
+        from ray.exceptions import ObjectLostError, RayActorError
+
         try:
             states = _get_first_failure(refs, "checkpoint")
-        except Exception:
-            return
+        except (RayActorError, ObjectLostError):
+            return  # a lost host: the next call that needs it recovers it
         self._checkpoint = states
         self._log = self._log[at:]
 
@@ -447,7 +456,7 @@ class RayNodeGroup(MergedViews):
             for h, (t_ns, host_links) in enumerate(links or ())
         ]
 
-    def _take_environment(self) -> list[tuple[int, tuple]] | None:
+    def _take_environment(self) -> list[tuple[int, bytes]] | None:
         """The held G(t) as each host's (t_ns, its key-generating links): the links owned by
         its nodes (``NodeSet.generate``), a few kB each, sent with the call, where G(t) whole
         is ~1 MB on ``mega``. None when no G(t) is held."""
@@ -483,7 +492,6 @@ class RayNodeGroup(MergedViews):
         among the hosts, end of tick, batteries), submitted here and collected by the callable
         returned, so the driver builds the next G(t) meanwhile; with more hosts, rounds driven
         from here and one call more."""
-
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
         by_host: dict[int, list[list]] = {}  # each host's envelopes, as wire lists
@@ -565,6 +573,8 @@ class RayNodeGroup(MergedViews):
         calls = [self._call(h, "finish", steps_of[h], *links[h]) for h in range(self.n_hosts)]
         results = self._wait(pending + calls, "end of tick")[len(pending) :]
         self._maybe_checkpoint()
+        if self._finished is not None:
+            raise RuntimeError("a tick ended before the engine collected the one before it")
         self._finished = self._assemble(
             [r[0] for r in results], [r[1] for r in results], shares, sizes
         )
@@ -646,6 +656,7 @@ class RayNodeGroup(MergedViews):
         return {name: lent[name] for name in names}
 
     def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
+        self._flush_environment()
         by_host: dict[int, dict[str, QuantumMemory]] = {}
         for name, memory in memories.items():
             by_host.setdefault(self._host_of[name], {})[name] = memory
@@ -687,7 +698,7 @@ def ray_engine(
     """An engine for ``scenario`` whose nodes live on Ray hosts placed by ``placement_mode``
     (``hosts``: K for sharded), checkpointed every ``checkpoint_every`` ticks, and whose
     controller runs on controller actors (:mod:`actors.controllers`: ``edge_actors`` 'auto',
-    'per-site' or K; ``controller_actors`` False keeps it in the driver). Needs
+    'per-site' or K; 'none', or ``controller_actors`` False, keeps it in the driver). Needs
     :func:`ray_session`; ``engine.close()`` after."""
     from actors.controllers import RayControllers
     from twin.engine import Engine
@@ -695,10 +706,14 @@ def ray_engine(
 
     topology = TopologyModel(scenario)
     shards = placement(topology.node_names, topology.placement_units(), placement_mode, hosts)
-    node_group = functools.partial(
+    started: list = []  # what was started, for the clean-up if the engine fails to build
+    make_group = functools.partial(
         RayNodeGroup, checkpoint_every=checkpoint_every, bus_kwargs=bus_kwargs
     )
-    started: list[RayControllers] = []
+
+    def node_group(*args, **kwargs) -> RayNodeGroup:
+        started.append(make_group(*args, **kwargs))
+        return started[-1]
 
     def controllers(name: str, engine) -> RayControllers:
         started.append(
@@ -720,10 +735,10 @@ def ray_engine(
             scenario,
             partitions=shards,
             node_group=node_group,
-            controllers=controllers if controller_actors else None,
+            controllers=controllers if controller_actors and edge_actors != "none" else None,
             **engine_kw,
         )
     except BaseException:
-        for tier in started:  # the node hosts failed to start: stop the controller actors
-            tier.close()
+        for part in started:  # the engine failed to build: stop what it had started
+            part.close()
         raise
