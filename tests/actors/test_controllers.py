@@ -92,7 +92,8 @@ def _views(scenario, n_ticks):
 
 def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lost(ray_local):
     # case-grid-eclipse: two edge sites; a plan every 5 ticks; the planner is killed at tick
-    # 7 and an edge actor at tick 13 (checkpoints every 4 ticks): same paths as one controller
+    # 7, an edge actor at tick 13 and the other while checkpointed after tick 16 (checkpoints
+    # every 4 ticks): same paths as one controller
     import ray
 
     from actors.controllers import RayControllers
@@ -110,6 +111,16 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
                     run_id="test-tiers", checkpoint_every=4, edge_actors="per-site",
                 )  # fmt: skip
                 assert tier.cloud is not None and len(tier.edges) == 2
+                take_checkpoint = tier._checkpoint
+
+                def checkpoint_losing_an_actor(tier=tier, take=take_checkpoint):
+                    # at the fourth checkpoint (after tick 16) the second edge actor is lost
+                    # just as its state is asked for: recovered, then asked again
+                    if tier._ticks == 16:
+                        ray.kill(list(tier.edges.values())[1].handle)
+                    take()
+
+                tier._checkpoint = checkpoint_losing_an_actor
             if tick % 5 == 0:
                 plan = local.plan(view)
             expected.append(local.decide(dataclasses.replace(view, plan=plan)).paths)
@@ -122,7 +133,7 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
     finally:
         if tier is not None:
             tier.close()
-    assert restarts == 2
+    assert restarts == 3
     assert any(p is None for paths in expected for p in paths)  # the plan mattered
     assert any(p is not None for paths in expected for p in paths)
     assert got == expected
