@@ -12,8 +12,9 @@ site, mirroring the main paper's cloud/edge split; both call twin.control.
   paths every tick; the edge actors of a tick work at once.
 - Cloud tier: a controller that plans (``plan_every_ticks > 0``, the MPC tier of the
   control-plane issue) also gets a :class:`CloudPlanner` actor, which plans over every flow
-  each ``plan_every_ticks`` ticks; its plan reaches the edge actors with the tick's G(t)
-  (``NetworkView.plan``). The baselines plan nothing, so with them only edge actors run.
+  when the engine asks (each ``plan_every_ticks`` ticks, as it asks a controller in its own
+  process); the plan reaches the edge actors with the tick's G(t) (``NetworkView.plan``). The
+  baselines plan nothing, so with them only edge actors run.
 
 Same decisions as one controller in the driver: a baseline's path for a flow depends on G(t)
 and that flow's own history only (static-sp keeps each flow's path while it stays up), so
@@ -193,10 +194,11 @@ class _Actor:
 class RayControllers:
     """A controller (the engine's ``controller``) whose work runs on controller actors.
 
-    ``decide`` is called as a controller's is, once per tick in time order, with the view of
-    every flow; it asks the cloud planner when a plan is due, then every edge actor for its
-    flows' paths, and returns the paths in flow order. ``restarts`` counts the actors lost and
-    recovered. Needs Ray initialised; :meth:`close` stops the actors.
+    Called as a controller is: ``plan`` (a controller that plans) every ``plan_every_ticks``
+    ticks, which asks the cloud planner; ``decide`` (or ``submit_decide``) once per tick in
+    time order, with the view of every flow and the latest plan, which asks every edge actor
+    for its flows' paths and returns them in flow order. ``restarts`` counts the actors lost
+    and recovered. Needs Ray initialised; :meth:`close` stops the actors.
     """
 
     def __init__(
@@ -216,9 +218,7 @@ class RayControllers:
         # an unknown name fails here, in the driver; a class (tests) is made as the actors do
         template = make_controller(controller) if isinstance(controller, str) else controller()
         self.name = template.name
-        # the cloud planner plans (every that many ticks) here, so the engine does not
-        self.planner_every_ticks = int(getattr(template, "plan_every_ticks", 0))
-        self.plan_every_ticks = 0
+        self.plan_every_ticks = int(getattr(template, "plan_every_ticks", 0))
         self.sites = edge_sites(topology, flows)
         if edge_actors == "auto":
             edge_actors = auto_edge_actors(len(self.sites), _cluster_cpus())
@@ -231,8 +231,8 @@ class RayControllers:
         self.restarts = 0
         self._n_flows = len(flows)
         self._ticks = 0
-        self._plan = None
-        self._plan_ref = None  # the latest plan in the object store
+        self._put: tuple = (None, None)  # the last snapshot put, and its ref
+        self._plan: tuple = (None, None)  # the last plan put, and its ref
         names = topology.node_names
 
         def args(members: Sequence[int]) -> tuple:
@@ -251,7 +251,7 @@ class RayControllers:
                 self.edges["+".join(sites)] = _Actor(
                     EdgeController, f"qntwin-edge-{run_id}-{n}", args(members)
                 )
-            if self.planner_every_ticks > 0:
+            if self.plan_every_ticks > 0:
                 self.cloud = _Actor(CloudPlanner, f"qntwin-cloud-{run_id}", args(range(len(flows))))
             self._ray = ray
         except BaseException:
@@ -297,19 +297,30 @@ class RayControllers:
                     raise
         return results
 
+    def _ref(self, held: tuple, value) -> tuple:
+        """(value, its object-store ref), put once: ``held`` when it holds this value."""
+        if held[0] is value:
+            return held
+        return value, (None if value is None else self._ray.put(value))
+
+    def plan(self, view: NetworkView):
+        """The cloud planner's plan over every flow for G(t) ``view.snapshot``."""
+        if self.cloud is None:
+            raise RuntimeError(f"controller {self.name!r} does not plan (plan_every_ticks 0)")
+        self._put = self._ref(self._put, view.snapshot)  # its decide follows, on this G(t)
+        ref = self.cloud.submit("plan", self._put[1])
+        return self._collect([(self.cloud, ref)], "plan")[0]
+
     def decide(self, view: NetworkView) -> Decision:
         return self.submit_decide(view)()
 
     def submit_decide(self, view: NetworkView):
-        """Ask the edge actors for the paths of G(t) ``view.snapshot`` (the cloud planner
-        first, when a plan is due); returns a callable that collects the :class:`Decision`.
-        One decision is outstanding at a time (the engine collects before it asks again)."""
-        snapshot = self._ray.put(view.snapshot)
-        if self.cloud is not None and self._ticks % self.planner_every_ticks == 0:
-            ref = self.cloud.submit("plan", snapshot)
-            self._plan = self._collect([(self.cloud, ref)], "plan")[0]
-            self._plan_ref = self._ray.put(self._plan)  # put once per plan, not per tick
-        plan = self._plan_ref
+        """Ask the edge actors for the paths of G(t) ``view.snapshot`` with ``view.plan``;
+        returns a callable that collects the :class:`Decision`. One decision is outstanding
+        at a time (the engine collects before it asks again)."""
+        self._put = self._ref(self._put, view.snapshot)
+        self._plan = self._ref(self._plan, view.plan)  # a plan is put once, not every tick
+        snapshot, plan = self._put[1], self._plan[1]
         calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
         self._ticks += 1
 

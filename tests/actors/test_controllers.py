@@ -121,6 +121,7 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
                     take()
 
                 tier._checkpoint = checkpoint_losing_an_actor
+            # both planned as the engine plans: every plan_every_ticks ticks, before deciding
             if tick % 5 == 0:
                 plan = local.plan(view)
             expected.append(local.decide(dataclasses.replace(view, plan=plan)).paths)
@@ -128,7 +129,9 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
                 ray.kill(tier.cloud.handle)
             if tick == 13:
                 ray.kill(next(iter(tier.edges.values())).handle)
-            got.append(tier.decide(view).paths)
+            if tick % tier.plan_every_ticks == 0:
+                tier_plan = tier.plan(view)
+            got.append(tier.decide(dataclasses.replace(view, plan=tier_plan)).paths)
         restarts = tier.restarts
     finally:
         if tier is not None:
