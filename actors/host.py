@@ -21,7 +21,6 @@ tested without Ray.
 
 from __future__ import annotations
 
-import os
 import pickle
 
 import numpy as np
@@ -91,10 +90,6 @@ class NodeHost:
         self._models: dict[int, object] = {}  # battery power models by number (_step)
 
     # --- set-up ---------------------------------------------------------------------------------
-
-    def endpoint(self) -> tuple[str, bytes | None, int]:
-        """(bus endpoint, CurveZMQ server public key or None, process id)."""
-        return self.bus.endpoint, self.bus.server_public_key, os.getpid()
 
     def register(self, registry_name: str) -> bool:
         """Register this host's bus endpoint with the run's registry (a named Ray actor)."""

@@ -329,8 +329,6 @@ class RayNodeGroup(MergedViews):
             _get([h.register.remote(registry_name) for h in self.hosts], "start-up")
             endpoints = _get(self._registry.endpoints.remote(), "bus registry")
             peers = {h: endpoints[h] for h in range(len(self.hosts))}
-            self.pids = [pid for _, _, pid in _get([h.endpoint.remote() for h in self.hosts],
-                                                   "start-up")]  # fmt: skip
             _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
         except BaseException:
             self.close()
