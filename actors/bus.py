@@ -24,6 +24,10 @@ operations over whole columns instead of Python work per envelope::
   (bools), ``"s"`` int64 bytes of string-table indices, ``"m"`` a msgpack list (anything else:
   None, mixed types, nested lists and maps, as msgpack gives them back).
 
+A control message (hosts that coordinate their rounds through one of them,
+:meth:`actors.host.NodeHost.exchange`) is a small msgpack list of ints beside the frames on the
+same sockets: ``[CONTROL_MARK, run_id, round, src_host, values]``.
+
 Payload values come back with their types and values (floats bit for bit) and each payload
 dict with its keys in the sender's order. A frame that does not decode to that shape, names
 another run or another frame version, has columns of disagreeing lengths, an index out of
@@ -83,13 +87,21 @@ __all__ = [
     "BusError",
     "BusFaults",
     "BusRegistry",
+    "CONTROL_MARK",
     "EnvelopeBatch",
     "decode_batch",
+    "decode_control",
     "decode_frame",
+    "encode_control",
     "encode_frame",
 ]
 
 FRAME_VERSION = 2
+CONTROL_MARK = "ctl"  # the first item of a control message (a frame's is FRAME_VERSION)
+# a control message starts with these bytes (a 5-item msgpack array, then the mark): a host
+# tells the two kinds apart before decoding, and decodes each once
+_CONTROL_PREFIX = b"\x95" + msgpack.packb(CONTROL_MARK)
+MAX_CONTROL_VALUES = 100_000  # far above a round's report (1 + destination hosts)
 # at most one frame per peer and round is in flight, and a round waits for all of them: a few
 # frames of headroom is all a socket needs; larger marks only hide a protocol bug
 HIGH_WATER_MARK_FRAMES = 64
@@ -490,12 +502,46 @@ class EnvelopeBatch(Sequence[Envelope]):
         return f"EnvelopeBatch({len(self)} envelopes)"
 
 
+def encode_control(run_id: str, round_no: int, src_host: int, values: Sequence[int]) -> bytes:
+    """A control message of a round: a few ints (module docstring)."""
+    return msgpack.packb([CONTROL_MARK, run_id, int(round_no), int(src_host),
+                          [int(v) for v in values]])  # fmt: skip
+
+
+def decode_control(frame: bytes, run_id: str) -> tuple[int, int, list[int]]:
+    """``(round, src_host, values)`` of a control message of run ``run_id``; :class:`BusError`
+    for anything else."""
+    try:
+        item = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
+        raise BusError(f"control message is not valid msgpack: {err}") from None
+    shape = "[mark, run, round, host, values]"
+    if not (isinstance(item, list) and len(item) == 5 and item[0] == CONTROL_MARK):
+        raise BusError(f"control message must be a 5-item list {shape}")
+    _, frame_run, round_no, src_host, values = item
+    if frame_run != run_id:
+        raise BusError(f"control message of run {frame_run!r} reached run {run_id!r}")
+    if not (
+        type(round_no) is int
+        and type(src_host) is int
+        and isinstance(values, list)
+        and len(values) <= MAX_CONTROL_VALUES
+        and all(type(v) is int for v in values)
+    ):
+        raise BusError(
+            f"control message round and host must be ints and values a list of at most "
+            f"{MAX_CONTROL_VALUES} ints"
+        )
+    return round_no, src_host, values
+
+
 @dataclass(frozen=True)
 class BusFaults:
-    """Faults injected at the sending side of the bus (chaos tests): each frame is sent twice
-    with probability ``duplicate``, and held back with probability ``delay`` until the sender
-    next waits for frames (so it arrives after frames sent later, and a duplicate possibly in
-    a later round). Draws are keyed by (seed, host, frame count): the same faults every run."""
+    """Faults injected at the sending side of the bus (chaos tests): each frame and control
+    message is sent twice with probability ``duplicate``, and held back with probability
+    ``delay`` until the sender next waits for frames (so it arrives after frames sent later,
+    and a duplicate possibly in a later round). Draws are keyed by (seed, host, frame count):
+    the same faults every run."""
 
     seed: int = 0
     duplicate: float = 0.0
@@ -625,6 +671,7 @@ class BusEndpoint:
             raise
         self._peers: dict[int, tuple[str, bytes | None]] = {}
         self._early: list[tuple[int, int, bool, EnvelopeBatch]] = []  # of a later round
+        self._early_control: list[tuple[int, int, list[int]]] = []  # not yet asked for
         self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
         self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
         self._n_sent = 0
@@ -692,6 +739,15 @@ class BusEndpoint:
     def send(self, host: int, round_no: int, envelopes: list[Envelope], active: bool = True) -> int:
         """Send one frame of ``round_no`` to ``host``; returns its size in bytes."""
         frame = encode_frame(self.run_id, round_no, self.host_id, envelopes, active)
+        self._send(host, frame)
+        return len(frame)
+
+    def send_control(self, host: int, round_no: int, values: Sequence[int]) -> None:
+        """Send ``host`` a control message of ``round_no`` (:meth:`receive_control`)."""
+        self._send(host, encode_control(self.run_id, round_no, self.host_id, values))
+
+    def _send(self, host: int, frame: bytes) -> None:
+        """Hand a frame or control message over, with the faults injected (if any)."""
         copies = 1
         if self.faults is not None:
             dup, delay = self._draws()
@@ -703,7 +759,6 @@ class BusEndpoint:
                 copies -= 1
         for _ in range(copies):
             self._push_frame(host, frame)
-        return len(frame)
 
     def _draws(self) -> tuple[float, float]:
         rng = np.random.default_rng([self.faults.seed, self.host_id, self._n_sent])
@@ -765,16 +820,59 @@ class BusEndpoint:
         for frame in early:
             take(frame)
         while len(senders) < n_frames:
-            try:
-                frame = self._pull.recv(copy=True)
-            except zmq.Again:
-                raise BusError(
-                    f"host {self.host_id} waited {self.recv_timeout_ms} ms for "
-                    f"{n_frames - len(senders)} frame(s) of round {round_no}: a peer host is "
-                    "gone or stuck"
-                ) from None
-            take(decode_batch(frame, self.run_id))
+            control, message = self._next_message(
+                f"{n_frames - len(senders)} frame(s) of round {round_no}"
+            )
+            if control:
+                self._early_control.append(message)
+            else:
+                take(message)
         return got, any_active
+
+    def receive_control(self, round_no: int, n_messages: int) -> dict[int, list[int]]:
+        """The values of control messages of ``round_no`` from ``n_messages`` distinct hosts,
+        by sending host. Frames arriving meanwhile are kept for :meth:`receive_batches`, and
+        control messages of later rounds for later calls; copies are dropped."""
+        self.flush()  # never wait while holding messages a peer may be waiting for
+        got: dict[int, list[int]] = {}
+        later: list[tuple[int, int, list[int]]] = []
+
+        def take(message) -> None:
+            message_round, src, values = message
+            if message_round > round_no:
+                later.append(message)
+            elif message_round < round_no or src in got:
+                self.stats["duplicates_dropped"] += 1  # a copy (originals came first)
+            else:
+                got[src] = values
+
+        early, self._early_control = self._early_control, []
+        for message in early:
+            take(message)
+        while len(got) < n_messages:
+            control, message = self._next_message(
+                f"{n_messages - len(got)} control message(s) of round {round_no}"
+            )
+            if control:
+                take(message)
+            else:
+                self._early.append(message)
+        self._early_control = later
+        return got
+
+    def _next_message(self, awaited: str) -> tuple[bool, tuple]:
+        """The next thing off the socket, decoded: ``(True, (round, src, values))`` for a
+        control message, ``(False, (round, src, active, batch))`` for a frame."""
+        try:
+            raw = self._pull.recv(copy=True)
+        except zmq.Again:
+            raise BusError(
+                f"host {self.host_id} waited {self.recv_timeout_ms} ms for {awaited}: a peer "
+                "host is gone or stuck"
+            ) from None
+        if raw.startswith(_CONTROL_PREFIX):
+            return True, decode_control(raw, self.run_id)
+        return False, decode_batch(raw, self.run_id)
 
     def close(self) -> None:
         for sock in self._push.values():

@@ -6,11 +6,10 @@ to each other, and ships what they send to other hosts' nodes over the bus, one 
 destination host (:mod:`actors.bus`).
 
 A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own),
-the message rounds, then the tick's end (counters, key totals, battery steps). With a few
-hosts, one call does it all (:meth:`NodeHost.superstep`: the hosts run the rounds among
-themselves, :meth:`NodeHost.exchange`); with more, the driver calls :meth:`NodeHost.round`
-per round on the busy hosts and :meth:`NodeHost.finish` to end the tick (with the next tick's
-environment). A round handles the driver's envelopes, the host's own nodes' from the previous
+the message rounds, then the tick's end (counters, key totals, battery steps), all in one call
+(:meth:`NodeHost.superstep`): the hosts run the rounds among themselves over the bus
+(:meth:`NodeHost.exchange`: all-to-all with a few hosts, counted by host 0 with more). A round
+handles the driver's envelopes, the host's own nodes' from the previous
 round and the frames the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
 :class:`twin.network.nodes.NodeGroup` does in one process, so a run gives the same results
 whatever the placement (tests/actors pin this).
@@ -25,12 +24,17 @@ import pickle
 
 import numpy as np
 
-from actors.bus import BusEndpoint
+from actors.bus import BusEndpoint, BusError
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope, MessageKind
 from twin.network.nodes import NodeSet
 
 __all__ = ["NodeHost", "envelopes_from_wire", "pack_array", "pack_links", "unpack_array"]
+
+# up to this many hosts run a tick's rounds all-to-all (a frame per host pair and round: with a
+# few hosts, the fewest messages in flight); more coordinate through host 0 (NodeHost.exchange)
+ALL_TO_ALL_MAX_HOSTS = 4
+COORDINATOR = 0  # the host that counts the rounds of many hosts
 
 # What travels with the driver's calls to a host every tick is packed into bytes and plain
 # lists, which Ray passes with msgpack: pickling numpy arrays (an out-of-band buffer each) and
@@ -86,7 +90,6 @@ class NodeHost:
         self.nodes = NodeSet(names, members, flows, **node_kwargs)
         self.bus = BusEndpoint(run_id, host_id, **(bus_kwargs or {}))
         self._host_of: dict[str, int] = {}
-        self._local: list[Envelope] = []  # sent by this host's nodes to each other last round
         self._models: dict[int, object] = {}  # battery power models by number (_step)
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -112,47 +115,86 @@ class NodeHost:
         this host's nodes own (``NodeSet.generate``)."""
         self.nodes.generate(t_ns, *_unpack_links(links))
 
-    def round(self, round_no: int, inbox: list, expect_frames: int) -> tuple[list, int]:
-        """Handle round ``round_no``; returns (the hosts sent a frame for round
-        ``round_no + 1``, the envelopes kept for this host's own nodes)."""
-        envelopes = envelopes_from_wire(inbox)  # the driver's envelopes, as wire lists
-        envelopes += self._local
-        if expect_frames:
-            envelopes += self.bus.receive(round_no, expect_frames)
-        out = self.nodes.deliver(envelopes) if envelopes else []
-        self._local, remote = self._split(out)
-        for host in sorted(remote):
-            self.bus.send(host, round_no + 1, remote[host])
-        self.bus.flush()  # the receivers read them in the next round, without this host
-        return sorted(remote), len(self._local)
-
     def exchange(self, first_round: int, inbox: list, n_hosts: int):
-        """A whole node phase without the driver: rounds as in :meth:`round`, where every host
-        sends every other host one frame per round (empty if it has nothing for it) flagged
-        with whether its nodes sent anything; when a round's flags are all down, every host
-        knows no message is left anywhere and they all stop after the same round. Then closes
-        the tick. Returns (the next unused round number, :meth:`end_tick`'s result).
+        """A whole node phase without the driver, then the tick's end. Returns (the next unused
+        round number, :meth:`end_tick`'s result).
 
-        One call per host and tick instead of one per round (and a frame per host pair and
-        round on the bus): the cheaper form for a few hosts.
+        In a round, a host hands its nodes the round's envelopes (the first round: the driver's;
+        then those its own nodes sent each other and the other hosts' frames) and sends what
+        they send to other hosts' nodes, one frame per destination host, for the next round.
+        The hosts stop after the first round in which no host's nodes sent anything; how they
+        learn that depends on their number:
+
+        - up to :data:`ALL_TO_ALL_MAX_HOSTS`: every host sends every other host one frame per
+          round (empty if it has nothing for it), flagged with whether its nodes sent anything;
+          when a round's flags are all down, every host knows no message is left anywhere;
+        - more: only frames with envelopes are sent, and each host reports to host 0 (the
+          coordinator) whether its nodes sent anything and to which hosts; host 0 answers each
+          host how many frames to wait for, or that the tick's rounds are over
+          (:meth:`_coordinate`): 2 small messages per host and round, where all-to-all sends
+          a frame per host pair.
+
+        One call per host and tick either way, instead of one per round.
         """
-        peers = [h for h in range(n_hosts) if h != self.host_id]
-        pending = envelopes_from_wire(inbox) + self._local
-        self._local = []
+        pending = envelopes_from_wire(inbox)
         round_no = first_round
+        all_to_all = n_hosts <= ALL_TO_ALL_MAX_HOSTS
+        peers = [h for h in range(n_hosts) if h != self.host_id]
         while True:
             out = self.nodes.deliver(pending) if pending else []
             local, remote = self._split(out)
             active = bool(out)
             round_no += 1
-            for host in peers:
-                self.bus.send(host, round_no, remote.get(host, []), active)
-            received, others_active = (
-                self.bus.receive_flagged(round_no, len(peers)) if peers else ([], False)
-            )
+            if all_to_all:
+                for host in peers:
+                    self.bus.send(host, round_no, remote.get(host, []), active)
+                received, others_active = (
+                    self.bus.receive_flagged(round_no, len(peers)) if peers else ([], False)
+                )
+                over = not (active or others_active)
+            else:
+                for host in sorted(remote):
+                    self.bus.send(host, round_no, remote[host])
+                expect, over = self._coordinate(round_no, active, sorted(remote), n_hosts)
+                received = self.bus.receive(round_no, expect) if expect else []
             pending = local + received
-            if not (active or others_active):
+            if over:
+                # a message the fault injector held back goes out before the tick ends here:
+                # a host still waits for it (host 0's last answers, when it expects no frame)
+                self.bus.flush()
                 return round_no, self.end_tick()
+
+    def _coordinate(
+        self, round_no: int, active: bool, sent_to: list[int], n_hosts: int
+    ) -> tuple[int, bool]:
+        """This host's part of a round's count (:meth:`exchange`, more than
+        :data:`ALL_TO_ALL_MAX_HOSTS` hosts): (frames to wait for in ``round_no``, whether the
+        rounds are over). Host 0 gathers every host's report ``[active, *hosts sent to]`` and
+        answers each ``[frames to expect, over]``."""
+        report = [int(active), *sent_to]
+        if self.host_id != COORDINATOR:
+            self.bus.send_control(COORDINATOR, round_no, report)
+            answer = self.bus.receive_control(round_no, 1).get(COORDINATOR)
+            if not (answer and len(answer) == 2 and answer[0] >= 0 and answer[1] in (0, 1)):
+                raise BusError(f"the coordinator's answer of round {round_no} is malformed")
+            return answer[0], bool(answer[1])
+        reports = self.bus.receive_control(round_no, n_hosts - 1)
+        reports[self.host_id] = report
+        for host, values in reports.items():
+            if not (
+                0 <= host < n_hosts and values and values[0] in (0, 1)
+                and all(0 <= d < n_hosts and d != host for d in values[1:])
+            ):  # fmt: skip
+                raise BusError(f"host {host}'s report of round {round_no} is malformed: {values}")
+        expect = [0] * n_hosts
+        for values in reports.values():
+            for host in values[1:]:
+                expect[host] += 1
+        over = not any(values[0] for values in reports.values())
+        for host in range(n_hosts):
+            if host != self.host_id:
+                self.bus.send_control(host, round_no, [expect[host], int(over)])
+        return expect[self.host_id], over
 
     def superstep(self, t_ns, links, first_round: int, inbox, n_hosts: int, battery_steps):
         """A whole tick of this host in one call: the environment (:meth:`environment`, when
@@ -163,14 +205,6 @@ class NodeHost:
             self.environment(t_ns, links)
         next_round, closed = self.exchange(first_round, inbox, n_hosts)
         return next_round, closed, self._step(battery_steps)
-
-    def finish(self, battery_steps, t_ns: int = 0, links=None):
-        """Close a tick whose rounds the driver ran: (:meth:`end_tick`, the battery steps);
-        then start the next tick on ``links`` (:meth:`environment`) when they are given."""
-        done = self.end_tick(), self._step(battery_steps)
-        if links is not None:
-            self.environment(t_ns, links)
-        return done
 
     def _step(self, battery_steps) -> list:
         """Each battery step ``(platform, sun, load_w, model number, the model the first time
@@ -231,12 +265,12 @@ class NodeHost:
         this host and the node it runs on). Frames of later rounds waiting at the socket are
         not state: a restore replays the ticks that sent them. (Pickle is Ray's own channel
         here, between the run's processes; nothing from the bus's sockets is unpickled.)"""
-        state = (self.nodes, self._local, self._models)
+        state = (self.nodes, self._models)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, state: bytes) -> bool:
         """Take the node state of a checkpoint (on a fresh host, before the replay)."""
-        self.nodes, self._local, self._models = pickle.loads(state)
+        self.nodes, self._models = pickle.loads(state)
         return True
 
     # --- views (the run's end) ------------------------------------------------------------------

@@ -4,19 +4,18 @@ ARCHITECTURE.md ("The runtime"). The driver process runs the clock: the engine's
 G(t), the controller, handovers and energy inputs, as in the single-process engine. What moves
 out are the nodes and their state: :class:`RayNodeGroup` stands where the engine's
 :class:`twin.network.nodes.NodeGroup` stands and spreads the node sets over :class:`NodeHost`
-actors, one per shard of the placement (:mod:`actors.placement`). A tick (superstep) then is,
-with up to :data:`ALL_TO_ALL_MAX_HOSTS` hosts, one call per host
-(:meth:`actors.host.NodeHost.superstep`):
+actors, one per shard of the placement (:mod:`actors.placement`). A tick (superstep) then is
+one call per host (:meth:`actors.host.NodeHost.superstep`):
 
 1. environment: G(t)'s key-generating links, each host sent those its nodes own, and the key
    generation on them;
 2. nodes: the message rounds, which the hosts run among themselves over the bus until a round
-   in which no host sent anything: the barrier;
+   in which no host sent anything: the barrier (with many hosts, host 0 counts each round:
+   :meth:`actors.host.NodeHost.exchange`);
 3. the tick's counters (integers, summed), the key totals and the batteries' step.
 
 The call is submitted and the driver goes on to build the next G(t); the engine collects the
-tick's result after that (``NodeGroup.submit_superstep``). With more hosts (per-node placement)
-the driver runs the rounds itself, calling only the hosts that have something to do.
+tick's result after that (``NodeGroup.submit_superstep``).
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
 the same results as the single-process engine for every placement (tests/actors pin the
@@ -65,9 +64,6 @@ __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 # a host that does not answer a call in this long is taken for dead (the call raises)
 CALL_TIMEOUT_S = 120.0
 MAX_RESTARTS = 20  # recoveries in one run before the run gives up (the cluster is unhealthy)
-# up to this many hosts run a tick's message rounds among themselves (one frame per host pair
-# and round); more hosts (per-node placement) are driven round by round, only the busy ones
-ALL_TO_ALL_MAX_HOSTS = 8
 # round numbers reserved per tick when the hosts run the rounds themselves (the driver numbers
 # the next tick's before this one's come back); a relay takes 4 rounds, a tick ~5
 ROUNDS_PER_TICK_MAX = 1_000
@@ -288,14 +284,9 @@ class RayNodeGroup(MergedViews):
         self._registry = None  # the run's BusRegistry actor, made with the first hosts
         self._start_hosts()
         self._round = 0
-        self._has_local = [False] * len(self.hosts)
         # calls submitted without waiting (their errors surface with the next superstep's)
         self._pending: list = []
         self._env: tuple | None = None  # the tick's G(t), until the hosts take its links
-        # per-node placement: a tick whose rounds ran and whose end is not sent yet, and the
-        # result of one sent before the engine asked for it
-        self._unfinished: tuple | None = None
-        self._finished: Superstep | None = None
         self._models: list = []  # battery power models by number (_model_key)
         self._model_keys: dict[int, int] = {}
         self._models_sent: list[set[int]] = [set() for _ in self.hosts]
@@ -445,9 +436,7 @@ class RayNodeGroup(MergedViews):
         self._env = (snap, t_ns)
 
     def _flush_environment(self) -> None:
-        """Hand the held G(t) to the hosts, after the end of a tick still unsent (the order
-        the calls reach the hosts is the order of the single-process engine)."""
-        self._finish_tick()
+        """Hand the held G(t) to the hosts (before a call that needs the tick started)."""
         links = self._take_environment()
         self._pending += [
             self._call(h, "environment", t_ns, host_links)
@@ -486,10 +475,9 @@ class RayNodeGroup(MergedViews):
         return key, model
 
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
-        """NodeGroup.submit_superstep: with a few hosts one call per host (environment, rounds
-        among the hosts, end of tick, batteries), submitted here and collected by the callable
-        returned, so the driver builds the next G(t) meanwhile; with more hosts, rounds driven
-        from here and one call more."""
+        """NodeGroup.submit_superstep: one call per host (environment, rounds among the hosts,
+        end of tick, batteries), submitted here and collected by the callable returned, so
+        the driver builds the next G(t) meanwhile."""
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
         by_host: dict[int, list[list]] = {}  # each host's envelopes, as wire lists
@@ -515,67 +503,30 @@ class RayNodeGroup(MergedViews):
                     shares[h].append((k, r, args))
         steps_of = [[args for _, _, args in share] for share in shares]
         pending, self._pending = self._pending, []
-        if len(self.hosts) <= ALL_TO_ALL_MAX_HOSTS:
-            links = self._take_environment() or [(0, None)] * len(self.hosts)
-            n = len(self.hosts)
-            calls = [
-                self._call(
-                    h, "superstep", *links[h], self._round, by_host.get(h, []), n, steps_of[h]
-                )  # fmt: skip
-                for h in range(n)
-            ]
-            # every host runs the same rounds: the next tick starts past as many as it could
-            # possibly use (a round sends at least one message, and a tick's messages are few)
-            first_round = self._round
-            self._round += ROUNDS_PER_TICK_MAX
+        links = self._take_environment() or [(0, None)] * len(self.hosts)
+        n = len(self.hosts)
+        calls = [
+            self._call(h, "superstep", *links[h], self._round, by_host.get(h, []), n, steps_of[h])
+            for h in range(n)
+        ]
+        # every host runs the same rounds: the next tick starts past as many as it could
+        # possibly use (a round sends at least one message, and a tick's messages are few)
+        first_round = self._round
+        self._round += ROUNDS_PER_TICK_MAX
 
-            self._maybe_checkpoint()
-
-            def finish() -> Superstep:
-                results = self._wait(pending + calls, "superstep")[len(pending) :]
-                used = results[0][0] - first_round
-                if used > ROUNDS_PER_TICK_MAX:
-                    raise RuntimeError(
-                        f"a tick's node phase took {used} rounds, more than the "
-                        f"{ROUNDS_PER_TICK_MAX} reserved per tick"
-                    )
-                return self._assemble(
-                    [r[1] for r in results], [r[2] for r in results], shares, sizes
-                )
-
-            return finish
-        else:
-            self._pending = pending
-            self._flush_environment()
-            self._rounds(by_host)
-            # the tick's end is sent when the engine collects it, which it does after handing
-            # over the next G(t): the end and the next environment then go in one call per host
-            self._unfinished = (steps_of, shares, sizes)
-
-            def finish() -> Superstep:
-                self._finish_tick()
-                step, self._finished = self._finished, None
-                return step
-
-            return finish
-
-    def _finish_tick(self) -> None:
-        """End the tick whose rounds ran (per-node placement): each host closes it, steps its
-        batteries and, when the next G(t) is already held, starts the next tick on it."""
-        if self._unfinished is None:
-            return
-        steps_of, shares, sizes = self._unfinished
-        self._unfinished = None
-        links = self._take_environment() or [(0, None)] * self.n_hosts
-        pending, self._pending = self._pending, []
-        calls = [self._call(h, "finish", steps_of[h], *links[h]) for h in range(self.n_hosts)]
-        results = self._wait(pending + calls, "end of tick")[len(pending) :]
         self._maybe_checkpoint()
-        if self._finished is not None:
-            raise RuntimeError("a tick ended before the engine collected the one before it")
-        self._finished = self._assemble(
-            [r[0] for r in results], [r[1] for r in results], shares, sizes
-        )
+
+        def finish() -> Superstep:
+            results = self._wait(pending + calls, "superstep")[len(pending) :]
+            used = results[0][0] - first_round
+            if used > ROUNDS_PER_TICK_MAX:
+                raise RuntimeError(
+                    f"a tick's node phase took {used} rounds, more than the "
+                    f"{ROUNDS_PER_TICK_MAX} reserved per tick"
+                )
+            return self._assemble([r[1] for r in results], [r[2] for r in results], shares, sizes)
+
+        return finish
 
     def _assemble(self, closed, stepped, shares, sizes) -> Superstep:
         """One Superstep from the hosts' (end_tick results, battery steps)."""
@@ -585,28 +536,6 @@ class RayNodeGroup(MergedViews):
                 outputs[k][0][rows] = unpack_array(soc_j, np.float64)
                 outputs[k][1][rows] = unpack_array(below, np.bool_)
         return Superstep(**self._sum_tick(closed), batteries=outputs)
-
-    def _rounds(self, by_host: dict[int, list[list]]) -> None:
-        """The node phase driven from here, round by round, calling only the busy hosts."""
-        expect = [0] * len(self.hosts)
-        while True:
-            round_no = self._round
-            self._round += 1
-            busy = [
-                h
-                for h in range(len(self.hosts))
-                if by_host.get(h) or expect[h] or self._has_local[h]
-            ]
-            if not busy:
-                return
-            calls = [self._call(h, "round", round_no, by_host.get(h, []), expect[h]) for h in busy]
-            results = self._wait(calls, f"round {round_no}")
-            by_host = {}
-            expect = [0] * len(self.hosts)
-            for h, (sent_to, local) in zip(busy, results, strict=True):
-                for d in sent_to:
-                    expect[d] += 1
-                self._has_local[h] = local > 0
 
     @staticmethod
     def _sum_tick(per_host) -> dict:

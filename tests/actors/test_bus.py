@@ -17,7 +17,9 @@ from actors.bus import (
     BusKeys,
     EnvelopeBatch,
     decode_batch,
+    decode_control,
     decode_frame,
+    encode_control,
     encode_frame,
 )
 from twin.network.messages import Envelope, MessageKind
@@ -500,3 +502,106 @@ def test_the_bus_benchmark_delivers_every_envelope():
     assert "judged on decoded and checked" in report and "Envelope objects" in report
     with pytest.raises(ValueError, match="repeat must be >= 10"):
         bench.run(5)
+
+
+# -- control messages (hosts that count their rounds through host 0) --------------------------
+def test_control_messages_and_frames_share_a_socket_and_each_waits_for_its_own():
+    a = BusEndpoint("r", 0, recv_timeout_s=5)
+    b = BusEndpoint("r", 1, recv_timeout_s=5)
+    try:
+        a.set_peers({1: (b.endpoint, None)})
+        a.send(1, 2, [envelope(2)])  # a frame comes in while b waits for a control message
+        a.send_control(1, 2, [5])  # and a later round's control message
+        a.send_control(1, 1, [1, 3])
+        assert b.receive_control(1, 1) == {0: [1, 3]}
+        assert b.receive(2, 1) == [envelope(2)]
+        assert b.receive_control(2, 1) == {0: [5]}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_control_message_copy_is_dropped_and_a_missing_one_is_an_error():
+    from actors.bus import BusFaults
+
+    a = BusEndpoint("r", 0, recv_timeout_s=5, faults=BusFaults(seed=1, duplicate=1.0))
+    b = BusEndpoint("r", 1, recv_timeout_s=0.3)
+    try:
+        a.set_peers({1: (b.endpoint, None)})
+        a.send_control(1, 1, [0])  # sent twice
+        assert b.receive_control(1, 1) == {0: [0]}
+        with pytest.raises(BusError, match="control message"):
+            b.receive_control(2, 1)  # the copy of round 1 is no answer for round 2
+        assert b.stats["duplicates_dropped"] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize(
+    "items, words",
+    [
+        (["ctl", "other-run", 1, 0, [1]], "of run 'other-run'"),
+        (["ctl", "r", 1, 0, [True]], "list of at most"),
+        (["ctl", "r", 1, 0, [1.5]], "list of at most"),
+        (["ctl", "r", "1", 0, [1]], "round and host must be ints"),
+        (["ctl", "r", 1, 0], "5-item list"),
+        (["ctl", "r", 1, 0, list(range(100_001))], "list of at most"),
+    ],
+)
+def test_a_malformed_control_message_is_refused_with_the_reason(items, words):
+    with pytest.raises(BusError, match=words):
+        decode_control(msgpack.packb(items), "r")
+
+
+def test_a_control_message_round_trips():
+    assert decode_control(encode_control("r", 9, 3, [0, 2, 4]), "r") == (9, 3, [0, 2, 4])
+
+
+def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
+    # NodeHost._coordinate alone, over real sockets with copies and delays: every host learns
+    # how many hosts sent it a frame in the round, and the rounds end when no host was active
+    import threading
+
+    from actors.bus import BusFaults
+    from actors.host import NodeHost
+
+    n = 6
+    faults = BusFaults(seed=3, duplicate=0.3, delay=0.3)
+    hosts = []
+    for h in range(n):
+        host = NodeHost.__new__(NodeHost)  # the coordination needs only the host's bus
+        host.host_id, host.bus = h, BusEndpoint("r", h, recv_timeout_s=5, faults=faults)
+        hosts.append(host)
+    for host in hosts:
+        host.bus.set_peers({p.host_id: (p.bus.endpoint, None) for p in hosts if p is not host})
+    rng = random.Random(5)
+    plan = []  # per round: (active per host, destinations per host)
+    for r in range(40):
+        active = [rng.random() < 0.5 for _ in range(n)] if r < 39 else [False] * n
+        sent_to = [sorted(rng.sample([d for d in range(n) if d != h], rng.randint(0, 3)))
+                   if active[h] else [] for h in range(n)]  # fmt: skip
+        plan.append((active, sent_to))
+    got, errors = {h: [] for h in range(n)}, []
+
+    def run(host):
+        try:
+            for r, (active, sent_to) in enumerate(plan, start=1):
+                h = host.host_id
+                got[h].append(host._coordinate(r, active[h], sent_to[h], n))
+            host.bus.flush()
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=run, args=(host,)) for host in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for host in hosts:
+        host.bus.close()
+    assert errors == []
+    for h in range(n):
+        want = [(sum(h in dests for dests in sent_to), not any(active)) for active, sent_to in plan]
+        assert got[h] == want
+    assert plan[-1][0] == [False] * n and any(any(a) for a, _ in plan)
