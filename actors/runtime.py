@@ -587,10 +587,9 @@ class RayNodeGroup(MergedViews):
         by_host: dict[int, dict[str, QuantumMemory]] = {}
         for name, memory in memories.items():
             by_host.setdefault(self._host_of[name], {})[name] = memory
-        self._wait(
-            [self._call(h, "return_memories", by_host[h]) for h in sorted(by_host)],
-            "memory return",
-        )
+        # not waited for, as a tick's environment: the hosts take them in order, before
+        # anything later, and an error surfaces with the next call waited for
+        self._pending += [self._call(h, "return_memories", by_host[h]) for h in sorted(by_host)]
 
     def _merged(self, what: str) -> dict:
         self._flush_environment()
