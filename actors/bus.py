@@ -799,66 +799,63 @@ class BusEndpoint:
     def receive_batches(self, round_no: int, n_frames: int) -> tuple[list[EnvelopeBatch], bool]:
         """:meth:`receive_flagged` with each frame's envelopes as the checked columns of an
         :class:`EnvelopeBatch` (no Envelope objects made yet)."""
-        self.flush()  # never wait while holding frames a peer may be waiting for
         got: list[EnvelopeBatch] = []
-        any_active = False
-        senders: set[int] = set()
+        flags: list[bool] = []
 
-        def take(frame) -> None:
-            nonlocal any_active
-            frame_round, src, active, batch = frame
-            if frame_round > round_no:
-                self._early.append(frame)
-            elif frame_round < round_no or src in senders:
-                self.stats["duplicates_dropped"] += 1  # a copy (originals came first)
-            else:
-                senders.add(src)
-                any_active |= active
-                got.append(batch)
+        def accept(frame) -> None:
+            got.append(frame[3])
+            flags.append(frame[2])
 
-        early, self._early = self._early, []
-        for frame in early:
-            take(frame)
-        while len(senders) < n_frames:
-            control, message = self._next_message(
-                f"{n_frames - len(senders)} frame(s) of round {round_no}"
-            )
-            if control:
-                self._early_control.append(message)
-            else:
-                take(message)
-        return got, any_active
+        self._gather(False, round_no, n_frames, accept, "frame(s)")
+        return got, any(flags)
 
     def receive_control(self, round_no: int, n_messages: int) -> dict[int, list[int]]:
         """The values of control messages of ``round_no`` from ``n_messages`` distinct hosts,
-        by sending host. Frames arriving meanwhile are kept for :meth:`receive_batches`, and
-        control messages of later rounds for later calls; copies are dropped."""
-        self.flush()  # never wait while holding messages a peer may be waiting for
+        by sending host."""
         got: dict[int, list[int]] = {}
-        later: list[tuple[int, int, list[int]]] = []
+
+        def accept(message) -> None:
+            got[message[1]] = message[2]
+
+        self._gather(True, round_no, n_messages, accept, "control message(s)")
+        return got
+
+    def _gather(self, control: bool, round_no: int, n_senders: int, accept, what: str) -> None:
+        """Hand ``accept`` the frames (or control messages) of ``round_no``, one per sending
+        host, until ``n_senders`` hosts' came: those kept from before first, then off the
+        socket. One of a later round, or of the other kind, is kept for the call that asks
+        for it; a second copy, or one of a round already over (only a copy comes that late),
+        is dropped and counted."""
+        self.flush()  # never wait while holding messages a peer may be waiting for
+        senders: set[int] = set()
+        later: list[tuple] = []
 
         def take(message) -> None:
-            message_round, src, values = message
+            message_round, src = message[0], message[1]
             if message_round > round_no:
                 later.append(message)
-            elif message_round < round_no or src in got:
+            elif message_round < round_no or src in senders:
                 self.stats["duplicates_dropped"] += 1  # a copy (originals came first)
             else:
-                got[src] = values
+                senders.add(src)
+                accept(message)
 
-        early, self._early_control = self._early_control, []
+        kept = "_early_control" if control else "_early"
+        early = getattr(self, kept)
+        setattr(self, kept, [])
         for message in early:
             take(message)
-        while len(got) < n_messages:
-            control, message = self._next_message(
-                f"{n_messages - len(got)} control message(s) of round {round_no}"
+        while len(senders) < n_senders:
+            is_control, message = self._next_message(
+                f"{n_senders - len(senders)} {what} of round {round_no}"
             )
-            if control:
+            if is_control == control:
                 take(message)
+            elif is_control:
+                self._early_control.append(message)
             else:
                 self._early.append(message)
-        self._early_control = later
-        return got
+        setattr(self, kept, later)
 
     def _next_message(self, awaited: str) -> tuple[bool, tuple]:
         """The next thing off the socket, decoded: ``(True, (round, src, values))`` for a

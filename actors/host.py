@@ -9,8 +9,8 @@ A tick on a host: :meth:`NodeHost.environment` (key generation on the links its 
 the message rounds, then the tick's end (counters, key totals, battery steps), all in one call
 (:meth:`NodeHost.superstep`): the hosts run the rounds among themselves over the bus
 (:meth:`NodeHost.exchange`: all-to-all with a few hosts, counted by host 0 with more). A round
-handles the driver's envelopes, the host's own nodes' from the previous
-round and the frames the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
+handles the driver's envelopes, the host's own nodes' from the previous round and the frames
+the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
 :class:`twin.network.nodes.NodeGroup` does in one process, so a run gives the same results
 whatever the placement (tests/actors pin this).
 
@@ -159,8 +159,9 @@ class NodeHost:
                 received = self.bus.receive(round_no, expect) if expect else []
             pending = local + received
             if over:
-                # a message the fault injector held back goes out before the tick ends here:
-                # a host still waits for it (host 0's last answers, when it expects no frame)
+                # what the fault injector held back goes out before this host's tick ends:
+                # another host may still wait for it (host 0's last answers, when host 0
+                # itself expects no frame and so never waits again this tick)
                 self.bus.flush()
                 return round_no, self.end_tick()
 
