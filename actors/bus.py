@@ -670,8 +670,8 @@ class BusEndpoint:
             self.close()  # an authenticator thread or a context already started
             raise
         self._peers: dict[int, tuple[str, bytes | None]] = {}
-        self._early: list[tuple[int, int, bool, EnvelopeBatch]] = []  # of a later round
-        self._early_control: list[tuple[int, int, list[int]]] = []  # not yet asked for
+        # what came before it was asked for, by kind (True: control messages, False: frames)
+        self._kept: dict[bool, list[tuple]] = {False: [], True: []}
         self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
         self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
         self._n_sent = 0
@@ -840,9 +840,7 @@ class BusEndpoint:
                 senders.add(src)
                 accept(message)
 
-        kept = "_early_control" if control else "_early"
-        early = getattr(self, kept)
-        setattr(self, kept, [])
+        early, self._kept[control] = self._kept[control], []
         for message in early:
             take(message)
         while len(senders) < n_senders:
@@ -851,11 +849,9 @@ class BusEndpoint:
             )
             if is_control == control:
                 take(message)
-            elif is_control:
-                self._early_control.append(message)
             else:
-                self._early.append(message)
-        setattr(self, kept, later)
+                self._kept[is_control].append(message)
+        self._kept[control] = later
 
     def _next_message(self, awaited: str) -> tuple[bool, tuple]:
         """The next thing off the socket, decoded: ``(True, (round, src, values))`` for a
