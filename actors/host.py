@@ -6,9 +6,12 @@ to each other, and ships what they send to other hosts' nodes over the bus, one 
 destination host (:mod:`actors.bus`).
 
 A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own),
-the message rounds, then the tick's end (counters, key totals, battery steps), all in one call
-(:meth:`NodeHost.superstep`): the hosts run the rounds among themselves over the bus
-(:meth:`NodeHost.exchange`: all-to-all with a few hosts, counted by host 0 with more). A round
+the message rounds, then the tick's end (counters, key totals, battery steps), all in one
+:meth:`NodeHost.superstep`: the hosts run the rounds among themselves over the bus
+(:meth:`NodeHost.exchange`: all-to-all with a few hosts, counted by host 0 with more). The
+driver asks for a superstep either with a Ray call or, tick after tick, with a command over the
+bus to a host serving commands (:meth:`NodeHost.serve`): the same arguments and results either
+way, but a bus round trip costs a tenth of a Ray call here. A round
 handles the driver's envelopes, the host's own nodes' from the previous round and the frames
 the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
 :class:`twin.network.nodes.NodeGroup` does in one process, so a run gives the same results
@@ -24,12 +27,12 @@ import pickle
 
 import numpy as np
 
-from actors.bus import BusEndpoint, BusError
+from actors.bus import DRIVER, BusEndpoint, BusError, decode_batch
 from twin.network.memory_slots import QuantumMemory
-from twin.network.messages import Envelope, MessageKind
+from twin.network.messages import Envelope
 from twin.network.nodes import NodeSet
 
-__all__ = ["NodeHost", "envelopes_from_wire", "pack_array", "pack_links", "unpack_array"]
+__all__ = ["NodeHost", "pack_array", "pack_links", "unpack_array"]
 
 # up to this many hosts run a tick's rounds all-to-all (a frame per host pair and round: with a
 # few hosts, the fewest messages in flight); more coordinate through host 0 (NodeHost.exchange)
@@ -62,10 +65,29 @@ def _unpack_links(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, unpack_array(packed[16 * n :], np.float64)
 
 
-def envelopes_from_wire(wires) -> list[Envelope]:
-    """Envelopes from their :meth:`Envelope.to_wire` lists (the driver's inbox, sent through
-    Ray; the Envelope checks its own fields)."""
-    return [Envelope(s, d, MessageKind(k), t, q, a, p) for s, d, k, t, q, a, p in wires]
+def _tick_arguments(command: list, seq: int) -> tuple:
+    """:meth:`NodeHost.superstep`'s arguments from a tick command off the bus (types checked:
+    a command that is not the driver's shape is a BusError, never a node's exception)."""
+    if not (command[0] == "tick" and len(command) == 7):
+        raise BusError(f"command {seq} is neither a 7-item tick nor a stop: {command[:1]!r}")
+    _, t_ns, links, first_round, inbox, n_hosts, steps = command
+    ok = (
+        type(t_ns) is int and (links is None or isinstance(links, bytes))
+        and type(first_round) is int and isinstance(inbox, bytes)
+        and type(n_hosts) is int and n_hosts >= 1 and isinstance(steps, list)
+        and all(
+            isinstance(step, list) and len(step) == 6 and isinstance(step[0], str)
+            and isinstance(step[1], bytes) and isinstance(step[2], bytes)
+            and type(step[3]) is int and step[4] is None and isinstance(step[5], float)
+            for step in steps
+        )
+    )  # fmt: skip
+    if not ok:
+        raise BusError(
+            f"tick command {seq} must be [tick, t_ns, links bytes|None, first_round, inbox "
+            "bytes, n_hosts, battery steps [platform, sun, load_w, model number, None, dt_s]]"
+        )
+    return t_ns, links, first_round, inbox, n_hosts, steps
 
 
 class NodeHost:
@@ -103,7 +125,8 @@ class NodeHost:
         return ray.get(registry.register.remote(self.host_id, self.bus.endpoint, key))
 
     def connect(self, peers: dict[int, tuple[str, bytes | None]], host_of: dict[str, int]):
-        """Learn every host's endpoint and which host holds each node."""
+        """Learn every host's endpoint (and the driver's: :data:`actors.bus.DRIVER`) and which
+        host holds each node."""
         self.bus.set_peers({h: p for h, p in peers.items() if h != self.host_id})
         self._host_of = dict(host_of)
         return True
@@ -115,7 +138,7 @@ class NodeHost:
         this host's nodes own (``NodeSet.generate``)."""
         self.nodes.generate(t_ns, *_unpack_links(links))
 
-    def exchange(self, first_round: int, inbox: list, n_hosts: int):
+    def exchange(self, first_round: int, inbox: bytes, n_hosts: int):
         """A whole node phase without the driver, then the tick's end. Returns (the next unused
         round number, :meth:`end_tick`'s result).
 
@@ -134,9 +157,17 @@ class NodeHost:
           (:meth:`_coordinate`): 2 small messages per host and round, where all-to-all sends
           a frame per host pair.
 
-        One call per host and tick either way, instead of one per round.
+        One call per host and tick either way, instead of one per round. ``inbox``: the
+        driver's envelopes for this host's nodes, a bus frame (:func:`actors.bus.encode_frame`
+        of round ``first_round`` from :data:`actors.bus.DRIVER`), checked as any frame is.
         """
-        pending = envelopes_from_wire(inbox)
+        inbox_round, src, _, batch = decode_batch(inbox, self.bus.run_id)
+        if (inbox_round, src) != (first_round, DRIVER):
+            raise BusError(
+                f"the driver's inbox is a frame of round {first_round} from {DRIVER}, got round "
+                f"{inbox_round} from {src}"
+            )
+        pending = list(batch)
         round_no = first_round
         all_to_all = n_hosts <= ALL_TO_ALL_MAX_HOSTS
         peers = [h for h in range(n_hosts) if h != self.host_id]
@@ -206,6 +237,28 @@ class NodeHost:
             self.environment(t_ns, links)
         next_round, closed = self.exchange(first_round, inbox, n_hosts)
         return next_round, closed, self._step(battery_steps)
+
+    def serve(self, first_seq: int) -> int:
+        """Run the driver's commands over the bus, from command ``first_seq`` on, until told
+        to stop; returns how many it ran. Called as a Ray call: while it runs, the host
+        takes no other Ray call, so the driver sends ``stop`` before any (a checkpoint, a
+        memory loan) and calls this again after.
+
+        A command is ``["tick", t_ns, links, first_round, inbox, n_hosts, battery_steps]``
+        (:meth:`superstep`'s arguments; a battery step names its power model by number, the
+        model itself having come with a Ray call) or ``["stop"]``; the reply to a tick, call
+        ``seq`` again, is :meth:`superstep`'s result. A copy of a command is dropped, one that
+        overtook another waits for its turn (:meth:`actors.bus.BusEndpoint.receive_call`).
+        """
+        seq = int(first_seq)
+        while True:
+            command = self.bus.receive_call(seq, DRIVER)
+            if command == ["stop"]:
+                self.bus.flush()  # a reply the fault injector held must reach the driver
+                return seq - first_seq
+            next_round, closed, stepped = self.superstep(*_tick_arguments(command, seq))
+            self.bus.send_call(DRIVER, seq, [next_round, list(closed), stepped])
+            seq += 1
 
     def _step(self, battery_steps) -> list:
         """Each battery step ``(platform, sun, load_w, model number, the model the first time

@@ -40,12 +40,13 @@ import contextlib
 import functools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from actors.bus import BusError, BusRegistry
+from actors.bus import DRIVER, BusEndpoint, BusError, BusRegistry, encode_frame
 from actors.host import NodeHost, pack_array, pack_links, unpack_array
 from actors.placement import placement
 from twin.network.memory_slots import QuantumMemory
@@ -68,6 +69,9 @@ MAX_RESTARTS = 20  # recoveries in one run before the run gives up (the cluster 
 # the next tick's before this one's come back); a relay takes 4 rounds, a tick ~5
 ROUNDS_PER_TICK_MAX = 1_000
 PROBE_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once
+# while the driver waits for hosts' replies over the bus, it looks this often whether one of
+# them failed (its serve call ended with an error): how soon a lost host is noticed
+WATCH_INTERVAL_MS = 50
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -186,13 +190,20 @@ def _get(refs, what: str):
         raise
 
 
-class _Call:
-    """A logged call to a host: replayed after a recovery, with its ``ref`` replaced."""
+_NO_RESULT = object()
 
-    __slots__ = ("args", "host", "method", "ref")
+
+class _Call:
+    """A logged call to a host: replayed after a recovery (a Ray call), with its ``ref``
+    replaced. A superstep sent as a command over the bus has no ``ref`` until then: its
+    ``result`` comes with the host's reply to command ``seq``, from the host's ``serve`` call
+    (watched for the host's loss)."""
+
+    __slots__ = ("args", "host", "method", "ref", "result", "seq", "serve")
 
     def __init__(self, host: int, method: str, args: tuple) -> None:
         self.host, self.method, self.args, self.ref = host, method, args, None
+        self.result, self.seq, self.serve = _NO_RESULT, None, None
 
 
 def _get_first_failure(refs, what: str) -> list:
@@ -282,6 +293,11 @@ class RayNodeGroup(MergedViews):
         self._ticks = 0
         self.hosts: list = []
         self._registry = None  # the run's BusRegistry actor, made with the first hosts
+        # the driver's own bus endpoint: its commands to the hosts and their replies
+        self._endpoint: BusEndpoint | None = None
+        self._serving: list = []  # each host's serve call while it serves commands, else None
+        self._next_seq = [0] * len(groups)  # each host's next command number (never reused)
+        self._on_channel: dict[tuple[int, int], _Call] = {}  # (host, seq) -> call, unanswered
         self._start_hosts()
         self._round = 0
         # calls submitted without waiting (their errors surface with the next superstep's)
@@ -299,6 +315,9 @@ class RayNodeGroup(MergedViews):
 
         flows, node_kwargs, bus_kwargs = self._host_args
         bus_kwargs.setdefault("bind_ip", ray.util.get_node_ip_address())
+        if self._endpoint is None:
+            self._endpoint = BusEndpoint(self.run_id, DRIVER, **bus_kwargs)
+        self._serving = [None] * len(self._groups)
         host_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(NodeHost)
         self.hosts = [
             host_class.options(name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}").remote(
@@ -320,6 +339,8 @@ class RayNodeGroup(MergedViews):
             _get([h.register.remote(registry_name) for h in self.hosts], "start-up")
             endpoints = _get(self._registry.endpoints.remote(), "bus registry")
             peers = {h: endpoints[h] for h in range(len(self.hosts))}
+            self._endpoint.set_peers(peers)
+            peers[DRIVER] = (self._endpoint.endpoint, self._endpoint.server_public_key)
             _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
         except BaseException:
             self.close()
@@ -327,10 +348,34 @@ class RayNodeGroup(MergedViews):
 
     def _call(self, host: int, method: str, *args) -> _Call:
         """Submit a call that may change a host's state, and log it for replay."""
+        self._halt(host)
         call = _Call(host, method, args)
         call.ref = getattr(self.hosts[host], method).remote(*args)
         self._log.append(call)
         return call
+
+    def _command(self, host: int, *args) -> _Call:
+        """Submit a superstep as a command over the bus (``args``: :meth:`NodeHost.superstep`'s,
+        msgpack values only), and log it for replay. A host that is not serving commands is
+        told to (its ``serve`` call runs after the Ray calls already sent to it)."""
+        if self._serving[host] is None:
+            self._serving[host] = self.hosts[host].serve.remote(self._next_seq[host])
+        call = _Call(host, "superstep", args)
+        call.seq, call.serve = self._next_seq[host], self._serving[host]
+        self._next_seq[host] += 1
+        self._endpoint.send_call(host, call.seq, ["tick", *args])
+        self._on_channel[(host, call.seq)] = call
+        self._log.append(call)
+        return call
+
+    def _halt(self, host: int) -> None:
+        """Tell ``host`` to stop serving commands (before a Ray call to it: while it serves,
+        it takes none)."""
+        if self._serving[host] is not None:
+            self._endpoint.send_call(host, self._next_seq[host], ["stop"])
+            self._next_seq[host] += 1
+            self._endpoint.flush()  # (a stop the fault injector held must go out now)
+            self._serving[host] = None
 
     def _wait(self, calls: list[_Call], what: str) -> list:
         """The results of ``calls``; a lost host is recovered (:meth:`_recover`) and the calls'
@@ -339,12 +384,52 @@ class RayNodeGroup(MergedViews):
 
         while True:
             try:
-                results = _get_first_failure([c.ref for c in calls], what)
+                done = _get_first_failure([c.ref for c in calls if c.ref is not None], what)
+                self._collect([c for c in calls if c.ref is None], what)
                 break
             except RayActorError as err:
                 self._recover(err)
+        by_ref = iter(done)
+        results = [next(by_ref) if c.ref is not None else c.result for c in calls]
         self._keep_checkpoint()
         return results
+
+    def _collect(self, calls: list[_Call], what: str) -> None:
+        """Wait for the hosts' replies to ``calls`` (commands over the bus), watching their
+        serve calls meanwhile: a host lost raises RayActorError (the caller recovers), a
+        host's own error raises as a Ray call's would (:func:`_get`). A copy of a reply, or
+        one from hosts lost since, is dropped."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while any(c.result is _NO_RESULT for c in calls):
+            reply = self._endpoint.poll_call(WATCH_INTERVAL_MS)
+            if reply is not None:
+                seq, host, body = reply
+                call = self._on_channel.pop((host, seq), None)
+                if call is None:
+                    self._endpoint.stats["duplicates_dropped"] += 1
+                else:
+                    call.result = _check_reply(body, host, seq)
+                continue
+            serves = list({c.serve for c in calls if c.result is _NO_RESULT})
+            ended, _ = ray.wait(serves, num_returns=len(serves), timeout=0)
+            failures = []
+            for ref in ended:  # (one that ended with a stop: its replies are on their way)
+                try:
+                    ray.get(ref)
+                except RayActorError:
+                    raise  # a lost host first: its peers' errors follow from its loss
+                except Exception:
+                    failures.append(ref)
+            if failures:
+                _get(failures[0], what)  # raises the host's error, with its cause
+            if time.monotonic() > deadline:
+                raise RuntimeUnavailable(
+                    f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster "
+                    "is overloaded or a node is gone"
+                )
 
     def _recover(self, cause) -> None:
         """Restore every host from the last checkpoint and replay the logged calls since, so
@@ -365,7 +450,7 @@ class RayNodeGroup(MergedViews):
         for host in self.hosts:
             with contextlib.suppress(Exception):
                 ray.kill(host, no_restart=True)
-        self._start_hosts()
+        self._start_hosts()  # (no host serves commands: the replay goes as Ray calls)
         if self._checkpoint is not None:
             restores = [
                 host.restore.remote(state)
@@ -374,6 +459,9 @@ class RayNodeGroup(MergedViews):
             _get(restores, "restore")
         for call in self._log:
             call.ref = getattr(self.hosts[call.host], call.method).remote(*call.args)
+        # a command's reply is awaited no more once it is replayed (_keep_checkpoint keeps
+        # every unanswered command in the log)
+        self._on_channel = {}
 
     def _maybe_checkpoint(self) -> None:
         """Every ``checkpoint_every`` ticks: ask each host for its state after the tick just
@@ -385,6 +473,8 @@ class RayNodeGroup(MergedViews):
             return
         if self._taking is not None:  # the last one is not kept yet (a rare, slow host)
             self._keep_checkpoint(timeout_s=CALL_TIMEOUT_S)
+        for host in range(self.n_hosts):
+            self._halt(host)
         self._taking = ([host.checkpoint.remote() for host in self.hosts], len(self._log))
 
     def _keep_checkpoint(self, timeout_s: float = 0.0) -> None:
@@ -396,6 +486,13 @@ class RayNodeGroup(MergedViews):
         if self._taking is None:
             return
         refs, at = self._taking
+        if self._on_channel and not self._on_channel.keys().isdisjoint(
+            (c.host, c.seq) for c in self._log[:at]
+        ):
+            # a command before the checkpoint is unanswered: its reply is still to come, and
+            # if its host were lost first, the replay that gives it again must reach back
+            # before that command (kept later, once it is answered)
+            return
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         if len(ready) < len(refs):
             return
@@ -416,9 +513,13 @@ class RayNodeGroup(MergedViews):
         return len(self.hosts)
 
     def bus_stats(self) -> dict[str, int]:
-        """The hosts' bus counters summed (frames sent, faults injected, copies dropped)."""
+        """The bus counters of the hosts and the driver summed (frames, control messages and
+        calls sent, faults injected, copies dropped)."""
         total: dict[str, int] = {}
-        for stats in _get([h.bus_stats.remote() for h in self.hosts], "bus counters"):
+        for h in range(self.n_hosts):
+            self._halt(h)
+        per_host = _get([h.bus_stats.remote() for h in self.hosts], "bus counters")
+        for stats in [*per_host, self._endpoint.stats]:
             for key, value in stats.items():
                 total[key] = total.get(key, 0) + value
         return total
@@ -458,7 +559,7 @@ class RayNodeGroup(MergedViews):
         out = []
         for h in range(self.n_hosts):
             mine = order[bounds[h] : bounds[h + 1]]
-            out.append((t_ns, pack_links(a[mine], b[mine], skr_bps[mine])))
+            out.append((int(t_ns), pack_links(a[mine], b[mine], skr_bps[mine])))
         return out
 
     def _model_key(self, host: int, model) -> tuple[int, object | None]:
@@ -480,12 +581,12 @@ class RayNodeGroup(MergedViews):
         the driver builds the next G(t) meanwhile."""
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
-        by_host: dict[int, list[list]] = {}  # each host's envelopes, as wire lists
+        by_host: dict[int, list[Envelope]] = {}  # each host's envelopes
         for envelope in inbox:
             host = self._host_of.get(envelope.dst)
             if host is None:
                 raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
-            by_host.setdefault(host, []).append(envelope.to_wire())
+            by_host.setdefault(host, []).append(envelope)
         # each host's share of each battery step: (step index, its rows, the step's arguments)
         shares: list[list[tuple[int, np.ndarray, tuple]]] = [[] for _ in self.hosts]
         sizes = []
@@ -505,10 +606,16 @@ class RayNodeGroup(MergedViews):
         pending, self._pending = self._pending, []
         links = self._take_environment() or [(0, None)] * len(self.hosts)
         n = len(self.hosts)
-        calls = [
-            self._call(h, "superstep", *links[h], self._round, by_host.get(h, []), n, steps_of[h])
-            for h in range(n)
-        ]
+        calls = []
+        for h in range(n):
+            # the inbox travels as a bus frame, checked on arrival as any frame is
+            frame = encode_frame(self.run_id, self._round, DRIVER, by_host.get(h, []))
+            args = (*links[h], self._round, frame, n, steps_of[h])
+            if any(step[4] is not None for step in steps_of[h]):
+                calls.append(self._call(h, "superstep", *args))  # a power model to pickle
+            else:
+                calls.append(self._command(h, *args))
+        self._endpoint.flush()  # (commands the fault injector held go out with the tick)
         # every host runs the same rounds: the next tick starts past as many as it could
         # possibly use (a round sends at least one message, and a tick's messages are few)
         first_round = self._round
@@ -599,7 +706,7 @@ class RayNodeGroup(MergedViews):
         return out
 
     def close(self) -> None:
-        """Stop the hosts (their sockets close with them)."""
+        """Stop the hosts (their sockets close with them) and the driver's endpoint."""
         import ray
 
         for host in [*getattr(self, "hosts", []), getattr(self, "_registry", None)]:
@@ -608,6 +715,38 @@ class RayNodeGroup(MergedViews):
                     ray.kill(host)
         self.hosts = []
         self._registry = None
+        if getattr(self, "_endpoint", None) is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+
+def _check_reply(body: list, host: int, seq: int) -> tuple:
+    """A host's reply to tick command ``seq`` (:meth:`NodeHost.serve`) as :meth:`superstep`'s
+    result; :class:`BusError` for any other shape."""
+    ok = len(body) == 3 and type(body[0]) is int and isinstance(body[2], list)
+    if ok:
+        closed, stepped = body[1], body[2]
+        ok = (
+            isinstance(closed, list) and len(closed) == 3 and isinstance(closed[0], list)
+            and len(closed[0]) == 4 and isinstance(closed[0][3], dict)
+            and all(type(v) is int for v in [*closed[0][:3], closed[1], closed[2]])
+            and all(
+                isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)
+                for pair in closed[0][3].values()
+            )
+            and all(
+                isinstance(step, list) and len(step) == 2
+                and all(isinstance(part, bytes) for part in step)
+                for step in stepped
+            )
+        )  # fmt: skip
+    if not ok:
+        raise BusError(
+            f"host {host}'s reply to command {seq} is not [next round, [[delivered bits, Type-I "
+            "active ns, secure ns, {class: [served ns, active ns]}], link bits, pool bits], "
+            "battery steps [[soc_j, below reserve]]]"
+        )
+    return body[0], body[1], body[2]
 
 
 def ray_engine(
