@@ -5,7 +5,7 @@ G(t), the controller, handovers and energy inputs, as in the single-process engi
 out are the nodes and their state: :class:`RayNodeGroup` stands where the engine's
 :class:`twin.network.nodes.NodeGroup` stands and spreads the node sets over :class:`NodeHost`
 actors, one per shard of the placement (:mod:`actors.placement`). A tick (superstep) then is
-one call per host (:meth:`actors.host.NodeHost.superstep`):
+one request per host (:meth:`actors.host.NodeHost.superstep`):
 
 1. environment: G(t)'s key-generating links, each host sent those its nodes own, and the key
    generation on them;
@@ -14,19 +14,30 @@ one call per host (:meth:`actors.host.NodeHost.superstep`):
    :meth:`actors.host.NodeHost.exchange`);
 3. the tick's counters (integers, summed), the key totals and the batteries' step.
 
-The call is submitted and the driver goes on to build the next G(t); the engine collects the
+The request is sent and the driver goes on to build the next G(t); the engine collects the
 tick's result after that (``NodeGroup.submit_superstep``).
+
+The request goes as a command over the bus, not as a Ray call: the driver has its own bus endpoint
+(:data:`actors.bus.DRIVER`), and a host serves its commands in one long Ray call
+(:meth:`actors.host.NodeHost.serve`), replying with the tick's results. A Ray call costs ~1 ms
+of the two cores here, per host and tick, which made per-node runs twice as slow as a bare
+barrier over as many actors; a bus round trip costs a tenth of that. Ray calls remain for what
+needs pickled objects or comes rarely (a tick carrying a battery model, memory loans,
+checkpoints, views): before one, the driver tells the host to stop serving; Ray runs the host's
+calls in order, so it takes the call after the commands before it, and serves again after.
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
 the same results as the single-process engine for every placement (tests/actors pin the
 metrics byte for byte).
 
-Recovery: every call that may change a host's state is logged; every ``checkpoint_every`` ticks
-each host pickles its state, the driver fetches it (once it is there, without holding up the
-ticks) and the log restarts from it. When a host is lost, every host is restored from the last
-checkpoint and the log replayed, and the run goes on exactly as a fault-free run
-(``RayNodeGroup.restarts`` counts the recoveries). The checkpoints live in the driver's memory
-(~1.4 MB for ``mega``), so losing a whole cluster node, not just a host process, loses none.
+Recovery: every call or command that may change a host's state is logged; every
+``checkpoint_every`` ticks each host pickles its state, the driver fetches it (once it is there,
+without holding up the ticks) and the log restarts from it. When a host is lost, every host is
+restored from the last checkpoint and the log replayed (as Ray calls), and the run goes on
+exactly as a fault-free run (``RayNodeGroup.restarts`` counts the recoveries). A host lost while
+serving commands is noticed by its serve call, which the driver watches while it waits for
+replies. The checkpoints live in the driver's memory (~1.4 MB for ``mega``), so losing a whole
+cluster node, not just a host process, loses none.
 
 The bus endpoints are registered with a named Ray actor (:class:`actors.bus.BusRegistry`,
 made again with every set of hosts). The controller runs on controller actors
@@ -72,6 +83,10 @@ PROBE_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once
 # while the driver waits for hosts' replies over the bus, it looks this often whether one of
 # them failed (its serve call ended with an error): how soon a lost host is noticed
 WATCH_INTERVAL_MS = 50
+# a host's serve call ended (told to stop) and a reply it sent before is still missing after
+# this long: the reply was lost with the host's process (killed with the reply still in its
+# socket's queue), and the hosts are recovered as from any other loss. Replies take ms.
+REPLY_GRACE_S = 10.0
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -191,6 +206,11 @@ def _get(refs, what: str):
 
 
 _NO_RESULT = object()
+
+
+class _ReplyLost(RuntimeError):
+    """A host's reply to a command never came, though its serve call ended long ago
+    (:data:`REPLY_GRACE_S`)."""
 
 
 class _Call:
@@ -387,7 +407,7 @@ class RayNodeGroup(MergedViews):
                 done = _get_first_failure([c.ref for c in calls if c.ref is not None], what)
                 self._collect([c for c in calls if c.ref is None], what)
                 break
-            except RayActorError as err:
+            except (RayActorError, _ReplyLost) as err:
                 self._recover(err)
         by_ref = iter(done)
         results = [next(by_ref) if c.ref is not None else c.result for c in calls]
@@ -396,13 +416,15 @@ class RayNodeGroup(MergedViews):
 
     def _collect(self, calls: list[_Call], what: str) -> None:
         """Wait for the hosts' replies to ``calls`` (commands over the bus), watching their
-        serve calls meanwhile: a host lost raises RayActorError (the caller recovers), a
-        host's own error raises as a Ray call's would (:func:`_get`). A copy of a reply, or
-        one from hosts lost since, is dropped."""
+        serve calls meanwhile: a host lost raises RayActorError, a reply lost with its host
+        :class:`_ReplyLost` (the caller recovers from both), a host's own error raises as a
+        Ray call's would (:func:`_get`). A copy of a reply, or one from hosts lost since, is
+        dropped."""
         import ray
         from ray.exceptions import RayActorError
 
         deadline = time.monotonic() + CALL_TIMEOUT_S
+        ended_at: dict = {}  # serve calls that ended, told to stop: when they were seen ended
         while any(c.result is _NO_RESULT for c in calls):
             reply = self._endpoint.poll_call(WATCH_INTERVAL_MS)
             if reply is not None:
@@ -416,13 +438,17 @@ class RayNodeGroup(MergedViews):
             serves = list({c.serve for c in calls if c.result is _NO_RESULT})
             ended, _ = ray.wait(serves, num_returns=len(serves), timeout=0)
             failures = []
-            for ref in ended:  # (one that ended with a stop: its replies are on their way)
+            for ref in ended:
                 try:
                     ray.get(ref)
                 except RayActorError:
                     raise  # a lost host first: its peers' errors follow from its loss
                 except Exception:
                     failures.append(ref)
+                else:  # told to stop: its replies were sent before, and take ms to come
+                    seen = ended_at.setdefault(ref, time.monotonic())
+                    if time.monotonic() - seen > REPLY_GRACE_S:
+                        raise _ReplyLost(f"a reply to {what} was lost with its host")
             if failures:
                 _get(failures[0], what)  # raises the host's error, with its cause
             if time.monotonic() > deadline:
