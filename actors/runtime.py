@@ -42,7 +42,7 @@ cluster node, not just a host process, loses none.
 The bus endpoints are registered with a named Ray actor (:class:`actors.bus.BusRegistry`,
 made again with every set of hosts). The controller runs on controller actors
 (:mod:`actors.controllers`, wired in by :func:`ray_engine`). Not here yet (the runtime issue
-goes on): the telemetry exporter, and the speed targets (README, "Performance").
+goes on): the telemetry exporter, and the speed targets not met yet (README, "Performance").
 """
 
 from __future__ import annotations
