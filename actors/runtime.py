@@ -338,7 +338,11 @@ class RayNodeGroup(MergedViews):
         if self._endpoint is None:
             self._endpoint = BusEndpoint(self.run_id, DRIVER, **bus_kwargs)
         self._serving = [None] * len(self._groups)
-        host_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(NodeHost)
+        # spread over the cluster's nodes (one node: all on it): hosts of no CPU would
+        # otherwise all be packed onto the driver's node, and a lost node takes fewer hosts
+        host_class = ray.remote(
+            num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD"
+        )(NodeHost)
         self.hosts = [
             host_class.options(name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}").remote(
                 self.run_id, h, self.names, g, flows, node_kwargs, bus_kwargs
