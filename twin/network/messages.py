@@ -165,3 +165,9 @@ class SeenMessages:
             low += 1
         self._low[src] = low
         return True
+
+    def gaps(self) -> dict[str, int]:
+        """Source -> the lowest sequence number not seen from it while a later one was: a
+        message lost (or not yet delivered). Sequences count per channel from 0, so a
+        receiver that got everything sent to it has no gap."""
+        return {src: self._low[src] for src, above in self._above.items() if above}

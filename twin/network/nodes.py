@@ -646,8 +646,17 @@ class NodeSet:
         return out
 
     def end_tick(self) -> TickCounters:
-        """Close the tick: every relay must have been answered and every grant resolved."""
+        """Close the tick: every relay must have been answered and every grant resolved, and
+        every message sent to a node this tick delivered (no sequence gap: the rounds end only
+        when no message is left in flight)."""
         for node in self._touched.values():
+            gaps = node.seen.gaps()
+            if gaps:
+                src, seq = min(gaps.items())
+                raise RuntimeError(
+                    f"{node.name} ends the tick without message {seq} from {src} though a later "
+                    "one came (a sequence gap: a message was lost)"
+                )
             if (
                 node._relays
                 or any(node.reserved_bits.values())

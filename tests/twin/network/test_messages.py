@@ -37,3 +37,13 @@ def test_duplicates_are_recognised_in_any_order():
     firsts = [seen.first_time(env("a", s, 0)) for s in order]
     assert firsts == [True, True, True, False, False, True, True, True, False]
     assert seen.first_time(env("b", 0, 0))  # sources are independent
+
+
+def test_gaps_name_each_source_and_its_lowest_missing_seq():
+    seen = SeenMessages()
+    for src, seq in [("a", 0), ("a", 2), ("a", 3), ("b", 1), ("c", 0), ("c", 1)]:
+        seen.first_time(env(src, seq, 0))
+    assert seen.gaps() == {"a": 1, "b": 0}  # c got 0 and 1: no gap
+    seen.first_time(env("a", 1, 0))
+    seen.first_time(env("b", 0, 0))
+    assert seen.gaps() == {}

@@ -269,6 +269,31 @@ def test_a_flow_without_path_or_inside_a_gap_relays_nothing():
     assert nodes.flow_states()["ctl"].active_ns == 2 * DT_NS
 
 
+def test_a_message_missing_from_a_channel_at_the_end_of_a_tick_is_a_sequence_gap():
+    # the controller's updates 0 and 2 reach the source, 1 never does: the tick cannot close
+    # as if nothing were lost (sequences count per channel from 0, without gaps)
+    flow = otp("ctl", "a", "b")
+    nodes = make_nodes([flow])
+    control = Controller()
+    nodes.environment(snapshot({("a", "b"): 1_000}), 0)
+    first, lost, third = (control.update(flow, None, [], 0) for _ in range(3))
+    assert [e.seq for e in (first, lost, third)] == [0, 1, 2]
+    rounds(nodes, [first, third])
+    with pytest.raises(RuntimeError, match=r"without message 1 from controller .* \(a sequence"):
+        nodes.end_tick()
+
+
+def test_messages_that_came_out_of_order_within_a_tick_leave_no_gap():
+    flow = otp("ctl", "a", "b")
+    nodes = make_nodes([flow])
+    control = Controller()
+    nodes.environment(snapshot({("a", "b"): 1_000}), 0)
+    first, second = (control.update(flow, None, [], 0) for _ in range(2))
+    rounds(nodes, [second])
+    rounds(nodes, [first])  # a later round brings the earlier one
+    nodes.end_tick()  # closes
+
+
 # --- shared hops, admission, releases ------------------------------------------------------------
 
 
