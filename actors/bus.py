@@ -34,7 +34,7 @@ host's reply with the tick's results (:meth:`actors.host.NodeHost.serve`, :mod:`
 ``[CALL_MARK, run_id, seq, src, body]``, ``seq`` numbering the driver's commands to a host (the
 reply repeats its command's), ``body`` a msgpack list whose shape the receiver checks. Calls
 travel on the same sockets, in place of a Ray call per host and tick: ~0.1 ms a round trip
-where a Ray call costs ~1 ms of the two cores here (README, "The Ray runtime").
+where a Ray call costs ~1-2 ms of CPU on the two cores here (README, "The Ray runtime").
 
 Payload values come back with their types and values (floats bit for bit) and each payload
 dict with its keys in the sender's order. A frame that does not decode to that shape, names
@@ -58,8 +58,12 @@ Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port) 
 the endpoint with the run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket
 per peer it sends to. High-water marks are explicit (a round's frames must never be dropped or
 block the sender: at most one frame per peer per round is in flight) and linger is bounded, so a
-closing host neither hangs nor loses a frame it already handed over. Receiving waits at most
-``recv_timeout_s`` and then raises: a dead peer gives an error, never a hang.
+closing host neither hangs nor loses a frame it already handed over. Receiving frames and
+control messages waits at most ``recv_timeout_s`` and then raises: a dead peer gives an error,
+never a hang. A host waiting for the driver's next command waits as long as it takes (the
+driver may be busy between ticks); the driver watches the host meanwhile, and Ray stops the
+hosts with their driver. The driver has an endpoint too (id :data:`DRIVER`), for its commands
+and the hosts' replies.
 
 Optional CurveZMQ authentication (``qntwin run --bus-auth curve``): the run's :class:`BusKeys`,
 generated per run or loaded from a directory (``--bus-keys DIR``, ``qntwin bus-keys DIR``
@@ -203,6 +207,15 @@ def encode_frame(
     )  # fmt: skip
 
 
+def _unpack(raw: bytes, what: str):
+    """msgpack off a socket (str as str, lists as lists, map keys str or int): anything that
+    is not valid msgpack is a BusError naming ``what`` it was to be."""
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
+        raise BusError(f"{what} is not valid msgpack: {err}") from None
+
+
 def _string_table(columns: list[tuple]) -> tuple[list[str], list[bytes]]:
     """The frame's string table (distinct strings, first seen first) and each column's int64
     indices into it: one pass over all the frame's strings, no Python loop per value."""
@@ -260,10 +273,7 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
     columns: no Python work per envelope."""
     if len(frame) > MAX_FRAME_BYTES:
         raise BusError(f"frame of {len(frame)} bytes exceeds the bus limit {MAX_FRAME_BYTES}")
-    try:
-        item = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
-        raise BusError(f"frame is not valid msgpack: {err}") from None
+    item = _unpack(frame, "frame")
     shape = "[version, run, round, host, active, strings, header, schemas]"
     if not (isinstance(item, list) and item):
         raise BusError(f"frame must be a list {shape}, got {type(item).__name__}")
@@ -528,10 +538,7 @@ def encode_control(run_id: str, round_no: int, src_host: int, values: Sequence[i
 def decode_control(frame: bytes, run_id: str) -> tuple[int, int, list[int]]:
     """``(round, src_host, values)`` of a control message of run ``run_id``; :class:`BusError`
     for anything else."""
-    try:
-        item = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
-        raise BusError(f"control message is not valid msgpack: {err}") from None
+    item = _unpack(frame, "control message")
     shape = "[mark, run, round, host, values]"
     if not (isinstance(item, list) and len(item) == 5 and item[0] == CONTROL_MARK):
         raise BusError(f"control message must be a 5-item list {shape}")
@@ -561,10 +568,7 @@ def encode_call(run_id: str, seq: int, src: int, body: Sequence) -> bytes:
 def decode_call(frame: bytes, run_id: str) -> tuple[int, int, list]:
     """``(seq, src, body)`` of a call of run ``run_id``; :class:`BusError` for anything else.
     The body's own shape is for the receiver to check."""
-    try:
-        item = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
-        raise BusError(f"call is not valid msgpack: {err}") from None
+    item = _unpack(frame, "call")
     if not (isinstance(item, list) and len(item) == 5 and item[0] == CALL_MARK):
         raise BusError("call must be a 5-item list [mark, run, seq, src, body]")
     _, call_run, seq, src, body = item
@@ -577,11 +581,12 @@ def decode_call(frame: bytes, run_id: str) -> tuple[int, int, list]:
 
 @dataclass(frozen=True)
 class BusFaults:
-    """Faults injected at the sending side of the bus (chaos tests): each frame and control
-    message is sent twice with probability ``duplicate``, and held back with probability
-    ``delay`` until the sender next waits for frames (so it arrives after frames sent later,
-    and a duplicate possibly in a later round). Draws are keyed by (seed, host, frame count):
-    the same faults every run."""
+    """Faults injected at the sending side of the bus (chaos tests): each frame, control
+    message and call is sent twice with probability ``duplicate``, and held back with
+    probability ``delay`` until the sender next waits (a host: for frames or a command; the
+    driver flushes after each tick's commands and each stop), so it arrives after messages
+    sent later, and a duplicate possibly in a later round. Draws are keyed by (seed, sender,
+    message count): the same faults every run."""
 
     seed: int = 0
     duplicate: float = 0.0
@@ -679,7 +684,8 @@ class _RunClientOnly:
 
 
 class BusEndpoint:
-    """One host's sockets: a bound PULL for its inbox and a PUSH per peer it sends to.
+    """One endpoint's sockets (a host's, or the driver's): a bound PULL for its inbox and a
+    PUSH per peer it sends to.
 
     A round's frames are told apart by (round, sending host): a second copy of a frame, or a
     frame of a round already finished (only a copy can arrive that late), is dropped and

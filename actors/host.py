@@ -31,8 +31,17 @@ from actors.bus import DRIVER, BusEndpoint, BusError, decode_batch
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
 from twin.network.nodes import NodeSet
+from twin.network.traffic import TrafficClass
 
-__all__ = ["NodeHost", "pack_array", "pack_links", "unpack_array"]
+__all__ = [
+    "NodeHost",
+    "pack_array",
+    "pack_links",
+    "superstep_reply",
+    "superstep_result",
+    "tick_command",
+    "unpack_array",
+]
 
 # up to this many hosts run a tick's rounds all-to-all (a frame per host pair and round: with a
 # few hosts, the fewest messages in flight); more coordinate through host 0 (NodeHost.exchange)
@@ -65,29 +74,101 @@ def _unpack_links(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, unpack_array(packed[16 * n :], np.float64)
 
 
-def _tick_arguments(command: list, seq: int) -> tuple:
-    """:meth:`NodeHost.superstep`'s arguments from a tick command off the bus (types checked:
-    a command that is not the driver's shape is a BusError, never a node's exception)."""
+def _node_ip() -> str:
+    """The IP of the Ray node this process runs on (loopback outside Ray: tests)."""
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+
+
+# --- the commands of a tick and their replies (NodeHost.serve), each built beside its check ---
+
+
+def tick_command(t_ns, links, first_round, inbox, n_hosts, battery_steps) -> list:
+    """A tick's command to a serving host: :meth:`NodeHost.superstep`'s arguments (msgpack
+    values only: a battery step names its power model by number)."""
+    return ["tick", t_ns, links, first_round, inbox, n_hosts, [list(s) for s in battery_steps]]
+
+
+def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
+    """:meth:`NodeHost.superstep`'s arguments from tick command ``seq`` off the bus (types
+    checked: a command not of :func:`tick_command`'s shape is a BusError naming the item,
+    never a node's exception)."""
     if not (command[0] == "tick" and len(command) == 7):
-        raise BusError(f"command {seq} is neither a 7-item tick nor a stop: {command[:1]!r}")
-    _, t_ns, links, first_round, inbox, n_hosts, steps = command
-    ok = (
-        type(t_ns) is int and (links is None or isinstance(links, bytes))
-        and type(first_round) is int and isinstance(inbox, bytes)
-        and type(n_hosts) is int and n_hosts >= 1 and isinstance(steps, list)
-        and all(
-            isinstance(step, list) and len(step) == 6 and isinstance(step[0], str)
-            and isinstance(step[1], bytes) and isinstance(step[2], bytes)
-            and type(step[3]) is int and step[4] is None and isinstance(step[5], float)
-            for step in steps
-        )
-    )  # fmt: skip
-    if not ok:
         raise BusError(
-            f"tick command {seq} must be [tick, t_ns, links bytes|None, first_round, inbox "
-            "bytes, n_hosts, battery steps [platform, sun, load_w, model number, None, dt_s]]"
+            f"command {seq} is neither a 7-item tick nor a stop: {_short(command[0])} with "
+            f"{len(command)} items"
         )
+    _, t_ns, links, first_round, inbox, n_hosts, steps = command
+
+    def expect(item: str, value, ok: bool, want: str) -> None:
+        if not ok:
+            raise BusError(f"tick command {seq}: {item} {_short(value)} must be {want}")
+
+    expect("t_ns", t_ns, type(t_ns) is int, "an int")
+    expect("links", links, links is None or (isinstance(links, bytes) and len(links) % 24 == 0),
+           "None or bytes of (a, b, skr_bps) rows of 24 bytes")  # fmt: skip
+    expect("first_round", first_round, type(first_round) is int, "an int")
+    expect("inbox", inbox, isinstance(inbox, bytes), "a bus frame (bytes)")
+    expect("n_hosts", n_hosts, type(n_hosts) is int and n_hosts > host_id,
+           f"an int above this host's id {host_id}")  # fmt: skip
+    expect("battery steps", steps, isinstance(steps, list), "a list")
+    for k, step in enumerate(steps):
+        ok = isinstance(step, list) and len(step) == 6
+        if ok:
+            platform, sun, load_w, model_key, model, dt_s = step
+            ok = (
+                isinstance(platform, str) and isinstance(sun, bytes)
+                and isinstance(load_w, bytes) and type(model_key) is int and model is None
+                and isinstance(dt_s, float)
+            )  # fmt: skip
+        expect(f"battery step {k}", step, ok, "[platform, sun bytes, load_w bytes, model "
+               "number, None (a model comes with a Ray call), dt_s float]")  # fmt: skip
     return t_ns, links, first_round, inbox, n_hosts, steps
+
+
+def superstep_reply(next_round: int, closed, stepped) -> list:
+    """A serving host's reply to a tick command: :meth:`NodeHost.superstep`'s result."""
+    return [next_round, list(closed), stepped]
+
+
+def superstep_result(body: list, host: int, seq: int) -> tuple:
+    """:meth:`NodeHost.superstep`'s result from host ``host``'s reply to command ``seq`` (the
+    driver's side; types checked: another shape is a BusError naming the item)."""
+
+    def expect(item: str, value, ok: bool, want: str) -> None:
+        if not ok:
+            raise BusError(
+                f"host {host}'s reply to command {seq}: {item} {_short(value)} must be {want}"
+            )
+
+    expect("the reply", body, len(body) == 3, "[next round, end of tick, battery steps]")
+    next_round, closed, stepped = body
+    expect("next round", next_round, type(next_round) is int, "an int")
+    expect("end of tick", closed,
+           isinstance(closed, list) and len(closed) == 3 and isinstance(closed[0], list)
+           and len(closed[0]) == 4 and all(type(v) is int for v in closed[1:]),
+           "[counters, link bits, pool bits]")  # fmt: skip
+    counters = closed[0]
+    expect("counters", counters, all(type(v) is int for v in counters[:3])
+           and isinstance(counters[3], dict) and counters[3].keys() <= _TRAFFIC_CLASSES
+           and all(isinstance(pair, list) and len(pair) == 2
+                   and all(type(v) is int for v in pair) for pair in counters[3].values()),
+           "[delivered bits, Type-I active ns, secure ns, {traffic class: [served ns, "
+           "active ns]}]")  # fmt: skip
+    expect("battery steps", stepped, isinstance(stepped, list) and all(
+               isinstance(step, list) and len(step) == 2
+               and all(isinstance(part, bytes) for part in step) for step in stepped),
+           "a list of [soc_j bytes, below-reserve bytes]")  # fmt: skip
+    return next_round, closed, stepped
+
+
+_TRAFFIC_CLASSES = frozenset(c.value for c in TrafficClass)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class NodeHost:
@@ -110,7 +191,10 @@ class NodeHost:
     ) -> None:
         self.host_id = int(host_id)
         self.nodes = NodeSet(names, members, flows, **node_kwargs)
-        self.bus = BusEndpoint(run_id, host_id, **(bus_kwargs or {}))
+        bus_kwargs = dict(bus_kwargs or {})
+        if "bind_ip" not in bus_kwargs:  # this host's node, which may not be the driver's
+            bus_kwargs["bind_ip"] = _node_ip()
+        self.bus = BusEndpoint(run_id, host_id, **bus_kwargs)
         self._host_of: dict[str, int] = {}
         self._models: dict[int, object] = {}  # battery power models by number (_step)
 
@@ -157,7 +241,7 @@ class NodeHost:
           (:meth:`_coordinate`): 2 small messages per host and round, where all-to-all sends
           a frame per host pair.
 
-        One call per host and tick either way, instead of one per round. ``inbox``: the
+        One request per host and tick either way, instead of one per round. ``inbox``: the
         driver's envelopes for this host's nodes, a bus frame (:func:`actors.bus.encode_frame`
         of round ``first_round`` from :data:`actors.bus.DRIVER`), checked as any frame is.
         """
@@ -256,8 +340,8 @@ class NodeHost:
             if command == ["stop"]:
                 self.bus.flush()  # a reply the fault injector held must reach the driver
                 return seq - first_seq
-            next_round, closed, stepped = self.superstep(*_tick_arguments(command, seq))
-            self.bus.send_call(DRIVER, seq, [next_round, list(closed), stepped])
+            result = self.superstep(*_tick_arguments(command, seq, self.host_id))
+            self.bus.send_call(DRIVER, seq, superstep_reply(*result))
             seq += 1
 
     def _step(self, battery_steps) -> list:
@@ -267,6 +351,14 @@ class NodeHost:
         for platform, sun, load_w, key, model, dt_s in battery_steps:
             if model is not None:
                 self._models[key] = model
+            n = len(self.nodes.soc_j.get(platform, ()))
+            if not n or key not in self._models or not len(sun) == len(load_w) == 8 * n:
+                raise BusError(
+                    f"battery step of platform {platform!r} (this host: {n} batteries), model "
+                    f"{key} (sent: {sorted(self._models)}), {len(sun)} bytes of sun and "
+                    f"{len(load_w)} of load: must name a platform and a model this host has and "
+                    f"give 8 bytes per battery"
+                )
             soc_j, below = self.nodes.step_batteries(
                 platform, unpack_array(sun, np.float64), unpack_array(load_w, np.float64),
                 self._models[key], dt_s,

@@ -17,11 +17,11 @@ one request per host (:meth:`actors.host.NodeHost.superstep`):
 The request is sent and the driver goes on to build the next G(t); the engine collects the
 tick's result after that (``NodeGroup.submit_superstep``).
 
-The request goes as a command over the bus, not as a Ray call: the driver has its own bus endpoint
-(:data:`actors.bus.DRIVER`), and a host serves its commands in one long Ray call
-(:meth:`actors.host.NodeHost.serve`), replying with the tick's results. A Ray call costs ~1 ms
-of the two cores here, per host and tick, which made per-node runs twice as slow as a bare
-barrier over as many actors; a bus round trip costs a tenth of that. Ray calls remain for what
+The request goes as a command over the bus, not as a Ray call: the driver has its own bus
+endpoint (:data:`actors.bus.DRIVER`), and a host serves its commands in one long Ray call
+(:meth:`actors.host.NodeHost.serve`), replying with the tick's results. A Ray call costs ~1-2
+ms of CPU on the two cores here, per host and tick, which made per-node runs twice as slow as a
+bare barrier over as many actors; a bus round trip costs a tenth of that. Ray calls remain for what
 needs pickled objects or comes rarely (a tick carrying a battery model, memory loans,
 checkpoints, views): before one, the driver tells the host to stop serving; Ray runs the host's
 calls in order, so it takes the call after the commands before it, and serves again after.
@@ -58,7 +58,14 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from actors.bus import DRIVER, BusEndpoint, BusError, BusRegistry, encode_frame
-from actors.host import NodeHost, pack_array, pack_links, unpack_array
+from actors.host import (
+    NodeHost,
+    pack_array,
+    pack_links,
+    superstep_result,
+    tick_command,
+    unpack_array,
+)
 from actors.placement import placement
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
@@ -185,6 +192,13 @@ def _speaks_http2(conn: socket.socket) -> bool:
     return len(header) == 9 and header[3] == _HTTP2_SETTINGS and header[5:9] == bytes(4)
 
 
+def _no_answer(what: str) -> RuntimeUnavailable:
+    return RuntimeUnavailable(
+        f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
+        "overloaded or a node is gone"
+    )
+
+
 def _get(refs, what: str):
     import ray
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -192,10 +206,7 @@ def _get(refs, what: str):
     try:
         return ray.get(refs, timeout=CALL_TIMEOUT_S)
     except GetTimeoutError:
-        raise RuntimeUnavailable(
-            f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
-            "overloaded or a node is gone"
-        ) from None
+        raise _no_answer(what) from None
     except RayActorError as err:
         raise RuntimeUnavailable(f"a host died during {what}: {err}") from None
     except RayTaskError as err:
@@ -241,10 +252,7 @@ def _get_first_failure(refs, what: str) -> list:
     while remaining:
         ready, remaining = ray.wait(remaining, num_returns=1, timeout=CALL_TIMEOUT_S)
         if not ready:
-            raise RuntimeUnavailable(
-                f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
-                "overloaded or a node is gone"
-            )
+            raise _no_answer(what)
         try:
             results[at[ready[0]]] = ray.get(ready[0], timeout=CALL_TIMEOUT_S)
         except RayActorError:
@@ -318,6 +326,8 @@ class RayNodeGroup(MergedViews):
         self._serving: list = []  # each host's serve call while it serves commands, else None
         self._next_seq = [0] * len(groups)  # each host's next command number (never reused)
         self._on_channel: dict[tuple[int, int], _Call] = {}  # (host, seq) -> call, unanswered
+        self._served = [0] * len(groups)  # tick commands sent to each host's current serve
+        self._halted: list[tuple] = []  # (host, serve call, commands sent): told to stop
         self._start_hosts()
         self._round = 0
         # calls submitted without waiting (their errors surface with the next superstep's)
@@ -334,9 +344,9 @@ class RayNodeGroup(MergedViews):
         import ray
 
         flows, node_kwargs, bus_kwargs = self._host_args
-        bus_kwargs.setdefault("bind_ip", ray.util.get_node_ip_address())
-        if self._endpoint is None:
-            self._endpoint = BusEndpoint(self.run_id, DRIVER, **bus_kwargs)
+        if self._endpoint is None:  # on the driver's node (each host binds on its own)
+            driver_kwargs = {"bind_ip": ray.util.get_node_ip_address(), **bus_kwargs}
+            self._endpoint = BusEndpoint(self.run_id, DRIVER, **driver_kwargs)
         self._serving = [None] * len(self._groups)
         # spread over the cluster's nodes (one node: all on it): hosts of no CPU would
         # otherwise all be packed onto the driver's node, and a lost node takes fewer hosts
@@ -384,22 +394,58 @@ class RayNodeGroup(MergedViews):
         told to (its ``serve`` call runs after the Ray calls already sent to it)."""
         if self._serving[host] is None:
             self._serving[host] = self.hosts[host].serve.remote(self._next_seq[host])
+            self._served[host] = 0
+        self._served[host] += 1
         call = _Call(host, "superstep", args)
         call.seq, call.serve = self._next_seq[host], self._serving[host]
         self._next_seq[host] += 1
-        self._endpoint.send_call(host, call.seq, ["tick", *args])
+        self._endpoint.send_call(host, call.seq, tick_command(*args))
         self._on_channel[(host, call.seq)] = call
         self._log.append(call)
         return call
 
     def _halt(self, host: int) -> None:
         """Tell ``host`` to stop serving commands (before a Ray call to it: while it serves,
-        it takes none)."""
-        if self._serving[host] is not None:
+        it takes none). What the serve call returns, or its error, is looked at with the next
+        wait (:meth:`_check_halted`)."""
+        serve = self._serving[host]
+        if serve is not None:
             self._endpoint.send_call(host, self._next_seq[host], ["stop"])
             self._next_seq[host] += 1
             self._endpoint.flush()  # (a stop the fault injector held must go out now)
             self._serving[host] = None
+            self._halted.append((host, serve, self._served[host]))
+
+    def _halt_all(self) -> None:
+        for host in range(self.n_hosts):
+            self._halt(host)
+
+    def _check_halted(self) -> None:
+        """The serve calls told to stop that have ended: an error of one (a bad frame that came
+        while the host waited for a command) raises here, as a Ray call's would, and so does
+        one that ran another number of commands than it was sent."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        if not self._halted:
+            return
+        ready, _ = ray.wait([r for _, r, _ in self._halted], num_returns=len(self._halted),
+                            timeout=0)  # fmt: skip
+        ready = set(ready)
+        halted, self._halted = self._halted, []
+        for host, ref, sent in halted:
+            if ref not in ready:
+                self._halted.append((host, ref, sent))
+                continue
+            try:
+                ran = ray.get(ref)
+            except RayActorError:
+                raise  # a lost host: the caller recovers
+            except Exception:
+                _get(ref, f"host {host}'s commands")  # the host's error, with its cause
+                raise
+            if ran != sent:
+                raise BusError(f"host {host} ran {ran} of the {sent} commands sent to it")
 
     def _wait(self, calls: list[_Call], what: str) -> list:
         """The results of ``calls``; a lost host is recovered (:meth:`_recover`) and the calls'
@@ -408,28 +454,39 @@ class RayNodeGroup(MergedViews):
 
         while True:
             try:
-                done = _get_first_failure([c.ref for c in calls if c.ref is not None], what)
-                self._collect([c for c in calls if c.ref is None], what)
+                self._check_halted()
+                results = self._collect(calls, what)
                 break
             except (RayActorError, _ReplyLost) as err:
                 self._recover(err)
-        by_ref = iter(done)
-        results = [next(by_ref) if c.ref is not None else c.result for c in calls]
         self._keep_checkpoint()
         return results
 
-    def _collect(self, calls: list[_Call], what: str) -> None:
-        """Wait for the hosts' replies to ``calls`` (commands over the bus), watching their
-        serve calls meanwhile: a host lost raises RayActorError, a reply lost with its host
-        :class:`_ReplyLost` (the caller recovers from both), a host's own error raises as a
-        Ray call's would (:func:`_get`). A copy of a reply, or one from hosts lost since, is
-        dropped."""
+    def _collect(self, calls: list[_Call], what: str) -> list:
+        """The results of ``calls``: Ray calls' from their refs, commands' from the hosts'
+        replies over the bus. While replies are awaited, the Ray calls and the commands' serve
+        calls are watched together, so whichever host is lost is noticed (a host lost stalls
+        its peers' rounds, on either path): a host lost raises RayActorError, a reply lost
+        with its host :class:`_ReplyLost` (the caller recovers from both), a host's own error
+        raises as a Ray call's would (:func:`_get`). A copy of a reply, or one from hosts lost
+        since, is dropped."""
         import ray
         from ray.exceptions import RayActorError
 
+        on_channel = [c for c in calls if c.ref is None]
+        refs = [c.ref for c in calls if c.ref is not None]
+        if not on_channel:
+            done = iter(_get_first_failure(refs, what))
+            return [next(done) for _ in calls]
+        got: dict = {}  # ref -> its result
         deadline = time.monotonic() + CALL_TIMEOUT_S
         ended_at: dict = {}  # serve calls that ended, told to stop: when they were seen ended
-        while any(c.result is _NO_RESULT for c in calls):
+        while True:
+            waiting = [c for c in on_channel if c.result is _NO_RESULT]
+            remaining = [r for r in refs if r not in got]
+            if not waiting:
+                got.update(zip(remaining, _get_first_failure(remaining, what), strict=True))
+                break
             reply = self._endpoint.poll_call(WATCH_INTERVAL_MS)
             if reply is not None:
                 seq, host, body = reply
@@ -437,29 +494,35 @@ class RayNodeGroup(MergedViews):
                 if call is None:
                     self._endpoint.stats["duplicates_dropped"] += 1
                 else:
-                    call.result = _check_reply(body, host, seq)
+                    call.result = superstep_result(body, host, seq)
                 continue
-            serves = list({c.serve for c in calls if c.result is _NO_RESULT})
-            ended, _ = ray.wait(serves, num_returns=len(serves), timeout=0)
+            serves = list({c.serve for c in waiting})
+            watched = remaining + serves
+            ended, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
             failures = []
             for ref in ended:
                 try:
-                    ray.get(ref)
+                    value = ray.get(ref)
                 except RayActorError:
                     raise  # a lost host first: its peers' errors follow from its loss
                 except Exception:
                     failures.append(ref)
+                    continue
+                if ref not in serves:
+                    got[ref] = value
                 else:  # told to stop: its replies were sent before, and take ms to come
                     seen = ended_at.setdefault(ref, time.monotonic())
                     if time.monotonic() - seen > REPLY_GRACE_S:
-                        raise _ReplyLost(f"a reply to {what} was lost with its host")
+                        lost = [(c.host, c.seq) for c in waiting if c.serve == ref]
+                        raise _ReplyLost(
+                            f"(host, command) {lost} of {what}: the replies never came though "
+                            f"the host's serve call ended {REPLY_GRACE_S:.0f} s ago"
+                        )
             if failures:
                 _get(failures[0], what)  # raises the host's error, with its cause
             if time.monotonic() > deadline:
-                raise RuntimeUnavailable(
-                    f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster "
-                    "is overloaded or a node is gone"
-                )
+                raise _no_answer(what)
+        return [got[c.ref] if c.ref is not None else c.result for c in calls]
 
     def _recover(self, cause) -> None:
         """Restore every host from the last checkpoint and replay the logged calls since, so
@@ -490,8 +553,8 @@ class RayNodeGroup(MergedViews):
         for call in self._log:
             call.ref = getattr(self.hosts[call.host], call.method).remote(*call.args)
         # a command's reply is awaited no more once it is replayed (_keep_checkpoint keeps
-        # every unanswered command in the log)
-        self._on_channel = {}
+        # every unanswered command in the log), nor the lost hosts' serve calls
+        self._on_channel, self._halted = {}, []
 
     def _maybe_checkpoint(self) -> None:
         """Every ``checkpoint_every`` ticks: ask each host for its state after the tick just
@@ -503,8 +566,7 @@ class RayNodeGroup(MergedViews):
             return
         if self._taking is not None:  # the last one is not kept yet (a rare, slow host)
             self._keep_checkpoint(timeout_s=CALL_TIMEOUT_S)
-        for host in range(self.n_hosts):
-            self._halt(host)
+        self._halt_all()
         self._taking = ([host.checkpoint.remote() for host in self.hosts], len(self._log))
 
     def _keep_checkpoint(self, timeout_s: float = 0.0) -> None:
@@ -546,8 +608,7 @@ class RayNodeGroup(MergedViews):
         """The bus counters of the hosts and the driver summed (frames, control messages and
         calls sent, faults injected, copies dropped)."""
         total: dict[str, int] = {}
-        for h in range(self.n_hosts):
-            self._halt(h)
+        self._halt_all()
         per_host = _get([h.bus_stats.remote() for h in self.hosts], "bus counters")
         for stats in [*per_host, self._endpoint.stats]:
             for key, value in stats.items():
@@ -563,7 +624,7 @@ class RayNodeGroup(MergedViews):
 
     def environment(self, snap, t_ns: int) -> None:
         # held until something needs the hosts: usually the tick's superstep, which takes it
-        # along (one call per host and tick); any other call first hands it over
+        # along (one request per host and tick); any other call first hands it over
         self._env = (snap, t_ns)
 
     def _flush_environment(self) -> None:
@@ -606,7 +667,7 @@ class RayNodeGroup(MergedViews):
         return key, model
 
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
-        """NodeGroup.submit_superstep: one call per host (environment, rounds among the hosts,
+        """NodeGroup.submit_superstep: one request per host (environment, rounds among the hosts,
         end of tick, batteries), submitted here and collected by the callable returned, so
         the driver builds the next G(t) meanwhile."""
         if trace is not None:
@@ -655,10 +716,12 @@ class RayNodeGroup(MergedViews):
 
         def finish() -> Superstep:
             results = self._wait(pending + calls, "superstep")[len(pending) :]
-            used = results[0][0] - first_round
-            if used > ROUNDS_PER_TICK_MAX:
+            ends = {r[0] for r in results}  # every host ran the same rounds
+            used = max(ends) - first_round
+            if len(ends) > 1 or not 0 < used <= ROUNDS_PER_TICK_MAX:
                 raise RuntimeError(
-                    f"a tick's node phase took {used} rounds, more than the "
+                    f"a tick's node phase ended at rounds {sorted(ends)} on the hosts, from "
+                    f"round {first_round}: each must end at the same round, within the "
                     f"{ROUNDS_PER_TICK_MAX} reserved per tick"
                 )
             return self._assemble([r[1] for r in results], [r[2] for r in results], shares, sizes)
@@ -668,7 +731,13 @@ class RayNodeGroup(MergedViews):
     def _assemble(self, closed, stepped, shares, sizes) -> Superstep:
         """One Superstep from the hosts' (end_tick results, battery steps)."""
         outputs = [(np.empty(n), np.zeros(n, dtype=bool)) for n in sizes]
-        for share, host_steps in zip(shares, stepped, strict=True):
+        for host, (share, host_steps) in enumerate(zip(shares, stepped, strict=True)):
+            lengths = [(len(soc_j), len(below)) for soc_j, below in host_steps]
+            if lengths != [(8 * rows.size, rows.size) for _, rows, _ in share]:
+                raise BusError(
+                    f"host {host} answered battery steps of {lengths} bytes (soc_j, below "
+                    f"reserve) for {[rows.size for _, rows, _ in share]} batteries"
+                )
             for (k, rows, _), (soc_j, below) in zip(share, host_steps, strict=True):
                 outputs[k][0][rows] = unpack_array(soc_j, np.float64)
                 outputs[k][1][rows] = unpack_array(below, np.bool_)
@@ -748,35 +817,6 @@ class RayNodeGroup(MergedViews):
         if getattr(self, "_endpoint", None) is not None:
             self._endpoint.close()
             self._endpoint = None
-
-
-def _check_reply(body: list, host: int, seq: int) -> tuple:
-    """A host's reply to tick command ``seq`` (:meth:`NodeHost.serve`) as :meth:`superstep`'s
-    result; :class:`BusError` for any other shape."""
-    ok = len(body) == 3 and type(body[0]) is int and isinstance(body[2], list)
-    if ok:
-        closed, stepped = body[1], body[2]
-        ok = (
-            isinstance(closed, list) and len(closed) == 3 and isinstance(closed[0], list)
-            and len(closed[0]) == 4 and isinstance(closed[0][3], dict)
-            and all(type(v) is int for v in [*closed[0][:3], closed[1], closed[2]])
-            and all(
-                isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)
-                for pair in closed[0][3].values()
-            )
-            and all(
-                isinstance(step, list) and len(step) == 2
-                and all(isinstance(part, bytes) for part in step)
-                for step in stepped
-            )
-        )  # fmt: skip
-    if not ok:
-        raise BusError(
-            f"host {host}'s reply to command {seq} is not [next round, [[delivered bits, Type-I "
-            "active ns, secure ns, {class: [served ns, active ns]}], link bits, pool bits], "
-            "battery steps [[soc_j, below reserve]]]"
-        )
-    return body[0], body[1], body[2]
 
 
 def ray_engine(

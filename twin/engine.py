@@ -1017,7 +1017,7 @@ class Engine:
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
             # the batteries' inputs come from G(t) alone, so their step travels with the node
-            # phase (one call per host and tick under Ray); no battery touches a key or a flow
+            # phase (one request per host and tick under Ray); no battery touches a key or a flow
             power = self._energy_inputs(snap, t_ns)
             finish = self._serve_flows(snap, paths, edges, t_ns, power.battery_steps)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)

@@ -223,8 +223,8 @@ def test_a_well_formed_tick_command_gives_the_superstep_arguments():
     from actors.host import _tick_arguments
 
     command = tick_command()
-    assert _tick_arguments(command, 7) == tuple(command[1:])
-    assert _tick_arguments(tick_command(links=None, steps=[]), 7)[1] is None  # no G(t) handed
+    assert _tick_arguments(command, 7, 1) == tuple(command[1:])
+    assert _tick_arguments(tick_command(links=None, steps=[]), 7, 1)[1] is None  # no G(t) handed
 
 
 @pytest.mark.parametrize(
@@ -239,6 +239,8 @@ def test_a_well_formed_tick_command_gives_the_superstep_arguments():
         tick_command(first_round=True),
         tick_command(inbox=[]),
         tick_command(n_hosts=0),
+        tick_command(n_hosts=1),  # host 1 is not among 1 host
+        tick_command(links=b"x" * 25),  # not whole (a, b, skr_bps) rows
         tick_command(steps="steps"),
         tick_command(step_0=b"leo"),
         tick_command(step_1=[1.0]),
@@ -251,13 +253,13 @@ def test_a_well_formed_tick_command_gives_the_superstep_arguments():
 def test_a_malformed_tick_command_is_refused_not_run(command):
     from actors.host import _tick_arguments
 
-    with pytest.raises(BusError, match="command 7 (is neither|must be)"):
-        _tick_arguments(command, 7)
+    with pytest.raises(BusError, match="command 7(: .* must be| is neither)"):
+        _tick_arguments(command, 7, 1)
 
 
 def tick_reply(**change) -> list:
     """A well-formed reply to a tick command, with the items named in ``change`` set."""
-    counters = [10, 20, 15, {"type-i": [5, 9], "type-ii": [0, 0]}]
+    counters = [10, 20, 15, {"type_i": [5, 9], "type_ii": [0, 0]}]
     reply = {"next_round": 3_004, "counters": counters, "link_bits": 100, "pool_bits": 40,
              "steps": [[b"soc", b"\x01"]]}  # fmt: skip
     for key, value in change.items():
@@ -269,10 +271,10 @@ def tick_reply(**change) -> list:
 
 
 def test_a_well_formed_reply_gives_the_superstep_result():
-    from actors.runtime import _check_reply
+    from actors.host import superstep_result
 
     reply = tick_reply()
-    assert _check_reply(reply, 1, 7) == tuple(reply)
+    assert superstep_result(reply, 1, 7) == tuple(reply)
 
 
 @pytest.mark.parametrize(
@@ -284,9 +286,10 @@ def test_a_well_formed_reply_gives_the_superstep_result():
         tick_reply(counter_0=1.5),
         tick_reply(counter_2=True),
         tick_reply(counter_3=[[5, 9]]),
-        tick_reply(counter_3={"type-i": [5]}),
-        tick_reply(counter_3={"type-i": [5, 9.0]}),
-        tick_reply(counter_3={"type-i": (5, 9)}),
+        tick_reply(counter_3={"type_i": [5]}),
+        tick_reply(counter_3={"type_i": [5, 9.0]}),
+        tick_reply(counter_3={"type_i": (5, 9)}),
+        tick_reply(counter_3={"type-9": [5, 9]}),  # no such traffic class
         tick_reply(link_bits=None),
         tick_reply(pool_bits="40"),
         tick_reply(steps=[[b"soc", "below"]]),
@@ -296,10 +299,10 @@ def test_a_well_formed_reply_gives_the_superstep_result():
     ],
 )
 def test_a_malformed_reply_is_refused_naming_the_host_and_command(reply):
-    from actors.runtime import _check_reply
+    from actors.host import superstep_result
 
-    with pytest.raises(BusError, match="host 1's reply to command 7 is not"):
-        _check_reply(reply, 1, 7)
+    with pytest.raises(BusError, match="host 1's reply to command 7: .* must be"):
+        superstep_result(reply, 1, 7)
 
 
 # -- a host lost while a checkpoint is taken, ticks on the channel -----------------------------
@@ -413,3 +416,71 @@ def test_a_reply_lost_with_its_host_after_a_stop_is_recovered_from_an_earlier_ch
         engine.close()
     assert lost[-1] == "dropped" and restarts == 1
     assert got == expected
+
+
+def test_a_host_error_after_its_last_reply_surfaces_with_the_next_wait(ray_local):
+    # a call from a stranger reaches host 1 while it waits for its next command: its serve
+    # call ends with the error, after its last reply. The driver's next step is a Ray call to
+    # every host (it stops their serving first): the error must surface there, not vanish
+    # with the serve call the driver no longer waits on
+    import zmq
+
+    from actors.runtime import ray_engine
+
+    engine = ray_engine(load_scenario("small"), placement_mode="sharded", hosts=2)
+    context = zmq.Context.instance()
+    stranger = context.socket(zmq.PUSH)
+    stranger.setsockopt(zmq.LINGER, 0)
+
+    def intrude(done, total):
+        if done == 5:
+            nodes = engine.nodes
+            assert nodes._serving[1] is not None  # host 1 serves, waiting for a command
+            stranger.connect(nodes._endpoint._peers[1][0])
+            stranger.send(encode_call(nodes.run_id, nodes._next_seq[1], 5, ["tick"]))
+            time.sleep(1.0)  # host 1 takes it and fails
+            nodes.expire(0)  # (expires nothing) a Ray call to every host, waited for
+
+    try:
+        with pytest.raises(BusError, match=r"host 1 got call \d+ from 5, not -1"):
+            engine.run(duration_s=30.0, progress=intrude)
+    finally:
+        engine.close()
+        stranger.close()
+
+
+def test_a_host_lost_in_a_tick_of_ray_calls_and_commands_is_recovered(ray_local, monkeypatch):
+    # host 0 always takes its tick as a Ray call (as a tick that hands it a battery model
+    # does), host 1 as commands; host 1 dies after tick 40. Host 0's call then waits for host
+    # 1's frames: the driver must notice the loss while it waits for both, and recover,
+    # rather than wait out the bus's receive timeout and fail with host 0's error
+    import ray
+
+    from actors.runtime import RayNodeGroup, ray_engine
+
+    command = RayNodeGroup._command
+
+    def host_0_by_ray_call(self, host, *args):
+        if host == 0:
+            return self._call(host, "superstep", *args)
+        return command(self, host, *args)
+
+    def kill_host_1(done, total):
+        if done == 40:
+            ray.kill(engine.nodes.hosts[1])
+
+    monkeypatch.setattr(RayNodeGroup, "_command", host_0_by_ray_call)
+    expected = metrics_of(Engine(load_scenario("small")))
+    engine = ray_engine(
+        load_scenario("small"), placement_mode="sharded", hosts=2, checkpoint_every=25,
+        bus_kwargs={"recv_timeout_s": 10.0},
+    )  # fmt: skip
+    try:
+        result = engine.run(duration_s=DURATION_S, progress=kill_host_1)
+        metrics = json.loads(metrics_json(compute_metrics(result, engine)))
+        restarts = engine.nodes.restarts
+    finally:
+        engine.close()
+    metrics.pop("wall_seconds")
+    assert restarts == 1
+    assert json.dumps(metrics, sort_keys=True) == expected
