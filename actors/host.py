@@ -23,6 +23,7 @@ tested without Ray.
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import numpy as np
@@ -102,10 +103,7 @@ def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
             f"{len(command)} items"
         )
     _, t_ns, links, first_round, inbox, n_hosts, steps = command
-
-    def expect(item: str, value, ok: bool, want: str) -> None:
-        if not ok:
-            raise BusError(f"tick command {seq}: {item} {_short(value)} must be {want}")
+    expect = functools.partial(_expect, f"tick command {seq}")
 
     expect("t_ns", t_ns, type(t_ns) is int, "an int")
     expect("links", links, links is None or (isinstance(links, bytes) and len(links) % 24 == 0),
@@ -137,12 +135,7 @@ def superstep_reply(next_round: int, closed, stepped) -> list:
 def superstep_result(body: list, host: int, seq: int) -> tuple:
     """:meth:`NodeHost.superstep`'s result from host ``host``'s reply to command ``seq`` (the
     driver's side; types checked: another shape is a BusError naming the item)."""
-
-    def expect(item: str, value, ok: bool, want: str) -> None:
-        if not ok:
-            raise BusError(
-                f"host {host}'s reply to command {seq}: {item} {_short(value)} must be {want}"
-            )
+    expect = functools.partial(_expect, f"host {host}'s reply to command {seq}")
 
     expect("the reply", body, len(body) == 3, "[next round, end of tick, battery steps]")
     next_round, closed, stepped = body
@@ -166,6 +159,12 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
 
 
 _TRAFFIC_CLASSES = frozenset(c.value for c in TrafficClass)
+
+
+def _expect(what: str, item: str, value, ok: bool, want: str) -> None:
+    """A BusError naming ``item`` of ``what`` and its value, unless ``ok``."""
+    if not ok:
+        raise BusError(f"{what}: {item} {_short(value)} must be {want}")
 
 
 def _short(value) -> str:

@@ -242,7 +242,6 @@ def _get_first_failure(refs, what: str) -> list:
     list would first wait for the calls before it: hosts blocked on the lost host's frames).
     Each result is fetched once."""
     import ray
-    from ray.exceptions import RayActorError
 
     at = {ref: i for i, ref in enumerate(refs)}
     if len(at) != len(refs):
@@ -253,14 +252,23 @@ def _get_first_failure(refs, what: str) -> list:
         ready, remaining = ray.wait(remaining, num_returns=1, timeout=CALL_TIMEOUT_S)
         if not ready:
             raise _no_answer(what)
-        try:
-            results[at[ready[0]]] = ray.get(ready[0], timeout=CALL_TIMEOUT_S)
-        except RayActorError:
-            raise  # a lost host: the caller recovers
-        except Exception:
-            _get(ready[0], what)  # a task's own error: reported with its cause
-            raise
+        results[at[ready[0]]] = _result_of(ready[0], what)
     return results
+
+
+def _result_of(ref, what: str):
+    """A finished call's result; a lost host raises RayActorError (the caller recovers), the
+    call's own error is reported with its cause (:func:`_get`)."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    try:
+        return ray.get(ref, timeout=CALL_TIMEOUT_S)
+    except RayActorError:
+        raise
+    except Exception:
+        _get(ref, what)
+        raise
 
 
 class RayNodeGroup(MergedViews):
@@ -425,7 +433,6 @@ class RayNodeGroup(MergedViews):
         while the host waited for a command) raises here, as a Ray call's would, and so does
         one that ran another number of commands than it was sent."""
         import ray
-        from ray.exceptions import RayActorError
 
         if not self._halted:
             return
@@ -437,13 +444,7 @@ class RayNodeGroup(MergedViews):
             if ref not in ready:
                 self._halted.append((host, ref, sent))
                 continue
-            try:
-                ran = ray.get(ref)
-            except RayActorError:
-                raise  # a lost host: the caller recovers
-            except Exception:
-                _get(ref, f"host {host}'s commands")  # the host's error, with its cause
-                raise
+            ran = _result_of(ref, f"host {host}'s commands")
             if ran != sent:
                 raise BusError(f"host {host} ran {ran} of the {sent} commands sent to it")
 

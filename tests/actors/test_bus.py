@@ -1,5 +1,6 @@
 """The ZeroMQ bus on loopback: frames, refusals, timeouts (no Ray needed)."""
 
+import contextlib
 import math
 import random
 import struct
@@ -339,23 +340,34 @@ def test_a_frame_whose_envelopes_are_shuffled_between_schemas_is_still_read_in_o
 
 
 # -- endpoints -------------------------------------------------------------------------------
-@pytest.mark.parametrize("curve", [False, True])
-def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
-    keys = BusKeys.generate() if curve else False  # the run's keys, shared by its hosts
-    a = BusEndpoint("r", 0, curve=keys, recv_timeout_s=5)
-    b = BusEndpoint("r", 1, curve=keys, recv_timeout_s=5)
+
+
+@contextlib.contextmanager
+def two_endpoints(b_timeout_s=5, **a_kwargs):
+    """Endpoints 0 (``a``, with ``a_kwargs``: faults, curve keys) and 1 (``b``) on loopback,
+    each knowing the other, closed after."""
+    keys = a_kwargs.get("curve", False)
+    a = BusEndpoint("r", 0, recv_timeout_s=5, **a_kwargs)
+    b = BusEndpoint("r", 1, curve=keys, recv_timeout_s=b_timeout_s)
     try:
         a.set_peers({1: (b.endpoint, b.server_public_key)})
         b.set_peers({0: (a.endpoint, a.server_public_key)})
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("curve", [False, True])
+def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
+    keys = BusKeys.generate() if curve else False  # the run's keys, shared by its hosts
+    with two_endpoints(curve=keys) as (a, b):
         a.send(1, 8, [envelope(1)])  # a later round's frame arrives first
         a.send(1, 7, [envelope(0)])
         assert b.receive(7, 1) == [envelope(0)]
         assert b.receive(8, 1) == [envelope(1)]
         b.send(0, 3, [], active=False)
         assert a.receive_flagged(3, 1) == ([], False)
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_sender_without_the_runs_client_key_is_refused(tmp_path):
@@ -392,10 +404,7 @@ def test_bus_keys_load_names_a_missing_key_file_and_the_fix(tmp_path):
 
 
 def test_receive_batches_hands_on_each_frames_checked_columns():
-    a = BusEndpoint("r", 0, recv_timeout_s=5)
-    b = BusEndpoint("r", 1, recv_timeout_s=5)
-    try:
-        a.set_peers({1: (b.endpoint, None)})
+    with two_endpoints() as (a, b):
         a.send(1, 2, [envelope(0), envelope(1)])  # kept for round 2
         a.send(1, 1, [], active=False)
         batches, active = b.receive_batches(1, 1)
@@ -403,9 +412,6 @@ def test_receive_batches_hands_on_each_frames_checked_columns():
         batches, active = b.receive_batches(2, 1)
         assert [type(x) for x in batches] == [EnvelopeBatch] and active is True
         assert batches[0].seq.tolist() == [0, 1] and list(batches[0]) == [envelope(0), envelope(1)]
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_missing_frame_is_an_error_not_a_hang():
@@ -420,19 +426,13 @@ def test_a_missing_frame_is_an_error_not_a_hang():
 def test_copies_and_late_frames_are_dropped_and_counted():
     from actors.bus import BusFaults
 
-    a = BusEndpoint("r", 0, recv_timeout_s=5, faults=BusFaults(seed=1, duplicate=1.0))
-    b = BusEndpoint("r", 1, recv_timeout_s=5)
-    try:
-        a.set_peers({1: (b.endpoint, None)})
+    with two_endpoints(faults=BusFaults(seed=1, duplicate=1.0)) as (a, b):
         a.send(1, 1, [envelope(0)])  # sent twice
         assert b.receive(1, 1) == [envelope(0)]
         a.send(1, 2, [envelope(1)])
         # one connection keeps its order: round 1's copy comes in while b waits for round 2
         assert b.receive(2, 1) == [envelope(1)]
         assert b.stats["duplicates_dropped"] == 1 and a.stats["duplicates_sent"] == 2
-    finally:
-        a.close()
-        b.close()
 
 
 def test_fault_probabilities_are_checked():
@@ -506,36 +506,24 @@ def test_the_bus_benchmark_delivers_every_envelope():
 
 # -- control messages (hosts that count their rounds through host 0) --------------------------
 def test_control_messages_and_frames_share_a_socket_and_each_waits_for_its_own():
-    a = BusEndpoint("r", 0, recv_timeout_s=5)
-    b = BusEndpoint("r", 1, recv_timeout_s=5)
-    try:
-        a.set_peers({1: (b.endpoint, None)})
+    with two_endpoints() as (a, b):
         a.send(1, 2, [envelope(2)])  # a frame comes in while b waits for a control message
         a.send_control(1, 2, [5])  # and a later round's control message
         a.send_control(1, 1, [1, 3])
         assert b.receive_control(1, 1) == {0: [1, 3]}
         assert b.receive(2, 1) == [envelope(2)]
         assert b.receive_control(2, 1) == {0: [5]}
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_control_message_copy_is_dropped_and_a_missing_one_is_an_error():
     from actors.bus import BusFaults
 
-    a = BusEndpoint("r", 0, recv_timeout_s=5, faults=BusFaults(seed=1, duplicate=1.0))
-    b = BusEndpoint("r", 1, recv_timeout_s=0.3)
-    try:
-        a.set_peers({1: (b.endpoint, None)})
+    with two_endpoints(b_timeout_s=0.3, faults=BusFaults(seed=1, duplicate=1.0)) as (a, b):
         a.send_control(1, 1, [0])  # sent twice
         assert b.receive_control(1, 1) == {0: [0]}
         with pytest.raises(BusError, match="control message"):
             b.receive_control(2, 1)  # the copy of round 1 is no answer for round 2
         assert b.stats["duplicates_dropped"] == 1
-    finally:
-        a.close()
-        b.close()
 
 
 @pytest.mark.parametrize(
