@@ -5,24 +5,36 @@ answer what they received, until no message is left); in each round a host handl
 sends, per destination host, one frame holding every envelope for that host's nodes. Envelopes
 between nodes of one host never touch a socket.
 
-Wire format of a frame, version 2 (msgpack, nothing else; nothing that comes off a socket is
-unpickled): the envelopes travel as columns, so that a receiver checks a frame with a few numpy
-operations over whole columns instead of Python work per envelope::
+Wire format of a frame, version 3 (msgpack, nothing else; nothing that comes off a socket is
+unpickled): the envelopes travel as columns and blocks, so that a receiver checks a frame with a
+few numpy operations over whole columns, and a few Python ones per payload schema, instead of
+Python work per envelope or per payload key::
 
-    [FRAME_VERSION, run_id, round, src_host, active, strings, header, schemas]
+    [FRAME_VERSION, run_id, round, src_host, active, strings, t0_ns, width, header, schemas]
 
 - ``active``: whether the sender's nodes sent anything in the round (hosts that run their rounds
   on their own stop when no host was active, :meth:`actors.host.NodeHost.exchange`).
 - ``strings``: the frame's string table (list of str); src, dst and string payload values are
-  indices into it.
-- ``header``: bytes, 7 rows of ``n`` little-endian int64 (``n`` envelopes): src index, dst
-  index, kind, t_ns, seq, arrival_ns, schema index.
-- ``schemas``: one ``[keys, columns]`` per distinct payload key sequence (in the order the
-  sender's dict has them), ``columns`` one ``[tag, data]`` per key holding that key's value for
-  each envelope of the schema, in frame order: ``"i"`` int64 bytes (every value a plain int
-  that fits; bools are not ints here), ``"f"`` float64 bytes, ``"b"`` uint8 bytes of 0/1
-  (bools), ``"s"`` int64 bytes of string-table indices, ``"m"`` a msgpack list (anything else:
-  None, mixed types, nested lists and maps, as msgpack gives them back).
+  indices into it. (One str of them all with their lengths beside would decode and check ~2
+  us faster a frame of 100 envelopes, but cutting it into the strings when the envelopes are
+  made costs 15-20 us, where msgpack makes them in 4.)
+- ``header``: bytes, 7 rows of ``n`` little-endian unsigned ints of ``width`` bytes each (4,
+  or 8 when a value does not fit 4; ``n`` envelopes): src index, dst index, kind (its index
+  among MessageKind's sorted codes), t_ns - ``t0_ns`` (the frame's earliest t_ns), seq (in
+  8-byte rows an int64's bits), delay_ns (arrival_ns - t_ns), schema index. Times and delays
+  lie in [0, 2**62) ns. One maximum per row checks every range, and a delay below 2**62 is an
+  envelope that arrives no earlier than it was sent (a negative int64 is a huge unsigned one).
+- ``schemas``: one ``[keys, tags, fixed, loose]`` per distinct payload key sequence (in the
+  order the sender's dict has them), for the envelopes of that schema in frame order. ``tags``
+  is a str, one letter per key, struct's letters where there is one: ``q``, ``i``, ``h``,
+  ``b`` ints of 8, 4, 2, 1 bytes (every value a plain int, the narrowest width that holds them
+  all; bools are not ints here), ``d`` float64, ``?`` bools as uint8 0/1, ``s`` uint32
+  string-table indices, ``m`` anything else (None, mixed types, an int beyond int64, nested
+  lists and maps, as msgpack gives them back). ``fixed`` is bytes: the fixed-width columns,
+  little-endian, grouped by tag in the order ``q d s i h b ?`` (widest first, so that every
+  column starts aligned) and in key order within a group; ``loose`` the ``m`` columns as
+  msgpack lists. Narrow columns keep frames small: the transport costs ~1 us of CPU per KB
+  here, as much as the checks (``qntwin bench bus``).
 
 A control message (hosts that coordinate their rounds through one of them,
 :meth:`actors.host.NodeHost.exchange`) is a small msgpack list of ints beside the frames on the
@@ -45,14 +57,15 @@ range, an unknown kind or an envelope arriving before it was sent is refused wit
 it in bulk when a host hands them to its nodes.
 
 Why columns (measured on a frame of 100 KEY_RELAY envelopes, 2-core VM shared with other work,
-best of 15): decoding and checking it takes 27 us (version 1, a msgpack list per envelope
-checked and made into an Envelope one by one: 380-480 us); making the Envelope objects from the
-checked columns 160 us more (half of it the payload dicts). The sender pays for it: encoding
-takes 175-190 us (version 1: 80-92 us), every column a pass over the envelopes. A frame of one
-envelope costs more than in version 1 (encode 24 us, decode 50 us, against 2 and 5: fixed costs
-per column), but a run's frames are nearly all empty (the small scenario on Ray, 240 s sharded
-on 4 hosts and per node: 4,320 of 4,332 frames, the rest one envelope each), and an empty frame
-decodes in 4 us (version 1: 1).
+best of 15): decoding and checking it takes 14 us (version 2, a column per payload key checked
+one by one, 64-bit string indices: 27 us; version 1, a msgpack list per envelope checked and
+made into an Envelope one by one: 380-480 us), and the frame is 9.2 KB (version 2: 15.5 KB).
+Making the Envelope objects from the checked columns takes ~200 us more (half of it the payload
+dicts). The sender pays for it: encoding takes 200-270 us (version 1: 80-92 us), every column
+a pass over the envelopes. A frame of one envelope costs more than in version 1 (encode 50-70
+us, decode 11 us, against 2 and 5: fixed costs per column), but a run's frames are nearly all
+empty (the small scenario on Ray, 240 s sharded on 4 hosts and per node: 4,320 of 4,332
+frames, the rest one envelope each), and an empty frame decodes in 3 us (version 1: 1).
 
 Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port) and registers
 the endpoint with the run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket
@@ -112,7 +125,7 @@ __all__ = [
     "encode_frame",
 ]
 
-FRAME_VERSION = 2
+FRAME_VERSION = 3
 CONTROL_MARK = "ctl"  # the first item of a control message (a frame's is FRAME_VERSION)
 # a control message starts with these bytes (a 5-item msgpack array, then the mark): a host
 # tells the two kinds apart before decoding, and decodes each once
@@ -132,27 +145,105 @@ LINGER_MS = 2_000  # a closing socket delivers what it holds for at most this lo
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # the header's int64 rows, one value per envelope each
-HEADER_ROWS = ("src", "dst", "kind", "t_ns", "seq", "arrival_ns", "schema")
-_SRC, _DST, _KIND, _T, _SEQ, _ARRIVAL, _SCHEMA = range(len(HEADER_ROWS))
+HEADER_ROWS = ("src", "dst", "kind", "t_ns", "seq", "delay_ns", "schema")
+_SRC, _DST, _KIND, _T, _SEQ, _DELAY, _SCHEMA = range(len(HEADER_ROWS))
 _INT64 = np.dtype("<i8")
 _UINT64 = np.dtype("<u8")
-_FLOAT64 = np.dtype("<f8")
-# bytes per value of the payload columns held as bytes ("m" columns are msgpack lists)
-_COLUMN_WIDTH = {"i": 8, "f": 8, "s": 8, "b": 1}
-_FIELDS = operator.attrgetter("src", "dst", "kind", "t_ns", "seq", "arrival_ns", "payload")
+_UINT32 = np.dtype("<u4")
+# a header's rows are of one width, 4 or 8 bytes a value (module docstring)
+_HEADER_DTYPES = {4: _UINT32, 8: _UINT64}
+# times and delays on the wire lie in [0, 2**62) ns (146 years): so t_ns + delay_ns fits an
+# int64, and one unsigned maximum checks both ends (a negative value is a huge unsigned one)
+TIME_LIMIT_NS = 2**62
+# a kind travels as its index among MessageKind's codes (sorted): a kind is known iff its
+# index is below their number, one unsigned comparison
 _KIND_CODES = sorted(int(k) for k in MessageKind)
-_KIND_BY_CODE = tuple(
-    MessageKind(c) if c in _KIND_CODES else None for c in range(_KIND_CODES[-1] + 1)
-)
-_KIND_KNOWN = np.array([k is not None for k in _KIND_BY_CODE])
-# the codes are 1..8: a range check of the kind row proves every kind known
-_KINDS_CONTIGUOUS = _KIND_CODES == list(range(_KIND_CODES[0], _KIND_CODES[-1] + 1))
+# a kind's index by its code (-1: no kind has that code), for a sender's whole row at once
+_KIND_INDEX_BY_CODE = np.full(_KIND_CODES[-1] + 1, -1, _INT64)
+_KIND_INDEX_BY_CODE[_KIND_CODES] = np.arange(len(_KIND_CODES))
+_KIND_BY_INDEX = tuple(MessageKind(code) for code in _KIND_CODES)
+_KIND_CODE_ARRAY = np.array(_KIND_CODES, _INT64)
+# payload column tags (struct's letters, and "s" and "m"): the dtype of each fixed-width
+# one, in the order their groups take in a schema's fixed block (widest first: every column
+# starts aligned to its width)
+_FIXED_DTYPES = {
+    "q": np.dtype("<i8"), "d": np.dtype("<f8"), "s": np.dtype("<u4"), "i": np.dtype("<i4"),
+    "h": np.dtype("<i2"), "b": np.dtype("i1"), "?": np.dtype("u1"),
+}  # fmt: skip
+_TAGS = frozenset(_FIXED_DTYPES) | {"m"}
+_FIXED_RANK = {tag: rank for rank, tag in enumerate([*_FIXED_DTYPES, "m"])}
+# an int column takes the narrowest of these that holds all its values (the array module's
+# codes are struct's: a C int is 4 bytes wherever this runs, and _array_codes checks it)
+_INT_TAGS = ("b", "h", "i", "q")
+MAX_LAYOUTS = 4_096  # schema layouts remembered (_schema_layout)
 _BOOLS = (False, True)
 _NATIVE_LITTLE = sys.byteorder == "little"
 
 
+def _array_codes_are_struct_widths() -> None:
+    for tag in (*_INT_TAGS, "d"):
+        if array(tag).itemsize != _FIXED_DTYPES[tag].itemsize:
+            raise ImportError(f"array code {tag!r} is not {_FIXED_DTYPES[tag]} on this machine")
+
+
+_array_codes_are_struct_widths()
+_FIELDS = operator.attrgetter("src", "dst", "kind", "t_ns", "seq", "arrival_ns", "payload")
+
+
 class BusError(RuntimeError):
     """A frame that cannot be accepted, or a peer that did not answer in time."""
+
+
+@dataclass
+class _SchemaColumns:
+    """One schema's columns while a frame is encoded (module docstring, ``schemas``)."""
+
+    keys: list[str]
+    tags: list[str]
+    data: list  # per key: bytes, or the strings of an "s" column, or the list of an "m" one
+    text: list[tuple]  # the "s" columns' strings, until the string table indexes them
+
+    def add(self, values: tuple) -> None:
+        """The column of one key's values: its tag by the values' exact types (a bool is not
+        an int here) and, for ints, range (an int beyond int64 travels in msgpack)."""
+        types = set(map(type, values))
+        only = types.pop() if len(types) == 1 else None
+        tag, data = "m", None
+        if only is int:
+            for tag in _INT_TAGS:  # (array refuses a value that does not fit: never truncates)
+                try:
+                    data = _little(array(tag, values))
+                    break
+                except OverflowError:
+                    pass
+            else:
+                tag = "m"
+        elif only is str:
+            tag, data = "s", values
+            self.text.append(values)
+        elif only is bool:
+            tag, data = "?", bytes(values)
+        elif only is float:
+            tag, data = "d", _little(array("d", values))
+        self.tags.append(tag)
+        self.data.append(list(values) if tag == "m" else data)
+
+    def wire(self, text_indices: list[bytes]) -> list:
+        """``[keys, tags, fixed, loose]``, the "s" columns given their indices."""
+        data = self.data
+        if text_indices:
+            indices = iter(text_indices)
+            data = [next(indices) if tag == "s" else d for tag, d in zip(self.tags, data)]  # noqa: B905
+        fixed = b"".join(map(data.__getitem__, _fixed_order(self.tags)))
+        loose = [d for tag, d in zip(self.tags, data) if tag == "m"]  # noqa: B905 (one length)
+        return [self.keys, "".join(self.tags), fixed, loose]
+
+
+def _fixed_order(tags) -> list[int]:
+    """The positions of a schema's fixed-width columns in the order of its fixed block:
+    grouped by tag in the order of ``_FIXED_DTYPES``, key order within a group."""
+    ranks = list(map(_FIXED_RANK.__getitem__, tags))
+    return sorted((k for k, tag in enumerate(tags) if tag != "m"), key=ranks.__getitem__)
 
 
 def encode_frame(
@@ -160,10 +251,10 @@ def encode_frame(
 ) -> bytes:
     """One frame of a round: every envelope from ``src_host`` to one destination host, as
     columns (module docstring). :class:`BusError` for an envelope the format cannot carry
-    (src or dst not a str, kind, times or seq not an int within int64)."""
-    strings: list[str] = []
-    header = b""
-    schemas: list[list] = []
+    (src or dst not a str, an unknown kind, seq not an int within int64, times outside
+    [0, 2**62) ns)."""
+    strings, t0_ns, width, header = [], 0, 4, b""
+    wire_schemas: list[list] = []
     if envelopes:
         src, dst, kinds, t_ns, seq, arrival_ns, payloads = zip(
             *map(_FIELDS, envelopes), strict=True
@@ -183,26 +274,62 @@ def encode_frame(
                 members[keys] = []
             for keys, payload in zip(keys_of, payloads, strict=True):
                 members[keys].append(payload)
-        text_columns: list[list] = []  # the "s" columns, given their indices below
+        schemas: list[_SchemaColumns] = []
         for keys, group in members.items():
-            values_by_key = zip(*map(dict.values, group), strict=True) if keys else ()
-            columns = [_column(values, text_columns) for values in values_by_key]
-            schemas.append([list(keys), columns])
+            schema = _SchemaColumns(list(keys), [], [], [])
+            for values in zip(*map(dict.values, group), strict=True) if keys else ():
+                schema.add(values)
+            schemas.append(schema)
         strings, (src_index, dst_index, *text_indices) = _string_table(
-            [src, dst] + [column[1] for column in text_columns]
+            [src, dst, *chain.from_iterable(schema.text for schema in schemas)]
         )
-        for column, indices in zip(text_columns, text_indices, strict=True):
-            column[1] = indices
+        src_index, dst_index = src_index.tobytes(), dst_index.tobytes()
+        text_indices = [column.astype(_FIXED_DTYPES["s"]).tobytes() for column in text_indices]
+        for schema in schemas:
+            wire_schemas.append(schema.wire(text_indices[: len(schema.text)]))
+            del text_indices[: len(schema.text)]
         try:  # array, not numpy: a float or str is refused, not truncated
             int_rows = [_little(array("q", row)) for row in (kinds, t_ns, seq, arrival_ns)]
         except (OverflowError, TypeError) as err:
             raise BusError(
                 f"envelope kind, times and seq must be ints within int64: {err}"
             ) from None
-        header = b"".join([src_index, dst_index, *int_rows, schema_row])
+        # the rows as int64 (the kind row holding codes until they are checked, the delay row
+        # arrival_ns until it is made the delay)
+        rows = np.frombuffer(
+            bytearray().join([src_index, dst_index, *int_rows, schema_row]), _INT64
+        ).reshape(len(HEADER_ROWS), len(envelopes))
+        low = np.minimum.reduce(rows, axis=1).tolist()
+        high = np.maximum.reduce(rows, axis=1).tolist()
+        t0_ns = low[_T]
+        rows[_DELAY] -= rows[_T]  # (an Envelope arrives no earlier than it is sent)
+        delay_range = [int(np.minimum.reduce(rows[_DELAY])), int(np.maximum.reduce(rows[_DELAY]))]
+        shortest_delay_ns, longest_delay_ns = delay_range
+        if not (0 <= t0_ns and high[_T] < TIME_LIMIT_NS and 0 <= shortest_delay_ns
+                and longest_delay_ns < TIME_LIMIT_NS):  # fmt: skip
+            raise BusError(
+                f"envelope times and delays must lie in [0, 2**62) ns (since the scenario's "
+                f"start), got t_ns {t0_ns}..{high[_T]} and delays {shortest_delay_ns}.."
+                f"{longest_delay_ns}"
+            )
+        kind_index = None
+        if 0 <= low[_KIND] and high[_KIND] <= _KIND_CODES[-1]:
+            kind_index = _KIND_INDEX_BY_CODE[rows[_KIND]]
+        if kind_index is None or np.minimum.reduce(kind_index) < 0:
+            bad = next(k for k in kinds if not 0 <= k <= _KIND_CODES[-1]
+                       or _KIND_INDEX_BY_CODE[k] < 0)  # fmt: skip
+            raise BusError(f"envelope kind {bad} is not a MessageKind code {_KIND_CODES}")
+        rows[_KIND] = kind_index
+        rows[_T] -= t0_ns
+        # 4 bytes a value when every row fits (a round's messages are sent and arrive within
+        # seconds; seq and indices are small), else 8: seq as int64, the rest never negative
+        fits = (high[_SRC], high[_DST], high[_T] - t0_ns, high[_SEQ], longest_delay_ns,
+                high[_SCHEMA])  # fmt: skip
+        width = 4 if max(fits) < 2**32 and low[_SEQ] >= 0 else 8
+        header = rows.astype(_HEADER_DTYPES[width]).tobytes()
     return msgpack.packb(
-        [FRAME_VERSION, run_id, int(round_no), int(src_host), bool(active), strings, header,
-         schemas],
+        [FRAME_VERSION, run_id, int(round_no), int(src_host), bool(active), strings, t0_ns,
+         width, header, wire_schemas],
         use_bin_type=True,
     )  # fmt: skip
 
@@ -216,9 +343,10 @@ def _unpack(raw: bytes, what: str):
         raise BusError(f"{what} is not valid msgpack: {err}") from None
 
 
-def _string_table(columns: list[tuple]) -> tuple[list[str], list[bytes]]:
-    """The frame's string table (distinct strings, first seen first) and each column's int64
-    indices into it: one pass over all the frame's strings, no Python loop per value."""
+def _string_table(columns: list[tuple]) -> tuple[list[str], list[np.ndarray]]:
+    """The frame's string table (distinct strings, first seen first) and each column's
+    indices into it (int64): one pass over all the frame's strings, no Python loop per
+    value."""
     try:
         table = dict.fromkeys(chain.from_iterable(columns))
         if not set(map(type, table)) <= {str}:  # a src or dst: payload columns are str
@@ -226,13 +354,12 @@ def _string_table(columns: list[tuple]) -> tuple[list[str], list[bytes]]:
     except TypeError:  # (or unhashable)
         raise BusError("envelope src and dst must be str") from None
     index = dict(zip(table, count()))
-    width = _INT64.itemsize
     flat = np.fromiter(
         map(index.__getitem__, chain.from_iterable(columns)),
         _INT64,
         sum(map(len, columns)),
-    ).tobytes()
-    bounds = pairwise(accumulate((len(column) * width for column in columns), initial=0))
+    )
+    bounds = pairwise(accumulate(map(len, columns), initial=0))
     return list(table), [flat[start:end] for start, end in bounds]
 
 
@@ -243,172 +370,214 @@ def _little(packed: array) -> bytes:
     return packed.tobytes()
 
 
-def _column(values: tuple, text_columns: list[list]) -> list:
-    """``[tag, data]`` of one payload key's values (module docstring); an "s" column holds its
-    strings until the frame's string table gives their indices, and is added to
-    ``text_columns``."""
-    types = set(map(type, values))  # exact types: a bool is not an int here
-    if len(types) == 1:
-        (only,) = types
-        if only is int:
-            try:
-                return ["i", _little(array("q", values))]
-            except OverflowError:
-                pass  # an int beyond int64 travels in msgpack, as before
-        elif only is str:
-            text_columns.append(["s", values])
-            return text_columns[-1]
-        elif only is bool:
-            return ["b", bytes(values)]
-        elif only is float:
-            return ["f", _little(array("d", values))]
-    return ["m", list(values)]
-
-
 def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBatch]:
     """``(round, src_host, active, envelopes)`` of a frame of run ``run_id``, the envelopes as
     a checked :class:`EnvelopeBatch`; :class:`BusError` for anything else (wrong shape or
     types, another run or frame version, lengths that disagree, an index out of range, an
-    unknown kind, an envelope arriving before it was sent). The checks run over whole
-    columns: no Python work per envelope."""
+    unknown kind, a time out of range or an envelope arriving before it was sent). The checks
+    run over whole columns and blocks: no Python work per envelope, nor per payload key."""
     if len(frame) > MAX_FRAME_BYTES:
         raise BusError(f"frame of {len(frame)} bytes exceeds the bus limit {MAX_FRAME_BYTES}")
     item = _unpack(frame, "frame")
-    shape = "[version, run, round, host, active, strings, header, schemas]"
-    if not (isinstance(item, list) and item):
+    shape = "[version, run, round, host, active, strings, t0, width, header, schemas]"
+    if not (type(item) is list and item):
         raise BusError(f"frame must be a list {shape}, got {type(item).__name__}")
     if item[0] != FRAME_VERSION:
         raise BusError(f"frame version {item[0]!r}; this host speaks {FRAME_VERSION}")
-    if len(item) != 8:
-        raise BusError(f"frame must be an 8-item list {shape}, got {len(item)} items")
-    _, frame_run, round_no, src_host, active, strings, header, schemas = item
+    if len(item) != 10:
+        raise BusError(f"frame must be a 10-item list {shape}, got {len(item)} items")
+    _, frame_run, round_no, src_host, active, strings, t0_ns, width, header, schemas = item
     if frame_run != run_id:
         raise BusError(f"frame of run {frame_run!r} reached run {run_id!r}")
-    if not (type(round_no) is int and type(src_host) is int and isinstance(active, bool)):
+    if not (type(round_no) is int and type(src_host) is int and type(active) is bool):
         raise BusError("frame round and host must be ints, active a bool")
-    if not (isinstance(strings, list) and isinstance(header, bytes) and isinstance(schemas, list)):
+    if not (type(strings) is list and type(header) is bytes and type(schemas) is list):
         raise BusError("frame strings must be a list, header bytes and schemas a list")
     try:
         "".join(strings)  # a TypeError for anything not a str (the fastest check here)
     except TypeError:
         raise BusError("frame string table must hold only str") from None
-    n, extra = divmod(len(header), len(HEADER_ROWS) * _INT64.itemsize)
+    if not (type(t0_ns) is int and 0 <= t0_ns < TIME_LIMIT_NS and type(width) is int
+            and width in _HEADER_DTYPES):  # fmt: skip
+        raise BusError(
+            f"frame t0 must be an int in [0, 2**62) ns and header width 4 or 8, got {t0_ns!r} "
+            f"and {width!r}"
+        )
+    n_strings = len(strings)
+    n, extra = divmod(len(header), len(HEADER_ROWS) * width)
     if extra:
         raise BusError(
-            f"frame header of {len(header)} bytes is not {len(HEADER_ROWS)} int64 rows "
-            f"{HEADER_ROWS}"
+            f"frame header of {len(header)} bytes is not {len(HEADER_ROWS)} rows {HEADER_ROWS} "
+            f"of {width}-byte values"
         )
-    rows = np.frombuffer(header, _INT64).reshape(len(HEADER_ROWS), n)
+    rows = np.frombuffer(header, _HEADER_DTYPES[width]).reshape(len(HEADER_ROWS), n)
     if n:
-        _check_header(rows, strings, len(schemas))  # schema row within range(len(schemas))
+        _check_header(rows, t0_ns, n_strings, len(schemas))
         if len(schemas) == 1:
             counts = [n]
         else:
-            counts = np.bincount(rows[_SCHEMA], minlength=len(schemas)).tolist()
+            counts = np.bincount(rows[_SCHEMA].astype(np.intp), minlength=len(schemas)).tolist()
     else:
         counts = [0] * len(schemas)
-    string_columns: list[bytes] = []
-    bool_columns: list[bytes] = []
+    text_blocks: list[bytes] = []
+    flag_blocks: list[bytes] = []
     for number, (schema, n_members) in enumerate(zip(schemas, counts, strict=True)):
-        _check_schema(number, schema, n_members, string_columns, bool_columns)
-    if string_columns:
-        # as unsigned, a negative index is too large: one max checks both ends
-        indices = np.frombuffer(b"".join(string_columns), _UINT64)
-        if indices.size and int(np.maximum.reduce(indices)) >= len(strings):
-            bad = indices.view(_INT64)[indices >= len(strings)][0]
+        _check_schema(number, schema, n_members, text_blocks, flag_blocks)
+    if text_blocks:
+        indices = np.frombuffer(
+            text_blocks[0] if len(text_blocks) == 1 else b"".join(text_blocks),
+            _FIXED_DTYPES["s"],
+        )
+        if int(np.maximum.reduce(indices)) >= n_strings:
+            bad = indices[indices >= n_strings][0]
             raise BusError(
-                f"payload string index {bad} out of range: the frame has {len(strings)} strings"
+                f"payload string index {bad} out of range: the frame has {n_strings} strings"
             )
-    if any(column.translate(None, b"\x00\x01") for column in bool_columns):
-        raise BusError("a bool payload column holds a byte other than 0 and 1")
-    return round_no, src_host, active, EnvelopeBatch(strings, rows, schemas, counts)
+    for block in flag_blocks:
+        if block.translate(None, b"\x00\x01"):
+            raise BusError("a bool payload column holds a byte other than 0 and 1")
+    return round_no, src_host, active, EnvelopeBatch(strings, t0_ns, rows, schemas, counts)
 
 
-def _check_header(rows: np.ndarray, strings: list[str], n_schemas: int) -> None:
-    low = np.minimum.reduce(rows, axis=1).tolist()
+def _check_header(rows: np.ndarray, t0_ns: int, n_strings: int, n_schemas: int) -> None:
+    """Every row's values in range, with one maximum per row (the rows are unsigned: an int64
+    that was negative is a huge value): src and dst below ``n_strings``, kinds known, times
+    (``t0_ns`` + the row) and delays below 2**62, schemas below ``n_schemas``; seq is any
+    int64 (or, in 4-byte rows, uint32)."""
     high = np.maximum.reduce(rows, axis=1).tolist()
-    for row, bound, things in ((_SRC, len(strings), "strings"), (_DST, len(strings), "strings"),
-                               (_SCHEMA, n_schemas, "schemas")):  # fmt: skip
-        if low[row] < 0 or high[row] >= bound:
-            bad = low[row] if low[row] < 0 else high[row]
+    t_bound = TIME_LIMIT_NS - t0_ns
+    if (high[_SRC] < n_strings and high[_DST] < n_strings and high[_KIND] < len(_KIND_CODES)
+            and high[_T] < t_bound and high[_DELAY] < TIME_LIMIT_NS
+            and high[_SCHEMA] < n_schemas):  # fmt: skip
+        return
+    bounds = (n_strings, n_strings, len(_KIND_CODES), t_bound, None, TIME_LIMIT_NS, n_schemas)
+    for row, (value, bound) in enumerate(zip(high, bounds, strict=True)):
+        if bound is None or value < bound:
+            continue
+        i = int(np.argmax(rows[row] >= bound))
+        bad = int(rows[row, i].astype(_INT64))  # as the sender's int64
+        if row == _KIND:
             raise BusError(
-                f"envelope {HEADER_ROWS[row]} index {bad} out of range: the frame has "
-                f"{bound} {things}"
+                f"unknown envelope kind index {bad}: a frame's kinds are indices 0..."
+                f"{len(_KIND_CODES) - 1} of the MessageKind codes {_KIND_CODES}"
             )
-    kinds = rows[_KIND]
-    if not (
-        _KIND_CODES[0] <= low[_KIND]
-        and high[_KIND] <= _KIND_CODES[-1]
-        and (_KINDS_CONTIGUOUS or _KIND_KNOWN[kinds].all())
-    ):
-        bad = next(k for k in kinds.tolist() if not 0 <= k < len(_KIND_BY_CODE)
-                   or _KIND_BY_CODE[k] is None)  # fmt: skip
-        raise BusError(f"unknown envelope kind {bad}: the kinds are {_KIND_CODES}")
-    early = rows[_ARRIVAL] < rows[_T]
-    if np.count_nonzero(early):  # (cheaper than early.any() on short rows)
-        i = int(early.argmax())
-        src, dst = strings[rows[_SRC, i]], strings[rows[_DST, i]]
+        if row == _DELAY and bad < 0:
+            raise BusError(
+                f"envelope {i}: delay_ns {bad} is negative (a message cannot arrive before "
+                "it is sent)"
+            )
+        if row in (_T, _DELAY):
+            value = t0_ns + bad if row == _T else bad
+            raise BusError(f"envelope {i}: {HEADER_ROWS[row]} {value} outside [0, 2**62)")
+        things = "schemas" if row == _SCHEMA else "strings"
         raise BusError(
-            f"envelope {i} from {src!r} to {dst!r}: arrival_ns {rows[_ARRIVAL, i]} precedes "
-            f"t_ns {rows[_T, i]} (a message cannot arrive before it is sent)"
+            f"envelope {HEADER_ROWS[row]} index {bad} out of range: the frame has {bound} {things}"
         )
 
 
-def _check_schema(
-    number: int, schema, n_members: int, string_columns: list, bool_columns: list
-) -> None:
-    """One ``[keys, columns]`` schema: distinct str keys, a column per key, each holding
-    ``n_members`` values (the envelopes the header assigns to the schema)."""
-    if not (
-        isinstance(schema, list)
-        and len(schema) == 2
-        and isinstance(schema[0], list)
-        and isinstance(schema[1], list)
-    ):
-        raise BusError(f"payload schema {number} must be a list [keys, columns]")
-    keys, columns = schema
-    if n_members == 0:  # a sender never makes one: one frame, one encoding
-        raise BusError(f"payload schema {number} has no envelopes")
+@dataclass(frozen=True)
+class _Layout:
+    """Where a schema's columns lie, per envelope: its fixed block is ``n * width`` bytes for
+    ``n`` envelopes, a fixed-width column with unit ``u`` of tag ``t`` occupies bytes
+    ``[n * u, n * (u + itemsize of t))``."""
+
+    width: int
+    units: tuple  # per key, the unit of its column in the fixed block (None: a loose column)
+    text: tuple[int, int]  # the units where the "s" group starts and ends (string indices)
+    flags: tuple[int, int]  # and the "?" group (bools)
+    n_loose: int
+
+
+# the layouts of the schemas met so far (a run has a few dozen): a schema seen before is
+# checked by one lookup, not key by key (cleared when full: a bound on what frames can add)
+_LAYOUTS: dict[tuple[tuple[str, ...], str], _Layout] = {}
+
+
+def _schema_layout(number: int, keys: list, tags: str) -> _Layout:
+    """The layout of a schema's keys and tags, once they are found sound: distinct str keys,
+    one known tag each."""
+    try:
+        return _LAYOUTS[tuple(keys), tags]
+    except (KeyError, TypeError):  # (TypeError: an unhashable key, refused below)
+        pass
     if not set(map(type, keys)) <= {str} or len(set(keys)) != len(keys):
         raise BusError(f"payload schema {number}: keys must be distinct str, got {keys!r:.200}")
-    if len(columns) != len(keys):
-        raise BusError(f"payload schema {number} has {len(keys)} keys but {len(columns)} columns")
-    for key, column in zip(keys, columns, strict=True):
-        if not (isinstance(column, list) and len(column) == 2):
-            raise BusError(f"payload schema {number}, key {key!r}: a column is [tag, data]")
-        tag, data = column
-        width = _COLUMN_WIDTH.get(tag) if isinstance(tag, str) else None
-        if tag == "m" and isinstance(data, list):
-            size, extra = len(data), 0
-        elif width is not None and isinstance(data, bytes):
-            size, extra = divmod(len(data), width)
-        else:
-            raise BusError(
-                f"payload schema {number}, key {key!r}: tag {tag!r} with "
-                f"{type(data).__name__} data (tags i, f, b and s take bytes, m a list)"
-            )
-        if extra or size != n_members:
-            raise BusError(
-                f"payload schema {number}, key {key!r}: column of {len(data)} "
-                f"{'items' if tag == 'm' else 'bytes'} for {n_members} envelopes"
-            )
+    if len(tags) != len(keys) or not set(tags) <= _TAGS:
+        raise BusError(
+            f"payload schema {number}: tags {tags!r:.200} must be one of "
+            f"{''.join(sorted(_TAGS))} for each of its {len(keys)} keys"
+        )
+    units: list = [None] * len(keys)
+    group_bounds = {}
+    unit = 0
+    for k in _fixed_order(tags):
+        group_start = group_bounds.get(tags[k], (unit,))[0]
+        units[k] = unit
+        unit += _FIXED_DTYPES[tags[k]].itemsize
+        group_bounds[tags[k]] = (group_start, unit)
+    layout = _Layout(unit, tuple(units), group_bounds.get("s", (0, 0)),
+                     group_bounds.get("?", (0, 0)), tags.count("m"))  # fmt: skip
+    if len(_LAYOUTS) >= MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[tuple(keys), tags] = layout
+    return layout
+
+
+def _check_schema(
+    number: int, schema, n_members: int, text_blocks: list, flag_blocks: list
+) -> None:
+    """One ``[keys, tags, fixed, loose]`` schema: distinct str keys, a known tag per key, a
+    fixed block and loose columns of the sizes the tags give for ``n_members`` values (the
+    envelopes the header assigns to the schema). Hands on the block of string indices and
+    the block of bools for the frame's checks over all its schemas."""
+    if not (type(schema) is list and len(schema) == 4):
+        raise BusError(f"payload schema {number} must be a list [keys, tags, fixed, loose]")
+    keys, tags, fixed, loose = schema
+    if not (type(keys) is list and type(tags) is str and type(fixed) is bytes
+            and type(loose) is list):  # fmt: skip
+        raise BusError(
+            f"payload schema {number}: keys must be a list, tags a str, fixed bytes, loose a list"
+        )
+    if n_members == 0:  # a sender never makes one: one frame, one encoding
+        raise BusError(f"payload schema {number} has no envelopes")
+    layout = _schema_layout(number, keys, tags)
+    if len(fixed) != n_members * layout.width:
+        raise BusError(
+            f"payload schema {number}: fixed block of {len(fixed)} bytes; tags {tags!r:.200} "
+            f"for {n_members} envelopes need {n_members * layout.width}"
+        )
+    if len(loose) != layout.n_loose or (
+        loose and not all(type(column) is list and len(column) == n_members for column in loose)
+    ):
+        raise BusError(
+            f"payload schema {number}: loose columns must be {layout.n_loose} lists (tags "
+            f"{tags!r:.200}) of {n_members} items each"
+        )
+    start, end = layout.text
+    if end > start:
+        text_blocks.append(fixed[n_members * start : n_members * end])
+    start, end = layout.flags
+    if end > start:
+        flag_blocks.append(fixed[n_members * start : n_members * end])
+
+
+def _schema_columns(keys: list[str], tags: str, fixed: bytes, loose: list, n: int,
+                    strings: list[str]) -> Iterator[tuple[str, Iterable]]:  # fmt: skip
+    """``(key, values)`` of a checked schema's columns (module docstring)."""
+    layout = _LAYOUTS.get((tuple(keys), tags)) or _schema_layout(0, keys, tags)
+    loose_columns = iter(loose)
+    for key, tag, unit in zip(keys, tags, layout.units, strict=True):
+        if tag == "m":
+            yield key, next(loose_columns)  # as msgpack gave it
+            continue
+        dtype = _FIXED_DTYPES[tag]
+        values = np.frombuffer(fixed, dtype, n, n * unit).tolist()
         if tag == "s":
-            string_columns.append(data)
-        elif tag == "b":
-            bool_columns.append(data)
-
-
-def _column_values(tag: str, data, strings: list[str]) -> Iterable:
-    """The Python values of a checked payload column."""
-    if tag == "i":
-        return np.frombuffer(data, _INT64).tolist()
-    if tag == "f":
-        return np.frombuffer(data, _FLOAT64).tolist()
-    if tag == "s":
-        return map(strings.__getitem__, np.frombuffer(data, _INT64).tolist())
-    if tag == "b":
-        return map(_BOOLS.__getitem__, data)
-    return data  # "m": as msgpack gave it
+            yield key, map(strings.__getitem__, values)
+        elif tag == "?":
+            yield key, map(_BOOLS.__getitem__, values)
+        else:
+            yield key, values
 
 
 def decode_frame(frame: bytes, run_id: str) -> tuple[int, int, bool, list[Envelope]]:
@@ -423,17 +592,23 @@ class EnvelopeBatch(Sequence[Envelope]):
     A sequence of :class:`Envelope`: the objects are made all at once (and kept) the first
     time one is asked for, in bulk, without a Python call per envelope
     (:meth:`Envelope.from_columns`; the checks ``Envelope`` makes of each were made over the
-    columns). The columns themselves are :attr:`kind`, :attr:`t_ns`, :attr:`seq`,
-    :attr:`arrival_ns` (read-only int64 arrays), :attr:`src` and :attr:`dst`.
+    columns). The columns themselves are :attr:`kind` (MessageKind codes), :attr:`t_ns`,
+    :attr:`seq`, :attr:`arrival_ns` (read-only int64 arrays), :attr:`src` and :attr:`dst`.
     """
 
-    __slots__ = ("_counts", "_envelopes", "_rows", "_schemas", "_strings")
+    __slots__ = ("_counts", "_envelopes", "_rows", "_schemas", "_t0_ns", "strings")
 
     def __init__(
-        self, strings: list[str], rows: np.ndarray, schemas: list, counts: list[int]
+        self,
+        strings: list[str],
+        t0_ns: int,
+        rows: np.ndarray,
+        schemas: list,
+        counts: list[int],
     ) -> None:
         # only decode_batch makes one: its arguments are checked there
-        self._strings = strings
+        self.strings = strings  # the frame's string table
+        self._t0_ns = t0_ns
         self._rows = rows
         self._schemas = schemas
         self._counts = counts
@@ -444,27 +619,28 @@ class EnvelopeBatch(Sequence[Envelope]):
 
     @property
     def src(self) -> list[str]:
-        return list(map(self._strings.__getitem__, self._rows[_SRC].tolist()))
+        return list(map(self.strings.__getitem__, self._rows[_SRC].tolist()))
 
     @property
     def dst(self) -> list[str]:
-        return list(map(self._strings.__getitem__, self._rows[_DST].tolist()))
+        return list(map(self.strings.__getitem__, self._rows[_DST].tolist()))
 
     @property
     def kind(self) -> np.ndarray:
-        return self._rows[_KIND]
+        return _read_only(_KIND_CODE_ARRAY[self._rows[_KIND]])
 
     @property
     def t_ns(self) -> np.ndarray:
-        return self._rows[_T]
+        return _read_only(self._rows[_T].astype(_INT64) + self._t0_ns)
 
     @property
     def seq(self) -> np.ndarray:
-        return self._rows[_SEQ]
+        return _read_only(self._rows[_SEQ].astype(_INT64))  # (8-byte rows: int64's bits)
 
     @property
     def arrival_ns(self) -> np.ndarray:
-        return self._rows[_ARRIVAL]
+        # < 2**63: both below 2**62
+        return _read_only(self.t_ns + self._rows[_DELAY].astype(_INT64))
 
     def payloads(self) -> list[dict[str, Any]]:
         """Each envelope's payload: new dicts, keys in the sender's order (values of an "m"
@@ -473,14 +649,14 @@ class EnvelopeBatch(Sequence[Envelope]):
         if n == 0:
             return []
         payloads: list = [None] * n
-        for number, ((keys, columns), n_members) in enumerate(
+        for number, ((keys, tags, fixed, loose), n_members) in enumerate(
             zip(self._schemas, self._counts, strict=True)
         ):
             # copies of one template, filled a column at a time: no Python call per value
             # (a third faster than dict(zip(keys, values)) per envelope, measured)
             dicts = list(map(dict.copy, repeat(dict.fromkeys(keys), n_members)))
-            for key, (tag, data) in zip(keys, columns, strict=True):
-                values = _column_values(tag, data, self._strings)
+            columns = _schema_columns(keys, tags, fixed, loose, n_members, self.strings)
+            for key, values in columns:
                 deque(map(operator.setitem, dicts, repeat(key), values), maxlen=0)
             if n_members == n:  # one schema for the whole frame (the usual case)
                 return dicts
@@ -496,15 +672,17 @@ class EnvelopeBatch(Sequence[Envelope]):
         if self._envelopes is None and not len(self):
             self._envelopes = []  # most frames of a run (a host with nothing for a peer)
         elif self._envelopes is None:
-            strings = self._strings
-            src, dst, kinds, t_ns, seq, arrival_ns, _ = self._rows.tolist()
+            strings = self.strings
+            rows = self._rows.astype(_INT64)  # (8-byte rows: seq as the int64 it was)
+            t_ns = rows[_T] + self._t0_ns
+            src, dst, kinds, _, seq, _, _ = rows.tolist()
             self._envelopes = Envelope.from_columns(
                 list(map(strings.__getitem__, src)),
                 list(map(strings.__getitem__, dst)),
-                list(map(_KIND_BY_CODE.__getitem__, kinds)),
-                t_ns,
+                list(map(_KIND_BY_INDEX.__getitem__, kinds)),
+                t_ns.tolist(),
                 seq,
-                arrival_ns,
+                (t_ns + rows[_DELAY]).tolist(),  # < 2**63: both below 2**62
                 self.payloads(),
                 checked=True,  # decode_batch proved ints, known kinds and arrival >= t
             )
@@ -527,6 +705,11 @@ class EnvelopeBatch(Sequence[Envelope]):
 
     def __repr__(self) -> str:
         return f"EnvelopeBatch({len(self)} envelopes)"
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
 
 
 def encode_control(run_id: str, round_no: int, src_host: int, values: Sequence[int]) -> bytes:
@@ -900,7 +1083,7 @@ class BusEndpoint:
             return self._kept[CALLS].pop(0)
         if not self._pull.poll(timeout_ms):
             return None
-        kind, message = self._next_message("a call")
+        kind, message = self._next_message(lambda: "a call")
         if kind != CALLS:
             raise BusError(f"endpoint {self.host_id} takes only calls, got a {kind}")
         return message
@@ -931,8 +1114,11 @@ class BusEndpoint:
         early, self._kept[kind] = self._kept[kind], []
         for message in early:
             take(message)
+
+        def awaited() -> str:  # (made only for an error: a round's wait is on the hot path)
+            return f"{n_senders - len(senders)} {what} of round {round_no}"
+
         while len(senders) < n_senders:
-            awaited = f"{n_senders - len(senders)} {what} of round {round_no}"
             message_kind, message = self._next_message(awaited, patient)
             if message_kind == kind:
                 take(message)
@@ -940,10 +1126,11 @@ class BusEndpoint:
                 self._kept[message_kind].append(message)
         self._kept[kind] = later
 
-    def _next_message(self, awaited: str, patient: bool = False) -> tuple[str, tuple]:
+    def _next_message(self, awaited, patient: bool = False) -> tuple[str, tuple]:
         """The next thing off the socket, decoded: ``(CONTROL, (round, src, values))`` for a
         control message, ``(CALLS, (seq, src, body))`` for a call, ``(FRAMES, (round, src,
-        active, batch))`` for a frame. ``patient``: wait past the receive timeout."""
+        active, batch))`` for a frame. ``awaited()`` says what was awaited, for the error
+        if nothing comes; ``patient``: wait past the receive timeout."""
         while True:
             try:
                 raw = self._pull.recv(copy=True)
@@ -951,7 +1138,7 @@ class BusEndpoint:
             except zmq.Again:
                 if not patient:
                     raise BusError(
-                        f"host {self.host_id} waited {self.recv_timeout_ms} ms for {awaited}: "
+                        f"host {self.host_id} waited {self.recv_timeout_ms} ms for {awaited()}: "
                         "a peer host is gone or stuck"
                     ) from None
         if raw.startswith(_CONTROL_PREFIX):
