@@ -32,8 +32,11 @@ import contextlib
 import pickle
 from collections.abc import Sequence
 
+import numpy as np
+
 from twin.control.baselines import Decision, NetworkView, make_controller
 from twin.network.routing import NodeIndex
+from twin.network.topology import Snapshot
 
 # auto: an edge actor per site when the cluster has this many CPUs per site (assumption: one
 # for the actor, one for the hosts and the driver it shares the machine with)
@@ -46,8 +49,52 @@ __all__ = [
     "auto_edge_actors",
     "edge_groups",
     "edge_sites",
+    "pack_snapshot",
     "placement_summary",
+    "unpack_snapshot",
 ]
+
+# G(t) travels to the controller actors as plain values (bytes and ints), which Ray passes
+# with msgpack: a Snapshot object is pickled, ~1.5 ms of the driver's CPU a tick on mega
+# (1,681 nodes, 5,714 edges), more than the decision it is for (measured, README)
+_SNAPSHOT_ARRAYS = {
+    "a": np.dtype("<i8"), "b": np.dtype("<i8"), "kind": np.dtype("i1"),
+    "transmittance": np.dtype("<f8"), "latency_s": np.dtype("<f8"),
+    "capacity_bps": np.dtype("<f8"), "skr_bps": np.dtype("<f8"), "fidelity": np.dtype("<f8"),
+    "up": np.dtype("?"), "weather_loss_db": np.dtype("<f8"), "distance_m": np.dtype("<f8"),
+}  # fmt: skip
+
+
+def pack_snapshot(snapshot: Snapshot) -> list:
+    """G(t) as ``[t_ns, edge array bytes..., satellite positions bytes or None]`` (the node
+    names stay behind: an actor is given them once, at its start)."""
+    positions = snapshot.satellite_positions_m
+    return [
+        int(snapshot.t_ns),
+        *(
+            np.ascontiguousarray(getattr(snapshot, field), dtype).tobytes()
+            for field, dtype in _SNAPSHOT_ARRAYS.items()
+        ),  # fmt: skip
+        None if positions is None else np.ascontiguousarray(positions, "<f8").tobytes(),
+    ]
+
+
+def unpack_snapshot(packed: list, node_names: tuple[str, ...]) -> Snapshot:
+    """The Snapshot of :func:`pack_snapshot` (its arrays read-only views of the bytes);
+    a ValueError names an array whose size does not fit the others."""
+    t_ns, *arrays, positions = packed
+    n_edges = len(arrays[0]) // _SNAPSHOT_ARRAYS["a"].itemsize
+    fields = {}
+    for (field, dtype), data in zip(_SNAPSHOT_ARRAYS.items(), arrays, strict=True):
+        if len(data) != n_edges * dtype.itemsize:
+            raise ValueError(
+                f"G(t) array {field} of {len(data)} bytes; {n_edges} edges need "
+                f"{n_edges * dtype.itemsize}"
+            )
+        fields[field] = np.frombuffer(data, dtype)
+    if positions is not None:
+        positions = np.frombuffer(positions, "<f8").reshape(3, -1)
+    return Snapshot(t_ns=t_ns, node_names=node_names, satellite_positions_m=positions, **fields)
 
 
 def edge_sites(topology, flows) -> dict[str, list[int]]:
@@ -104,11 +151,13 @@ class _HostedController:
             make_controller(controller) if isinstance(controller, str) else controller()
         )
         self.flows = list(flows)
+        self.node_names = tuple(node_names)
         self.node_index = NodeIndex.from_names(node_names)
         self.jurisdictions = dict(jurisdictions)
         self.flow_endpoints = [tuple(e) for e in flow_endpoints]
 
-    def _view(self, snapshot, plan) -> NetworkView:
+    def _view(self, packed: list, plan) -> NetworkView:
+        snapshot = unpack_snapshot(packed, self.node_names)
         return NetworkView(
             t_ns=snapshot.t_ns,
             snapshot=snapshot,
@@ -131,15 +180,17 @@ class _HostedController:
 class EdgeController(_HostedController):
     """An edge actor: the controller for the flows whose source is at its edge site(s)."""
 
-    def decide(self, snapshot, plan=None) -> tuple:
-        """This site's flows' paths for G(t) ``snapshot`` (in its flow order)."""
-        return self.controller.decide(self._view(snapshot, plan)).paths
+    def decide(self, snapshot: list, plan=None) -> list:
+        """This site's flows' paths for G(t) ``snapshot`` (:func:`pack_snapshot`), in its flow
+        order, each a list of node indices or None (lists: Ray passes them with msgpack)."""
+        paths = self.controller.decide(self._view(snapshot, plan)).paths
+        return [None if path is None else list(path) for path in paths]
 
 
 class CloudPlanner(_HostedController):
     """The cloud tier's actor: the controller's plan over every flow."""
 
-    def plan(self, snapshot):
+    def plan(self, snapshot: list):
         return self.controller.plan(self._view(snapshot, None))
 
 
@@ -303,12 +354,18 @@ class RayControllers:
             return held
         return value, (None if value is None else self._ray.put(value))
 
+    def _snapshot_ref(self, snapshot: Snapshot):
+        """G(t) packed (:func:`pack_snapshot`) and put once, however many actors take it."""
+        if self._put[0] is not snapshot:
+            self._put = snapshot, self._ray.put(pack_snapshot(snapshot))
+        return self._put[1]
+
     def plan(self, view: NetworkView):
         """The cloud planner's plan over every flow for G(t) ``view.snapshot``."""
         if self.cloud is None:
             raise RuntimeError(f"controller {self.name!r} does not plan (plan_every_ticks 0)")
-        self._put = self._ref(self._put, view.snapshot)  # its decide follows, on this G(t)
-        ref = self.cloud.submit("plan", self._put[1])
+        # its decide follows, on this G(t)
+        ref = self.cloud.submit("plan", self._snapshot_ref(view.snapshot))
         return self._collect([(self.cloud, ref)], "plan")[0]
 
     def decide(self, view: NetworkView) -> Decision:
@@ -318,9 +375,9 @@ class RayControllers:
         """Ask the edge actors for the paths of G(t) ``view.snapshot`` with ``view.plan``;
         returns a callable that collects the :class:`Decision`. One decision is outstanding
         at a time (the engine collects before it asks again)."""
-        self._put = self._ref(self._put, view.snapshot)
+        snapshot = self._snapshot_ref(view.snapshot)
         self._plan = self._ref(self._plan, view.plan)  # a plan is put once, not every tick
-        snapshot, plan = self._put[1], self._plan[1]
+        plan = self._plan[1]
         calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
         self._ticks += 1
 
@@ -330,7 +387,7 @@ class RayControllers:
                 self.groups, self._collect(calls, "decide"), strict=True
             ):
                 for k, path in zip(members, site_paths, strict=True):
-                    paths[k] = path
+                    paths[k] = None if path is None else tuple(path)
             if self._ticks % self.checkpoint_every == 0:
                 self._checkpoint()
             return Decision(paths=tuple(paths))

@@ -271,6 +271,154 @@ def _result_of(ref, what: str):
         raise
 
 
+class CommandChannel:
+    """The driver's end of the commands it sends over the bus to actors that serve them: the
+    hosts' ticks (:meth:`actors.host.NodeHost.serve`) and the edge actors' decisions
+    (:meth:`actors.controllers.EdgeController.serve`).
+
+    An actor serves commands in one long Ray call, ``serve(first_seq)``, started by the first
+    command after it took Ray calls. Commands are numbered per actor (``seq``, never reused,
+    across recoveries too) and each reply repeats its command's number. Before a Ray call to
+    an actor the driver tells it to stop serving (:meth:`halt`): Ray runs an actor's calls in
+    order, so the Ray call runs once the serve call has returned; what that serve call
+    returned (how many commands it ran), or its error, is looked at by :meth:`check_halted`.
+
+    ``peers``: how many actors (bus ids 0..N-1, the driver being :data:`DRIVER`); ``kind``
+    names them in errors; ``parse_reply(body, peer, seq)`` checks a reply's body and gives
+    the call's result (a BusError for a malformed one).
+    """
+
+    def __init__(self, run_id: str, peers: int, bus_kwargs: dict, kind: str, parse_reply):
+        import ray
+
+        kwargs = {"bind_ip": ray.util.get_node_ip_address(), **bus_kwargs}  # the driver's node
+        self.endpoint = BusEndpoint(run_id, DRIVER, **kwargs)
+        self.kind = kind
+        self.parse_reply = parse_reply
+        self.next_seq = [0] * peers  # each actor's next command number (never reused)
+        self.restarted()
+
+    def restarted(self) -> None:
+        """The actors were started afresh (or for the first time): none serves commands, no
+        reply is awaited, no serve call is watched any more."""
+        n = len(self.next_seq)
+        self.serving: list = [None] * n  # each actor's serve call while it serves, else None
+        self.served = [0] * n  # commands sent to each actor's current serve call
+        self.on_channel: dict[tuple[int, int], _Call] = {}  # (actor, seq) -> call, unanswered
+        self.halted: list[tuple] = []  # (actor, serve call, commands sent): told to stop
+
+    def command(self, handle, call: _Call, body: list) -> None:
+        """Send ``call`` (to actor ``call.host``, whose Ray handle is ``handle``) as command
+        ``body`` (msgpack values only). An actor that is not serving commands is told to (its
+        ``serve`` call runs after the Ray calls already sent to it)."""
+        peer = call.host
+        if self.serving[peer] is None:
+            self.serving[peer] = handle.serve.remote(self.next_seq[peer])
+            self.served[peer] = 0
+        self.served[peer] += 1
+        call.seq, call.serve = self.next_seq[peer], self.serving[peer]
+        self.next_seq[peer] += 1
+        self.endpoint.send_call(peer, call.seq, body)
+        self.on_channel[(peer, call.seq)] = call
+
+    def halt(self, peer: int) -> None:
+        """Tell ``peer`` to stop serving commands (before a Ray call to it: while it serves,
+        it takes none). What the serve call returns, or its error, is looked at with the next
+        wait (:meth:`check_halted`)."""
+        serve = self.serving[peer]
+        if serve is not None:
+            self.endpoint.send_call(peer, self.next_seq[peer], ["stop"])
+            self.next_seq[peer] += 1
+            self.endpoint.flush()  # (a stop the fault injector held must go out now)
+            self.serving[peer] = None
+            self.halted.append((peer, serve, self.served[peer]))
+
+    def check_halted(self) -> None:
+        """The serve calls told to stop that have ended: an error of one (a bad frame that came
+        while the actor waited for a command) raises here, as a Ray call's would, and so does
+        one that ran another number of commands than it was sent."""
+        import ray
+
+        if not self.halted:
+            return
+        ready, _ = ray.wait([r for _, r, _ in self.halted], num_returns=len(self.halted),
+                            timeout=0)  # fmt: skip
+        ready = set(ready)
+        halted, self.halted = self.halted, []
+        for peer, ref, sent in halted:
+            if ref not in ready:
+                self.halted.append((peer, ref, sent))
+                continue
+            ran = _result_of(ref, f"{self.kind} {peer}'s commands")
+            if ran != sent:
+                raise BusError(f"{self.kind} {peer} ran {ran} of the {sent} commands sent to it")
+
+    def collect(self, calls: list[_Call], what: str) -> list:
+        """The results of ``calls``: Ray calls' from their refs, commands' from the actors'
+        replies over the bus. While replies are awaited, the Ray calls and the commands' serve
+        calls are watched together, so whichever actor is lost is noticed (a host lost stalls
+        its peers' rounds, on either path): an actor lost raises RayActorError, a reply lost
+        with its actor :class:`_ReplyLost` (the caller recovers from both), an actor's own
+        error raises as a Ray call's would (:func:`_get`). A copy of a reply, or one from
+        actors lost since, is dropped."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        on_channel = [c for c in calls if c.ref is None]
+        refs = [c.ref for c in calls if c.ref is not None]
+        if not on_channel:
+            done = iter(_get_first_failure(refs, what))
+            return [next(done) for _ in calls]
+        got: dict = {}  # ref -> its result
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        ended_at: dict = {}  # serve calls that ended, told to stop: when they were seen ended
+        while True:
+            waiting = [c for c in on_channel if c.result is _NO_RESULT]
+            remaining = [r for r in refs if r not in got]
+            if not waiting:
+                got.update(zip(remaining, _get_first_failure(remaining, what), strict=True))
+                break
+            reply = self.endpoint.poll_call(WATCH_INTERVAL_MS)
+            if reply is not None:
+                seq, peer, body = reply
+                call = self.on_channel.pop((peer, seq), None)
+                if call is None:
+                    self.endpoint.stats["duplicates_dropped"] += 1
+                else:
+                    call.result = self.parse_reply(body, peer, seq)
+                continue
+            serves = list({c.serve for c in waiting})
+            watched = remaining + serves
+            ended, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
+            failures = []
+            for ref in ended:
+                try:
+                    value = ray.get(ref)
+                except RayActorError:
+                    raise  # a lost actor first: its peers' errors follow from its loss
+                except Exception:
+                    failures.append(ref)
+                    continue
+                if ref not in serves:
+                    got[ref] = value
+                else:  # told to stop: its replies were sent before, and take ms to come
+                    seen = ended_at.setdefault(ref, time.monotonic())
+                    if time.monotonic() - seen > REPLY_GRACE_S:
+                        lost = [(c.host, c.seq) for c in waiting if c.serve == ref]
+                        raise _ReplyLost(
+                            f"({self.kind}, command) {lost} of {what}: the replies never came "
+                            f"though the {self.kind}'s serve call ended {REPLY_GRACE_S:.0f} s ago"
+                        )
+            if failures:
+                _get(failures[0], what)  # raises the actor's error, with its cause
+            if time.monotonic() > deadline:
+                raise _no_answer(what)
+        return [got[c.ref] if c.ref is not None else c.result for c in calls]
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+
 class RayNodeGroup(MergedViews):
     """The engine's :class:`twin.network.nodes.NodeGroup`, with the node sets in host actors.
 
@@ -329,13 +477,8 @@ class RayNodeGroup(MergedViews):
         self._ticks = 0
         self.hosts: list = []
         self._registry = None  # the run's BusRegistry actor, made with the first hosts
-        # the driver's own bus endpoint: its commands to the hosts and their replies
-        self._endpoint: BusEndpoint | None = None
-        self._serving: list = []  # each host's serve call while it serves commands, else None
-        self._next_seq = [0] * len(groups)  # each host's next command number (never reused)
-        self._on_channel: dict[tuple[int, int], _Call] = {}  # (host, seq) -> call, unanswered
-        self._served = [0] * len(groups)  # tick commands sent to each host's current serve
-        self._halted: list[tuple] = []  # (host, serve call, commands sent): told to stop
+        # the driver's commands to the hosts over the bus, and their replies
+        self._channel: CommandChannel | None = None
         self._start_hosts()
         self._round = 0
         # calls submitted without waiting (their errors surface with the next superstep's)
@@ -352,10 +495,11 @@ class RayNodeGroup(MergedViews):
         import ray
 
         flows, node_kwargs, bus_kwargs = self._host_args
-        if self._endpoint is None:  # on the driver's node (each host binds on its own)
-            driver_kwargs = {"bind_ip": ray.util.get_node_ip_address(), **bus_kwargs}
-            self._endpoint = BusEndpoint(self.run_id, DRIVER, **driver_kwargs)
-        self._serving = [None] * len(self._groups)
+        if self._channel is None:
+            self._channel = CommandChannel(
+                self.run_id, len(self._groups), bus_kwargs, "host", superstep_result
+            )
+        self._channel.restarted()  # (after a loss: no host serves, nothing is awaited)
         # spread over the cluster's nodes (one node: all on it): hosts of no CPU would
         # otherwise all be packed onto the driver's node, and a lost node takes fewer hosts
         host_class = ray.remote(
@@ -381,8 +525,9 @@ class RayNodeGroup(MergedViews):
             _get([h.register.remote(registry_name) for h in self.hosts], "start-up")
             endpoints = _get(self._registry.endpoints.remote(), "bus registry")
             peers = {h: endpoints[h] for h in range(len(self.hosts))}
-            self._endpoint.set_peers(peers)
-            peers[DRIVER] = (self._endpoint.endpoint, self._endpoint.server_public_key)
+            endpoint = self._channel.endpoint
+            endpoint.set_peers(peers)
+            peers[DRIVER] = (endpoint.endpoint, endpoint.server_public_key)
             _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
         except BaseException:
             self.close()
@@ -390,7 +535,7 @@ class RayNodeGroup(MergedViews):
 
     def _call(self, host: int, method: str, *args) -> _Call:
         """Submit a call that may change a host's state, and log it for replay."""
-        self._halt(host)
+        self._channel.halt(host)
         call = _Call(host, method, args)
         call.ref = getattr(self.hosts[host], method).remote(*args)
         self._log.append(call)
@@ -398,55 +543,15 @@ class RayNodeGroup(MergedViews):
 
     def _command(self, host: int, *args) -> _Call:
         """Submit a superstep as a command over the bus (``args``: :meth:`NodeHost.superstep`'s,
-        msgpack values only), and log it for replay. A host that is not serving commands is
-        told to (its ``serve`` call runs after the Ray calls already sent to it)."""
-        if self._serving[host] is None:
-            self._serving[host] = self.hosts[host].serve.remote(self._next_seq[host])
-            self._served[host] = 0
-        self._served[host] += 1
+        msgpack values only), and log it for replay."""
         call = _Call(host, "superstep", args)
-        call.seq, call.serve = self._next_seq[host], self._serving[host]
-        self._next_seq[host] += 1
-        self._endpoint.send_call(host, call.seq, tick_command(*args))
-        self._on_channel[(host, call.seq)] = call
+        self._channel.command(self.hosts[host], call, tick_command(*args))
         self._log.append(call)
         return call
 
-    def _halt(self, host: int) -> None:
-        """Tell ``host`` to stop serving commands (before a Ray call to it: while it serves,
-        it takes none). What the serve call returns, or its error, is looked at with the next
-        wait (:meth:`_check_halted`)."""
-        serve = self._serving[host]
-        if serve is not None:
-            self._endpoint.send_call(host, self._next_seq[host], ["stop"])
-            self._next_seq[host] += 1
-            self._endpoint.flush()  # (a stop the fault injector held must go out now)
-            self._serving[host] = None
-            self._halted.append((host, serve, self._served[host]))
-
     def _halt_all(self) -> None:
         for host in range(self.n_hosts):
-            self._halt(host)
-
-    def _check_halted(self) -> None:
-        """The serve calls told to stop that have ended: an error of one (a bad frame that came
-        while the host waited for a command) raises here, as a Ray call's would, and so does
-        one that ran another number of commands than it was sent."""
-        import ray
-
-        if not self._halted:
-            return
-        ready, _ = ray.wait([r for _, r, _ in self._halted], num_returns=len(self._halted),
-                            timeout=0)  # fmt: skip
-        ready = set(ready)
-        halted, self._halted = self._halted, []
-        for host, ref, sent in halted:
-            if ref not in ready:
-                self._halted.append((host, ref, sent))
-                continue
-            ran = _result_of(ref, f"host {host}'s commands")
-            if ran != sent:
-                raise BusError(f"host {host} ran {ran} of the {sent} commands sent to it")
+            self._channel.halt(host)
 
     def _wait(self, calls: list[_Call], what: str) -> list:
         """The results of ``calls``; a lost host is recovered (:meth:`_recover`) and the calls'
@@ -455,75 +560,13 @@ class RayNodeGroup(MergedViews):
 
         while True:
             try:
-                self._check_halted()
-                results = self._collect(calls, what)
+                self._channel.check_halted()
+                results = self._channel.collect(calls, what)
                 break
             except (RayActorError, _ReplyLost) as err:
                 self._recover(err)
         self._keep_checkpoint()
         return results
-
-    def _collect(self, calls: list[_Call], what: str) -> list:
-        """The results of ``calls``: Ray calls' from their refs, commands' from the hosts'
-        replies over the bus. While replies are awaited, the Ray calls and the commands' serve
-        calls are watched together, so whichever host is lost is noticed (a host lost stalls
-        its peers' rounds, on either path): a host lost raises RayActorError, a reply lost
-        with its host :class:`_ReplyLost` (the caller recovers from both), a host's own error
-        raises as a Ray call's would (:func:`_get`). A copy of a reply, or one from hosts lost
-        since, is dropped."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        on_channel = [c for c in calls if c.ref is None]
-        refs = [c.ref for c in calls if c.ref is not None]
-        if not on_channel:
-            done = iter(_get_first_failure(refs, what))
-            return [next(done) for _ in calls]
-        got: dict = {}  # ref -> its result
-        deadline = time.monotonic() + CALL_TIMEOUT_S
-        ended_at: dict = {}  # serve calls that ended, told to stop: when they were seen ended
-        while True:
-            waiting = [c for c in on_channel if c.result is _NO_RESULT]
-            remaining = [r for r in refs if r not in got]
-            if not waiting:
-                got.update(zip(remaining, _get_first_failure(remaining, what), strict=True))
-                break
-            reply = self._endpoint.poll_call(WATCH_INTERVAL_MS)
-            if reply is not None:
-                seq, host, body = reply
-                call = self._on_channel.pop((host, seq), None)
-                if call is None:
-                    self._endpoint.stats["duplicates_dropped"] += 1
-                else:
-                    call.result = superstep_result(body, host, seq)
-                continue
-            serves = list({c.serve for c in waiting})
-            watched = remaining + serves
-            ended, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
-            failures = []
-            for ref in ended:
-                try:
-                    value = ray.get(ref)
-                except RayActorError:
-                    raise  # a lost host first: its peers' errors follow from its loss
-                except Exception:
-                    failures.append(ref)
-                    continue
-                if ref not in serves:
-                    got[ref] = value
-                else:  # told to stop: its replies were sent before, and take ms to come
-                    seen = ended_at.setdefault(ref, time.monotonic())
-                    if time.monotonic() - seen > REPLY_GRACE_S:
-                        lost = [(c.host, c.seq) for c in waiting if c.serve == ref]
-                        raise _ReplyLost(
-                            f"(host, command) {lost} of {what}: the replies never came though "
-                            f"the host's serve call ended {REPLY_GRACE_S:.0f} s ago"
-                        )
-            if failures:
-                _get(failures[0], what)  # raises the host's error, with its cause
-            if time.monotonic() > deadline:
-                raise _no_answer(what)
-        return [got[c.ref] if c.ref is not None else c.result for c in calls]
 
     def _recover(self, cause) -> None:
         """Restore every host from the last checkpoint and replay the logged calls since, so
@@ -551,11 +594,10 @@ class RayNodeGroup(MergedViews):
                 for host, state in zip(self.hosts, self._checkpoint, strict=True)
             ]
             _get(restores, "restore")
+        # (a command's reply is awaited no more once it is replayed: _keep_checkpoint keeps
+        # every unanswered command in the log; _start_hosts forgot the lost hosts' serve calls)
         for call in self._log:
             call.ref = getattr(self.hosts[call.host], call.method).remote(*call.args)
-        # a command's reply is awaited no more once it is replayed (_keep_checkpoint keeps
-        # every unanswered command in the log), nor the lost hosts' serve calls
-        self._on_channel, self._halted = {}, []
 
     def _maybe_checkpoint(self) -> None:
         """Every ``checkpoint_every`` ticks: ask each host for its state after the tick just
@@ -579,9 +621,8 @@ class RayNodeGroup(MergedViews):
         if self._taking is None:
             return
         refs, at = self._taking
-        if self._on_channel and not self._on_channel.keys().isdisjoint(
-            (c.host, c.seq) for c in self._log[:at]
-        ):
+        on_channel = self._channel.on_channel
+        if on_channel and not on_channel.keys().isdisjoint((c.host, c.seq) for c in self._log[:at]):
             # a command before the checkpoint is unanswered: its reply is still to come, and
             # if its host were lost first, the replay that gives it again must reach back
             # before that command (kept later, once it is answered)
@@ -611,7 +652,7 @@ class RayNodeGroup(MergedViews):
         total: dict[str, int] = {}
         self._halt_all()
         per_host = _get([h.bus_stats.remote() for h in self.hosts], "bus counters")
-        for stats in [*per_host, self._endpoint.stats]:
+        for stats in [*per_host, self._channel.endpoint.stats]:
             for key, value in stats.items():
                 total[key] = total.get(key, 0) + value
         return total
@@ -707,7 +748,7 @@ class RayNodeGroup(MergedViews):
                 calls.append(self._call(h, "superstep", *args))  # a power model to pickle
             else:
                 calls.append(self._command(h, *args))
-        self._endpoint.flush()  # (commands the fault injector held go out with the tick)
+        self._channel.endpoint.flush()  # (commands the fault injector held go out with the tick)
         # every host runs the same rounds: the next tick starts past as many as it could
         # possibly use (a round sends at least one message, and a tick's messages are few)
         first_round = self._round
@@ -815,9 +856,9 @@ class RayNodeGroup(MergedViews):
                     ray.kill(host)
         self.hosts = []
         self._registry = None
-        if getattr(self, "_endpoint", None) is not None:
-            self._endpoint.close()
-            self._endpoint = None
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
+            self._channel = None
 
 
 def ray_engine(

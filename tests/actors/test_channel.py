@@ -390,9 +390,10 @@ def test_a_reply_lost_with_its_host_after_a_stop_is_recovered_from_an_earlier_ch
     def lose_a_reply_and_keep_at_once(self):
         maybe_checkpoint(self)
         if self._taking is not None and not lost:
-            assert self._serving[1] is None  # told to stop: its last command's seq is before
-            lost.append((1, self._next_seq[1] - 2))
-            self._endpoint.poll_call = functools.partial(poll_losing, self._endpoint.poll_call)
+            channel = self._channel
+            assert channel.serving[1] is None  # told to stop: its last command's seq is before
+            lost.append((1, channel.next_seq[1] - 2))
+            channel.endpoint.poll_call = functools.partial(poll_losing, channel.endpoint.poll_call)
             self._keep_checkpoint(timeout_s=30.0)  # as a wait for another call would
 
     def poll_losing(poll, timeout_ms):
@@ -435,9 +436,10 @@ def test_a_host_error_after_its_last_reply_surfaces_with_the_next_wait(ray_local
     def intrude(done, total):
         if done == 5:
             nodes = engine.nodes
-            assert nodes._serving[1] is not None  # host 1 serves, waiting for a command
-            stranger.connect(nodes._endpoint._peers[1][0])
-            stranger.send(encode_call(nodes.run_id, nodes._next_seq[1], 5, ["tick"]))
+            channel = nodes._channel
+            assert channel.serving[1] is not None  # host 1 serves, waiting for a command
+            stranger.connect(channel.endpoint._peers[1][0])
+            stranger.send(encode_call(nodes.run_id, channel.next_seq[1], 5, ["tick"]))
             time.sleep(1.0)  # host 1 takes it and fails
             nodes.expire(0)  # (expires nothing) a Ray call to every host, waited for
 
