@@ -21,9 +21,15 @@ and that flow's own history only (static-sp keeps each flow's path while it stay
 splitting the flows over edge sites changes no path (tests/actors pin the metrics byte for
 byte).
 
+Edge actors take each tick's G(t) as a command over a ZeroMQ bus of their own (the hosts'
+protocol, :class:`actors.runtime.CommandChannel`; G(t) packed as bytes, :func:`pack_snapshot`),
+and answer with their flows' paths: a Ray call with G(t) cost the driver 2.5-4 ms of CPU a tick
+on ``mega``, more than the rest of the decision. Plans, checkpoints and replays go as Ray calls.
+
 Recovery: each actor's controller state is checkpointed every ``checkpoint_every`` ticks
 (pickled, held in the driver) with a log of the calls since. A lost actor is started again,
-restored and replayed alone (controller actors share no state), then asked again.
+restored and replayed (controller actors share no state); an edge actor lost while serving
+commands is noticed by its serve call's failure, and then every edge actor is recovered so.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from actors.bus import DRIVER, BusEndpoint, BusError
+from actors.runtime import (
+    MAX_RESTARTS,
+    CommandChannel,
+    RuntimeUnavailable,
+    _Call,
+    _get,
+    _ReplyLost,
+)
 from twin.control.baselines import Decision, NetworkView, make_controller
 from twin.network.routing import NodeIndex
 from twin.network.topology import Snapshot
@@ -47,6 +62,7 @@ __all__ = [
     "EdgeController",
     "RayControllers",
     "auto_edge_actors",
+    "decide_result",
     "edge_groups",
     "edge_sites",
     "pack_snapshot",
@@ -77,6 +93,44 @@ def pack_snapshot(snapshot: Snapshot) -> list:
         ),  # fmt: skip
         None if positions is None else np.ascontiguousarray(positions, "<f8").tobytes(),
     ]
+
+
+def decide_command(packed: list) -> list:
+    """An edge actor's command of a tick: decide for G(t) ``packed`` (:func:`pack_snapshot`)."""
+    return ["decide", *packed]
+
+
+def _decide_arguments(command: list, seq: int, actor: int) -> list:
+    """The packed G(t) of decide command ``seq`` off the bus (its shape and types checked: a
+    command not of :func:`decide_command`'s shape is a BusError naming what is wrong)."""
+    n = 2 + len(_SNAPSHOT_ARRAYS) + 1  # "decide", t_ns, the edge arrays, the positions
+    if not (len(command) == n and command[0] == "decide"):
+        raise BusError(
+            f"edge actor {actor}: command {seq} is not ['decide', G(t) ({n - 1} items)], got "
+            f"{len(command)} items starting {command[0]!r:.40}"
+        )
+    _, t_ns, *arrays, positions = command
+    if not (type(t_ns) is int and all(type(a) is bytes for a in arrays)
+            and (positions is None or type(positions) is bytes)):  # fmt: skip
+        raise BusError(
+            f"edge actor {actor}: command {seq}: G(t) must be an int t_ns, the edge arrays "
+            "bytes and the satellite positions bytes or None"
+        )
+    return command[1:]
+
+
+def decide_result(body, actor: int, seq: int) -> list:
+    """The paths of an edge actor's reply to decide command ``seq`` (checked: a list holding,
+    per flow, None or a list of node indices); a BusError names what is wrong."""
+    if not (type(body) is list and all(
+        path is None or (type(path) is list and all(type(n) is int for n in path))
+        for path in body
+    )):  # fmt: skip
+        raise BusError(
+            f"edge actor {actor}'s reply to command {seq} must be a list of paths (None or a "
+            f"list of node indices each), got {body!r:.80}"
+        )
+    return body
 
 
 def unpack_snapshot(packed: list, node_names: tuple[str, ...]) -> Snapshot:
@@ -157,7 +211,10 @@ class _HostedController:
         self.flow_endpoints = [tuple(e) for e in flow_endpoints]
 
     def _view(self, packed: list, plan) -> NetworkView:
-        snapshot = unpack_snapshot(packed, self.node_names)
+        try:
+            snapshot = unpack_snapshot(packed, self.node_names)
+        except ValueError as err:  # (sizes that disagree: a command off the bus)
+            raise BusError(str(err)) from None
         return NetworkView(
             t_ns=snapshot.t_ns,
             snapshot=snapshot,
@@ -178,13 +235,68 @@ class _HostedController:
 
 
 class EdgeController(_HostedController):
-    """An edge actor: the controller for the flows whose source is at its edge site(s)."""
+    """An edge actor: the controller for the flows whose source is at its edge site(s).
 
-    def decide(self, snapshot: list, plan=None) -> list:
+    It decides a tick's paths on the driver's command over the bus (:meth:`serve`), or as a
+    Ray call (:meth:`decide`: the replay after a loss). ``actor_id`` is its id on the bus of
+    the run's edge actors (``run_id``), ``bus_kwargs`` :class:`BusEndpoint`'s.
+    """
+
+    def __init__(self, controller, flows, node_names, jurisdictions, flow_endpoints,
+                 run_id: str, actor_id: int, bus_kwargs: dict | None = None) -> None:  # fmt: skip
+        super().__init__(controller, flows, node_names, jurisdictions, flow_endpoints)
+        self.actor_id = int(actor_id)
+        bus_kwargs = dict(bus_kwargs or {})
+        if "bind_ip" not in bus_kwargs:  # this actor's node, which may not be the driver's
+            from actors.host import _node_ip
+
+            bus_kwargs["bind_ip"] = _node_ip()
+        self.bus = BusEndpoint(run_id, self.actor_id, **bus_kwargs)
+        self.plan = None  # the cloud tier's latest plan (set_plan)
+
+    def bus_address(self) -> tuple[str, bytes | None]:
+        """This actor's bus endpoint and its CurveZMQ server key (None: no authentication)."""
+        return self.bus.endpoint, self.bus.server_public_key
+
+    def connect(self, driver: tuple[str, bytes | None]) -> bool:
+        """Learn the driver's bus endpoint (its commands' replies go there)."""
+        self.bus.set_peers({DRIVER: driver})
+        return True
+
+    def set_plan(self, plan) -> bool:
+        """The plan the next decisions are made with (it comes as a Ray call: a plan may be
+        any object, and nothing off the bus is unpickled)."""
+        self.plan = plan
+        return True
+
+    def checkpoint(self) -> bytes:
+        """The controller's state and the plan it decides with (pickled)."""
+        return pickle.dumps((self.controller, self.plan), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, state: bytes) -> bool:
+        self.controller, self.plan = pickle.loads(state)
+        return True
+
+    def decide(self, snapshot: list) -> list:
         """This site's flows' paths for G(t) ``snapshot`` (:func:`pack_snapshot`), in its flow
-        order, each a list of node indices or None (lists: Ray passes them with msgpack)."""
-        paths = self.controller.decide(self._view(snapshot, plan)).paths
-        return [None if path is None else list(path) for path in paths]
+        order, each a list of node indices or None (plain lists: msgpack's values)."""
+        paths = self.controller.decide(self._view(snapshot, self.plan)).paths
+        return [None if path is None else list(map(int, path)) for path in paths]
+
+    def serve(self, first_seq: int) -> int:
+        """Decide on the driver's commands over the bus, from command ``first_seq`` on, until
+        told to stop; returns how many it ran. A command is :func:`decide_command`'s or
+        ``["stop"]``; the reply, call ``seq`` again, is :meth:`decide`'s result. As
+        :meth:`actors.host.NodeHost.serve`: the driver stops it before any Ray call."""
+        seq = int(first_seq)
+        while True:
+            command = self.bus.receive_call(seq, DRIVER)
+            if command == ["stop"]:
+                self.bus.flush()  # a reply the fault injector held must reach the driver
+                return seq - first_seq
+            paths = self.decide(_decide_arguments(command, seq, self.actor_id))
+            self.bus.send_call(DRIVER, seq, paths)
+            seq += 1
 
 
 class CloudPlanner(_HostedController):
@@ -196,12 +308,14 @@ class CloudPlanner(_HostedController):
 
 class _Actor:
     """One controller actor in the driver's hands: its handle, the arguments that start it,
-    its last checkpoint and the calls since (replayed after a loss)."""
+    its last checkpoint and the calls since (:class:`actors.runtime._Call`, replayed as Ray
+    calls after a loss)."""
 
-    def __init__(self, cls, name: str, args: tuple) -> None:
+    def __init__(self, cls, name: str, args: tuple, peer: int | None = None) -> None:
         self.cls, self.name, self.args = cls, name, args
+        self.peer = peer  # its id on the edge actors' bus (None: not on it)
         self.state: bytes | None = None
-        self.log: list[tuple[str, tuple]] = []
+        self.log: list[_Call] = []
         self.handle = None
         self.starts = 0
         self.start()
@@ -215,25 +329,33 @@ class _Actor:
         self.starts += 1
         self.handle = remote.options(name=name).remote(*self.args)
 
-    def submit(self, method: str, *args):
-        self.log.append((method, args))
-        return getattr(self.handle, method).remote(*args)
+    def submit(self, method: str, *args) -> _Call:
+        """A logged Ray call."""
+        call = _Call(self.peer, method, args)
+        call.ref = getattr(self.handle, method).remote(*args)
+        self.log.append(call)
+        return call
 
-    def recover(self, replay: int) -> None:
-        """Start the actor again from its checkpoint and replay the first ``replay`` logged
-        calls (the call that found it lost is asked again by the caller)."""
+    def restart(self) -> None:
         import ray
-        from ray.exceptions import RayActorError
-
-        from actors.runtime import RuntimeUnavailable
 
         with contextlib.suppress(Exception):
             ray.kill(self.handle, no_restart=True)
         self.start()
-        calls = [self.handle.restore.remote(self.state)] if self.state is not None else []
-        calls += [getattr(self.handle, m).remote(*a) for m, a in self.log[:replay]]
+
+    def replay(self, n_calls: int, wait: bool = True) -> None:
+        """Restore the (restarted) actor's checkpoint and replay its first ``n_calls`` logged
+        calls as Ray calls (each call's ref is replaced by its replay's); ``wait``: for all
+        of them, else the caller collects them."""
+        from ray.exceptions import RayActorError
+
+        restore = [self.handle.restore.remote(self.state)] if self.state is not None else []
+        for call in self.log[:n_calls]:
+            call.ref = getattr(self.handle, call.method).remote(*call.args)
+        if not wait:
+            return
         try:
-            for ref in calls:
+            for ref in [*restore, *(call.ref for call in self.log[:n_calls])]:
                 _get_raw(ref)
         except RayActorError as err:
             raise RuntimeUnavailable(
@@ -248,8 +370,15 @@ class RayControllers:
     Called as a controller is: ``plan`` (a controller that plans) every ``plan_every_ticks``
     ticks, which asks the cloud planner; ``decide`` (or ``submit_decide``) once per tick in
     time order, with the view of every flow and the latest plan, which asks every edge actor
-    for its flows' paths and returns them in flow order. ``restarts`` counts the actors lost
-    and recovered. Needs Ray initialised; :meth:`close` stops the actors.
+    for its flows' paths and returns them in flow order. ``restarts`` counts the losses of
+    actors recovered from. Needs Ray initialised; :meth:`close` stops the actors.
+
+    The edge actors take a tick's G(t) as a command over the bus, as the hosts take their
+    ticks (:class:`actors.runtime.CommandChannel`): a Ray call with G(t) cost the driver
+    2.5-4 ms of CPU a tick on mega, the command ~0.3 ms. A new plan, checkpoints and replays
+    go as Ray calls. An edge actor lost while serving is noticed by its serve call's failure;
+    all edge actors are then restored and replayed (they share no state: each replays its own
+    log; a loss is rare, and a lost serve call does not say which of them failed first).
     """
 
     def __init__(
@@ -263,6 +392,7 @@ class RayControllers:
         run_id: str,
         checkpoint_every: int = 60,
         edge_actors: int | str | None = "auto",
+        bus_kwargs: dict | None = None,
     ) -> None:
         import ray
 
@@ -282,9 +412,11 @@ class RayControllers:
         self.restarts = 0
         self._n_flows = len(flows)
         self._ticks = 0
-        self._put: tuple = (None, None)  # the last snapshot put, and its ref
+        self._packed: tuple = (None, None)  # the last snapshot packed, and its packing
         self._plan: tuple = (None, None)  # the last plan put, and its ref
         names = topology.node_names
+        bus_kwargs = dict(bus_kwargs or {})
+        bus_run = f"{run_id}-edges"
 
         def args(members: Sequence[int]) -> tuple:
             return (
@@ -297,11 +429,19 @@ class RayControllers:
 
         self.edges: dict[str, _Actor] = {}
         self.cloud: _Actor | None = None
+        self._channel: CommandChannel | None = None
         try:
+            self._channel = CommandChannel(
+                bus_run, len(self.groups), bus_kwargs, "edge actor", decide_result
+            )
             for n, (sites, members) in enumerate(self.groups):
                 self.edges["+".join(sites)] = _Actor(
-                    EdgeController, f"qntwin-edge-{run_id}-{n}", args(members)
+                    EdgeController,
+                    f"qntwin-edge-{run_id}-{n}",
+                    (*args(members), bus_run, n, bus_kwargs),
+                    peer=n,
                 )
+            self._connect(list(self.edges.values()))
             if self.plan_every_ticks > 0:
                 self.cloud = _Actor(CloudPlanner, f"qntwin-cloud-{run_id}", args(range(len(flows))))
             self._ray = ray
@@ -313,13 +453,40 @@ class RayControllers:
     def actors(self) -> list[_Actor]:
         return [*self.edges.values(), *([self.cloud] if self.cloud is not None else [])]
 
-    def _collect(self, calls: list[tuple[_Actor, object]], what: str) -> list:
-        """The results of ``calls`` ((actor, ref) pairs); an actor found lost is recovered
-        (its log replayed up to the call) and asked again. A logged call is its actor's last
-        log entry; a checkpoint call is not logged."""
-        from ray.exceptions import RayActorError
+    def _connect(self, edges: list[_Actor]) -> None:
+        """Wire (re)started edge actors and the driver on the bus: each learns the driver's
+        endpoint, the driver theirs. None of them serves commands yet."""
+        endpoint = self._channel.endpoint
+        addresses = [_get_raw(ref) for ref in [a.handle.bus_address.remote() for a in edges]]
+        peers = dict(endpoint._peers)
+        peers.update((a.peer, address) for a, address in zip(edges, addresses, strict=True))
+        endpoint.set_peers(peers)
+        driver = (endpoint.endpoint, endpoint.server_public_key)
+        for ref in [a.handle.connect.remote(driver) for a in edges]:
+            _get_raw(ref)
+        self._channel.restarted([a.peer for a in edges])
 
-        from actors.runtime import MAX_RESTARTS, RuntimeUnavailable, _get
+    def _recover(self, actor: _Actor) -> None:
+        """Start ``actor`` again from its checkpoint and replay its log (waited for)."""
+        self._count_restart(actor.name)
+        actor.restart()
+        if actor.peer is not None:
+            self._connect([actor])
+        actor.replay(len(actor.log))
+
+    def _count_restart(self, what) -> None:
+        if self.restarts >= MAX_RESTARTS:
+            raise RuntimeUnavailable(
+                f"controller actors were lost {self.restarts + 1} times in one run (last: "
+                f"{what}); giving up: the cluster is unhealthy"
+            )
+        self.restarts += 1
+
+    def _collect(self, calls: list[tuple[_Actor, object]], what: str) -> list:
+        """The results of Ray calls ``calls`` ((actor, ref) pairs); an actor found lost is
+        recovered (its log replayed) and asked again (a logged call, its actor's last log
+        entry, was replayed with the log; a checkpoint call is not logged)."""
+        from ray.exceptions import RayActorError
 
         results = []
         for actor, ref in calls:
@@ -327,20 +494,14 @@ class RayControllers:
                 try:
                     results.append(_get_raw(ref))
                     break
-                except RayActorError as err:
-                    if self.restarts >= MAX_RESTARTS:
-                        raise RuntimeUnavailable(
-                            f"controller actors were lost {self.restarts + 1} times in one "
-                            f"run (last: {err}); giving up: the cluster is unhealthy"
-                        ) from None
-                    self.restarts += 1
+                except RayActorError:
                     if what == "checkpoint":
-                        actor.recover(len(actor.log))
+                        self._recover(actor)
                         ref = actor.handle.checkpoint.remote()
                     else:
-                        actor.recover(len(actor.log) - 1)
-                        method, args = actor.log[-1]
-                        ref = getattr(actor.handle, method).remote(*args)
+                        last = actor.log.pop()  # asked again below, logged anew
+                        self._recover(actor)
+                        ref = actor.submit(last.method, *last.args).ref
                 except RuntimeUnavailable:
                     raise  # no answer in time: said so already
                 except Exception:
@@ -354,19 +515,19 @@ class RayControllers:
             return held
         return value, (None if value is None else self._ray.put(value))
 
-    def _snapshot_ref(self, snapshot: Snapshot):
-        """G(t) packed (:func:`pack_snapshot`) and put once, however many actors take it."""
-        if self._put[0] is not snapshot:
-            self._put = snapshot, self._ray.put(pack_snapshot(snapshot))
-        return self._put[1]
+    def _packed_snapshot(self, snapshot: Snapshot) -> list:
+        """G(t) packed (:func:`pack_snapshot`) once, however many actors take it."""
+        if self._packed[0] is not snapshot:
+            self._packed = snapshot, pack_snapshot(snapshot)
+        return self._packed[1]
 
     def plan(self, view: NetworkView):
         """The cloud planner's plan over every flow for G(t) ``view.snapshot``."""
         if self.cloud is None:
             raise RuntimeError(f"controller {self.name!r} does not plan (plan_every_ticks 0)")
-        # its decide follows, on this G(t)
-        ref = self.cloud.submit("plan", self._snapshot_ref(view.snapshot))
-        return self._collect([(self.cloud, ref)], "plan")[0]
+        packed = self._ray.put(self._packed_snapshot(view.snapshot))  # its decide follows
+        call = self.cloud.submit("plan", packed)
+        return self._collect([(self.cloud, call.ref)], "plan")[0]
 
     def decide(self, view: NetworkView) -> Decision:
         return self.submit_decide(view)()
@@ -375,17 +536,28 @@ class RayControllers:
         """Ask the edge actors for the paths of G(t) ``view.snapshot`` with ``view.plan``;
         returns a callable that collects the :class:`Decision`. One decision is outstanding
         at a time (the engine collects before it asks again)."""
-        snapshot = self._snapshot_ref(view.snapshot)
-        self._plan = self._ref(self._plan, view.plan)  # a plan is put once, not every tick
-        plan = self._plan[1]
-        calls = [(actor, actor.submit("decide", snapshot, plan)) for actor in self.edges.values()]
+        edges = list(self.edges.values())
+        calls: list[_Call] = []
+        if view.plan is not self._plan[0]:  # a new plan: set on every edge actor, put once
+            self._plan = self._ref(self._plan, view.plan)
+            for actor in edges:
+                self._channel.halt(actor.peer)
+                calls.append(actor.submit("set_plan", self._plan[1]))
+        packed = self._packed_snapshot(view.snapshot)
+        command = decide_command(packed)
+        decides = []
+        for actor in edges:
+            call = _Call(actor.peer, "decide", (packed,))
+            self._channel.command(actor.handle, call, command)
+            actor.log.append(call)
+            decides.append(call)
+        self._channel.endpoint.flush()  # (commands the fault injector held go out now)
         self._ticks += 1
 
         def collect() -> Decision:
             paths: list = [None] * self._n_flows
-            for (_, members), site_paths in zip(
-                self.groups, self._collect(calls, "decide"), strict=True
-            ):
+            results = self._wait([*calls, *decides], "decide")[len(calls) :]
+            for (_, members), site_paths in zip(self.groups, results, strict=True):
                 for k, path in zip(members, site_paths, strict=True):
                     paths[k] = None if path is None else tuple(path)
             if self._ticks % self.checkpoint_every == 0:
@@ -394,11 +566,37 @@ class RayControllers:
 
         return collect
 
+    def _wait(self, calls: list[_Call], what: str) -> list:
+        """The results of the edge actors' ``calls`` (commands and Ray calls); after a loss
+        every edge actor is recovered and its log replayed, the calls' results coming from
+        the replay."""
+        from ray.exceptions import RayActorError
+
+        while True:
+            try:
+                self._channel.check_halted()
+                return self._channel.collect(calls, what)
+            except (RayActorError, _ReplyLost) as err:
+                self._count_restart(err)
+                edges = list(self.edges.values())
+                for actor in edges:
+                    actor.restart()
+                self._connect(edges)
+                for actor in edges:
+                    actor.replay(len(actor.log), wait=False)
+
     def _checkpoint(self) -> None:
         """Every actor's controller state, held here; the logs restart from it."""
+        for actor in self.edges.values():
+            self._channel.halt(actor.peer)
         calls = [(actor, actor.handle.checkpoint.remote()) for actor in self.actors]
         for (actor, _), state in zip(calls, self._collect(calls, "checkpoint"), strict=True):
             actor.state, actor.log = state, []
+
+    def bus_stats(self) -> dict[str, int]:
+        """The driver's counters on the edge actors' bus (calls sent, faults injected, copies
+        dropped)."""
+        return dict(self._channel.endpoint.stats)
 
     def close(self) -> None:
         import ray
@@ -407,6 +605,9 @@ class RayControllers:
             with contextlib.suppress(Exception):
                 ray.kill(actor.handle)
         self.edges, self.cloud = {}, None
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
+            self._channel = None
 
 
 def _get_raw(ref):

@@ -298,14 +298,22 @@ class CommandChannel:
         self.next_seq = [0] * peers  # each actor's next command number (never reused)
         self.restarted()
 
-    def restarted(self) -> None:
-        """The actors were started afresh (or for the first time): none serves commands, no
-        reply is awaited, no serve call is watched any more."""
-        n = len(self.next_seq)
-        self.serving: list = [None] * n  # each actor's serve call while it serves, else None
-        self.served = [0] * n  # commands sent to each actor's current serve call
-        self.on_channel: dict[tuple[int, int], _Call] = {}  # (actor, seq) -> call, unanswered
-        self.halted: list[tuple] = []  # (actor, serve call, commands sent): told to stop
+    def restarted(self, peers: Iterable[int] | None = None) -> None:
+        """The actors ``peers`` (None: all) were started afresh (or for the first time): none
+        of them serves commands, their replies are awaited no more (a restarted actor's calls
+        are replayed as Ray calls), their old serve calls are watched no more."""
+        if peers is None:
+            n = len(self.next_seq)
+            self.serving: list = [None] * n  # each actor's serve call while it serves, or None
+            self.served = [0] * n  # commands sent to each actor's current serve call
+            self.on_channel: dict[tuple[int, int], _Call] = {}  # (actor, seq) -> unanswered
+            self.halted: list[tuple] = []  # (actor, serve call, commands sent): told to stop
+            return
+        peers = set(peers)
+        for peer in peers:
+            self.serving[peer], self.served[peer] = None, 0
+        self.on_channel = {key: c for key, c in self.on_channel.items() if key[0] not in peers}
+        self.halted = [h for h in self.halted if h[0] not in peers]
 
     def command(self, handle, call: _Call, body: list) -> None:
         """Send ``call`` (to actor ``call.host``, whose Ray handle is ``handle``) as command
@@ -903,6 +911,7 @@ def ray_engine(
                 run_id=uuid.uuid4().hex[:12],
                 checkpoint_every=checkpoint_every,
                 edge_actors=edge_actors,
+                bus_kwargs=bus_kwargs,
             )
         )
         return started[-1]

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from twin.control.baselines import NetworkView, StaticShortestPath
@@ -157,3 +158,58 @@ def test_an_unknown_controller_fails_in_the_driver_naming_the_known_ones(ray_loc
     with pytest.raises(ValueError, match="unknown controller 'nope'; known: "):
         RayControllers("nope", topology=TopologyModel(scenario), flows=[], jurisdictions={},
                        flow_endpoints=[], run_id="x")  # fmt: skip
+
+
+# -- G(t), commands and replies on the edge actors' bus ------------------------------------------
+
+
+def test_a_packed_snapshot_comes_back_exactly_and_travels_as_plain_values():
+    import msgpack
+
+    from actors.controllers import pack_snapshot, unpack_snapshot
+
+    topology = TopologyModel(load_scenario("small"))
+    for snap in (topology.snapshot(0), topology.snapshot(7 * 10**9)):
+        packed = pack_snapshot(snap)
+        assert msgpack.unpackb(msgpack.packb(packed)) == packed  # Ray and the bus pass it as is
+        back = unpack_snapshot(packed, snap.node_names)
+        for field in dataclasses.fields(snap):
+            a, b = getattr(snap, field.name), getattr(back, field.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+            else:
+                assert a == b, field.name
+    no_positions = dataclasses.replace(snap, satellite_positions_m=None)
+    assert (
+        unpack_snapshot(pack_snapshot(no_positions), snap.node_names).satellite_positions_m is None
+    )
+    short = pack_snapshot(snap)
+    short[3] = short[3][:-1]  # the kind array one edge short
+    with pytest.raises(ValueError, match="G\\(t\\) array kind of \\d+ bytes; \\d+ edges need"):
+        unpack_snapshot(short, snap.node_names)
+
+
+def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
+    from actors.bus import BusError
+    from actors.controllers import (
+        _decide_arguments,
+        decide_command,
+        decide_result,
+        pack_snapshot,
+    )
+
+    packed = pack_snapshot(TopologyModel(load_scenario("small")).snapshot(0))
+    assert _decide_arguments(decide_command(packed), 3, 1) == packed
+    for command in (
+        ["decide", *packed[:-1]],
+        ["plan", *packed],
+        ["decide", 1.5, *packed[1:]],
+        ["decide", packed[0], "a", *packed[2:]],
+        ["decide", *packed[:-1], [1.0]],
+    ):
+        with pytest.raises(BusError, match="edge actor 1: command 3"):
+            _decide_arguments(command, 3, 1)
+    assert decide_result([[0, 4, 2], None], 2, 9) == [[0, 4, 2], None]
+    for reply in ({}, [[0, 1.0]], [(0, 1)], ["path"]):
+        with pytest.raises(BusError, match="edge actor 2's reply to command 9"):
+            decide_result(reply, 2, 9)

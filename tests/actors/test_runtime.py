@@ -211,8 +211,11 @@ def test_duplicated_delayed_and_reordered_bus_frames_change_no_result(
     try:
         got = metrics_of(engine)
         stats = engine.nodes.bus_stats()
+        edge_stats = engine.controller.bus_stats()  # the edge actor's commands, faulty too
     finally:
         engine.close()
     assert stats["duplicates_sent"] > 0 and stats["delayed"] > 0
     assert 0 < stats["duplicates_dropped"] <= stats["duplicates_sent"]
+    assert edge_stats["duplicates_sent"] > 0 and edge_stats["delayed"] > 0
+    assert edge_stats["duplicates_dropped"] > 0  # copies of the edge actor's replies
     assert got == local_metrics
