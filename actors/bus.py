@@ -1073,6 +1073,20 @@ class BusEndpoint:
         self._gather(CALLS, seq, 1, accept, f"call {seq}", patient=True)
         return got[0]
 
+    def serve_calls(self, first_seq: int, answer) -> int:
+        """Answer the driver's calls from call ``first_seq`` on, each with the reply body
+        ``answer(body, seq)`` (sent back as call ``seq``), until a ``["stop"]``; returns how
+        many were answered. What an actor's ``serve`` Ray call runs (hosts, edge actors): while
+        it runs, the actor takes no other Ray call, so the driver sends ``stop`` before any."""
+        seq = int(first_seq)
+        while True:
+            body = self.receive_call(seq, DRIVER)
+            if body == ["stop"]:
+                self.flush()  # a reply the fault injector held must reach the driver
+                return seq - first_seq
+            self.send_call(DRIVER, seq, answer(body, seq))
+            seq += 1
+
     def poll_call(self, timeout_ms: int) -> tuple[int, int, list] | None:
         """The next call off the socket as ``(seq, src, body)``, or None if none comes within
         ``timeout_ms`` (the driver, waiting for replies while it watches the hosts). Only

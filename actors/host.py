@@ -335,15 +335,11 @@ class NodeHost:
         ``seq`` again, is :meth:`superstep`'s result. A copy of a command is dropped, one that
         overtook another waits for its turn (:meth:`actors.bus.BusEndpoint.receive_call`).
         """
-        seq = int(first_seq)
-        while True:
-            command = self.bus.receive_call(seq, DRIVER)
-            if command == ["stop"]:
-                self.bus.flush()  # a reply the fault injector held must reach the driver
-                return seq - first_seq
-            result = self.superstep(*_tick_arguments(command, seq, self.host_id))
-            self.bus.send_call(DRIVER, seq, superstep_reply(*result))
-            seq += 1
+
+        def answer(command: list, seq: int) -> list:
+            return superstep_reply(*self.superstep(*_tick_arguments(command, seq, self.host_id)))
+
+        return self.bus.serve_calls(first_seq, answer)
 
     def _step(self, battery_steps) -> list:
         """Each battery step ``(platform, sun, load_w, model number, the model the first time

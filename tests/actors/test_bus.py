@@ -566,18 +566,23 @@ def test_the_bus_benchmark_delivers_every_envelope():
     spec = importlib.util.spec_from_file_location("bench_bus_under_test", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.run(10)
-    assert result["frames"] == 1_000
+    result = bench.run(10, pairs=2)
+    assert result["frames"] == 1_000 and len(result["pairs"]) == 2
     # rates only: which is faster is no test's business on a shared 2-core machine (under
-    # load, 1,000 raw frames once came in slower than the bus's)
-    raw = result["raw_msgs_per_s"]
+    # load, 1,000 raw frames once came in slower than the bus's); each ratio is of its pair
     for rate, ratio in [("bus_msgs_per_s", "ratio"), ("bus_objects_msgs_per_s", "objects_ratio"),
                         ("bus_end_to_end_msgs_per_s", "end_to_end_ratio")]:  # fmt: skip
-        assert result[rate] > 0 and result[ratio] == result[rate] / raw
+        for pair in result["pairs"]:
+            assert pair[rate] > 0 and pair[ratio] == pair[rate] / pair["raw_msgs_per_s"]
+        low, high = result[f"{ratio}_range"]
+        assert low <= result[ratio] <= high
+        assert sorted(p[ratio] for p in result["pairs"]) == [low, high]
     report = bench.format_report(result)
     assert "judged on decoded and checked" in report and "Envelope objects" in report
     with pytest.raises(ValueError, match="repeat must be >= 10"):
         bench.run(5)
+    with pytest.raises(ValueError, match="pairs must be >= 1"):
+        bench.run(10, pairs=0)
 
 
 # -- control messages (hosts that count their rounds through host 0) --------------------------
