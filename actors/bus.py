@@ -57,15 +57,16 @@ range, an unknown kind or an envelope arriving before it was sent is refused wit
 it in bulk when a host hands them to its nodes.
 
 Why columns (measured on a frame of 100 KEY_RELAY envelopes, 2-core VM shared with other work,
-best of 15): decoding and checking it takes 14 us (version 2, a column per payload key checked
-one by one, 64-bit string indices: 27 us; version 1, a msgpack list per envelope checked and
-made into an Envelope one by one: 380-480 us), and the frame is 9.2 KB (version 2: 15.5 KB).
-Making the Envelope objects from the checked columns takes ~200 us more (half of it the payload
-dicts). The sender pays for it: encoding takes 200-270 us (version 1: 80-92 us), every column
-a pass over the envelopes. A frame of one envelope costs more than in version 1 (encode 50-70
-us, decode 11 us, against 2 and 5: fixed costs per column), but a run's frames are nearly all
-empty (the small scenario on Ray, 240 s sharded on 4 hosts and per node: 4,320 of 4,332
-frames, the rest one envelope each), and an empty frame decodes in 3 us (version 1: 1).
+best of 15): decoding and checking it takes 14-18 us (version 2, a column per payload key
+checked one by one, 64-bit string indices: 27 us; version 1, a msgpack list per envelope
+checked and made into an Envelope one by one: 380-480 us), and the frame is 9.0 KB (version
+2: 15.5 KB). Making the Envelope objects from the checked columns takes ~190 us more (half of
+it the payload dicts). The sender pays for it: encoding takes ~220 us (version 1: 80-92 us),
+every column a pass over the envelopes. A frame of one envelope costs more than in version 1
+(encode 50-70 us, decode 11 us, against 2 and 5: fixed costs per column), but a run's frames
+are nearly all empty (the small scenario on Ray, 240 s sharded on 4 hosts and per node: 4,320
+of 4,332 frames, the rest one envelope each), and an empty frame decodes in 3 us (version 1:
+1).
 
 Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port) and registers
 the endpoint with the run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket
@@ -141,10 +142,14 @@ FRAMES, CONTROL, CALLS = "frame", "control", "call"
 HIGH_WATER_MARK_FRAMES = 64
 LINGER_MS = 2_000  # a closing socket delivers what it holds for at most this long
 # largest frame accepted: far above a superstep's batch (mega: a few hundred envelopes of
-# ~100 bytes), and a bound on what a malformed or hostile frame can make a host allocate
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+# ~100 bytes) and an edge actor's G(t) (mega: ~0.5 MB), and with MAX_CONTAINERS a bound on
+# what a malformed or hostile frame can make a host allocate (msgpack makes a 56-byte list of
+# each 1-byte empty array: a frame of them would cost ~70x its size; strings and numbers at
+# most ~17x)
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_CONTAINERS = 1 << 20  # lists and maps in one message (a frame of 100 envelopes has ~20)
 
-# the header's int64 rows, one value per envelope each
+# the header's rows (unsigned, 4 or 8 bytes a value), one value per envelope each
 HEADER_ROWS = ("src", "dst", "kind", "t_ns", "seq", "delay_ns", "schema")
 _SRC, _DST, _KIND, _T, _SEQ, _DELAY, _SCHEMA = range(len(HEADER_ROWS))
 _INT64 = np.dtype("<i8")
@@ -175,7 +180,8 @@ _FIXED_RANK = {tag: rank for rank, tag in enumerate([*_FIXED_DTYPES, "m"])}
 # an int column takes the narrowest of these that holds all its values (the array module's
 # codes are struct's: a C int is 4 bytes wherever this runs, and _array_codes checks it)
 _INT_TAGS = ("b", "h", "i", "q")
-MAX_LAYOUTS = 4_096  # schema layouts remembered (_schema_layout)
+MAX_LAYOUTS = 4_096  # schema layouts remembered (_check_schema)
+MAX_LAYOUT_KEYS = 64  # and only of schemas this small (a payload has ~10 keys)
 _BOOLS = (False, True)
 _NATIVE_LITTLE = sys.byteorder == "little"
 
@@ -327,18 +333,42 @@ def encode_frame(
                 high[_SCHEMA])  # fmt: skip
         width = 4 if max(fits) < 2**32 and low[_SEQ] >= 0 else 8
         header = rows.astype(_HEADER_DTYPES[width]).tobytes()
-    return msgpack.packb(
-        [FRAME_VERSION, run_id, int(round_no), int(src_host), bool(active), strings, t0_ns,
-         width, header, wire_schemas],
-        use_bin_type=True,
-    )  # fmt: skip
+    try:
+        return msgpack.packb(
+            [FRAME_VERSION, run_id, int(round_no), int(src_host), bool(active), strings, t0_ns,
+             width, header, wire_schemas],
+            use_bin_type=True,
+        )  # fmt: skip
+    except (TypeError, OverflowError, ValueError) as err:  # a payload value msgpack cannot carry
+        raise BusError(f"an envelope payload holds a value the bus cannot carry: {err}") from None
+
+
+class _TooManyContainers(ValueError):
+    pass
+
+
+def _no_extension(code: int, data: bytes):
+    raise ValueError(f"msgpack extension type {code} (the bus sends plain values only)")
 
 
 def _unpack(raw: bytes, what: str):
-    """msgpack off a socket (str as str, lists as lists, map keys str or int): anything that
-    is not valid msgpack is a BusError naming ``what`` it was to be."""
+    """msgpack off a socket (str as str, lists as lists, map keys str or int, a timestamp as
+    int nanoseconds, no other extension type, at most :data:`MAX_CONTAINERS` lists and maps):
+    anything else is a BusError naming ``what`` it was to be."""
+    containers = 0
+
+    def count(container):
+        nonlocal containers
+        containers += 1
+        if containers > MAX_CONTAINERS:
+            raise _TooManyContainers(f"more than {MAX_CONTAINERS} lists and maps")
+        return container
+
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+        return msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, use_list=True, list_hook=count,
+            object_hook=count, ext_hook=_no_extension, timestamp=2,
+        )  # fmt: skip
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
         raise BusError(f"{what} is not valid msgpack: {err}") from None
 
@@ -382,7 +412,7 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
     shape = "[version, run, round, host, active, strings, t0, width, header, schemas]"
     if not (type(item) is list and item):
         raise BusError(f"frame must be a list {shape}, got {type(item).__name__}")
-    if item[0] != FRAME_VERSION:
+    if type(item[0]) is not int or item[0] != FRAME_VERSION:
         raise BusError(f"frame version {item[0]!r}; this host speaks {FRAME_VERSION}")
     if len(item) != 10:
         raise BusError(f"frame must be a 10-item list {shape}, got {len(item)} items")
@@ -456,6 +486,8 @@ def _check_header(rows: np.ndarray, t0_ns: int, n_strings: int, n_schemas: int) 
             continue
         i = int(np.argmax(rows[row] >= bound))
         bad = int(rows[row, i].astype(_INT64))  # as the sender's int64
+        if row == _T:
+            raise BusError(f"envelope {i}: t_ns {t0_ns} + {int(rows[row, i])} outside [0, 2**62)")
         if row == _KIND:
             raise BusError(
                 f"unknown envelope kind index {bad}: a frame's kinds are indices 0..."
@@ -466,9 +498,8 @@ def _check_header(rows: np.ndarray, t0_ns: int, n_strings: int, n_schemas: int) 
                 f"envelope {i}: delay_ns {bad} is negative (a message cannot arrive before "
                 "it is sent)"
             )
-        if row in (_T, _DELAY):
-            value = t0_ns + bad if row == _T else bad
-            raise BusError(f"envelope {i}: {HEADER_ROWS[row]} {value} outside [0, 2**62)")
+        if row == _DELAY:
+            raise BusError(f"envelope {i}: delay_ns {bad} outside [0, 2**62)")
         things = "schemas" if row == _SCHEMA else "strings"
         raise BusError(
             f"envelope {HEADER_ROWS[row]} index {bad} out of range: the frame has {bound} {things}"
@@ -493,13 +524,17 @@ class _Layout:
 _LAYOUTS: dict[tuple[tuple[str, ...], str], _Layout] = {}
 
 
+def _known_layout(keys: list, tags: str) -> _Layout | None:
+    """The layout of a schema met before (and found sound then), or None."""
+    try:
+        return _LAYOUTS.get((tuple(keys), tags))
+    except TypeError:  # an unhashable key (refused by _schema_layout)
+        return None
+
+
 def _schema_layout(number: int, keys: list, tags: str) -> _Layout:
     """The layout of a schema's keys and tags, once they are found sound: distinct str keys,
     one known tag each."""
-    try:
-        return _LAYOUTS[tuple(keys), tags]
-    except (KeyError, TypeError):  # (TypeError: an unhashable key, refused below)
-        pass
     if not set(map(type, keys)) <= {str} or len(set(keys)) != len(keys):
         raise BusError(f"payload schema {number}: keys must be distinct str, got {keys!r:.200}")
     if len(tags) != len(keys) or not set(tags) <= _TAGS:
@@ -515,12 +550,8 @@ def _schema_layout(number: int, keys: list, tags: str) -> _Layout:
         units[k] = unit
         unit += _FIXED_DTYPES[tags[k]].itemsize
         group_bounds[tags[k]] = (group_start, unit)
-    layout = _Layout(unit, tuple(units), group_bounds.get("s", (0, 0)),
-                     group_bounds.get("?", (0, 0)), tags.count("m"))  # fmt: skip
-    if len(_LAYOUTS) >= MAX_LAYOUTS:
-        _LAYOUTS.clear()
-    _LAYOUTS[tuple(keys), tags] = layout
-    return layout
+    return _Layout(unit, tuple(units), group_bounds.get("s", (0, 0)),
+                   group_bounds.get("?", (0, 0)), tags.count("m"))  # fmt: skip
 
 
 def _check_schema(
@@ -540,7 +571,10 @@ def _check_schema(
         )
     if n_members == 0:  # a sender never makes one: one frame, one encoding
         raise BusError(f"payload schema {number} has no envelopes")
-    layout = _schema_layout(number, keys, tags)
+    layout = _known_layout(keys, tags)
+    known = layout is not None
+    if not known:
+        layout = _schema_layout(number, keys, tags)
     if len(fixed) != n_members * layout.width:
         raise BusError(
             f"payload schema {number}: fixed block of {len(fixed)} bytes; tags {tags!r:.200} "
@@ -559,12 +593,16 @@ def _check_schema(
     start, end = layout.flags
     if end > start:
         flag_blocks.append(fixed[n_members * start : n_members * end])
+    if not known and len(keys) <= MAX_LAYOUT_KEYS:  # sound: kept (a refused one never is)
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[tuple(keys), tags] = layout
 
 
 def _schema_columns(keys: list[str], tags: str, fixed: bytes, loose: list, n: int,
                     strings: list[str]) -> Iterator[tuple[str, Iterable]]:  # fmt: skip
     """``(key, values)`` of a checked schema's columns (module docstring)."""
-    layout = _LAYOUTS.get((tuple(keys), tags)) or _schema_layout(0, keys, tags)
+    layout = _known_layout(keys, tags) or _schema_layout(0, keys, tags)
     loose_columns = iter(loose)
     for key, tag, unit in zip(keys, tags, layout.units, strict=True):
         if tag == "m":
@@ -944,6 +982,11 @@ class BusEndpoint:
         for host in list(self._push):
             if self._peers.get(host) != old.get(host):
                 self._push.pop(host).close(linger=0)  # a lost host's: nothing left to deliver
+
+    @property
+    def peers(self) -> dict[int, tuple[str, bytes | None]]:
+        """The peers this endpoint knows (a copy): id -> (endpoint, server key or None)."""
+        return dict(self._peers)
 
     def _socket(self, host: int) -> zmq.Socket:
         sock = self._push.get(host)

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from actors.bus import DRIVER, BusEndpoint, BusError
+from actors.host import node_ip
 from actors.runtime import (
     MAX_RESTARTS,
     CommandChannel,
@@ -51,7 +52,7 @@ from actors.runtime import (
 )
 from twin.control.baselines import Decision, NetworkView, make_controller
 from twin.network.routing import NodeIndex
-from twin.network.topology import Snapshot
+from twin.network.topology import EdgeKind, Snapshot
 
 # auto: an edge actor per site when the cluster has this many CPUs per site (assumption: one
 # for the actor, one for the hosts and the driver it shares the machine with)
@@ -70,15 +71,19 @@ __all__ = [
     "unpack_snapshot",
 ]
 
-# G(t) travels to the controller actors as plain values (bytes and ints), which Ray passes
-# with msgpack: a Snapshot object is pickled, ~1.5 ms of the driver's CPU a tick on mega
-# (1,681 nodes, 5,714 edges), more than the decision it is for (measured, README)
+# G(t) travels to the controller actors as plain values (bytes and ints): over the bus to the
+# edge actors, with a Ray call (msgpack, no pickling) to the cloud planner and in replays. A
+# pickled Snapshot cost the driver ~1.5 ms of CPU a tick on mega (1,681 nodes, 5,714 edges),
+# more than the decision it is for (measured, README)
 _SNAPSHOT_ARRAYS = {
     "a": np.dtype("<i8"), "b": np.dtype("<i8"), "kind": np.dtype("i1"),
     "transmittance": np.dtype("<f8"), "latency_s": np.dtype("<f8"),
     "capacity_bps": np.dtype("<f8"), "skr_bps": np.dtype("<f8"), "fidelity": np.dtype("<f8"),
     "up": np.dtype("?"), "weather_loss_db": np.dtype("<f8"), "distance_m": np.dtype("<f8"),
 }  # fmt: skip
+
+
+_EDGE_KINDS = {int(k) for k in EdgeKind}
 
 
 def pack_snapshot(snapshot: Snapshot) -> list:
@@ -119,16 +124,18 @@ def _decide_arguments(command: list, seq: int, actor: int) -> list:
     return command[1:]
 
 
-def decide_result(body, actor: int, seq: int) -> list:
+def decide_result(body, actor: int, seq: int, n_flows: int, n_nodes: int) -> list:
     """The paths of an edge actor's reply to decide command ``seq`` (checked: a list holding,
-    per flow, None or a list of node indices); a BusError names what is wrong."""
-    if not (type(body) is list and all(
-        path is None or (type(path) is list and all(type(n) is int for n in path))
+    for each of the actor's ``n_flows`` flows, None or a list of node indices below
+    ``n_nodes``); a BusError names what is wrong."""
+    if not (type(body) is list and len(body) == n_flows and all(
+        path is None or (type(path) is list and all(type(n) is int and 0 <= n < n_nodes
+                                                    for n in path))
         for path in body
     )):  # fmt: skip
         raise BusError(
-            f"edge actor {actor}'s reply to command {seq} must be a list of paths (None or a "
-            f"list of node indices each), got {body!r:.80}"
+            f"edge actor {actor}'s reply to command {seq} must be a list of {n_flows} paths "
+            f"(None or a list of node indices below {n_nodes} each), got {body!r:.80}"
         )
     return body
 
@@ -146,7 +153,19 @@ def unpack_snapshot(packed: list, node_names: tuple[str, ...]) -> Snapshot:
                 f"{n_edges * dtype.itemsize}"
             )
         fields[field] = np.frombuffer(data, dtype)
+    # what a controller indexes or branches on must hold what G(t) can hold
+    ends = np.concatenate([fields["a"], fields["b"]])
+    if ends.size and not (0 <= ends.min() and ends.max() < len(node_names)):
+        raise ValueError(f"G(t) edge ends must be node indices below {len(node_names)}")
+    if fields["kind"].size and not set(np.unique(fields["kind"]).tolist()) <= _EDGE_KINDS:
+        raise ValueError(f"G(t) edge kinds must be EdgeKind values {sorted(_EDGE_KINDS)}")
+    if fields["up"].view(np.uint8).max(initial=0) > 1:
+        raise ValueError("G(t) array up must hold bools (bytes 0 and 1)")
     if positions is not None:
+        if len(positions) % 24:
+            raise ValueError(
+                f"G(t) satellite positions of {len(positions)} bytes: not (3, S) float64"
+            )
         positions = np.frombuffer(positions, "<f8").reshape(3, -1)
     return Snapshot(t_ns=t_ns, node_names=node_names, satellite_positions_m=positions, **fields)
 
@@ -249,9 +268,7 @@ class EdgeController(_HostedController):
         self.actor_id = int(actor_id)
         bus_kwargs = dict(bus_kwargs or {})
         if "bind_ip" not in bus_kwargs:  # this actor's node, which may not be the driver's
-            from actors.host import _node_ip
-
-            bus_kwargs["bind_ip"] = _node_ip()
+            bus_kwargs["bind_ip"] = node_ip()
         self.bus = BusEndpoint(run_id, self.actor_id, **bus_kwargs)
         self.plan = None  # the cloud tier's latest plan (set_plan)
 
@@ -349,10 +366,11 @@ class _Actor:
         restore = [self.handle.restore.remote(self.state)] if self.state is not None else []
         for call in self.log[:n_calls]:
             call.ref = getattr(self.handle, call.method).remote(*call.args)
-        if not wait:
-            return
+        # the restore is waited for either way (its failure must not go unseen); the replayed
+        # calls' results are the caller's to collect unless ``wait``
+        waited = [*restore, *(call.ref for call in self.log[:n_calls] if wait)]
         try:
-            for ref in [*restore, *(call.ref for call in self.log[:n_calls])]:
+            for ref in waited:
                 _get_raw(ref)
         except RayActorError as err:
             raise RuntimeUnavailable(
@@ -428,8 +446,13 @@ class RayControllers:
         self.cloud: _Actor | None = None
         self._channel: CommandChannel | None = None
         try:
+            sizes = [len(members) for _, members in self.groups]
+
+            def parse_reply(body, actor: int, seq: int) -> list:
+                return decide_result(body, actor, seq, sizes[actor], len(names))
+
             self._channel = CommandChannel(
-                bus_run, len(self.groups), bus_kwargs, "edge actor", decide_result
+                bus_run, len(self.groups), bus_kwargs, "edge actor", parse_reply
             )
             for n, (sites, members) in enumerate(self.groups):
                 self.edges["+".join(sites)] = _Actor(
@@ -455,7 +478,7 @@ class RayControllers:
         endpoint, the driver theirs. None of them serves commands yet."""
         endpoint = self._channel.endpoint
         addresses = [_get_raw(ref) for ref in [a.handle.bus_address.remote() for a in edges]]
-        peers = dict(endpoint._peers)
+        peers = endpoint.peers
         peers.update((a.peer, address) for a, address in zip(edges, addresses, strict=True))
         endpoint.set_peers(peers)
         driver = (endpoint.endpoint, endpoint.server_public_key)

@@ -36,6 +36,7 @@ from twin.network.traffic import TrafficClass
 
 __all__ = [
     "NodeHost",
+    "node_ip",
     "pack_array",
     "pack_links",
     "superstep_reply",
@@ -77,7 +78,7 @@ def _unpack_links(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, unpack_array(packed[16 * n :], np.float64)
 
 
-def _node_ip() -> str:
+def node_ip() -> str:
     """The IP of the Ray node this process runs on (loopback outside Ray: tests)."""
     import ray
 
@@ -194,7 +195,7 @@ class NodeHost:
         self.nodes = NodeSet(names, members, flows, **node_kwargs)
         bus_kwargs = dict(bus_kwargs or {})
         if "bind_ip" not in bus_kwargs:  # this host's node, which may not be the driver's
-            bus_kwargs["bind_ip"] = _node_ip()
+            bus_kwargs["bind_ip"] = node_ip()
         self.bus = BusEndpoint(run_id, host_id, **bus_kwargs)
         self._host_of: dict[str, int] = {}
         self._models: dict[int, object] = {}  # battery power models by number (_step)
@@ -221,7 +222,17 @@ class NodeHost:
     def environment(self, t_ns: int, links: bytes) -> None:
         """Start a tick: ``links`` (:func:`pack_links`) are G(t)'s key-generating links that
         this host's nodes own (``NodeSet.generate``)."""
-        self.nodes.generate(t_ns, *_unpack_links(links))
+        a, b, skr_bps = _unpack_links(links)
+        n = len(self.nodes.names)
+        # (they may have come off the bus: a negative index would wrap, a NaN rate spread)
+        if a.size and not (
+            0 <= min(a.min(), b.min()) and max(a.max(), b.max()) < n and (skr_bps >= 0).all()
+        ):
+            raise BusError(
+                f"host {self.host_id}: G(t)'s links must join node indices below {n} at key "
+                "rates >= 0"
+            )
+        self.nodes.generate(t_ns, a, b, skr_bps)
 
     def exchange(self, first_round: int, inbox: bytes, n_hosts: int):
         """A whole node phase without the driver, then the tick's end. Returns (the next unused

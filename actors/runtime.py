@@ -194,7 +194,8 @@ def _speaks_http2(conn: socket.socket) -> bool:
 
 def _no_answer(what: str) -> RuntimeUnavailable:
     return RuntimeUnavailable(
-        f"a host did not answer {what} within {CALL_TIMEOUT_S:.0f} s: the cluster is "
+        f"an actor (host or controller) did not answer {what} within {CALL_TIMEOUT_S:.0f} s: "
+        "the cluster is "
         "overloaded or a node is gone"
     )
 
@@ -208,7 +209,7 @@ def _get(refs, what: str):
     except GetTimeoutError:
         raise _no_answer(what) from None
     except RayActorError as err:
-        raise RuntimeUnavailable(f"a host died during {what}: {err}") from None
+        raise RuntimeUnavailable(f"an actor died during {what}: {err}") from None
     except RayTaskError as err:
         cause = err.cause if isinstance(err.cause, Exception) else None
         if isinstance(cause, BusError | RuntimeError | ValueError):
@@ -220,26 +221,27 @@ _NO_RESULT = object()
 
 
 class _ReplyLost(RuntimeError):
-    """A host's reply to a command never came, though its serve call ended long ago
+    """An actor's reply to a command never came, though its serve call ended long ago
     (:data:`REPLY_GRACE_S`)."""
 
 
 class _Call:
-    """A logged call to a host: replayed after a recovery (a Ray call), with its ``ref``
-    replaced. A superstep sent as a command over the bus has no ``ref`` until then: its
-    ``result`` comes with the host's reply to command ``seq``, from the host's ``serve`` call
-    (watched for the host's loss)."""
+    """A logged call to an actor (``host``: a host's number, or an edge actor's id on its
+    bus; None for an actor not on a bus): replayed after a recovery (a Ray call), with its
+    ``ref`` replaced. A call sent as a command over the bus has no ``ref`` until then: its
+    ``result`` comes with the actor's reply to command ``seq``, from the actor's ``serve``
+    call (watched for the actor's loss)."""
 
     __slots__ = ("args", "host", "method", "ref", "result", "seq", "serve")
 
-    def __init__(self, host: int, method: str, args: tuple) -> None:
+    def __init__(self, host: int | None, method: str, args: tuple) -> None:
         self.host, self.method, self.args, self.ref = host, method, args, None
         self.result, self.seq, self.serve = _NO_RESULT, None, None
 
 
 def _get_first_failure(refs, what: str) -> list:
-    """``ray.get(refs)``, but a lost host raises as soon as its call fails (``ray.get`` of a
-    list would first wait for the calls before it: hosts blocked on the lost host's frames).
+    """``ray.get(refs)``, but a lost actor raises as soon as its call fails (``ray.get`` of a
+    list would first wait for the calls before it: hosts blocked on a lost host's frames).
     Each result is fetched once."""
     import ray
 
@@ -257,7 +259,7 @@ def _get_first_failure(refs, what: str) -> list:
 
 
 def _result_of(ref, what: str):
-    """A finished call's result; a lost host raises RayActorError (the caller recovers), the
+    """A finished call's result; a lost actor raises RayActorError (the caller recovers), the
     call's own error is reported with its cause (:func:`_get`)."""
     import ray
     from ray.exceptions import RayActorError

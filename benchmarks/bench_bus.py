@@ -7,7 +7,7 @@ pyzmq PUSH/PULL with the same batching (100 messages per frame); aim: at least 2
   receiver only takes the frame. This is the ceiling of the transport.
 - bus, decoded and checked: a frame is :func:`actors.bus.encode_frame` of 100 trusted-relay
   envelopes (a KEY_RELAY ``commit`` as the nodes send it: names, ids, bit counts, a flag),
-  version 2, columnar (the module docstring of :mod:`actors.bus` has the format). The receiver,
+  version 3, columnar (the module docstring of :mod:`actors.bus` has the format). The receiver,
   a :class:`BusEndpoint`, takes it with ``receive_batches``: the frame is decoded and every
   check of every envelope is made (over whole columns, with numpy), and the envelopes are
   handed on as an :class:`EnvelopeBatch`, no Envelope object made yet.
@@ -160,8 +160,8 @@ def _measure(receiver, sender, frames: int) -> float:
 
 
 def run(repeat: int = 200, pairs: int = 3) -> dict:
-    """``repeat`` x 100 frames each way, ``pairs`` times (``qntwin bench bus --repeat R
-    --pairs P``)."""
+    """``repeat`` x 100 frames each way, ``pairs`` times (``qntwin bench bus --repeat R``
+    measures 3 pairs; ``python benchmarks/bench_bus.py --repeat R --pairs P``)."""
     frames = 100 * int(repeat)
     if frames < 1_000:
         raise ValueError(f"repeat must be >= 10 (1,000 frames) for a stable rate, got {repeat}")

@@ -227,6 +227,8 @@ def test_an_envelope_the_format_cannot_carry_is_refused_at_the_sender():
         ({"t_ns": 2**62, "arrival_ns": 2**62}, "got t_ns 4611686018427387904"),
         ({"arrival_ns": 2**62}, "delays 4611686018427387904..4611686018427387904"),
         ({"kind": 99}, "envelope kind 99 is not a MessageKind code \\[1, 2"),
+        ({"payload": {"x": 2**64}}, "payload holds a value the bus cannot carry"),
+        ({"payload": {"x": {1, 2}}}, "payload holds a value the bus cannot carry"),
         # (from_columns trusts its caller: an arrival before the send is refused here too)
         (None, "delays -1..-1"),
     ]:
@@ -336,7 +338,7 @@ MALFORMED = [
     ),
     (
         broken(lambda f: f.__setitem__(6, 2**62 - 10) or with_header(f, "t_ns", 1, 10)),
-        "envelope 1: t_ns 4611686018427387904 outside",
+        "envelope 1: t_ns 4611686018427387894 \\+ 10 outside",
     ),
     (broken(lambda f: f[9].append([["x"], "i", b"", []])), "schema 1 has no envelopes"),
     (broken(lambda f: f[9].__setitem__(0, "schema")), "\\[keys, tags, fixed, loose\\]"),
@@ -413,6 +415,49 @@ def test_a_frame_whose_envelopes_are_shuffled_between_schemas_is_still_read_in_o
     items = frame_items(sent)
     assert len(items[9]) == 2
     assert decode_frame(msgpack.packb(items, use_bin_type=True), "run1")[3] == sent
+
+
+def test_what_msgpack_could_make_of_a_hostile_frame_is_bounded_or_refused():
+    # extension types (the sender never makes one) and a flood of containers (a 1-byte empty
+    # list costs a 56-byte Python list): refused before any check of the frame's shape
+    items = frame_items()
+    with_schema(items, 1, "sbm")  # "critical" as a loose column...
+    items[9][0][2] = items[9][0][2][:10]
+    items[9][0][3] = [[msgpack.ExtType(5, b"zz"), True]]  # ...holding an extension value
+    with pytest.raises(BusError, match="extension type 5"):
+        decode_frame(msgpack.packb(items, use_bin_type=True), "run1")
+    from actors.bus import MAX_CONTAINERS
+
+    flood = b"\xdd" + (MAX_CONTAINERS + 1).to_bytes(4, "big") + b"\x90" * (MAX_CONTAINERS + 1)
+    with pytest.raises(BusError, match=f"more than {MAX_CONTAINERS} lists and maps"):
+        decode_frame(flood, "run1")
+    with pytest.raises(BusError, match="frame version 3.0; this host speaks 3"):
+        decode_frame(msgpack.packb([3.0, *frame_items()[1:]], use_bin_type=True), "run1")
+
+
+def test_a_refused_schema_is_not_remembered_and_a_huge_one_never():
+    from actors import bus
+
+    keys = [f"refused-{k}" for k in range(3)]
+    items = frame_items()
+    items[9][0] = [keys, "qqq", b"", []]  # a fixed block of 0 bytes for 2 envelopes
+    before = dict(bus._LAYOUTS)
+    with pytest.raises(BusError, match="fixed block of 0 bytes"):
+        decode_frame(msgpack.packb(items, use_bin_type=True), "run1")
+    assert bus._LAYOUTS == before
+    huge = [envelope(k, {f"k{j}": j for j in range(bus.MAX_LAYOUT_KEYS + 1)}) for k in range(2)]
+    assert decode_frame(encode_frame("run1", 0, 0, huge), "run1")[3] == huge
+    assert not any(len(keys) > bus.MAX_LAYOUT_KEYS for keys, _ in bus._LAYOUTS)
+    assert decode_frame(encode_frame("run1", 0, 0, [envelope(0)]), "run1")[3] == [envelope(0)]
+    assert (("step", "bits", "critical"), "sb?") in bus._LAYOUTS  # a sound one is
+
+
+def test_a_negative_time_in_wide_rows_is_named_as_sent():
+    items = frame_items([envelope(-1), envelope(0)])  # 8-byte rows (a negative seq)
+    items[6] = 100
+    with_header(items, "t_ns", 0, -1)
+    with pytest.raises(BusError, match="envelope 0: t_ns 100 \\+ 18446744073709551615 outside"):
+        decode_frame(msgpack.packb(items, use_bin_type=True), "run1")
 
 
 # -- endpoints -------------------------------------------------------------------------------

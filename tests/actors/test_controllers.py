@@ -209,7 +209,48 @@ def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
     ):
         with pytest.raises(BusError, match="edge actor 1: command 3"):
             _decide_arguments(command, 3, 1)
-    assert decide_result([[0, 4, 2], None], 2, 9) == [[0, 4, 2], None]
-    for reply in ({}, [[0, 1.0]], [(0, 1)], ["path"]):
-        with pytest.raises(BusError, match="edge actor 2's reply to command 9"):
-            decide_result(reply, 2, 9)
+    assert decide_result([[0, 4, 2], None], 2, 9, 2, 5) == [[0, 4, 2], None]
+    for reply in ({}, [[0, 1.0], None], [(0, 1), None], ["path", None], [[0, 1]], [[0, 5], None],
+                  [[-1, 2], None]):  # fmt: skip
+        with pytest.raises(BusError, match="edge actor 2's reply to command 9 must be a list of 2"):
+            decide_result(reply, 2, 9, 2, 5)
+
+
+def test_a_packed_snapshot_holding_what_g_t_cannot_hold_is_refused():
+    from actors.controllers import pack_snapshot, unpack_snapshot
+
+    snap = TopologyModel(load_scenario("small")).snapshot(0)
+    n = len(snap.node_names)
+    for field, value, words in [
+        ("a", -1, "edge ends must be node indices below"),
+        ("b", n, "edge ends must be node indices below"),
+        ("kind", 7, "edge kinds must be EdgeKind values"),
+        ("up", 2, "array up must hold bools"),
+    ]:
+        arrays = {f: getattr(snap, f).copy() for f in ("a", "b", "kind", "up")}
+        arrays[field].view(np.uint8 if field == "up" else arrays[field].dtype)[0] = value
+        with pytest.raises(ValueError, match=words):
+            unpack_snapshot(pack_snapshot(dataclasses.replace(snap, **arrays)), snap.node_names)
+    packed = pack_snapshot(snap)
+    packed[-1] = packed[-1][:-8]
+    with pytest.raises(ValueError, match="satellite positions of \\d+ bytes"):
+        unpack_snapshot(packed, snap.node_names)
+
+
+def test_a_host_refuses_links_that_name_no_node(ray_local):
+    import ray
+
+    from actors.bus import BusError
+    from actors.host import pack_links
+    from actors.runtime import ray_engine
+
+    engine = ray_engine(load_scenario("small"), placement_mode="sharded", hosts=2)
+    try:
+        host = engine.nodes.hosts[0]  # (not serving: no tick yet)
+        for a, skr in [(-1, 1.0), (10**6, 1.0), (0, float("nan"))]:
+            with pytest.raises(ray.exceptions.RayTaskError) as caught:
+                ray.get(host.environment.remote(0, pack_links([a], [1], [skr])))
+            assert isinstance(caught.value.cause, BusError)
+            assert "links must join node indices below" in str(caught.value.cause)
+    finally:
+        engine.close()

@@ -161,7 +161,8 @@ def test_the_address_probe_accepts_a_live_ray_head(ray_local):
 def test_killing_hosts_and_controller_actors_mid_run_changes_no_result(ray_local, local_metrics):
     # the host of the busiest OGS dies at tick 40 (between checkpoints), two hosts at once at
     # tick 130: every host is restored from the last checkpoint and the ticks since replayed;
-    # the edge controller actor dies at tick 90 and is restored and replayed alone
+    # the edge controller actor dies at tick 90, while serving commands, and is restored and
+    # replayed (with every edge actor: here the only one)
     import ray
 
     from actors.runtime import ray_engine
