@@ -390,7 +390,7 @@ class RayControllers:
 
     The edge actors take a tick's G(t) as a command over the bus, as the hosts take their
     ticks (:class:`actors.runtime.CommandChannel`): a Ray call with G(t) cost the driver
-    2.5-4 ms of CPU a tick on mega, the command ~0.3 ms. A new plan, checkpoints and replays
+    2.5-4 ms of CPU a tick on mega, the command 0.1-0.4 ms. A new plan, checkpoints and replays
     go as Ray calls. An edge actor lost while serving is noticed by its serve call's failure;
     all edge actors are then restored and replayed (they share no state: each replays its own
     log; a loss is rare, and a lost serve call does not say which of them failed first).
