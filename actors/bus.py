@@ -178,7 +178,7 @@ _FIXED_DTYPES = {
 _TAGS = frozenset(_FIXED_DTYPES) | {"m"}
 _FIXED_RANK = {tag: rank for rank, tag in enumerate([*_FIXED_DTYPES, "m"])}
 # an int column takes the narrowest of these that holds all its values (the array module's
-# codes are struct's: a C int is 4 bytes wherever this runs, and _array_codes checks it)
+# codes are struct's: a C int is 4 bytes wherever this runs, as the check below makes sure)
 _INT_TAGS = ("b", "h", "i", "q")
 MAX_LAYOUTS = 4_096  # schema layouts remembered (_check_schema)
 MAX_LAYOUT_KEYS = 64  # and only of schemas this small (a payload has ~10 keys)
@@ -239,9 +239,11 @@ class _SchemaColumns:
         data = self.data
         if text_indices:
             indices = iter(text_indices)
-            data = [next(indices) if tag == "s" else d for tag, d in zip(self.tags, data)]  # noqa: B905
+            data = [
+                next(indices) if tag == "s" else d for tag, d in zip(self.tags, data, strict=True)
+            ]
         fixed = b"".join(map(data.__getitem__, _fixed_order(self.tags)))
-        loose = [d for tag, d in zip(self.tags, data) if tag == "m"]  # noqa: B905 (one length)
+        loose = [d for tag, d in zip(self.tags, data, strict=True) if tag == "m"]
         return [self.keys, "".join(self.tags), fixed, loose]
 
 
