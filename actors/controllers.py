@@ -448,8 +448,8 @@ class RayControllers:
         try:
             sizes = [len(members) for _, members in self.groups]
 
-            def parse_reply(body, actor: int, seq: int) -> list:
-                return decide_result(body, actor, seq, sizes[actor], len(names))
+            def parse_reply(body, call: _Call) -> list:
+                return decide_result(body, call.host, call.seq, sizes[call.host], len(names))
 
             self._channel = CommandChannel(
                 bus_run, len(self.groups), bus_kwargs, "edge actor", parse_reply

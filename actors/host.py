@@ -38,6 +38,7 @@ __all__ = [
     "NodeHost",
     "node_ip",
     "pack_array",
+    "lent_memories",
     "pack_links",
     "superstep_reply",
     "superstep_result",
@@ -126,6 +127,43 @@ def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
         expect(f"battery step {k}", step, ok, "[platform, sun bytes, load_w bytes, model "
                "number, None (a model comes with a Ray call), dt_s float]")  # fmt: skip
     return t_ns, links, first_round, inbox, n_hosts, steps
+
+
+def _lend_arguments(command: list, seq: int, names) -> list[str]:
+    """The node names of memory-loan command ``seq`` (checked: nodes of this host)."""
+    known = set(names)
+    ok = len(command) == 2 and isinstance(command[1], list) and all(
+        isinstance(name, str) and name in known for name in command[1]
+    )  # fmt: skip
+    _expect(f"loan command {seq}", "names", command[1:], ok, "[names of the run's nodes]")
+    return command[1]
+
+
+def _returned_memories(command: list, seq: int, names) -> dict[str, QuantumMemory]:
+    """The memories of return command ``seq``, made from their plain values (checked)."""
+    known = set(names)
+    items = command[1] if len(command) == 2 and isinstance(command[1], list) else None
+    ok = items is not None and all(
+        isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) and i[0] in known
+        for i in items
+    )  # fmt: skip
+    _expect(f"return command {seq}", "memories", command[1:], ok, "[[node name, memory], ...]")
+    try:
+        return {name: QuantumMemory.from_wire(memory) for name, memory in items}
+    except ValueError as err:
+        raise BusError(f"return command {seq}: {err}") from None
+
+
+def lent_memories(body, host: int, seq: int, names: list[str]) -> dict[str, QuantumMemory]:
+    """The memories of a host's reply to loan command ``seq`` for ``names`` (checked)."""
+    ok = isinstance(body, list) and [i[0] if isinstance(i, list) and i else None
+                                     for i in body] == list(names)  # fmt: skip
+    _expect(f"host {host}'s reply to loan command {seq}", "memories", body, ok,
+            f"[[name, memory], ...] for {names!r:.80}")  # fmt: skip
+    try:
+        return {name: QuantumMemory.from_wire(memory) for name, memory in body}
+    except (ValueError, TypeError) as err:
+        raise BusError(f"host {host}'s reply to loan command {seq}: {err}") from None
 
 
 def superstep_reply(next_round: int, closed, stepped) -> list:
@@ -342,12 +380,22 @@ class NodeHost:
 
         A command is ``["tick", t_ns, links, first_round, inbox, n_hosts, battery_steps]``
         (:meth:`superstep`'s arguments; a battery step names its power model by number, the
-        model itself having come with a Ray call) or ``["stop"]``; the reply to a tick, call
-        ``seq`` again, is :meth:`superstep`'s result. A copy of a command is dropped, one that
-        overtook another waits for its turn (:meth:`actors.bus.BusEndpoint.receive_call`).
+        model itself having come with a Ray call), a memory loan ``["lend", names]`` or
+        return ``["return", [[name, memory], ...]]`` (the memories as plain values,
+        :meth:`QuantumMemory.to_wire`), or ``["stop"]``; the reply, call ``seq`` again, is
+        :meth:`superstep`'s result, the lent ``[[name, memory], ...]``, or ``[number taken]``.
+        A copy of a command is dropped, one that overtook another waits for its turn
+        (:meth:`actors.bus.BusEndpoint.receive_call`).
         """
 
         def answer(command: list, seq: int) -> list:
+            if command[:1] == ["lend"]:
+                names = _lend_arguments(command, seq, self.nodes.nodes)
+                return [[name, self.nodes.memory(name).to_wire()] for name in names]
+            if command[:1] == ["return"]:
+                memories = _returned_memories(command, seq, self.nodes.nodes)
+                self.return_memories(memories)
+                return [len(memories)]  # (a call's body is never empty)
             return superstep_reply(*self.superstep(*_tick_arguments(command, seq, self.host_id)))
 
         return self.bus.serve_calls(first_seq, answer)

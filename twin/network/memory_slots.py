@@ -358,6 +358,56 @@ class QuantumMemory:
         self._expired += len(dropped)
         return dropped
 
+    # --- plain values (the Ray runtime's bus carries a lent memory as these) ---------------
+    def to_wire(self) -> list:
+        """This memory as plain values (msgpack's): ``[q_max, t2_s, slots, peak, rejections,
+        stored, released, expired]``, each slot ``[pair_id, partner, birth_ns, fidelity,
+        phi_minus, ref_ns, partner_t2_s]`` in the memory's order; :meth:`from_wire` gives it
+        back exactly (floats bit for bit)."""
+        slots = [[s.pair_id, s.partner, s.birth_ns, s.fidelity, s.phi_minus, s.ref_ns,
+                  s.partner_t2_s] for s in self._slots]  # fmt: skip
+        return [self._q_max, self._t2_s, slots, self._peak, self._rejections, self._stored,
+                self._released, self._expired]  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, item) -> QuantumMemory:
+        """The memory of :meth:`to_wire`'s values; a ValueError names what is not a memory's
+        state (types, counts below zero, more slots than ``q_max``, slots out of order or
+        sharing a pair id, a slot's fidelity or times out of range)."""
+        if not (type(item) is list and len(item) == 8):
+            raise ValueError("a memory is [q_max, t2_s, slots, peak, rejections, stored, "
+                             "released, expired]")  # fmt: skip
+        q_max, t2_s, slots, *counts = item
+        if type(t2_s) is not float or type(slots) is not list:
+            raise ValueError("a memory's t2_s must be a float and its slots a list")
+        if not all(type(c) is int and c >= 0 for c in counts):
+            raise ValueError(f"a memory's counts must be ints >= 0, got {counts!r:.120}")
+        memory = cls(q_max, t2_s)  # (checks q_max and t2_s)
+        made = []
+        for slot in slots:
+            if not (type(slot) is list and len(slot) == 7):
+                raise ValueError("a memory slot is [pair_id, partner, birth_ns, fidelity, "
+                                 "phi_minus, ref_ns, partner_t2_s]")  # fmt: skip
+            pair_id, partner, birth_ns, fidelity, phi_minus, ref_ns, partner_t2_s = slot
+            floats = (fidelity, phi_minus, partner_t2_s)
+            if not (type(pair_id) is str and type(partner) is str and type(birth_ns) is int
+                    and type(ref_ns) is int and birth_ns <= ref_ns
+                    and all(type(x) is float for x in floats)):  # fmt: skip
+                raise ValueError(f"memory slot {slot!r:.160} is not a stored qubit's state")
+            _fidelity_pair(fidelity, phi_minus)  # (raises for values a pair cannot have)
+            _t2("partner_t2_s", partner_t2_s)
+            made.append(MemorySlot(pair_id, partner, birth_ns, fidelity, phi_minus, ref_ns,
+                                   partner_t2_s))  # fmt: skip
+        keys = [s.order_key for s in made]
+        unique = len({s.pair_id for s in made}) == len(made)
+        if len(made) > memory._q_max or keys != sorted(keys) or not unique:
+            raise ValueError("a memory's slots must be at most q_max, in (birth_ns, pair_id) "
+                             "order, one per pair id")  # fmt: skip
+        memory._slots, memory._keys = made, keys
+        memory._by_id = {s.pair_id: s for s in made}
+        memory._peak, memory._rejections, memory._stored, memory._released, memory._expired = counts
+        return memory
+
     def __repr__(self) -> str:
         return (
             f"QuantumMemory(q_max={self._q_max}, t2_s={self._t2_s}, used={len(self._slots)}, "

@@ -195,3 +195,48 @@ def test_accounting_holds_after_any_sequence_of_operations(q_max, ops):
         assert 0 <= mem.slots_used <= q_max and mem.peak_slots_used <= q_max
         keys = [(s.birth_ns, s.pair_id) for s in mem.slots]
         assert keys == sorted(keys)
+
+
+def test_a_memory_travels_as_plain_values_and_comes_back_exactly():
+    import msgpack
+
+    memory = QuantumMemory(3, 0.25)
+    memory.store("p1", "b", 10, 0.93, phi_minus=0.02)
+    memory.store("p0", "c", 10, 0.7, partner_t2_s=math.inf)
+    memory.store("p2", "d", 50, 0.81)
+    memory.release("p1")
+    memory.store("p3", "e", 60)
+    assert not memory.store("p4", "e", 70)  # a rejection, counted
+    wire = memory.to_wire()
+    assert msgpack.unpackb(msgpack.packb(wire)) == wire  # msgpack's values only
+    back = QuantumMemory.from_wire(msgpack.unpackb(msgpack.packb(wire)))
+    assert back.to_wire() == wire and back.slots == memory.slots
+    assert (back.peak_slots_used, back.rejections, back.stored_count, back.released_count) == (
+        3, 1, 4, 1,
+    )  # fmt: skip
+    assert back.fidelity_at("p0", 10**9) == memory.fidelity_at("p0", 10**9)
+    assert back.store("p5", "f", 80) is False and back.release("p3").pair_id == "p3"
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda w: w.pop(), "a memory is \\[q_max"),
+        (lambda w: w.__setitem__(1, 1), "t2_s must be a float"),
+        (lambda w: w.__setitem__(3, -1), "counts must be ints >= 0"),
+        (lambda w: w.__setitem__(0, 1), "at most q_max"),
+        (lambda w: w[2].reverse(), "in \\(birth_ns, pair_id\\) order"),
+        (lambda w: w[2][0].__setitem__(3, 1.5), "fidelity must be within"),
+        (lambda w: w[2][0].__setitem__(2, 11), "is not a stored qubit's state"),  # born after ref
+        (lambda w: w[2][0].__setitem__(6, -1.0), "partner_t2_s must be > 0"),
+        (lambda w: w[2].append(list(w[2][0])), "one per pair id|at most q_max"),
+    ],
+)
+def test_a_memory_that_is_not_one_is_refused_from_plain_values(change, words):
+    memory = QuantumMemory(3, 0.25)
+    memory.store("p0", "b", 10, 0.9)
+    memory.store("p1", "c", 20, 0.8)
+    wire = memory.to_wire()
+    change(wire)
+    with pytest.raises(ValueError, match=words):
+        QuantumMemory.from_wire(wire)
