@@ -376,7 +376,7 @@ class NodeHost:
         """Run the driver's commands over the bus, from command ``first_seq`` on, until told
         to stop; returns how many it ran. Called as a Ray call: while it runs, the host
         takes no other Ray call, so the driver sends ``stop`` before any (a checkpoint, a
-        memory loan) and calls this again after.
+        view) and calls this again after.
 
         A command is ``["tick", t_ns, links, first_round, inbox, n_hosts, battery_steps]``
         (:meth:`superstep`'s arguments; a battery step names its power model by number, the

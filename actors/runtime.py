@@ -21,9 +21,10 @@ The request goes as a command over the bus, not as a Ray call: the driver has it
 endpoint (:data:`actors.bus.DRIVER`), and a host serves its commands in one long Ray call
 (:meth:`actors.host.NodeHost.serve`), replying with the tick's results. A Ray call costs ~1-2
 ms of CPU on the two cores here, per host and tick, which made per-node runs twice as slow as a
-bare barrier over as many actors; a bus round trip costs a tenth of that. Ray calls remain for what
-needs pickled objects or comes rarely (a tick carrying a battery model, memory loans,
-checkpoints, views): before one, the driver tells the host to stop serving; Ray runs the host's
+bare barrier over as many actors; a bus round trip costs a tenth of that. The entanglement
+service's memory loans go as commands too (the memories as plain values). Ray calls remain for
+what needs pickled objects or comes rarely (a tick carrying a battery model, checkpoints, views,
+fill levels, expiry): before one, the driver tells the host to stop serving; Ray runs the host's
 calls in order, so it takes the call after the commands before it, and serves again after.
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives

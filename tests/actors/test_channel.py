@@ -486,3 +486,29 @@ def test_a_host_lost_in_a_tick_of_ray_calls_and_commands_is_recovered(ray_local,
     metrics.pop("wall_seconds")
     assert restarts == 1
     assert json.dumps(metrics, sort_keys=True) == expected
+
+
+# -- memory loans as commands ------------------------------------------------------------------
+
+
+def test_malformed_memory_loans_and_returns_are_refused_naming_the_command():
+    from actors.host import _lend_arguments, _returned_memories, lent_memories
+    from twin.network.memory_slots import QuantumMemory
+
+    hosted = {"a": None, "b": None}
+    memory = QuantumMemory(2, 0.5)
+    memory.store("p", "b", 5, 0.9)
+    assert _lend_arguments(["lend", ["a", "b"]], 4, hosted) == ["a", "b"]
+    got = _returned_memories(["return", [["a", memory.to_wire()]]], 4, hosted)
+    assert got["a"].to_wire() == memory.to_wire()
+    assert lent_memories([["b", memory.to_wire()]], 1, 4, ["b"])["b"].slots == memory.slots
+    for command in (["lend"], ["lend", "a"], ["lend", ["c"]], ["lend", [1]]):
+        with pytest.raises(BusError, match="loan command 4"):
+            _lend_arguments(command, 4, hosted)
+    for command in (["return", [["c", memory.to_wire()]]], ["return", {}], ["return", [["a"]]],
+                    ["return", [["a", [2, 0.5]]]]):  # fmt: skip
+        with pytest.raises(BusError, match="return command 4"):
+            _returned_memories(command, 4, hosted)
+    for body in ([["a", memory.to_wire()]], [], [["b", [1]]], "b"):
+        with pytest.raises(BusError, match="host 1's reply to loan command 4"):
+            lent_memories(body, 1, 4, ["b"])
