@@ -453,8 +453,10 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
         counts = [0] * len(schemas)
     text_blocks: list[bytes] = []
     flag_blocks: list[bytes] = []
-    for number, (schema, n_members) in enumerate(zip(schemas, counts, strict=True)):
+    layouts = [
         _check_schema(number, schema, n_members, text_blocks, flag_blocks)
+        for number, (schema, n_members) in enumerate(zip(schemas, counts, strict=True))
+    ]
     if text_blocks:
         indices = np.frombuffer(
             text_blocks[0] if len(text_blocks) == 1 else b"".join(text_blocks),
@@ -468,7 +470,8 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
     for block in flag_blocks:
         if block.translate(None, b"\x00\x01"):
             raise BusError("a bool payload column holds a byte other than 0 and 1")
-    return round_no, src_host, active, EnvelopeBatch(strings, t0_ns, rows, schemas, counts)
+    batch = EnvelopeBatch(strings, t0_ns, rows, schemas, counts, layouts)
+    return round_no, src_host, active, batch
 
 
 def _check_header(rows: np.ndarray, t0_ns: int, n_strings: int, n_schemas: int) -> None:
@@ -558,11 +561,11 @@ def _schema_layout(number: int, keys: list, tags: str) -> _Layout:
 
 def _check_schema(
     number: int, schema, n_members: int, text_blocks: list, flag_blocks: list
-) -> None:
+) -> _Layout:
     """One ``[keys, tags, fixed, loose]`` schema: distinct str keys, a known tag per key, a
     fixed block and loose columns of the sizes the tags give for ``n_members`` values (the
     envelopes the header assigns to the schema). Hands on the block of string indices and
-    the block of bools for the frame's checks over all its schemas."""
+    the block of bools for the frame's checks over all its schemas; returns its layout."""
     if not (type(schema) is list and len(schema) == 4):
         raise BusError(f"payload schema {number} must be a list [keys, tags, fixed, loose]")
     keys, tags, fixed, loose = schema
@@ -599,12 +602,15 @@ def _check_schema(
         if len(_LAYOUTS) >= MAX_LAYOUTS:
             _LAYOUTS.clear()
         _LAYOUTS[tuple(keys), tags] = layout
+    return layout
 
 
-def _schema_columns(keys: list[str], tags: str, fixed: bytes, loose: list, n: int,
-                    strings: list[str]) -> Iterator[tuple[str, Iterable]]:  # fmt: skip
-    """``(key, values)`` of a checked schema's columns (module docstring)."""
-    layout = _known_layout(keys, tags) or _schema_layout(0, keys, tags)
+def _schema_columns(
+    keys: list[str], tags: str, fixed: bytes, loose: list, n: int, strings: list[str],
+    layout: _Layout,
+) -> Iterator[tuple[str, Iterable]]:  # fmt: skip
+    """``(key, values)`` of a checked schema's columns (module docstring; ``layout``: the
+    one :func:`_check_schema` found)."""
     loose_columns = iter(loose)
     for key, tag, unit in zip(keys, tags, layout.units, strict=True):
         if tag == "m":
@@ -636,7 +642,7 @@ class EnvelopeBatch(Sequence[Envelope]):
     :attr:`seq`, :attr:`arrival_ns` (read-only int64 arrays), :attr:`src` and :attr:`dst`.
     """
 
-    __slots__ = ("_counts", "_envelopes", "_rows", "_schemas", "_t0_ns", "strings")
+    __slots__ = ("_counts", "_envelopes", "_layouts", "_rows", "_schemas", "_t0_ns", "strings")
 
     def __init__(
         self,
@@ -645,6 +651,7 @@ class EnvelopeBatch(Sequence[Envelope]):
         rows: np.ndarray,
         schemas: list,
         counts: list[int],
+        layouts: list[_Layout],
     ) -> None:
         # only decode_batch makes one: its arguments are checked there
         self.strings = strings  # the frame's string table
@@ -652,6 +659,7 @@ class EnvelopeBatch(Sequence[Envelope]):
         self._rows = rows
         self._schemas = schemas
         self._counts = counts
+        self._layouts = layouts
         self._envelopes: list[Envelope] | None = None
 
     def __len__(self) -> int:
@@ -689,13 +697,13 @@ class EnvelopeBatch(Sequence[Envelope]):
         if n == 0:
             return []
         payloads: list = [None] * n
-        for number, ((keys, tags, fixed, loose), n_members) in enumerate(
-            zip(self._schemas, self._counts, strict=True)
+        for number, ((keys, tags, fixed, loose), n_members, layout) in enumerate(
+            zip(self._schemas, self._counts, self._layouts, strict=True)
         ):
             # copies of one template, filled a column at a time: no Python call per value
             # (a third faster than dict(zip(keys, values)) per envelope, measured)
             dicts = list(map(dict.copy, repeat(dict.fromkeys(keys), n_members)))
-            columns = _schema_columns(keys, tags, fixed, loose, n_members, self.strings)
+            columns = _schema_columns(keys, tags, fixed, loose, n_members, self.strings, layout)
             for key, values in columns:
                 deque(map(operator.setitem, dicts, repeat(key), values), maxlen=0)
             if n_members == n:  # one schema for the whole frame (the usual case)

@@ -41,13 +41,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from actors.bus import DRIVER, BusEndpoint, BusError
-from actors.host import node_ip
+from actors.host import node_ip, pack_array, unpack_array
 from actors.runtime import (
-    MAX_RESTARTS,
     CommandChannel,
     RuntimeUnavailable,
     _Call,
     _get,
+    _one_more_restart,
     _ReplyLost,
 )
 from twin.control.baselines import Decision, NetworkView, make_controller
@@ -92,11 +92,8 @@ def pack_snapshot(snapshot: Snapshot) -> list:
     positions = snapshot.satellite_positions_m
     return [
         int(snapshot.t_ns),
-        *(
-            np.ascontiguousarray(getattr(snapshot, field), dtype).tobytes()
-            for field, dtype in _SNAPSHOT_ARRAYS.items()
-        ),  # fmt: skip
-        None if positions is None else np.ascontiguousarray(positions, "<f8").tobytes(),
+        *(pack_array(getattr(snapshot, field), dtype) for field, dtype in _SNAPSHOT_ARRAYS.items()),
+        None if positions is None else pack_array(positions, "<f8"),
     ]
 
 
@@ -152,7 +149,7 @@ def unpack_snapshot(packed: list, node_names: tuple[str, ...]) -> Snapshot:
                 f"G(t) array {field} of {len(data)} bytes; {n_edges} edges need "
                 f"{n_edges * dtype.itemsize}"
             )
-        fields[field] = np.frombuffer(data, dtype)
+        fields[field] = unpack_array(data, dtype)
     # what a controller indexes or branches on must hold what G(t) can hold
     ends = np.concatenate([fields["a"], fields["b"]])
     if ends.size and not (0 <= ends.min() and ends.max() < len(node_names)):
@@ -166,7 +163,7 @@ def unpack_snapshot(packed: list, node_names: tuple[str, ...]) -> Snapshot:
             raise ValueError(
                 f"G(t) satellite positions of {len(positions)} bytes: not (3, S) float64"
             )
-        positions = np.frombuffer(positions, "<f8").reshape(3, -1)
+        positions = unpack_array(positions, "<f8").reshape(3, -1)
     return Snapshot(t_ns=t_ns, node_names=node_names, satellite_positions_m=positions, **fields)
 
 
@@ -494,13 +491,8 @@ class RayControllers:
             self._connect([actor])
         actor.replay(len(actor.log))
 
-    def _count_restart(self, what) -> None:
-        if self.restarts >= MAX_RESTARTS:
-            raise RuntimeUnavailable(
-                f"controller actors were lost {self.restarts + 1} times in one run (last: "
-                f"{what}); giving up: the cluster is unhealthy"
-            )
-        self.restarts += 1
+    def _count_restart(self, cause) -> None:
+        self.restarts = _one_more_restart(self.restarts, "controller actors", cause)
 
     def _collect(self, calls: list[tuple[_Actor, object]], what: str) -> list:
         """The results of Ray calls ``calls`` ((actor, ref) pairs); an actor found lost is

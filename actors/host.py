@@ -148,10 +148,7 @@ def _returned_memories(command: list, seq: int, names) -> dict[str, QuantumMemor
         for i in items
     )  # fmt: skip
     _expect(f"return command {seq}", "memories", command[1:], ok, "[[node name, memory], ...]")
-    try:
-        return {name: QuantumMemory.from_wire(memory) for name, memory in items}
-    except ValueError as err:
-        raise BusError(f"return command {seq}: {err}") from None
+    return _memories_from_wire(items, f"return command {seq}")
 
 
 def lent_memories(body, host: int, seq: int, names: list[str]) -> dict[str, QuantumMemory]:
@@ -160,10 +157,16 @@ def lent_memories(body, host: int, seq: int, names: list[str]) -> dict[str, Quan
                                      for i in body] == list(names)  # fmt: skip
     _expect(f"host {host}'s reply to loan command {seq}", "memories", body, ok,
             f"[[name, memory], ...] for {names!r:.80}")  # fmt: skip
+    return _memories_from_wire(body, f"host {host}'s reply to loan command {seq}")
+
+
+def _memories_from_wire(items, what: str) -> dict[str, QuantumMemory]:
+    """``[[name, memory], ...]`` made into memories (:meth:`QuantumMemory.from_wire`); a
+    BusError names ``what`` held one that is not a memory's state."""
     try:
-        return {name: QuantumMemory.from_wire(memory) for name, memory in body}
+        return {name: QuantumMemory.from_wire(memory) for name, memory in items}
     except (ValueError, TypeError) as err:
-        raise BusError(f"host {host}'s reply to loan command {seq}: {err}") from None
+        raise BusError(f"{what}: {err}") from None
 
 
 def superstep_reply(next_round: int, closed, stepped) -> list:

@@ -197,9 +197,19 @@ def _speaks_http2(conn: socket.socket) -> bool:
 def _no_answer(what: str) -> RuntimeUnavailable:
     return RuntimeUnavailable(
         f"an actor (host or controller) did not answer {what} within {CALL_TIMEOUT_S:.0f} s: "
-        "the cluster is "
-        "overloaded or a node is gone"
+        "the cluster is overloaded or a node is gone"
     )
+
+
+def _one_more_restart(restarts: int, actors: str, cause) -> int:
+    """``restarts`` + 1, or a RuntimeUnavailable once ``actors`` (hosts, controller actors)
+    were lost :data:`MAX_RESTARTS` times in the run."""
+    if restarts >= MAX_RESTARTS:
+        raise RuntimeUnavailable(
+            f"{actors} were lost {restarts + 1} times in one run (last: {cause}); giving up: "
+            "the cluster is unhealthy"
+        )
+    return restarts + 1
 
 
 def _get(refs, what: str):
@@ -608,12 +618,7 @@ class RayNodeGroup(MergedViews):
         """
         import ray
 
-        if self.restarts >= MAX_RESTARTS:
-            raise RuntimeUnavailable(
-                f"hosts were lost {self.restarts + 1} times in one run (last: {cause}); giving "
-                "up: the cluster is unhealthy"
-            )
-        self.restarts += 1
+        self.restarts = _one_more_restart(self.restarts, "hosts", cause)
         self._taking = None  # its hosts are gone; the log reaches back to the kept checkpoint
         for host in self.hosts:
             with contextlib.suppress(Exception):
