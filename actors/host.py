@@ -129,6 +129,30 @@ def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
     return t_ns, links, first_round, inbox, n_hosts, steps
 
 
+def _environment_arguments(command: list, seq: int) -> tuple[int, bytes]:
+    """(t_ns, links) of environment command ``seq``, ``["environment", t_ns, links]``
+    (checked as a tick command's)."""
+    expect = functools.partial(_expect, f"environment command {seq}")
+    expect("the command", command, len(command) == 3, '["environment", t_ns, links]')
+    _, t_ns, links = command
+    expect("t_ns", t_ns, type(t_ns) is int, "an int")
+    expect("links", links, isinstance(links, bytes) and len(links) % 24 == 0,
+           "bytes of (a, b, skr_bps) rows of 24 bytes")  # fmt: skip
+    return t_ns, links
+
+
+def _fill_level_arguments(command: list, seq: int, nodes) -> tuple[str, str]:
+    """The two node names of fill-level command ``seq``, ``["fill", a, b]`` (checked: nodes
+    of the run, the link's owner one of this host's; ``nodes``: the host's NodeSet)."""
+    ok = len(command) == 3 and all(
+        isinstance(name, str) and name in nodes.index for name in command[1:]
+    )  # fmt: skip
+    ok = ok and command[1] != command[2] and nodes.owner(command[1], command[2]) in nodes.nodes
+    want = "two of the run's nodes, the link's owner (the lower index) one of this host's"
+    _expect(f"fill-level command {seq}", "nodes", command[1:], ok, want)
+    return command[1], command[2]
+
+
 def _lend_arguments(command: list, seq: int, names) -> list[str]:
     """The node names of memory-loan command ``seq`` (checked: nodes of this host)."""
     known = set(names)
@@ -385,8 +409,11 @@ class NodeHost:
         (:meth:`superstep`'s arguments; a battery step names its power model by number, the
         model itself having come with a Ray call), a memory loan ``["lend", names]`` or
         return ``["return", [[name, memory], ...]]`` (the memories as plain values,
-        :meth:`QuantumMemory.to_wire`), or ``["stop"]``; the reply, call ``seq`` again, is
-        :meth:`superstep`'s result, the lent ``[[name, memory], ...]``, or ``[number taken]``.
+        :meth:`QuantumMemory.to_wire`), a tick's start without its node phase
+        ``["environment", t_ns, links]`` (:meth:`environment`), a link's key-buffer fill level
+        ``["fill", a, b]`` (:meth:`link_available_bits`), or ``["stop"]``; the reply, call
+        ``seq`` again, is :meth:`superstep`'s result, the lent ``[[name, memory], ...]``,
+        ``[number taken]`` (memories, links), or ``[bits]``.
         A copy of a command is dropped, one that overtook another waits for its turn
         (:meth:`actors.bus.BusEndpoint.receive_call`).
         """
@@ -399,6 +426,13 @@ class NodeHost:
                 memories = _returned_memories(command, seq, self.nodes.nodes)
                 self.return_memories(memories)
                 return [len(memories)]  # (a call's body is never empty)
+            if command[:1] == ["environment"]:
+                t_ns, links = _environment_arguments(command, seq)
+                self.environment(t_ns, links)
+                return [len(links) // 24]  # (the links taken)
+            if command[:1] == ["fill"]:
+                a, b = _fill_level_arguments(command, seq, self.nodes)
+                return [self.link_available_bits(a, b)]
             return superstep_reply(*self.superstep(*_tick_arguments(command, seq, self.host_id)))
 
         return self.bus.serve_calls(first_seq, answer)

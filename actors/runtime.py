@@ -447,10 +447,22 @@ def _host_reply(body, call: _Call):
         return superstep_result(body, call.host, call.seq)
     if call.method == "lend_memories":
         return lent_memories(body, call.host, call.seq, call.args[0])
-    if body != [len(call.args[0])]:
+    if call.method == "link_available_bits":
+        if not (len(body) == 1 and type(body[0]) is int and body[0] >= 0):
+            raise BusError(
+                f"host {call.host}'s reply to fill-level command {call.seq} must be [bits >= 0], "
+                f"got {body!r:.80}"
+            )
+        return body[0]
+    # the others answer how many things they took: memories, or G(t)'s links
+    taken, what = (
+        (len(call.args[1]) // 24, "links") if call.method == "environment"
+        else (len(call.args[0]), "memories")
+    )  # fmt: skip
+    if body != [taken]:
         raise BusError(
-            f"host {call.host}'s reply to return command {call.seq} must be "
-            f"[{len(call.args[0])}] (the memories it took), got {body!r:.80}"
+            f"host {call.host}'s reply to {call.method} command {call.seq} must be [{taken}] "
+            f"(the {what} it took), got {body!r:.80}"
         )
     return None
 
@@ -706,12 +718,14 @@ class RayNodeGroup(MergedViews):
         self._env = (snap, t_ns)
 
     def _flush_environment(self) -> None:
-        """Hand the held G(t) to the hosts (before a call that needs the tick started)."""
-        links = self._take_environment()
-        self._pending += [
-            self._call(h, "environment", t_ns, host_links)
-            for h, (t_ns, host_links) in enumerate(links or ())
-        ]
+        """Hand the held G(t) to the hosts (before a call that needs the tick started): as
+        commands, not waited for (a host takes them in order, and an error surfaces with the
+        next call waited for). As Ray calls they halted every host's serving, ~3 ms a tick
+        with a memory loan or a fill level on ``mega`` (profiled)."""
+        for h, (t_ns, host_links) in enumerate(self._take_environment() or ()):
+            args = (t_ns, host_links)
+            self._pending.append(self._send(h, "environment", args, ["environment", *args]))
+        self._channel.endpoint.flush()
 
     def _take_environment(self) -> list[tuple[int, bytes]] | None:
         """The held G(t) as each host's (t_ns, its key-generating links): the links owned by
@@ -850,7 +864,9 @@ class RayNodeGroup(MergedViews):
     def link_available_bits(self, a: str, b: str) -> int:
         self._flush_environment()
         host = self._host_of[self.owner(a, b)]
-        return self._wait([self._call(host, "link_available_bits", a, b)], "link fill level")[0]
+        call = self._send(host, "link_available_bits", (a, b), ["fill", a, b])
+        self._channel.endpoint.flush()
+        return self._wait([call], "link fill level")[0]
 
     def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
         self._flush_environment()

@@ -4,6 +4,7 @@ host lost while a checkpoint is taken with ticks sent as commands."""
 import functools
 import json
 import time
+from types import SimpleNamespace
 
 import msgpack
 import pytest
@@ -512,3 +513,45 @@ def test_malformed_memory_loans_and_returns_are_refused_naming_the_command():
     for body in ([["a", memory.to_wire()]], [], [["b", [1]]], "b"):
         with pytest.raises(BusError, match="host 1's reply to loan command 4"):
             lent_memories(body, 1, 4, ["b"])
+
+
+# -- a tick's start and a link's fill level as commands ----------------------------------------
+
+
+def test_malformed_environment_and_fill_level_commands_are_refused_naming_the_command():
+    from actors.host import _environment_arguments, _fill_level_arguments, pack_links
+    from twin.network.nodes import NodeSet
+
+    links = pack_links([0], [2], [1.5e3])
+    assert _environment_arguments(["environment", 7, links], 4) == (7, links)
+    for command in (["environment", 7], ["environment", 7.0, links],
+                    ["environment", 7, links[:-1]], ["environment", 7, "x"]):  # fmt: skip
+        with pytest.raises(BusError, match="environment command 4"):
+            _environment_arguments(command, 4)
+    # a host of nodes a and c of the run's a, b, c: it owns the links a-b, a-c (a's index is
+    # lower), not b-c (what the check reads of its NodeSet)
+    nodes = SimpleNamespace(index={"a": 0, "b": 1, "c": 2}, nodes={"a": None, "c": None})
+    nodes.owner = functools.partial(NodeSet.owner, nodes)
+    assert _fill_level_arguments(["fill", "b", "a"], 4, nodes) == ("b", "a")
+    for command in (["fill", "b", "c"], ["fill", "a", "a"], ["fill", "a", "z"], ["fill", "a"],
+                    ["fill", "a", 1]):  # fmt: skip
+        with pytest.raises(BusError, match="fill-level command 4"):
+            _fill_level_arguments(command, 4, nodes)
+
+
+def test_malformed_replies_to_environment_and_fill_level_commands_are_refused():
+    from actors.host import pack_links
+    from actors.runtime import _Call, _host_reply
+
+    links = pack_links([0, 1], [2, 2], [1.5e3, 2e3])
+    call = _Call(1, "environment", (7, links))
+    call.seq = 4
+    assert _host_reply([2], call) is None
+    with pytest.raises(BusError, match=r"host 1's reply to environment command 4 must be \[2\]"):
+        _host_reply([1], call)
+    call = _Call(1, "link_available_bits", ("a", "b"))
+    call.seq = 5
+    assert _host_reply([4096], call) == 4096
+    for body in ([-1], [1.0], [1, 2], ["x"]):
+        with pytest.raises(BusError, match="host 1's reply to fill-level command 5"):
+            _host_reply(body, call)
