@@ -5,15 +5,16 @@ answer what they received, until no message is left); in each round a host handl
 sends, per destination host, one frame holding every envelope for that host's nodes. Envelopes
 between nodes of one host never touch a socket.
 
-Wire format of a frame, version 3 (msgpack, nothing else; nothing that comes off a socket is
+Wire format of a frame, version 4 (msgpack, nothing else; nothing that comes off a socket is
 unpickled): the envelopes travel as columns and blocks, so that a receiver checks a frame with a
 few numpy operations over whole columns, and a few Python ones per payload schema, instead of
 Python work per envelope or per payload key::
 
-    [FRAME_VERSION, run_id, round, src_host, active, strings, t0_ns, width, header, schemas]
+    [FRAME_VERSION, run_id, round, src_host, state, strings, t0_ns, width, header, schemas]
 
-- ``active``: whether the sender's nodes sent anything in the round (hosts that run their rounds
-  on their own stop when no host was active, :meth:`actors.host.NodeHost.exchange`).
+- ``state``: what the sender's nodes sent in the round, :data:`ROUND_IDLE` (nothing),
+  :data:`ROUND_FINAL` (only messages that answer nothing) or :data:`ROUND_ACTIVE`: hosts that
+  run their rounds on their own end them by it (:meth:`actors.host.NodeHost.exchange`).
 - ``strings``: the frame's string table (list of str); src, dst and string payload values are
   indices into it. (One str of them all with their lengths beside would decode and check ~2
   us faster a frame of 100 envelopes, but cutting it into the strings when the envelopes are
@@ -108,6 +109,9 @@ from twin.network.messages import Envelope, MessageKind
 
 __all__ = [
     "FRAME_VERSION",
+    "ROUND_ACTIVE",
+    "ROUND_FINAL",
+    "ROUND_IDLE",
     "BusEndpoint",
     "BusKeys",
     "BusError",
@@ -126,7 +130,12 @@ __all__ = [
     "encode_frame",
 ]
 
-FRAME_VERSION = 3
+FRAME_VERSION = 4
+# what a host's nodes sent in a round (a frame's ``state``); the round's state over all hosts
+# is the largest, and ends the hosts' rounds (actors.host.NodeHost.exchange): after an idle
+# round none is left, after a final one a last round delivers what answers nothing
+ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE = 0, 1, 2
+ROUND_STATES = (ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE)
 CONTROL_MARK = "ctl"  # the first item of a control message (a frame's is FRAME_VERSION)
 # a control message starts with these bytes (a 5-item msgpack array, then the mark): a host
 # tells the two kinds apart before decoding, and decodes each once
@@ -255,7 +264,11 @@ def _fixed_order(tags) -> list[int]:
 
 
 def encode_frame(
-    run_id: str, round_no: int, src_host: int, envelopes: Sequence[Envelope], active: bool = True
+    run_id: str,
+    round_no: int,
+    src_host: int,
+    envelopes: Sequence[Envelope],
+    state: int = ROUND_ACTIVE,
 ) -> bytes:
     """One frame of a round: every envelope from ``src_host`` to one destination host, as
     columns (module docstring). :class:`BusError` for an envelope the format cannot carry
@@ -337,7 +350,7 @@ def encode_frame(
         header = rows.astype(_HEADER_DTYPES[width]).tobytes()
     try:
         return msgpack.packb(
-            [FRAME_VERSION, run_id, int(round_no), int(src_host), bool(active), strings, t0_ns,
+            [FRAME_VERSION, run_id, int(round_no), int(src_host), int(state), strings, t0_ns,
              width, header, wire_schemas],
             use_bin_type=True,
         )  # fmt: skip
@@ -402,8 +415,8 @@ def _little(packed: array) -> bytes:
     return packed.tobytes()
 
 
-def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBatch]:
-    """``(round, src_host, active, envelopes)`` of a frame of run ``run_id``, the envelopes as
+def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, int, EnvelopeBatch]:
+    """``(round, src_host, state, envelopes)`` of a frame of run ``run_id``, the envelopes as
     a checked :class:`EnvelopeBatch`; :class:`BusError` for anything else (wrong shape or
     types, another run or frame version, lengths that disagree, an index out of range, an
     unknown kind, a time out of range or an envelope arriving before it was sent). The checks
@@ -411,18 +424,19 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
     if len(frame) > MAX_FRAME_BYTES:
         raise BusError(f"frame of {len(frame)} bytes exceeds the bus limit {MAX_FRAME_BYTES}")
     item = _unpack(frame, "frame")
-    shape = "[version, run, round, host, active, strings, t0, width, header, schemas]"
+    shape = "[version, run, round, host, state, strings, t0, width, header, schemas]"
     if not (type(item) is list and item):
         raise BusError(f"frame must be a list {shape}, got {type(item).__name__}")
     if type(item[0]) is not int or item[0] != FRAME_VERSION:
         raise BusError(f"frame version {item[0]!r}; this host speaks {FRAME_VERSION}")
     if len(item) != 10:
         raise BusError(f"frame must be a 10-item list {shape}, got {len(item)} items")
-    _, frame_run, round_no, src_host, active, strings, t0_ns, width, header, schemas = item
+    _, frame_run, round_no, src_host, state, strings, t0_ns, width, header, schemas = item
     if frame_run != run_id:
         raise BusError(f"frame of run {frame_run!r} reached run {run_id!r}")
-    if not (type(round_no) is int and type(src_host) is int and type(active) is bool):
-        raise BusError("frame round and host must be ints, active a bool")
+    if not (type(round_no) is int and type(src_host) is int and type(state) is int
+            and state in ROUND_STATES):  # fmt: skip
+        raise BusError(f"frame round and host must be ints, state one of {ROUND_STATES}")
     if not (type(strings) is list and type(header) is bytes and type(schemas) is list):
         raise BusError("frame strings must be a list, header bytes and schemas a list")
     try:
@@ -471,7 +485,7 @@ def decode_batch(frame: bytes, run_id: str) -> tuple[int, int, bool, EnvelopeBat
         if block.translate(None, b"\x00\x01"):
             raise BusError("a bool payload column holds a byte other than 0 and 1")
     batch = EnvelopeBatch(strings, t0_ns, rows, schemas, counts, layouts)
-    return round_no, src_host, active, batch
+    return round_no, src_host, state, batch
 
 
 def _check_header(rows: np.ndarray, t0_ns: int, n_strings: int, n_schemas: int) -> None:
@@ -626,10 +640,10 @@ def _schema_columns(
             yield key, values
 
 
-def decode_frame(frame: bytes, run_id: str) -> tuple[int, int, bool, list[Envelope]]:
-    """:func:`decode_batch` with the envelopes made: ``(round, src_host, active, envelopes)``."""
-    round_no, src_host, active, batch = decode_batch(frame, run_id)
-    return round_no, src_host, active, batch.envelopes()
+def decode_frame(frame: bytes, run_id: str) -> tuple[int, int, int, list[Envelope]]:
+    """:func:`decode_batch` with the envelopes made: ``(round, src_host, state, envelopes)``."""
+    round_no, src_host, state, batch = decode_batch(frame, run_id)
+    return round_no, src_host, state, batch.envelopes()
 
 
 class EnvelopeBatch(Sequence[Envelope]):
@@ -1023,9 +1037,12 @@ class BusEndpoint:
             self._push[host] = sock
         return sock
 
-    def send(self, host: int, round_no: int, envelopes: list[Envelope], active: bool = True) -> int:
-        """Send one frame of ``round_no`` to ``host``; returns its size in bytes."""
-        frame = encode_frame(self.run_id, round_no, self.host_id, envelopes, active)
+    def send(
+        self, host: int, round_no: int, envelopes: list[Envelope], state: int = ROUND_ACTIVE
+    ) -> int:
+        """Send one frame of ``round_no`` to ``host``, its nodes' round ``state`` with it;
+        returns its size in bytes."""
+        frame = encode_frame(self.run_id, round_no, self.host_id, envelopes, state)
         self._send(host, frame)
         return len(frame)
 
@@ -1079,16 +1096,17 @@ class BusEndpoint:
         dropped)."""
         return self.receive_flagged(round_no, n_frames)[0]
 
-    def receive_flagged(self, round_no: int, n_frames: int) -> tuple[list[Envelope], bool]:
-        """:meth:`receive`, and whether any of the frames' senders was active. Waits for
-        frames from ``n_frames`` distinct hosts."""
-        batches, any_active = self.receive_batches(round_no, n_frames)
+    def receive_flagged(self, round_no: int, n_frames: int) -> tuple[list[Envelope], int]:
+        """:meth:`receive`, and the largest round state of the frames' senders
+        (:data:`ROUND_IDLE` for no frame). Waits for frames from ``n_frames`` distinct
+        hosts."""
+        batches, state = self.receive_batches(round_no, n_frames)
         got: list[Envelope] = []
         for batch in batches:
             got.extend(batch)
-        return got, any_active
+        return got, state
 
-    def receive_batches(self, round_no: int, n_frames: int) -> tuple[list[EnvelopeBatch], bool]:
+    def receive_batches(self, round_no: int, n_frames: int) -> tuple[list[EnvelopeBatch], int]:
         """:meth:`receive_flagged` with each frame's envelopes as the checked columns of an
         :class:`EnvelopeBatch` (no Envelope objects made yet)."""
         if n_frames == 1 and not self._held and not self._kept[FRAMES]:
@@ -1100,14 +1118,14 @@ class BusEndpoint:
                 return [message[3]], message[2]
             self._kept[kind].append(message)
         got: list[EnvelopeBatch] = []
-        flags: list[bool] = []
+        states: list[int] = []
 
         def accept(frame) -> None:
             got.append(frame[3])
-            flags.append(frame[2])
+            states.append(frame[2])
 
         self._gather(FRAMES, round_no, n_frames, accept, "frame(s)")
-        return got, any(flags)
+        return got, max(states, default=ROUND_IDLE)
 
     def receive_control(self, round_no: int, n_messages: int) -> dict[int, list[int]]:
         """The values of control messages of ``round_no`` from ``n_messages`` distinct hosts,
@@ -1204,7 +1222,7 @@ class BusEndpoint:
     def _next_message(self, awaited, patient: bool = False) -> tuple[str, tuple]:
         """The next thing off the socket, decoded: ``(CONTROL, (round, src, values))`` for a
         control message, ``(CALLS, (seq, src, body))`` for a call, ``(FRAMES, (round, src,
-        active, batch))`` for a frame. ``awaited()`` says what was awaited, for the error
+        state, batch))`` for a frame. ``awaited()`` says what was awaited, for the error
         if nothing comes; ``patient``: wait past the receive timeout."""
         while True:
             try:

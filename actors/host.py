@@ -28,7 +28,16 @@ import pickle
 
 import numpy as np
 
-from actors.bus import DRIVER, BusEndpoint, BusError, decode_batch
+from actors.bus import (
+    DRIVER,
+    ROUND_ACTIVE,
+    ROUND_FINAL,
+    ROUND_IDLE,
+    ROUND_STATES,
+    BusEndpoint,
+    BusError,
+    decode_batch,
+)
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
 from twin.network.nodes import NodeSet
@@ -306,17 +315,19 @@ class NodeHost:
         In a round, a host hands its nodes the round's envelopes (the first round: the driver's;
         then those its own nodes sent each other and the other hosts' frames) and sends what
         they send to other hosts' nodes, one frame per destination host, for the next round.
-        The hosts stop after the first round in which no host's nodes sent anything; how they
-        learn that depends on their number:
+        Each host's round has a state (:data:`actors.bus.ROUND_STATES`): its nodes sent
+        nothing, only messages that answer nothing (:meth:`NodeSet.answers_nothing`: a relay's
+        commit), or more. The round's state over all hosts is the largest. After an idle round
+        no message is left anywhere and the hosts stop; after a final one they hand their nodes
+        what came and stop without counting another round (on ``mega`` one in four). The hosts
+        learn the round's state in a way that depends on their number:
 
         - up to :data:`ALL_TO_ALL_MAX_HOSTS`: every host sends every other host one frame per
-          round (empty if it has nothing for it), flagged with whether its nodes sent anything;
-          when a round's flags are all down, every host knows no message is left anywhere;
+          round (empty if it has nothing for it), with its state;
         - more: only frames with envelopes are sent, and each host reports to host 0 (the
-          coordinator) whether its nodes sent anything and to which hosts; host 0 answers each
-          host how many frames to wait for, or that the tick's rounds are over
-          (:meth:`_coordinate`): 2 small messages per host and round, where all-to-all sends
-          a frame per host pair.
+          coordinator) its state and to which hosts it sent; host 0 answers each host how many
+          frames to wait for and the round's state (:meth:`_coordinate`): 2 small messages per
+          host and round, where all-to-all sends a frame per host pair.
 
         One request per host and tick either way, instead of one per round. ``inbox``: the
         driver's envelopes for this host's nodes, a bus frame (:func:`actors.bus.encode_frame`
@@ -332,50 +343,65 @@ class NodeHost:
         round_no = first_round
         all_to_all = n_hosts <= ALL_TO_ALL_MAX_HOSTS
         peers = [h for h in range(n_hosts) if h != self.host_id]
+        state = ROUND_ACTIVE  # (the round's state over all hosts)
         while True:
             out = self.nodes.deliver(pending) if pending else []
+            if state == ROUND_FINAL:  # what came answers nothing: the tick's rounds are over
+                if out:
+                    raise RuntimeError(
+                        f"host {self.host_id}: its nodes sent {len(out)} messages (the first "
+                        f"{out[0].kind.name} to {out[0].dst}) in answer to messages that answer "
+                        "nothing (NodeSet.answers_nothing)"
+                    )
+                break
             local, remote = self._split(out)
-            active = bool(out)
+            mine = (
+                ROUND_IDLE if not out
+                else ROUND_FINAL if all(map(self.nodes.answers_nothing, out))
+                else ROUND_ACTIVE
+            )  # fmt: skip
             round_no += 1
             if all_to_all:
                 for host in peers:
-                    self.bus.send(host, round_no, remote.get(host, []), active)
-                received, others_active = (
-                    self.bus.receive_flagged(round_no, len(peers)) if peers else ([], False)
+                    self.bus.send(host, round_no, remote.get(host, []), mine)
+                received, others = (
+                    self.bus.receive_flagged(round_no, len(peers)) if peers else ([], ROUND_IDLE)
                 )
-                over = not (active or others_active)
+                state = max(mine, others)
             else:
                 for host in sorted(remote):
                     self.bus.send(host, round_no, remote[host])
-                expect, over = self._coordinate(round_no, active, sorted(remote), n_hosts)
+                expect, state = self._coordinate(round_no, mine, sorted(remote), n_hosts)
                 received = self.bus.receive(round_no, expect) if expect else []
             pending = local + received
-            if over:
-                # what the fault injector held back goes out before this host's tick ends:
-                # another host may still wait for it (host 0's last answers, when host 0
-                # itself expects no frame and so never waits again this tick)
-                self.bus.flush()
-                return round_no, self.end_tick()
+            if state == ROUND_IDLE:
+                break
+        # what the fault injector held back goes out before this host's tick ends: another
+        # host may still wait for it (host 0's last answers, when host 0 itself expects no
+        # frame and so never waits again this tick)
+        self.bus.flush()
+        return round_no, self.end_tick()
 
     def _coordinate(
-        self, round_no: int, active: bool, sent_to: list[int], n_hosts: int
-    ) -> tuple[int, bool]:
+        self, round_no: int, state: int, sent_to: list[int], n_hosts: int
+    ) -> tuple[int, int]:
         """This host's part of a round's count (:meth:`exchange`, more than
-        :data:`ALL_TO_ALL_MAX_HOSTS` hosts): (frames to wait for in ``round_no``, whether the
-        rounds are over). Host 0 gathers every host's report ``[active, *hosts sent to]`` and
-        answers each ``[frames to expect, over]``."""
-        report = [int(active), *sent_to]
+        :data:`ALL_TO_ALL_MAX_HOSTS` hosts): (frames to wait for in ``round_no``, the round's
+        state over all hosts). Host 0 gathers every host's report ``[its state, *hosts sent
+        to]`` and answers each ``[frames to expect, the round's state]`` (control messages'
+        values are ints, checked as they come off the bus)."""
+        report = [state, *sent_to]
         if self.host_id != COORDINATOR:
             self.bus.send_control(COORDINATOR, round_no, report)
             answer = self.bus.receive_control(round_no, 1).get(COORDINATOR)
-            if not (answer and len(answer) == 2 and answer[0] >= 0 and answer[1] in (0, 1)):
+            if not (answer and len(answer) == 2 and answer[0] >= 0 and answer[1] in ROUND_STATES):
                 raise BusError(f"the coordinator's answer of round {round_no} is malformed")
-            return answer[0], bool(answer[1])
+            return answer[0], answer[1]
         reports = self.bus.receive_control(round_no, n_hosts - 1)
         reports[self.host_id] = report
         for host, values in reports.items():
             if not (
-                0 <= host < n_hosts and values and values[0] in (0, 1)
+                0 <= host < n_hosts and values and values[0] in ROUND_STATES
                 and all(0 <= d < n_hosts and d != host for d in values[1:])
             ):  # fmt: skip
                 raise BusError(f"host {host}'s report of round {round_no} is malformed: {values}")
@@ -383,11 +409,11 @@ class NodeHost:
         for values in reports.values():
             for host in values[1:]:
                 expect[host] += 1
-        over = not any(values[0] for values in reports.values())
+        state = max(values[0] for values in reports.values())
         for host in range(n_hosts):
             if host != self.host_id:
-                self.bus.send_control(host, round_no, [expect[host], int(over)])
-        return expect[self.host_id], over
+                self.bus.send_control(host, round_no, [expect[host], state])
+        return expect[self.host_id], state
 
     def superstep(self, t_ns, links, first_round: int, inbox, n_hosts: int, battery_steps):
         """A whole tick of this host in one call: the environment (:meth:`environment`, when

@@ -13,6 +13,9 @@ import zmq
 from actors.bus import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
+    ROUND_ACTIVE,
+    ROUND_FINAL,
+    ROUND_IDLE,
     BusEndpoint,
     BusError,
     BusKeys,
@@ -35,14 +38,15 @@ def envelope(seq=0, payload=None):
 
 def test_a_frame_round_trips_its_envelopes():
     sent = [envelope(k) for k in range(3)]
-    round_no, host, active, got = decode_frame(encode_frame("run1", 4, 2, sent, False), "run1")
-    assert (round_no, host, active) == (4, 2, False)
+    frame = encode_frame("run1", 4, 2, sent, ROUND_FINAL)
+    round_no, host, state, got = decode_frame(frame, "run1")
+    assert (round_no, host, state) == (4, 2, ROUND_FINAL)
     assert got == sent
     assert type(got) is list and all(type(e) is Envelope for e in got)
 
 
 def test_an_empty_frame_round_trips():
-    assert decode_frame(encode_frame("run1", 0, 1, []), "run1") == (0, 1, True, [])
+    assert decode_frame(encode_frame("run1", 0, 1, []), "run1") == (0, 1, ROUND_ACTIVE, [])
 
 
 # -- exact round trips of random envelopes -----------------------------------------------------
@@ -305,10 +309,12 @@ MALFORMED = [
     (b"\xc1", "not valid msgpack"),
     (msgpack.packb({"a": 1}), "must be a list"),
     (msgpack.packb([]), "must be a list"),
-    (msgpack.packb([9, "run1", 0, 0, True, []]), "frame version 9; this host speaks 3"),
+    (msgpack.packb([9, "run1", 0, 0, True, []]), "frame version 9; this host speaks 4"),
     (broken(lambda f: f.append(0)), "10-item list"),
     (broken(lambda f: f.__setitem__(1, "other")), "run 'other'"),
-    (broken(lambda f: f.__setitem__(4, 1)), "active a bool"),
+    (broken(lambda f: f.__setitem__(4, 3)), r"state one of \(0, 1, 2\)"),
+    (broken(lambda f: f.__setitem__(4, True)), "state one of"),  # (a version 3 host's flag)
+    (broken(lambda f: f.__setitem__(4, 1.0)), "state one of"),
     (broken(lambda f: f.__setitem__(2, 0.5)), "round and host must be ints"),
     (broken(lambda f: f.__setitem__(5, "ab")), "strings must be a list"),
     (broken(lambda f: f.__setitem__(8, [1, 2])), "header bytes"),
@@ -394,7 +400,12 @@ def test_a_frame_of_an_earlier_version_is_refused_naming_both_versions():
     second = msgpack.packb([2, "run1", 0, 0, True, ["a"], b"", []], use_bin_type=True)
     with pytest.raises(BusError, match=f"frame version 2; this host speaks {FRAME_VERSION}"):
         decode_frame(second, "run1")
-    assert FRAME_VERSION == 3
+    # and of the third: a bool `active` where the fourth has its round state
+    third = frame_items()
+    third[0], third[4] = 3, True
+    with pytest.raises(BusError, match=f"frame version 3; this host speaks {FRAME_VERSION}"):
+        decode_frame(msgpack.packb(third, use_bin_type=True), "run1")
+    assert FRAME_VERSION == 4
 
 
 def test_a_frame_too_big_is_refused_before_it_is_read():
@@ -431,8 +442,8 @@ def test_what_msgpack_could_make_of_a_hostile_frame_is_bounded_or_refused():
     flood = b"\xdd" + (MAX_CONTAINERS + 1).to_bytes(4, "big") + b"\x90" * (MAX_CONTAINERS + 1)
     with pytest.raises(BusError, match=f"more than {MAX_CONTAINERS} lists and maps"):
         decode_frame(flood, "run1")
-    with pytest.raises(BusError, match="frame version 3.0; this host speaks 3"):
-        decode_frame(msgpack.packb([3.0, *frame_items()[1:]], use_bin_type=True), "run1")
+    with pytest.raises(BusError, match=f"frame version 4.0; this host speaks {FRAME_VERSION}"):
+        decode_frame(msgpack.packb([4.0, *frame_items()[1:]], use_bin_type=True), "run1")
 
 
 def test_a_refused_schema_is_not_remembered_and_a_huge_one_never():
@@ -487,8 +498,8 @@ def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
         a.send(1, 7, [envelope(0)])
         assert b.receive(7, 1) == [envelope(0)]
         assert b.receive(8, 1) == [envelope(1)]
-        b.send(0, 3, [], active=False)
-        assert a.receive_flagged(3, 1) == ([], False)
+        b.send(0, 3, [], ROUND_IDLE)
+        assert a.receive_flagged(3, 1) == ([], ROUND_IDLE)
 
 
 def test_a_sender_without_the_runs_client_key_is_refused(tmp_path):
@@ -527,11 +538,11 @@ def test_bus_keys_load_names_a_missing_key_file_and_the_fix(tmp_path):
 def test_receive_batches_hands_on_each_frames_checked_columns():
     with two_endpoints() as (a, b):
         a.send(1, 2, [envelope(0), envelope(1)])  # kept for round 2
-        a.send(1, 1, [], active=False)
-        batches, active = b.receive_batches(1, 1)
-        assert [len(x) for x in batches] == [0] and active is False
-        batches, active = b.receive_batches(2, 1)
-        assert [type(x) for x in batches] == [EnvelopeBatch] and active is True
+        a.send(1, 1, [], ROUND_IDLE)
+        batches, state = b.receive_batches(1, 1)
+        assert [len(x) for x in batches] == [0] and state == ROUND_IDLE
+        batches, state = b.receive_batches(2, 1)
+        assert [type(x) for x in batches] == [EnvelopeBatch] and state == ROUND_ACTIVE
         assert batches[0].seq.tolist() == [0, 1] and list(batches[0]) == [envelope(0), envelope(1)]
 
 
@@ -582,8 +593,9 @@ def test_three_hosts_keep_their_rounds_under_duplicates_and_delays():
             for r in range(1, 101):
                 for p in hosts:
                     if p is not e:
-                        e.send(p.host_id, r, [envelope(r * 10 + e.host_id)], active=True)
-                envelopes, active = e.receive_flagged(r, 2)
+                        e.send(p.host_id, r, [envelope(r * 10 + e.host_id)], e.host_id % 3)
+                envelopes, state = e.receive_flagged(r, 2)
+                assert state == max(p.host_id % 3 for p in hosts if p is not e)
                 got[e.host_id].append(sorted(x.seq for x in envelopes))
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(repr(err))
@@ -674,7 +686,7 @@ def test_a_control_message_round_trips():
 
 def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
     # NodeHost._coordinate alone, over real sockets with copies and delays: every host learns
-    # how many hosts sent it a frame in the round, and the rounds end when no host was active
+    # how many hosts sent it a frame in the round, and the round's state over all hosts
     import threading
 
     from actors.bus import BusFaults
@@ -690,19 +702,20 @@ def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
     for host in hosts:
         host.bus.set_peers({p.host_id: (p.bus.endpoint, None) for p in hosts if p is not host})
     rng = random.Random(5)
-    plan = []  # per round: (active per host, destinations per host)
+    plan = []  # per round: (state per host, destinations per host)
     for r in range(40):
-        active = [rng.random() < 0.5 for _ in range(n)] if r < 39 else [False] * n
+        states = [rng.choice([ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE]) for _ in range(n)]
+        states = states if r < 39 else [ROUND_IDLE] * n
         sent_to = [sorted(rng.sample([d for d in range(n) if d != h], rng.randint(0, 3)))
-                   if active[h] else [] for h in range(n)]  # fmt: skip
-        plan.append((active, sent_to))
+                   if states[h] else [] for h in range(n)]  # fmt: skip
+        plan.append((states, sent_to))
     got, errors = {h: [] for h in range(n)}, []
 
     def run(host):
         try:
-            for r, (active, sent_to) in enumerate(plan, start=1):
+            for r, (states, sent_to) in enumerate(plan, start=1):
                 h = host.host_id
-                got[h].append(host._coordinate(r, active[h], sent_to[h], n))
+                got[h].append(host._coordinate(r, states[h], sent_to[h], n))
             host.bus.flush()
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(repr(err))
@@ -716,6 +729,7 @@ def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
         host.bus.close()
     assert errors == []
     for h in range(n):
-        want = [(sum(h in dests for dests in sent_to), not any(active)) for active, sent_to in plan]
+        want = [(sum(h in dests for dests in sent_to), max(states)) for states, sent_to in plan]
         assert got[h] == want
-    assert plan[-1][0] == [False] * n and any(any(a) for a, _ in plan)
+    seen = {max(states) for states, _ in plan}
+    assert seen == {ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE}

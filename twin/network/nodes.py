@@ -615,6 +615,13 @@ class NodeSet:
 
     # --- messages -------------------------------------------------------------------------------
 
+    @staticmethod
+    def answers_nothing(envelope: Envelope) -> bool:
+        """Whether handling ``envelope`` sends no message (:meth:`deliver`): a relay's commit,
+        the last step of its protocol. Hosts that run their rounds on their own end a tick a
+        round early when only such messages are left (``actors.host.NodeHost.exchange``)."""
+        return envelope.kind is MessageKind.KEY_RELAY and envelope.payload["step"] == "commit"
+
     def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         """Handle envelopes addressed to hosted nodes, in (arrival_ns, src, seq) order; returns
         the envelopes the nodes send. A message a node has handled before is ignored."""
@@ -638,7 +645,7 @@ class NodeSet:
                 elif step == "grant":
                     self._on_grant(node, envelope, out)
                 elif step == "commit":
-                    self._on_commit(node, envelope)
+                    self._on_commit(node, envelope)  # (sends nothing: answers_nothing)
                 else:
                     raise RuntimeError(f"unknown KEY_RELAY step {step!r} from {envelope.src}")
             else:

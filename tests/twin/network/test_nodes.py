@@ -848,3 +848,27 @@ def test_batched_generation_leaves_buffers_as_eager_generation(monkeypatch, link
         assert batched["metrics"]["keys"]["consumed_bits"] > 0  # and relays drain them
     assert batched == eager
     assert batched_chunks == eager_chunks
+
+
+def test_messages_said_to_answer_nothing_answer_nothing_in_a_run(monkeypatch):
+    # hosts that run their rounds on their own end a tick a round early on the word of
+    # NodeSet.answers_nothing (actors.host.NodeHost.exchange): over a run of `small`, every
+    # delivery of only such messages sends nothing, and the others are answered
+    deliveries = []  # (whether every envelope answers nothing, how many were sent in answer)
+    deliver = NodeSet.deliver
+
+    def watched(self, envelopes):
+        envelopes = list(envelopes)
+        out = deliver(self, envelopes)
+        if envelopes:
+            deliveries.append((all(map(NodeSet.answers_nothing, envelopes)), len(out)))
+        return out
+
+    monkeypatch.setattr(NodeSet, "deliver", watched)
+    Engine(load_scenario("small")).run(duration_s=60.0)
+    final = [sent for only_commits, sent in deliveries if only_commits]
+    assert final and set(final) == {0}
+    assert any(sent for only_commits, sent in deliveries if not only_commits)
+    kinds = [(MessageKind.KEY_RELAY, {"step": s}) for s in ("reserve", "grant", "commit")]
+    said = [NodeSet.answers_nothing(SimpleNamespace(kind=k, payload=p)) for k, p in kinds]
+    assert said == [False, False, True]
