@@ -713,9 +713,11 @@ class RayNodeGroup(MergedViews):
         return a if self._index[a] < self._index[b] else b
 
     def environment(self, snap, t_ns: int) -> None:
-        # held until something needs the hosts: usually the tick's superstep, which takes it
-        # along (one request per host and tick); any other call first hands it over
+        # sent at once, as commands not waited for: a host generates the tick's key while the
+        # driver readies the tick (handovers, loans, forwarding updates), where it otherwise
+        # idles; riding with the tick's superstep, it lay on the node phase's critical path
         self._env = (snap, t_ns)
+        self._flush_environment()
 
     def _flush_environment(self) -> None:
         """Hand the held G(t) to the hosts (before a call that needs the tick started): as

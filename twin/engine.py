@@ -1002,23 +1002,25 @@ class Engine:
                 # the same order (one per snapshot), and controller actors work meanwhile
                 snap_after = self.topology.snapshot(t_end + self.dt_ns)
                 decided = self._submit_decide(snap_after)
-            if unclosed is not None:
-                # the previous tick's node phase ran while G(t + dt) was being built (Ray)
-                self._close_tick(unclosed, totals, records)
-                unclosed = None
+            # what comes from G(t) and the paths alone is made before the previous tick's node
+            # phase is waited for: under Ray the hosts run it meanwhile. The batteries' inputs
+            # are of these (their step travels with the node phase, one request per host and
+            # tick; no battery touches a key or a flow)
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
             lookup = self._edge_lookup(snap)
             edges = {k: e for k, e in enumerate(lookup.paths_edges(paths)) if paths[k] is not None}
+            power = self._energy_inputs(snap, t_ns)
+            if unclosed is not None:
+                # the previous tick's node phase ran while G(t + dt) was being built (Ray)
+                self._close_tick(unclosed, totals, records)
+                unclosed = None
             done_before = len(self.handover.log)
             self._start_handovers(snap, paths, edges, snap_next, next_paths, active)
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            # the batteries' inputs come from G(t) alone, so their step travels with the node
-            # phase (one request per host and tick under Ray); no battery touches a key or a flow
-            power = self._energy_inputs(snap, t_ns)
             finish = self._serve_flows(snap, paths, edges, t_ns, power.battery_steps)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)
             snap, paths = snap_next, next_paths
