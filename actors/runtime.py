@@ -531,7 +531,6 @@ class RayNodeGroup(MergedViews):
         self._round = 0
         # calls submitted without waiting (their errors surface with the next superstep's)
         self._pending: list = []
-        self._env: tuple | None = None  # the tick's G(t), until the hosts take its links
         self._models: list = []  # battery power models by number (_model_key)
         self._model_keys: dict[int, int] = {}
         self._models_sent: list[set[int]] = [set() for _ in self.hosts]
@@ -713,39 +712,22 @@ class RayNodeGroup(MergedViews):
         return a if self._index[a] < self._index[b] else b
 
     def environment(self, snap, t_ns: int) -> None:
-        # sent at once, as commands not waited for: a host generates the tick's key while the
-        # driver readies the tick (handovers, loans, forwarding updates), where it otherwise
-        # idles; riding with the tick's superstep, it lay on the node phase's critical path
-        self._env = (snap, t_ns)
-        self._flush_environment()
-
-    def _flush_environment(self) -> None:
-        """Hand the held G(t) to the hosts (before a call that needs the tick started): as
-        commands, not waited for (a host takes them in order, and an error surfaces with the
-        next call waited for). As Ray calls they halted every host's serving, ~3 ms a tick
-        with a memory loan or a fill level on ``mega`` (profiled)."""
-        for h, (t_ns, host_links) in enumerate(self._take_environment() or ()):
-            args = (t_ns, host_links)
-            self._pending.append(self._send(h, "environment", args, ["environment", *args]))
-        self._channel.endpoint.flush()
-
-    def _take_environment(self) -> list[tuple[int, bytes]] | None:
-        """The held G(t) as each host's (t_ns, its key-generating links): the links owned by
-        its nodes (``NodeSet.generate``), a few kB each, sent with the call, where G(t) whole
-        is ~1 MB on ``mega``. None when no G(t) is held."""
-        if self._env is None:
-            return None
-        snap, t_ns = self._env
-        self._env = None
+        """Start a tick: each host gets the key-generating links its nodes own
+        (``NodeSet.generate``; a few kB each, where G(t) whole is ~1 MB on ``mega``) at once,
+        as commands not waited for (a host takes them in order, and an error surfaces with the
+        next call waited for). So a host generates the tick's key while the driver readies the
+        tick (handovers, loans, forwarding updates), where it otherwise idles; riding with the
+        tick's superstep, it lay on the node phase's critical path, and as Ray calls (before a
+        loan or a fill level) it halted every host's serving, ~3 ms a tick on ``mega``."""
         a, b, skr_bps = generating_links(snap, self._quantum_kind)
         host = self._host_of_index[np.minimum(a, b)]
         order = np.argsort(host, kind="stable")  # each host's links in G(t)'s order
         bounds = np.searchsorted(host[order], np.arange(self.n_hosts + 1))
-        out = []
         for h in range(self.n_hosts):
             mine = order[bounds[h] : bounds[h + 1]]
-            out.append((int(t_ns), pack_links(a[mine], b[mine], skr_bps[mine])))
-        return out
+            args = (int(t_ns), pack_links(a[mine], b[mine], skr_bps[mine]))
+            self._pending.append(self._send(h, "environment", args, ["environment", *args]))
+        self._channel.endpoint.flush()
 
     def _model_key(self, host: int, model) -> tuple[int, object | None]:
         """A battery power model's number, and the model itself when ``host`` has not been
@@ -761,9 +743,10 @@ class RayNodeGroup(MergedViews):
         return key, model
 
     def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
-        """NodeGroup.submit_superstep: one request per host (environment, rounds among the hosts,
-        end of tick, batteries), submitted here and collected by the callable returned, so
-        the driver builds the next G(t) meanwhile."""
+        """NodeGroup.submit_superstep: one request per host (rounds among the hosts, end of
+        tick, batteries; the tick's start went before, :meth:`environment`), submitted here
+        and collected by the callable returned, so the driver builds the next G(t)
+        meanwhile."""
         if trace is not None:
             raise ValueError("an envelope trace needs the local runtime (--runtime local)")
         by_host: dict[int, list[Envelope]] = {}  # each host's envelopes
@@ -789,13 +772,12 @@ class RayNodeGroup(MergedViews):
                     shares[h].append((k, r, args))
         steps_of = [[args for _, _, args in share] for share in shares]
         pending, self._pending = self._pending, []
-        links = self._take_environment() or [(0, None)] * len(self.hosts)
         n = len(self.hosts)
         calls = []
         for h in range(n):
             # the inbox travels as a bus frame, checked on arrival as any frame is
             frame = encode_frame(self.run_id, self._round, DRIVER, by_host.get(h, []))
-            args = (*links[h], self._round, frame, n, steps_of[h])
+            args = (0, None, self._round, frame, n, steps_of[h])  # (G(t): environment)
             if any(step[4] is not None for step in steps_of[h]):
                 calls.append(self._call(h, "superstep", *args))  # a power model to pickle
             else:
@@ -850,7 +832,6 @@ class RayNodeGroup(MergedViews):
         return {"counters": total, "link_bits": link, "pool_bits": pool}
 
     def soc_j(self, platform: str) -> np.ndarray:
-        self._flush_environment()
         soc = np.empty(self.battery_counts[platform])
         per_host = self._wait(
             [self._call(h, "soc_j") for h in range(self.n_hosts)], "state of charge"
@@ -860,18 +841,15 @@ class RayNodeGroup(MergedViews):
         return soc
 
     def expire(self, t_ns: int) -> None:
-        self._flush_environment()
         self._wait([self._call(h, "expire", t_ns) for h in range(self.n_hosts)], "expiry")
 
     def link_available_bits(self, a: str, b: str) -> int:
-        self._flush_environment()
         host = self._host_of[self.owner(a, b)]
         call = self._send(host, "link_available_bits", (a, b), ["fill", a, b])
         self._channel.endpoint.flush()
         return self._wait([call], "link fill level")[0]
 
     def lend_memories(self, names: Iterable[str]) -> dict[str, QuantumMemory]:
-        self._flush_environment()
         names = list(names)
         by_host: dict[int, list[str]] = {}
         for name in names:
@@ -888,7 +866,6 @@ class RayNodeGroup(MergedViews):
         return {name: lent[name] for name in names}
 
     def return_memories(self, memories: dict[str, QuantumMemory]) -> None:
-        self._flush_environment()
         by_host: dict[int, dict[str, QuantumMemory]] = {}
         for name, memory in memories.items():
             by_host.setdefault(self._host_of[name], {})[name] = memory
@@ -900,7 +877,6 @@ class RayNodeGroup(MergedViews):
         self._channel.endpoint.flush()
 
     def _merged(self, what: str) -> dict:
-        self._flush_environment()
         out: dict = {}
         for part in self._wait([self._call(h, "view", what) for h in range(self.n_hosts)], what):
             out.update(part)

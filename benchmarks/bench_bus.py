@@ -7,7 +7,7 @@ pyzmq PUSH/PULL with the same batching (100 messages per frame); aim: at least 2
   receiver only takes the frame. This is the ceiling of the transport.
 - bus, decoded and checked: a frame is :func:`actors.bus.encode_frame` of 100 trusted-relay
   envelopes (a KEY_RELAY ``commit`` as the nodes send it: names, ids, bit counts, a flag),
-  version 3, columnar (the module docstring of :mod:`actors.bus` has the format). The receiver,
+  version 4, columnar (the module docstring of :mod:`actors.bus` has the format). The receiver,
   a :class:`BusEndpoint`, takes it with ``receive_batches``: the frame is decoded and every
   check of every envelope is made (over whole columns, with numpy), and the envelopes are
   handed on as an :class:`EnvelopeBatch`, no Envelope object made yet.
