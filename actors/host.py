@@ -48,6 +48,7 @@ __all__ = [
     "node_ip",
     "pack_array",
     "lent_memories",
+    "n_links",
     "pack_links",
     "superstep_reply",
     "superstep_result",
@@ -76,13 +77,27 @@ def unpack_array(packed: bytes, dtype) -> np.ndarray:
     return np.frombuffer(packed, dtype=dtype)
 
 
+LINK_BYTES = 24  # a link as pack_links packs it: a, b (int64) and skr_bps (float64)
+_LINKS_WANT = f"bytes of (a, b, skr_bps) rows of {LINK_BYTES} bytes"  # (what a check asks)
+
+
 def pack_links(a, b, skr_bps) -> bytes:
     """A tick's key-generating links (a, b, skr_bps) as one bytes object."""
     return pack_array(a, np.int64) + pack_array(b, np.int64) + pack_array(skr_bps, np.float64)
 
 
+def packed_links(value) -> bool:
+    """Whether ``value`` can be links of :func:`pack_links` (bytes of whole links)."""
+    return isinstance(value, bytes) and len(value) % LINK_BYTES == 0
+
+
+def n_links(packed: bytes) -> int:
+    """How many links :func:`pack_links` packed into ``packed``."""
+    return len(packed) // LINK_BYTES
+
+
 def _unpack_links(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(packed) // 24
+    n = n_links(packed)
     a = unpack_array(packed[: 8 * n], np.int64)
     b = unpack_array(packed[8 * n : 16 * n], np.int64)
     return a, b, unpack_array(packed[16 * n :], np.float64)
@@ -117,8 +132,7 @@ def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
     expect = functools.partial(_expect, f"tick command {seq}")
 
     expect("t_ns", t_ns, type(t_ns) is int, "an int")
-    expect("links", links, links is None or (isinstance(links, bytes) and len(links) % 24 == 0),
-           "None or bytes of (a, b, skr_bps) rows of 24 bytes")  # fmt: skip
+    expect("links", links, links is None or packed_links(links), f"None or {_LINKS_WANT}")
     expect("first_round", first_round, type(first_round) is int, "an int")
     expect("inbox", inbox, isinstance(inbox, bytes), "a bus frame (bytes)")
     expect("n_hosts", n_hosts, type(n_hosts) is int and n_hosts > host_id,
@@ -145,8 +159,7 @@ def _environment_arguments(command: list, seq: int) -> tuple[int, bytes]:
     expect("the command", command, len(command) == 3, '["environment", t_ns, links]')
     _, t_ns, links = command
     expect("t_ns", t_ns, type(t_ns) is int, "an int")
-    expect("links", links, isinstance(links, bytes) and len(links) % 24 == 0,
-           "bytes of (a, b, skr_bps) rows of 24 bytes")  # fmt: skip
+    expect("links", links, packed_links(links), _LINKS_WANT)
     return t_ns, links
 
 
@@ -455,7 +468,7 @@ class NodeHost:
             if command[:1] == ["environment"]:
                 t_ns, links = _environment_arguments(command, seq)
                 self.environment(t_ns, links)
-                return [len(links) // 24]  # (the links taken)
+                return [n_links(links)]  # (the links taken)
             if command[:1] == ["fill"]:
                 a, b = _fill_level_arguments(command, seq, self.nodes)
                 return [self.link_available_bits(a, b)]

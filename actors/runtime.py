@@ -22,10 +22,12 @@ endpoint (:data:`actors.bus.DRIVER`), and a host serves its commands in one long
 (:meth:`actors.host.NodeHost.serve`), replying with the tick's results. A Ray call costs ~1-2
 ms of CPU on the two cores here, per host and tick, which made per-node runs twice as slow as a
 bare barrier over as many actors; a bus round trip costs a tenth of that. The entanglement
-service's memory loans go as commands too (the memories as plain values). Ray calls remain for
-what needs pickled objects or comes rarely (a tick carrying a battery model, checkpoints, views,
-fill levels, expiry): before one, the driver tells the host to stop serving; Ray runs the host's
-calls in order, so it takes the call after the commands before it, and serves again after.
+service's memory loans go as commands too (the memories as plain values), and so do a link's
+key-buffer fill level and a tick's start (G(t)'s links, sent as soon as the driver has G(t)).
+Ray calls remain for what needs pickled objects or comes rarely (a tick carrying a battery
+model, checkpoints, views, expiry): before one, the driver tells the host to stop serving; Ray
+runs the host's calls in order, so it takes the call after the commands before it, and serves
+again after.
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
 the same results as the single-process engine for every placement (tests/actors pin the
@@ -62,6 +64,7 @@ from actors.bus import DRIVER, BusEndpoint, BusError, BusRegistry, encode_frame
 from actors.host import (
     NodeHost,
     lent_memories,
+    n_links,
     pack_array,
     pack_links,
     superstep_result,
@@ -456,7 +459,7 @@ def _host_reply(body, call: _Call):
         return body[0]
     # the others answer how many things they took: memories, or G(t)'s links
     taken, what = (
-        (len(call.args[1]) // 24, "links") if call.method == "environment"
+        (n_links(call.args[1]), "links") if call.method == "environment"
         else (len(call.args[0]), "memories")
     )  # fmt: skip
     if body != [taken]:
