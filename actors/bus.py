@@ -37,9 +37,12 @@ Python work per envelope or per payload key::
   msgpack lists. Narrow columns keep frames small: the transport costs ~1 us of CPU per KB
   here, as much as the checks (``qntwin bench bus``).
 
-A control message (hosts that coordinate their rounds through one of them,
-:meth:`actors.host.NodeHost.exchange`) is a small msgpack list of ints beside the frames on the
-same sockets: ``[CONTROL_MARK, run_id, round, src_host, values]``.
+A bundle (hosts that run their rounds through one of them, the hub,
+:meth:`actors.host.NodeHost.exchange`) carries a round's frames between a host and the hub, with
+the sender's round state (to the hub) or the round's state over all hosts (from it), beside
+the frames on the same sockets: ``[BUNDLE_MARK, run_id, round, src_host, state, frames]``,
+``frames`` a list of ``[destination host, frame]``, each frame encoded (and checked by the
+host that decodes it) as any. The hub forwards the frames without decoding them.
 
 A call is what the driver (bus id :data:`DRIVER`) and a host say to each other between the
 hosts' rounds: the driver's command of a tick (or that a host stop serving commands), and the
@@ -74,7 +77,7 @@ the endpoint with the run's :class:`BusRegistry` (a named Ray actor); it connect
 per peer it sends to. High-water marks are explicit (a round's frames must never be dropped or
 block the sender: at most one frame per peer per round is in flight) and linger is bounded, so a
 closing host neither hangs nor loses a frame it already handed over. Receiving frames and
-control messages waits at most ``recv_timeout_s`` and then raises: a dead peer gives an error,
+bundles waits at most ``recv_timeout_s`` and then raises: a dead peer gives an error,
 never a hang. A host waiting for the driver's next command waits as long as it takes (the
 driver may be busy between ticks); the driver watches the host meanwhile, and Ray stops the
 hosts with their driver. The driver has an endpoint too (id :data:`DRIVER`), for its commands
@@ -118,15 +121,15 @@ __all__ = [
     "BusFaults",
     "BusRegistry",
     "CALL_MARK",
-    "CONTROL_MARK",
+    "BUNDLE_MARK",
     "DRIVER",
     "EnvelopeBatch",
     "decode_batch",
     "decode_call",
-    "decode_control",
+    "decode_bundle",
     "decode_frame",
     "encode_call",
-    "encode_control",
+    "encode_bundle",
     "encode_frame",
 ]
 
@@ -136,16 +139,16 @@ FRAME_VERSION = 4
 # round none is left, after a final one a last round delivers what answers nothing
 ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE = 0, 1, 2
 ROUND_STATES = (ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE)
-CONTROL_MARK = "ctl"  # the first item of a control message (a frame's is FRAME_VERSION)
-# a control message starts with these bytes (a 5-item msgpack array, then the mark): a host
-# tells the two kinds apart before decoding, and decodes each once
-_CONTROL_PREFIX = b"\x95" + msgpack.packb(CONTROL_MARK)
-MAX_CONTROL_VALUES = 100_000  # far above a round's report (1 + destination hosts)
+BUNDLE_MARK = "bnd"  # the first item of a bundle (a frame's is FRAME_VERSION)
+# a bundle starts with these bytes (a 6-item msgpack array, then the mark): a host tells the
+# kinds apart before decoding, and decodes each once
+_BUNDLE_PREFIX = b"\x96" + msgpack.packb(BUNDLE_MARK)
+MAX_BUNDLE_FRAMES = 10_000  # far above a bundle's frames (one per other host at most)
 CALL_MARK = "call"  # the first item of a call between the driver and a host
 _CALL_PREFIX = b"\x95" + msgpack.packb(CALL_MARK)
 DRIVER = -1  # the driver's id on the bus (hosts are 0..H-1)
 # what a receiver can be waiting for: each kind is kept aside while another is awaited
-FRAMES, CONTROL, CALLS = "frame", "control", "call"
+FRAMES, BUNDLES, CALLS = "frame", "bundle", "call"
 # at most one frame per peer and round is in flight, and a round waits for all of them: a few
 # frames of headroom is all a socket needs; larger marks only hide a protocol bug
 HIGH_WATER_MARK_FRAMES = 64
@@ -794,34 +797,52 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def encode_control(run_id: str, round_no: int, src_host: int, values: Sequence[int]) -> bytes:
-    """A control message of a round: a few ints (module docstring)."""
-    return msgpack.packb([CONTROL_MARK, run_id, int(round_no), int(src_host),
-                          [int(v) for v in values]])  # fmt: skip
+def encode_bundle(
+    run_id: str, round_no: int, src_host: int, state: int, frames: Sequence[tuple[int, bytes]]
+) -> bytes:
+    """A bundle of a round: ``frames`` as ``(destination host, encoded frame)`` (module
+    docstring); :class:`BusError` if it would exceed :data:`MAX_FRAME_BYTES`."""
+    bundle = msgpack.packb(
+        [BUNDLE_MARK, run_id, int(round_no), int(src_host), int(state),
+         [[int(host), frame] for host, frame in frames]],
+        use_bin_type=True,
+    )  # fmt: skip
+    if len(bundle) > MAX_FRAME_BYTES:
+        raise BusError(
+            f"a bundle of {len(frames)} frames, {len(bundle)} bytes, exceeds the bus limit "
+            f"{MAX_FRAME_BYTES}: use fewer hosts per hub round (more, smaller ticks)"
+        )
+    return bundle
 
 
-def decode_control(frame: bytes, run_id: str) -> tuple[int, int, list[int]]:
-    """``(round, src_host, values)`` of a control message of run ``run_id``; :class:`BusError`
-    for anything else."""
-    item = _unpack(frame, "control message")
-    shape = "[mark, run, round, host, values]"
-    if not (isinstance(item, list) and len(item) == 5 and item[0] == CONTROL_MARK):
-        raise BusError(f"control message must be a 5-item list {shape}")
-    _, frame_run, round_no, src_host, values = item
-    if frame_run != run_id:
-        raise BusError(f"control message of run {frame_run!r} reached run {run_id!r}")
+def decode_bundle(raw: bytes, run_id: str) -> tuple[int, int, int, list[tuple[int, bytes]]]:
+    """``(round, src_host, state, [(destination host, frame), ...])`` of a bundle of run
+    ``run_id`` (the frames not yet decoded); :class:`BusError` for anything else."""
+    item = _unpack(raw, "bundle")
+    shape = "[mark, run, round, host, state, frames]"
+    if not (type(item) is list and len(item) == 6 and item[0] == BUNDLE_MARK):
+        raise BusError(f"bundle must be a 6-item list {shape}")
+    _, bundle_run, round_no, src_host, state, frames = item
+    if bundle_run != run_id:
+        raise BusError(f"bundle of run {bundle_run!r} reached run {run_id!r}")
     if not (
         type(round_no) is int
         and type(src_host) is int
-        and isinstance(values, list)
-        and len(values) <= MAX_CONTROL_VALUES
-        and all(type(v) is int for v in values)
-    ):
-        raise BusError(
-            f"control message round and host must be ints and values a list of at most "
-            f"{MAX_CONTROL_VALUES} ints"
+        and type(state) is int
+        and state in ROUND_STATES
+        and type(frames) is list
+        and len(frames) <= MAX_BUNDLE_FRAMES
+        and all(
+            type(pair) is list and len(pair) == 2 and type(pair[0]) is int
+            and type(pair[1]) is bytes
+            for pair in frames
         )
-    return round_no, src_host, values
+    ):  # fmt: skip
+        raise BusError(
+            f"bundle round and host must be ints, state one of {ROUND_STATES} and frames a "
+            f"list of at most {MAX_BUNDLE_FRAMES} [host, frame bytes] pairs"
+        )
+    return round_no, src_host, state, [(host, frame) for host, frame in frames]
 
 
 def encode_call(run_id: str, seq: int, src: int, body: Sequence) -> bytes:
@@ -846,8 +867,8 @@ def decode_call(frame: bytes, run_id: str) -> tuple[int, int, list]:
 
 @dataclass(frozen=True)
 class BusFaults:
-    """Faults injected at the sending side of the bus (chaos tests): each frame, control
-    message and call is sent twice with probability ``duplicate``, and held back with
+    """Faults injected at the sending side of the bus (chaos tests): each frame,
+    bundle and call is sent twice with probability ``duplicate``, and held back with
     probability ``delay`` until the sender next waits (a host: for frames or a command; the
     driver flushes after each tick's commands and each stop), so it arrives after messages
     sent later, and a duplicate possibly in a later round. Draws are keyed by (seed, sender,
@@ -981,8 +1002,8 @@ class BusEndpoint:
         except BaseException:
             self.close()  # an authenticator thread or a context already started
             raise
-        # what came before it was asked for, by kind (FRAMES, CONTROL, CALLS)
-        self._kept: dict[str, list[tuple]] = {FRAMES: [], CONTROL: [], CALLS: []}
+        # what came before it was asked for, by kind (FRAMES, BUNDLES, CALLS)
+        self._kept: dict[str, list[tuple]] = {FRAMES: [], BUNDLES: [], CALLS: []}
         self.faults = BusFaults(**faults) if isinstance(faults, dict) else faults
         self._held: list[tuple[int, bytes]] = []  # frames the fault injector delays
         self._n_sent = 0
@@ -1066,16 +1087,19 @@ class BusEndpoint:
         self._send(host, frame)
         return len(frame)
 
-    def send_control(self, host: int, round_no: int, values: Sequence[int]) -> None:
-        """Send ``host`` a control message of ``round_no`` (:meth:`receive_control`)."""
-        self._send(host, encode_control(self.run_id, round_no, self.host_id, values))
+    def send_bundle(
+        self, host: int, round_no: int, state: int, frames: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Send ``host`` a bundle of ``round_no`` (:meth:`receive_bundles`): ``frames`` as
+        ``(destination host, encoded frame)``, and a round ``state``."""
+        self._send(host, encode_bundle(self.run_id, round_no, self.host_id, state, frames))
 
     def send_call(self, dst: int, seq: int, body: Sequence) -> None:
         """Send ``dst`` (a host, or the :data:`DRIVER`) the call ``seq`` (module docstring)."""
         self._send(dst, encode_call(self.run_id, seq, self.host_id, body))
 
     def _send(self, host: int, frame: bytes) -> None:
-        """Hand a frame, control message or call over, with the faults injected (if any)."""
+        """Hand a frame, bundle or call over, with the faults injected (if any)."""
         copies = 1
         if self.faults is not None:
             dup, delay = self._draws()
@@ -1147,15 +1171,17 @@ class BusEndpoint:
         self._gather(FRAMES, round_no, n_frames, accept, "frame(s)")
         return got, max(states, default=ROUND_IDLE)
 
-    def receive_control(self, round_no: int, n_messages: int) -> dict[int, list[int]]:
-        """The values of control messages of ``round_no`` from ``n_messages`` distinct hosts,
-        by sending host."""
-        got: dict[int, list[int]] = {}
+    def receive_bundles(
+        self, round_no: int, n_bundles: int
+    ) -> dict[int, tuple[int, list[tuple[int, bytes]]]]:
+        """The bundles of ``round_no`` from ``n_bundles`` distinct hosts, by sending host:
+        ``(state, [(destination host, frame), ...])``, the frames not yet decoded."""
+        got: dict[int, tuple[int, list[tuple[int, bytes]]]] = {}
 
-        def accept(message) -> None:
-            got[message[1]] = message[2]
+        def accept(bundle) -> None:
+            got[bundle[1]] = (bundle[2], bundle[3])
 
-        self._gather(CONTROL, round_no, n_messages, accept, "control message(s)")
+        self._gather(BUNDLES, round_no, n_bundles, accept, "bundle(s)")
         return got
 
     def receive_call(self, seq: int, src: int) -> list:
@@ -1204,7 +1230,7 @@ class BusEndpoint:
     def _gather(
         self, kind: str, round_no: int, n_senders: int, accept, what: str, patient: bool = False
     ) -> None:
-        """Hand ``accept`` the messages of ``kind`` (frames, control messages, or calls,
+        """Hand ``accept`` the messages of ``kind`` (frames, bundles, or calls,
         whose seq stands for the round) of ``round_no``, one per sender, until ``n_senders``
         senders' came: those kept from before first, then off the socket. One of a later
         round, or of another kind, is kept for the call that asks for it; a second copy, or
@@ -1240,8 +1266,8 @@ class BusEndpoint:
         self._kept[kind] = later
 
     def _next_message(self, awaited, patient: bool = False) -> tuple[str, tuple]:
-        """The next thing off the socket, decoded: ``(CONTROL, (round, src, values))`` for a
-        control message, ``(CALLS, (seq, src, body))`` for a call, ``(FRAMES, (round, src,
+        """The next thing off the socket, decoded: ``(BUNDLES, (round, src, state, frames))``
+        for a bundle, ``(CALLS, (seq, src, body))`` for a call, ``(FRAMES, (round, src,
         state, batch))`` for a frame. ``awaited()`` says what was awaited, for the error
         if nothing comes; ``patient``: wait past the receive timeout."""
         while True:
@@ -1254,8 +1280,8 @@ class BusEndpoint:
                         f"host {self.host_id} waited {self.recv_timeout_ms} ms for {awaited()}: "
                         "a peer host is gone or stuck"
                     ) from None
-        if raw.startswith(_CONTROL_PREFIX):
-            return CONTROL, decode_control(raw, self.run_id)
+        if raw.startswith(_BUNDLE_PREFIX):
+            return BUNDLES, decode_bundle(raw, self.run_id)
         if raw.startswith(_CALL_PREFIX):
             return CALLS, decode_call(raw, self.run_id)
         return FRAMES, decode_batch(raw, self.run_id)

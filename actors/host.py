@@ -8,7 +8,7 @@ destination host (:mod:`actors.bus`).
 A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own),
 the message rounds, then the tick's end (counters, key totals, battery steps), all in one
 :meth:`NodeHost.superstep`: the hosts run the rounds among themselves over the bus
-(:meth:`NodeHost.exchange`: all-to-all with a few hosts, counted by host 0 with more). The
+(:meth:`NodeHost.exchange`: all-to-all with a few hosts, through host 0 with more). The
 driver asks for a superstep either with a Ray call or, tick after tick, with a command over the
 bus to a host serving commands (:meth:`NodeHost.serve`): the same arguments and results either
 way, but a bus round trip costs a tenth of a Ray call here. A round
@@ -33,10 +33,10 @@ from actors.bus import (
     ROUND_ACTIVE,
     ROUND_FINAL,
     ROUND_IDLE,
-    ROUND_STATES,
     BusEndpoint,
     BusError,
     decode_batch,
+    encode_frame,
 )
 from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
@@ -57,11 +57,14 @@ __all__ = [
 ]
 
 # up to this many hosts run a tick's rounds all-to-all (a frame per host pair and round: with a
-# few hosts, the fewest messages in flight); more coordinate through host 0 (NodeHost.exchange).
-# With ticks as bus commands, 4 hosts on mega ran faster coordinated (most frames are empty):
-# 1.35-1.90x the local engine against 1.61-2.09x all-to-all, 6 of 6 interleaved pairs
+# few hosts, the fewest messages in flight, and no host waits for another's forwarding); more
+# run them through host 0, the hub (NodeHost.exchange: 2 bundles per host and round). 4 hosts
+# on mega ran faster counted by host 0 than all-to-all (most of all-to-all's frames are empty:
+# 1.35-1.90x the local engine against 1.61-2.09x, 6 of 6 pairs), and faster again through it
+# (bundles in place of frames beside a report and an answer per host: 1.56-1.70x against
+# 1.62-1.86x, 3x2 pairs)
 ALL_TO_ALL_MAX_HOSTS = 3
-COORDINATOR = 0  # the host that counts the rounds of many hosts
+HUB = 0  # the host that the rounds of many hosts go through
 
 # What travels with the driver's calls to a host every tick is packed into bytes and plain
 # lists, which Ray passes with msgpack: pickling numpy arrays (an out-of-band buffer each) and
@@ -337,10 +340,10 @@ class NodeHost:
 
         - up to :data:`ALL_TO_ALL_MAX_HOSTS`: every host sends every other host one frame per
           round (empty if it has nothing for it), with its state;
-        - more: only frames with envelopes are sent, and each host reports to host 0 (the
-          coordinator) its state and to which hosts it sent; host 0 answers each host how many
-          frames to wait for and the round's state (:meth:`_coordinate`): 2 small messages per
-          host and round, where all-to-all sends a frame per host pair.
+        - more: every host sends host 0 (the hub) one bundle of its frames with envelopes and
+          its state, and host 0 sends each one bundle of the frames for it and the round's
+          state (:meth:`_through_hub`): 2 messages per host and round, where all-to-all sends
+          a frame per host pair.
 
         One request per host and tick either way, instead of one per round. ``inbox``: the
         driver's envelopes for this host's nodes, a bus frame (:func:`actors.bus.encode_frame`
@@ -382,51 +385,70 @@ class NodeHost:
                 )
                 state = max(mine, others)
             else:
-                for host in sorted(remote):
-                    self.bus.send(host, round_no, remote[host])
-                expect, state = self._coordinate(round_no, mine, sorted(remote), n_hosts)
-                received = self.bus.receive(round_no, expect) if expect else []
+                received, state = self._through_hub(round_no, mine, remote, n_hosts)
             pending = local + received
             if state == ROUND_IDLE:
                 break
         # what the fault injector held back goes out before this host's tick ends: another
-        # host may still wait for it (host 0's last answers, when host 0 itself expects no
-        # frame and so never waits again this tick)
+        # host may still wait for it (host 0's last bundles: host 0 never waits again this
+        # tick)
         self.bus.flush()
         return round_no, self.end_tick()
 
-    def _coordinate(
-        self, round_no: int, state: int, sent_to: list[int], n_hosts: int
-    ) -> tuple[int, int]:
-        """This host's part of a round's count (:meth:`exchange`, more than
-        :data:`ALL_TO_ALL_MAX_HOSTS` hosts): (frames to wait for in ``round_no``, the round's
-        state over all hosts). Host 0 gathers every host's report ``[its state, *hosts sent
-        to]`` and answers each ``[frames to expect, the round's state]`` (control messages'
-        values are ints, checked as they come off the bus)."""
-        report = [state, *sent_to]
-        if self.host_id != COORDINATOR:
-            self.bus.send_control(COORDINATOR, round_no, report)
-            answer = self.bus.receive_control(round_no, 1).get(COORDINATOR)
-            if not (answer and len(answer) == 2 and answer[0] >= 0 and answer[1] in ROUND_STATES):
-                raise BusError(f"the coordinator's answer of round {round_no} is malformed")
-            return answer[0], answer[1]
-        reports = self.bus.receive_control(round_no, n_hosts - 1)
-        reports[self.host_id] = report
-        for host, values in reports.items():
-            if not (
-                0 <= host < n_hosts and values and values[0] in ROUND_STATES
-                and all(0 <= d < n_hosts and d != host for d in values[1:])
-            ):  # fmt: skip
-                raise BusError(f"host {host}'s report of round {round_no} is malformed: {values}")
-        expect = [0] * n_hosts
-        for values in reports.values():
-            for host in values[1:]:
-                expect[host] += 1
-        state = max(values[0] for values in reports.values())
+    def _through_hub(
+        self, round_no: int, state: int, remote: dict[int, list[Envelope]], n_hosts: int
+    ) -> tuple[list[Envelope], int]:
+        """This host's part of a round through the hub (:meth:`exchange`, more than
+        :data:`ALL_TO_ALL_MAX_HOSTS` hosts): (the envelopes other hosts sent its nodes in
+        ``round_no``, the round's state over all hosts). Each host sends the hub a bundle of
+        a frame per destination host (``remote``: the envelopes for it) and its ``state``; the
+        hub answers each with a bundle of the frames for it (forwarded as they came: the
+        receiver decodes and checks them) and the round's state."""
+        frames = [
+            (host, encode_frame(self.bus.run_id, round_no, self.host_id, remote[host], state))
+            for host in sorted(remote)
+        ]
+        if self.host_id != HUB:
+            self.bus.send_bundle(HUB, round_no, state, frames)
+            round_state, mine = self.bus.receive_bundles(round_no, 1)[HUB]
+            return self._unbundle(round_no, mine, n_hosts), round_state
+        bundles = self.bus.receive_bundles(round_no, n_hosts - 1)
+        bundles[self.host_id] = (state, frames)
+        to: dict[int, list[tuple[int, bytes]]] = {host: [] for host in range(n_hosts)}
+        for src, (_, sent) in sorted(bundles.items()):
+            for host, frame in sent:
+                if not (0 <= src < n_hosts and 0 <= host < n_hosts and host != src):
+                    raise BusError(
+                        f"host {src}'s bundle of round {round_no} holds a frame for host "
+                        f"{host}: a host sends frames to the other {n_hosts - 1} hosts"
+                    )
+                to[host].append((host, frame))
+        round_state = max(state for state, _ in bundles.values())
         for host in range(n_hosts):
             if host != self.host_id:
-                self.bus.send_control(host, round_no, [expect[host], state])
-        return expect[self.host_id], state
+                self.bus.send_bundle(host, round_no, round_state, to[host])
+        return self._unbundle(round_no, to[self.host_id], n_hosts), round_state
+
+    def _unbundle(
+        self, round_no: int, frames: list[tuple[int, bytes]], n_hosts: int
+    ) -> list[Envelope]:
+        """The envelopes of a round's frames for this host (from the hub's bundle), each
+        frame decoded and checked: of ``round_no``, for this host, from a distinct other
+        host."""
+        got: list[Envelope] = []
+        senders: set[int] = set()
+        for host, frame in frames:
+            frame_round, src, _, batch = decode_batch(frame, self.bus.run_id)
+            if not (host == self.host_id and frame_round == round_no and src != self.host_id
+                    and 0 <= src < n_hosts and src not in senders):  # fmt: skip
+                raise BusError(
+                    f"host {self.host_id} got a frame for host {host} of round {frame_round} "
+                    f"from host {src} in the hub's bundle of round {round_no}: each is for "
+                    "this host, of this round, from a distinct other host"
+                )
+            senders.add(src)
+            got.extend(batch)
+        return got
 
     def superstep(self, t_ns, links, first_round: int, inbox, n_hosts: int, battery_steps):
         """A whole tick of this host in one call: the environment (:meth:`environment`, when

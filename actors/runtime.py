@@ -10,8 +10,8 @@ one request per host (:meth:`actors.host.NodeHost.superstep`):
 1. environment: G(t)'s key-generating links, each host sent those its nodes own, and the key
    generation on them;
 2. nodes: the message rounds, which the hosts run among themselves over the bus until a round
-   in which no host sent anything: the barrier (with many hosts, host 0 counts each round:
-   :meth:`actors.host.NodeHost.exchange`);
+   in which no host sent anything: the barrier (with many hosts, each round goes through
+   host 0: :meth:`actors.host.NodeHost.exchange`);
 3. the tick's counters (integers, summed), the key totals and the batteries' step.
 
 The request is sent and the driver goes on to build the next G(t); the engine collects the
@@ -697,8 +697,8 @@ class RayNodeGroup(MergedViews):
         return len(self.hosts)
 
     def bus_stats(self) -> dict[str, int]:
-        """The bus counters of the hosts and the driver summed (frames, control messages and
-        calls sent, faults injected, copies dropped)."""
+        """The bus counters of the hosts and the driver summed (frames, bundles and calls
+        sent, faults injected, copies dropped)."""
         total: dict[str, int] = {}
         self._halt_all()
         per_host = _get([h.bus_stats.remote() for h in self.hosts], "bus counters")

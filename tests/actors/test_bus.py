@@ -22,9 +22,9 @@ from actors.bus import (
     BusKeys,
     EnvelopeBatch,
     decode_batch,
-    decode_control,
+    decode_bundle,
     decode_frame,
-    encode_control,
+    encode_bundle,
     encode_frame,
 )
 from twin.network.messages import SLOT_FILL_MIN_ENVELOPES, Envelope, MessageKind
@@ -659,80 +659,99 @@ def test_the_bus_benchmark_delivers_every_envelope():
         bench.run(10, pairs=0)
 
 
-# -- control messages (hosts that count their rounds through host 0) --------------------------
-def test_control_messages_and_frames_share_a_socket_and_each_waits_for_its_own():
+# -- bundles (hosts that run their rounds through host 0, the hub) ---------------------------
+def test_bundles_and_frames_share_a_socket_and_each_waits_for_its_own():
+    frame = encode_frame("r", 1, 0, [envelope(3)])
     with two_endpoints() as (a, b):
-        a.send(1, 2, [envelope(2)])  # a frame comes in while b waits for a control message
-        a.send_control(1, 2, [5])  # and a later round's control message
-        a.send_control(1, 1, [1, 3])
-        assert b.receive_control(1, 1) == {0: [1, 3]}
+        a.send(1, 2, [envelope(2)])  # a frame comes in while b waits for a bundle
+        a.send_bundle(1, 2, ROUND_IDLE, [])  # and a later round's bundle
+        a.send_bundle(1, 1, ROUND_FINAL, [(1, frame)])
+        assert b.receive_bundles(1, 1) == {0: (ROUND_FINAL, [(1, frame)])}
         assert b.receive(2, 1) == [envelope(2)]
-        assert b.receive_control(2, 1) == {0: [5]}
+        assert b.receive_bundles(2, 1) == {0: (ROUND_IDLE, [])}
 
 
-def test_a_control_message_copy_is_dropped_and_a_missing_one_is_an_error():
+def test_a_bundle_copy_is_dropped_and_a_missing_one_is_an_error():
     from actors.bus import BusFaults
 
     with two_endpoints(b_timeout_s=0.3, faults=BusFaults(seed=1, duplicate=1.0)) as (a, b):
-        a.send_control(1, 1, [0])  # sent twice
-        assert b.receive_control(1, 1) == {0: [0]}
-        with pytest.raises(BusError, match="control message"):
-            b.receive_control(2, 1)  # the copy of round 1 is no answer for round 2
+        a.send_bundle(1, 1, ROUND_ACTIVE, [])  # sent twice
+        assert b.receive_bundles(1, 1) == {0: (ROUND_ACTIVE, [])}
+        with pytest.raises(BusError, match="bundle"):
+            b.receive_bundles(2, 1)  # the copy of round 1 is no bundle of round 2
         assert b.stats["duplicates_dropped"] == 1
 
 
 @pytest.mark.parametrize(
     "items, words",
     [
-        (["ctl", "other-run", 1, 0, [1]], "of run 'other-run'"),
-        (["ctl", "r", 1, 0, [True]], "list of at most"),
-        (["ctl", "r", 1, 0, [1.5]], "list of at most"),
-        (["ctl", "r", "1", 0, [1]], "round and host must be ints"),
-        (["ctl", "r", 1, 0], "5-item list"),
-        (["ctl", "r", 1, 0, list(range(100_001))], "list of at most"),
+        (["bnd", "other-run", 1, 0, 2, []], "of run 'other-run'"),
+        (["bnd", "r", 1, 0, 3, []], "state one of"),
+        (["bnd", "r", 1, 0, True, []], "state one of"),
+        (["bnd", "r", "1", 0, 2, []], "round and host must be ints"),
+        (["bnd", "r", 1, 0, 2, [[1]]], r"\[host, frame bytes\] pairs"),
+        (["bnd", "r", 1, 0, 2, [[1, "frame"]]], r"\[host, frame bytes\] pairs"),
+        (["bnd", "r", 1, 0, 2, [[1.0, b"frame"]]], r"\[host, frame bytes\] pairs"),
+        (["bnd", "r", 1, 0, 2, [[1, b""]] * 10_001], "at most 10000"),
+        (["bnd", "r", 1, 0, 2], "6-item list"),
     ],
 )
-def test_a_malformed_control_message_is_refused_with_the_reason(items, words):
+def test_a_malformed_bundle_is_refused_with_the_reason(items, words):
     with pytest.raises(BusError, match=words):
-        decode_control(msgpack.packb(items), "r")
+        decode_bundle(msgpack.packb(items, use_bin_type=True), "r")
 
 
-def test_a_control_message_round_trips():
-    assert decode_control(encode_control("r", 9, 3, [0, 2, 4]), "r") == (9, 3, [0, 2, 4])
+def test_a_bundle_round_trips_and_a_huge_one_is_refused_at_the_sender():
+    frames = [(2, encode_frame("r", 9, 3, [envelope(1)])), (0, b"")]
+    assert decode_bundle(encode_bundle("r", 9, 3, ROUND_FINAL, frames), "r") == (
+        9, 3, ROUND_FINAL, frames,
+    )  # fmt: skip
+    with pytest.raises(BusError, match="exceeds the bus limit"):
+        encode_bundle("r", 9, 3, ROUND_ACTIVE, [(1, bytes(MAX_FRAME_BYTES))])
 
 
-def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
-    # NodeHost._coordinate alone, over real sockets with copies and delays: every host learns
-    # how many hosts sent it a frame in the round, and the round's state over all hosts
-    import threading
-
-    from actors.bus import BusFaults
+def hub_hosts(n: int, faults=None) -> list:
+    """``n`` NodeHosts with only a bus (a round through the hub needs nothing else), each
+    knowing the others; the caller closes their buses."""
     from actors.host import NodeHost
 
-    n = 6
-    faults = BusFaults(seed=3, duplicate=0.3, delay=0.3)
     hosts = []
     for h in range(n):
-        host = NodeHost.__new__(NodeHost)  # the coordination needs only the host's bus
+        host = NodeHost.__new__(NodeHost)
         host.host_id, host.bus = h, BusEndpoint("r", h, recv_timeout_s=5, faults=faults)
         hosts.append(host)
     for host in hosts:
         host.bus.set_peers({p.host_id: (p.bus.endpoint, None) for p in hosts if p is not host})
+    return hosts
+
+
+def test_hosts_through_the_hub_get_what_was_sent_them_and_the_round_state_under_faults():
+    # NodeHost._through_hub alone, over real sockets with copies and delays: every host gets
+    # the envelopes the others sent its nodes in the round, and the round's state over all
+    import threading
+
+    from actors.bus import BusFaults
+
+    n = 6
+    hosts = hub_hosts(n, BusFaults(seed=3, duplicate=0.3, delay=0.3))
     rng = random.Random(5)
-    plan = []  # per round: (state per host, destinations per host)
+    plan = []  # per round: (state per host, {destination host: envelopes} per host)
     for r in range(40):
         states = [rng.choice([ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE]) for _ in range(n)]
         states = states if r < 39 else [ROUND_IDLE] * n
-        sent_to = [sorted(rng.sample([d for d in range(n) if d != h], rng.randint(0, 3)))
-                   if states[h] else [] for h in range(n)]  # fmt: skip
-        plan.append((states, sent_to))
+        sent = [
+            {d: [envelope(1000 * r + 10 * h + d)] for d in
+             rng.sample([d for d in range(n) if d != h], rng.randint(0, 3))}
+            if states[h] else {} for h in range(n)
+        ]  # fmt: skip
+        plan.append((states, sent))
     got, errors = {h: [] for h in range(n)}, []
 
     def run(host):
         try:
-            for r, (states, sent_to) in enumerate(plan, start=1):
+            for r, (states, sent) in enumerate(plan, start=1):
                 h = host.host_id
-                got[h].append(host._coordinate(r, states[h], sent_to[h], n))
+                got[h].append(host._through_hub(r, states[h], sent[h], n))
             host.bus.flush()
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(repr(err))
@@ -746,7 +765,38 @@ def test_hosts_counted_by_host_0_learn_their_frames_and_the_end_under_faults():
         host.bus.close()
     assert errors == []
     for h in range(n):
-        want = [(sum(h in dests for dests in sent_to), max(states)) for states, sent_to in plan]
-        assert got[h] == want
+        for (states, sent), (envelopes, state) in zip(plan, got[h], strict=True):
+            want = [e for src in range(n) for e in sent[src].get(h, [])]
+            assert sorted(envelopes, key=lambda e: e.seq) == want
+            assert state == max(states)
     seen = {max(states) for states, _ in plan}
     assert seen == {ROUND_IDLE, ROUND_FINAL, ROUND_ACTIVE}
+
+
+def test_a_frame_out_of_place_in_a_bundle_is_refused():
+    hosts = hub_hosts(3)
+    try:
+        host = hosts[1]
+        ok = encode_frame("r", 4, 2, [envelope(0)])
+        assert host._unbundle(4, [(1, ok)], 3) == [envelope(0)]
+        for frames, words in [
+            ([(2, ok)], "for host 2"),  # for another host
+            ([(1, encode_frame("r", 5, 2, []))], "of round 5"),
+            ([(1, encode_frame("r", 4, 1, []))], "from host 1"),  # from itself
+            ([(1, encode_frame("r", 4, 7, []))], "from host 7"),  # no such host
+            ([(1, ok), (1, ok)], "from a distinct other host"),
+            ([(1, b"junk")], "not valid msgpack"),
+        ]:
+            with pytest.raises(BusError, match=words):
+                host._unbundle(4, frames, 3)
+        # the hub refuses a bundle with a frame for its sender or for no host
+        hub = hosts[0]
+        for to in (2, 9):
+            hosts[2].bus.send_bundle(0, 6, ROUND_ACTIVE, [(to, ok)])
+            hosts[1].bus.send_bundle(0, 6, ROUND_ACTIVE, [])
+            with pytest.raises(BusError, match=f"holds a frame for host {to}"):
+                hub._through_hub(6, ROUND_IDLE, {}, 3)
+            hub.bus._kept = {kind: [] for kind in hub.bus._kept}  # (what came late, forgotten)
+    finally:
+        for host in hosts:
+            host.bus.close()

@@ -9,7 +9,16 @@ from types import SimpleNamespace
 import msgpack
 import pytest
 
-from actors.bus import DRIVER, BusEndpoint, BusError, decode_call, encode_call, encode_frame
+from actors.bus import (
+    DRIVER,
+    ROUND_FINAL,
+    ROUND_IDLE,
+    BusEndpoint,
+    BusError,
+    decode_call,
+    encode_call,
+    encode_frame,
+)
 from twin.engine import Engine
 from twin.metrics import compute_metrics, metrics_json
 from twin.network.messages import Envelope, MessageKind
@@ -82,16 +91,16 @@ def test_a_malformed_call_is_refused_with_the_reason(raw, words):
 # -- calls on real sockets --------------------------------------------------------------------
 
 
-def test_a_host_waiting_for_a_command_keeps_the_frames_and_control_messages_before_it():
+def test_a_host_waiting_for_a_command_keeps_the_frames_and_bundles_before_it():
     driver, host = endpoints(DRIVER, 0)
     try:
-        # one connection keeps its order: the frame and the control message reach the host
-        # before the command it waits for, and must wait there for their own receives
+        # one connection keeps its order: the frame and the bundle reach the host before the
+        # command it waits for, and must wait there for their own receives
         driver.send(0, 2, [envelope(1)])
-        driver.send_control(0, 2, [1, 3])
+        driver.send_bundle(0, 2, ROUND_FINAL, [(0, b"frame")])
         driver.send_call(0, 0, ["tick", 1])
         assert host.receive_call(0, DRIVER) == ["tick", 1]
-        assert host.receive_control(2, 1) == {DRIVER: [1, 3]}
+        assert host.receive_bundles(2, 1) == {DRIVER: (ROUND_FINAL, [(0, b"frame")])}
         assert host.receive(2, 1) == [envelope(1)]
         assert host.stats["duplicates_dropped"] == 0
     finally:
@@ -165,14 +174,14 @@ def test_poll_call_gives_a_reply_as_seq_src_and_body():
     assert got == (4, 0, [7, [[1, 2, 3, {"type-i": [4, 5]}], 6, 7], [[b"a", b"b"]]])
 
 
-@pytest.mark.parametrize("kind", ["frame", "control"])
+@pytest.mark.parametrize("kind", ["frame", "bundle"])
 def test_poll_call_refuses_anything_but_a_call(kind):
     driver, host = endpoints(DRIVER, 0)
     try:
         if kind == "frame":
             host.send(DRIVER, 1, [envelope(0)])
         else:
-            host.send_control(DRIVER, 1, [0])
+            host.send_bundle(DRIVER, 1, ROUND_IDLE, [])
         with pytest.raises(BusError, match=f"endpoint -1 takes only calls, got a {kind}"):
             driver.poll_call(5_000)
     finally:
