@@ -5,12 +5,12 @@ a host only moves envelopes: it hands the envelopes of a round to its nodes, kee
 to each other, and ships what they send to other hosts' nodes over the bus, one frame per
 destination host (:mod:`actors.bus`).
 
-A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own),
-the message rounds, then the tick's end (counters, key totals, battery steps), all in one
-:meth:`NodeHost.superstep`: the hosts run the rounds among themselves over the bus
+A tick on a host: :meth:`NodeHost.environment` (key generation on the links its nodes own,
+and the battery steps), then the message rounds and the tick's end (counters, key totals) in
+one :meth:`NodeHost.superstep`: the hosts run the rounds among themselves over the bus
 (:meth:`NodeHost.exchange`: all-to-all with a few hosts, through host 0 with more). The
-driver asks for a superstep either with a Ray call or, tick after tick, with a command over the
-bus to a host serving commands (:meth:`NodeHost.serve`): the same arguments and results either
+driver asks for each either with a Ray call or, tick after tick, with a command over the bus
+to a host serving commands (:meth:`NodeHost.serve`): the same arguments and results either
 way, but a bus round trip costs a tenth of a Ray call here. A round
 handles the driver's envelopes, the host's own nodes' from the previous round and the frames
 the other hosts sent, in ``(arrival_ns, src, seq)`` order; this is what
@@ -53,6 +53,8 @@ __all__ = [
     "superstep_reply",
     "superstep_result",
     "tick_command",
+    "environment_command",
+    "environment_result",
     "unpack_array",
 ]
 
@@ -116,30 +118,44 @@ def node_ip() -> str:
 # --- the commands of a tick and their replies (NodeHost.serve), each built beside its check ---
 
 
-def tick_command(t_ns, links, first_round, inbox, n_hosts, battery_steps) -> list:
-    """A tick's command to a serving host: :meth:`NodeHost.superstep`'s arguments (msgpack
-    values only: a battery step names its power model by number)."""
-    return ["tick", t_ns, links, first_round, inbox, n_hosts, [list(s) for s in battery_steps]]
+def tick_command(first_round, inbox, n_hosts) -> list:
+    """A tick's command to a serving host: :meth:`NodeHost.superstep`'s arguments."""
+    return ["tick", first_round, inbox, n_hosts]
 
 
 def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
     """:meth:`NodeHost.superstep`'s arguments from tick command ``seq`` off the bus (types
     checked: a command not of :func:`tick_command`'s shape is a BusError naming the item,
     never a node's exception)."""
-    if not (command[0] == "tick" and len(command) == 7):
+    if not (command[0] == "tick" and len(command) == 4):
         raise BusError(
-            f"command {seq} is neither a 7-item tick nor a stop: {_short(command[0])} with "
+            f"command {seq} is neither a 4-item tick nor a stop: {_short(command[0])} with "
             f"{len(command)} items"
         )
-    _, t_ns, links, first_round, inbox, n_hosts, steps = command
+    _, first_round, inbox, n_hosts = command
     expect = functools.partial(_expect, f"tick command {seq}")
-
-    expect("t_ns", t_ns, type(t_ns) is int, "an int")
-    expect("links", links, links is None or packed_links(links), f"None or {_LINKS_WANT}")
     expect("first_round", first_round, type(first_round) is int, "an int")
     expect("inbox", inbox, isinstance(inbox, bytes), "a bus frame (bytes)")
     expect("n_hosts", n_hosts, type(n_hosts) is int and n_hosts > host_id,
            f"an int above this host's id {host_id}")  # fmt: skip
+    return first_round, inbox, n_hosts
+
+
+def environment_command(t_ns, links, battery_steps) -> list:
+    """A tick's start to a serving host: :meth:`NodeHost.environment`'s arguments (msgpack
+    values only: a battery step names its power model by number)."""
+    return ["environment", t_ns, links, [list(step) for step in battery_steps]]
+
+
+def _environment_arguments(command: list, seq: int) -> tuple[int, bytes, list]:
+    """(t_ns, links, battery steps) of environment command ``seq``
+    (:func:`environment_command`; checked as a tick command's)."""
+    expect = functools.partial(_expect, f"environment command {seq}")
+    expect("the command", command, len(command) == 4,
+           '["environment", t_ns, links, battery steps]')  # fmt: skip
+    _, t_ns, links, steps = command
+    expect("t_ns", t_ns, type(t_ns) is int, "an int")
+    expect("links", links, packed_links(links), _LINKS_WANT)
     expect("battery steps", steps, isinstance(steps, list), "a list")
     for k, step in enumerate(steps):
         ok = isinstance(step, list) and len(step) == 6
@@ -152,18 +168,21 @@ def _tick_arguments(command: list, seq: int, host_id: int) -> tuple:
             )  # fmt: skip
         expect(f"battery step {k}", step, ok, "[platform, sun bytes, load_w bytes, model "
                "number, None (a model comes with a Ray call), dt_s float]")  # fmt: skip
-    return t_ns, links, first_round, inbox, n_hosts, steps
+    return t_ns, links, steps
 
 
-def _environment_arguments(command: list, seq: int) -> tuple[int, bytes]:
-    """(t_ns, links) of environment command ``seq``, ``["environment", t_ns, links]``
-    (checked as a tick command's)."""
-    expect = functools.partial(_expect, f"environment command {seq}")
-    expect("the command", command, len(command) == 3, '["environment", t_ns, links]')
-    _, t_ns, links = command
-    expect("t_ns", t_ns, type(t_ns) is int, "an int")
-    expect("links", links, packed_links(links), _LINKS_WANT)
-    return t_ns, links
+def environment_result(body: list, host: int, seq: int, links: bytes) -> list:
+    """The battery steps of host ``host``'s reply to environment command ``seq`` that gave it
+    ``links`` (the driver's side): ``[links taken, [[soc_j bytes, below bytes], ...]]``."""
+    expect = functools.partial(_expect, f"host {host}'s reply to environment command {seq}")
+    expect("the reply", body, len(body) == 2 and body[0] == n_links(links),
+           f"[{n_links(links)} (the links it took), battery steps]")  # fmt: skip
+    stepped = body[1]
+    expect("battery steps", stepped, isinstance(stepped, list) and all(
+               isinstance(step, list) and len(step) == 2
+               and all(isinstance(part, bytes) for part in step) for step in stepped),
+           "a list of [soc_j bytes, below-reserve bytes]")  # fmt: skip
+    return stepped
 
 
 def _fill_level_arguments(command: list, seq: int, nodes) -> tuple[str, str]:
@@ -218,9 +237,9 @@ def _memories_from_wire(items, what: str) -> dict[str, QuantumMemory]:
         raise BusError(f"{what}: {err}") from None
 
 
-def superstep_reply(next_round: int, closed, stepped) -> list:
+def superstep_reply(next_round: int, closed) -> list:
     """A serving host's reply to a tick command: :meth:`NodeHost.superstep`'s result."""
-    return [next_round, list(closed), stepped]
+    return [next_round, list(closed)]
 
 
 def superstep_result(body: list, host: int, seq: int) -> tuple:
@@ -228,8 +247,8 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     driver's side; types checked: another shape is a BusError naming the item)."""
     expect = functools.partial(_expect, f"host {host}'s reply to command {seq}")
 
-    expect("the reply", body, len(body) == 3, "[next round, end of tick, battery steps]")
-    next_round, closed, stepped = body
+    expect("the reply", body, len(body) == 2, "[next round, end of tick]")
+    next_round, closed = body
     expect("next round", next_round, type(next_round) is int, "an int")
     expect("end of tick", closed,
            isinstance(closed, list) and len(closed) == 3 and isinstance(closed[0], list)
@@ -242,11 +261,7 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
                    and all(type(v) is int for v in pair) for pair in counters[3].values()),
            "[delivered bits, Type-I active ns, secure ns, {traffic class: [served ns, "
            "active ns]}]")  # fmt: skip
-    expect("battery steps", stepped, isinstance(stepped, list) and all(
-               isinstance(step, list) and len(step) == 2
-               and all(isinstance(part, bytes) for part in step) for step in stepped),
-           "a list of [soc_j bytes, below-reserve bytes]")  # fmt: skip
-    return next_round, closed, stepped
+    return next_round, closed
 
 
 _TRAFFIC_CLASSES = frozenset(c.value for c in TrafficClass)
@@ -309,9 +324,12 @@ class NodeHost:
 
     # --- a superstep's parts --------------------------------------------------------------------
 
-    def environment(self, t_ns: int, links: bytes) -> None:
+    def environment(self, t_ns: int, links: bytes, battery_steps=()) -> list:
         """Start a tick: ``links`` (:func:`pack_links`) are G(t)'s key-generating links that
-        this host's nodes own (``NodeSet.generate``)."""
+        this host's nodes own (``NodeSet.generate``), then the tick's battery steps
+        (:meth:`_step`; no battery touches a key or a message, so they go before the node
+        phase, when the host would otherwise wait for the driver). Returns each battery step's
+        (soc_j, below_reserve)."""
         a, b, skr_bps = _unpack_links(links)
         n = len(self.nodes.names)
         # (they may have come off the bus: a negative index would wrap, a NaN rate spread)
@@ -323,6 +341,7 @@ class NodeHost:
                 "rates >= 0"
             )
         self.nodes.generate(t_ns, a, b, skr_bps)
+        return self._step(battery_steps)
 
     def exchange(self, first_round: int, inbox: bytes, n_hosts: int):
         """A whole node phase without the driver, then the tick's end. Returns (the next unused
@@ -450,15 +469,11 @@ class NodeHost:
             got.extend(batch)
         return got
 
-    def superstep(self, t_ns, links, first_round: int, inbox, n_hosts: int, battery_steps):
-        """A whole tick of this host in one call: the environment (:meth:`environment`, when
-        ``links`` are given), :meth:`exchange` with the other hosts, then the battery steps;
-        returns (the next unused round, :meth:`end_tick`'s result, each battery step's
-        (soc_j, below_reserve))."""
-        if links is not None:
-            self.environment(t_ns, links)
-        next_round, closed = self.exchange(first_round, inbox, n_hosts)
-        return next_round, closed, self._step(battery_steps)
+    def superstep(self, first_round: int, inbox, n_hosts: int):
+        """A tick's node phase on this host in one call (its start went before:
+        :meth:`environment`): :meth:`exchange` with the other hosts; returns (the next unused
+        round, :meth:`end_tick`'s result)."""
+        return self.exchange(first_round, inbox, n_hosts)
 
     def serve(self, first_seq: int) -> int:
         """Run the driver's commands over the bus, from command ``first_seq`` on, until told
@@ -466,15 +481,15 @@ class NodeHost:
         takes no other Ray call, so the driver sends ``stop`` before any (a checkpoint, a
         view) and calls this again after.
 
-        A command is ``["tick", t_ns, links, first_round, inbox, n_hosts, battery_steps]``
-        (:meth:`superstep`'s arguments; a battery step names its power model by number, the
-        model itself having come with a Ray call), a memory loan ``["lend", names]`` or
-        return ``["return", [[name, memory], ...]]`` (the memories as plain values,
-        :meth:`QuantumMemory.to_wire`), a tick's start without its node phase
-        ``["environment", t_ns, links]`` (:meth:`environment`), a link's key-buffer fill level
-        ``["fill", a, b]`` (:meth:`link_available_bits`), or ``["stop"]``; the reply, call
-        ``seq`` again, is :meth:`superstep`'s result, the lent ``[[name, memory], ...]``,
-        ``[number taken]`` (memories, links), or ``[bits]``.
+        A command is a tick's start ``["environment", t_ns, links, battery_steps]``
+        (:meth:`environment`'s arguments; a battery step names its power model by number, the
+        model itself having come with a Ray call), its node phase ``["tick", first_round,
+        inbox, n_hosts]`` (:meth:`superstep`'s), a memory loan ``["lend", names]`` or return
+        ``["return", [[name, memory], ...]]`` (the memories as plain values,
+        :meth:`QuantumMemory.to_wire`), a link's key-buffer fill level ``["fill", a, b]``
+        (:meth:`link_available_bits`), or ``["stop"]``; the reply, call ``seq`` again, is
+        ``[links taken, battery steps]``, :meth:`superstep`'s result, the lent ``[[name,
+        memory], ...]``, ``[memories taken]``, or ``[bits]``.
         A copy of a command is dropped, one that overtook another waits for its turn
         (:meth:`actors.bus.BusEndpoint.receive_call`).
         """
@@ -488,9 +503,8 @@ class NodeHost:
                 self.return_memories(memories)
                 return [len(memories)]  # (a call's body is never empty)
             if command[:1] == ["environment"]:
-                t_ns, links = _environment_arguments(command, seq)
-                self.environment(t_ns, links)
-                return [n_links(links)]  # (the links taken)
+                t_ns, links, steps = _environment_arguments(command, seq)
+                return [n_links(links), self.environment(t_ns, links, steps)]
             if command[:1] == ["fill"]:
                 a, b = _fill_level_arguments(command, seq, self.nodes)
                 return [self.link_available_bits(a, b)]

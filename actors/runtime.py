@@ -63,8 +63,9 @@ import numpy as np
 from actors.bus import DRIVER, BusEndpoint, BusError, BusRegistry, encode_frame
 from actors.host import (
     NodeHost,
+    environment_command,
+    environment_result,
     lent_memories,
-    n_links,
     pack_array,
     pack_links,
     superstep_result,
@@ -448,6 +449,8 @@ def _host_reply(body, call: _Call):
     """The result of a host's reply to command ``call`` (checked, as the Ray call's would be)."""
     if call.method == "superstep":
         return superstep_result(body, call.host, call.seq)
+    if call.method == "environment":
+        return environment_result(body, call.host, call.seq, call.args[1])
     if call.method == "lend_memories":
         return lent_memories(body, call.host, call.seq, call.args[0])
     if call.method == "link_available_bits":
@@ -457,15 +460,11 @@ def _host_reply(body, call: _Call):
                 f"got {body!r:.80}"
             )
         return body[0]
-    # the others answer how many things they took: memories, or G(t)'s links
-    taken, what = (
-        (n_links(call.args[1]), "links") if call.method == "environment"
-        else (len(call.args[0]), "memories")
-    )  # fmt: skip
+    taken = len(call.args[0])  # a return of memories: the reply is how many were taken
     if body != [taken]:
         raise BusError(
             f"host {call.host}'s reply to {call.method} command {call.seq} must be [{taken}] "
-            f"(the {what} it took), got {body!r:.80}"
+            f"(the memories it took), got {body!r:.80}"
         )
     return None
 
@@ -534,6 +533,7 @@ class RayNodeGroup(MergedViews):
         self._round = 0
         # calls submitted without waiting (their errors surface with the next superstep's)
         self._pending: list = []
+        self._starts: list = []  # the tick's start: (environment calls, battery shares, sizes)
         self._models: list = []  # battery power models by number (_model_key)
         self._model_keys: dict[int, int] = {}
         self._models_sent: list[set[int]] = [set() for _ in self.hosts]
@@ -714,51 +714,36 @@ class RayNodeGroup(MergedViews):
     def owner(self, a: str, b: str) -> str:
         return a if self._index[a] < self._index[b] else b
 
-    def environment(self, snap, t_ns: int) -> None:
+    def environment(self, snap, t_ns: int, battery_steps=()) -> None:
         """Start a tick: each host gets the key-generating links its nodes own
-        (``NodeSet.generate``; a few kB each, where G(t) whole is ~1 MB on ``mega``) at once,
-        as commands not waited for (a host takes them in order, and an error surfaces with the
-        next call waited for). So a host generates the tick's key while the driver readies the
-        tick (handovers, loans, forwarding updates), where it otherwise idles; riding with the
-        tick's superstep, it lay on the node phase's critical path, and as Ray calls (before a
-        loan or a fill level) it halted every host's serving, ~3 ms a tick on ``mega``."""
+        (``NodeSet.generate``; a few kB each, where G(t) whole is ~1 MB on ``mega``) and its
+        share of the tick's battery steps at once, as commands not waited for (a host takes
+        them in order; their results and errors come with the tick's node phase,
+        :meth:`submit_superstep`). So a host generates the tick's key and steps its batteries
+        while the driver readies the tick (handovers, loans, forwarding updates), where it
+        otherwise idles; riding with the tick's superstep, they lay on the node phase's
+        critical path, and as Ray calls (before a loan or a fill level) they halted every
+        host's serving, ~3 ms a tick on ``mega``."""
         a, b, skr_bps = generating_links(snap, self._quantum_kind)
         host = self._host_of_index[np.minimum(a, b)]
         order = np.argsort(host, kind="stable")  # each host's links in G(t)'s order
         bounds = np.searchsorted(host[order], np.arange(self.n_hosts + 1))
+        shares, sizes = self._battery_shares(battery_steps)
+        calls = []
         for h in range(self.n_hosts):
             mine = order[bounds[h] : bounds[h + 1]]
-            args = (int(t_ns), pack_links(a[mine], b[mine], skr_bps[mine]))
-            self._pending.append(self._send(h, "environment", args, ["environment", *args]))
+            steps = [args for _, _, args in shares[h]]
+            args = (int(t_ns), pack_links(a[mine], b[mine], skr_bps[mine]), steps)
+            if any(step[4] is not None for step in steps):
+                calls.append(self._call(h, "environment", *args))  # a power model to pickle
+            else:
+                calls.append(self._send(h, "environment", args, environment_command(*args)))
         self._channel.endpoint.flush()
+        self._starts.append((calls, shares, sizes))
 
-    def _model_key(self, host: int, model) -> tuple[int, object | None]:
-        """A battery power model's number, and the model itself when ``host`` has not been
-        sent it yet (hosts keep the models they were sent: a model goes once per host, not
-        with every tick's battery step)."""
-        key = self._model_keys.get(id(model))
-        if key is None:
-            key = self._model_keys[id(model)] = len(self._models)
-            self._models.append(model)  # held: its id stays this model's for the run
-        if key in self._models_sent[host]:
-            return key, None
-        self._models_sent[host].add(key)
-        return key, model
-
-    def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
-        """NodeGroup.submit_superstep: one request per host (rounds among the hosts, end of
-        tick, batteries; the tick's start went before, :meth:`environment`), submitted here
-        and collected by the callable returned, so the driver builds the next G(t)
-        meanwhile."""
-        if trace is not None:
-            raise ValueError("an envelope trace needs the local runtime (--runtime local)")
-        by_host: dict[int, list[Envelope]] = {}  # each host's envelopes
-        for envelope in inbox:
-            host = self._host_of.get(envelope.dst)
-            if host is None:
-                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
-            by_host.setdefault(host, []).append(envelope)
-        # each host's share of each battery step: (step index, its rows, the step's arguments)
+    def _battery_shares(self, battery_steps) -> tuple[list, list[int]]:
+        """Each host's share of each battery step, ``(step index, its rows, the host's
+        arguments)``, and each step's number of batteries."""
         shares: list[list[tuple[int, np.ndarray, tuple]]] = [[] for _ in self.hosts]
         sizes = []
         for k, (platform, sun, load_w, model, dt_s) in enumerate(battery_steps):
@@ -773,18 +758,47 @@ class RayNodeGroup(MergedViews):
                     args = (platform, pack_array(sun[r], np.float64),
                             pack_array(load[r], np.float64), key, send, float(dt_s))  # fmt: skip
                     shares[h].append((k, r, args))
-        steps_of = [[args for _, _, args in share] for share in shares]
+        return shares, sizes
+
+    def _model_key(self, host: int, model) -> tuple[int, object | None]:
+        """A battery power model's number, and the model itself when ``host`` has not been
+        sent it yet (hosts keep the models they were sent: a model goes once per host, not
+        with every tick's battery step)."""
+        key = self._model_keys.get(id(model))
+        if key is None:
+            key = self._model_keys[id(model)] = len(self._models)
+            self._models.append(model)  # held: its id stays this model's for the run
+        if key in self._models_sent[host]:
+            return key, None
+        self._models_sent[host].add(key)
+        return key, model
+
+    def submit_superstep(self, inbox: list[Envelope], trace=None):
+        """NodeGroup.submit_superstep: one request per host (rounds among the hosts, end of
+        tick; the tick's start went before, :meth:`environment`, and its battery steps come
+        back here), submitted here and collected by the callable returned, so the driver
+        builds the next G(t) meanwhile."""
+        if trace is not None:
+            raise ValueError("an envelope trace needs the local runtime (--runtime local)")
+        by_host: dict[int, list[Envelope]] = {}  # each host's envelopes
+        for envelope in inbox:
+            host = self._host_of.get(envelope.dst)
+            if host is None:
+                raise RuntimeError(f"envelope for unknown node {envelope.dst!r}")
+            by_host.setdefault(host, []).append(envelope)
+        if len(self._starts) != 1:
+            raise RuntimeError(
+                f"a tick's node phase follows its one start (environment), got {len(self._starts)}"
+            )
+        ((starts, shares, sizes),) = self._starts
+        self._starts = []
         pending, self._pending = self._pending, []
         n = len(self.hosts)
         calls = []
         for h in range(n):
             # the inbox travels as a bus frame, checked on arrival as any frame is
             frame = encode_frame(self.run_id, self._round, DRIVER, by_host.get(h, []))
-            args = (0, None, self._round, frame, n, steps_of[h])  # (G(t): environment)
-            if any(step[4] is not None for step in steps_of[h]):
-                calls.append(self._call(h, "superstep", *args))  # a power model to pickle
-            else:
-                calls.append(self._command(h, *args))
+            calls.append(self._command(h, self._round, frame, n))
         self._channel.endpoint.flush()  # (commands the fault injector held go out with the tick)
         # every host runs the same rounds: the next tick starts past as many as it could
         # possibly use (a round sends at least one message, and a tick's messages are few)
@@ -794,7 +808,8 @@ class RayNodeGroup(MergedViews):
         self._maybe_checkpoint()
 
         def finish() -> Superstep:
-            results = self._wait(pending + calls, "superstep")[len(pending) :]
+            results = self._wait(pending + starts + calls, "superstep")[len(pending) :]
+            stepped, results = results[:n], results[n:]
             ends = {r[0] for r in results}  # every host ran the same rounds
             used = max(ends) - first_round
             if len(ends) > 1 or not 0 < used <= ROUNDS_PER_TICK_MAX:
@@ -803,7 +818,7 @@ class RayNodeGroup(MergedViews):
                     f"round {first_round}: each must end at the same round, within the "
                     f"{ROUNDS_PER_TICK_MAX} reserved per tick"
                 )
-            return self._assemble([r[1] for r in results], [r[2] for r in results], shares, sizes)
+            return self._assemble([r[1] for r in results], stepped, shares, sizes)
 
         return finish
 

@@ -789,12 +789,12 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, paths, edges, t_ns: int, battery_steps=()):
+    def _serve_flows(self, snap, paths, edges, t_ns: int):
         """Serve every flow over ``[t_ns, t_ns + dt)`` outside its handover gaps, by messages:
         the controller sends each flow's source its forwarding update, and the nodes run the
-        trusted-relay protocol (twin.network.nodes) until no message is left; then the
-        ``battery_steps`` (``NodeGroup.superstep``). Returns the callable that gives the node
-        phase's result (:meth:`_close_tick` takes it)."""
+        trusted-relay protocol (twin.network.nodes) until no message is left
+        (``NodeGroup.superstep``). Returns the callable that gives the node phase's result,
+        with the battery steps of the tick's start (:meth:`_close_tick` takes it)."""
         names = self.topology.node_names
         dt = self.dt_ns
         inbox: list[Envelope] = []
@@ -815,7 +815,7 @@ class Engine:
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
-        return self.nodes.submit_superstep(inbox, battery_steps, self.trace)
+        return self.nodes.submit_superstep(inbox, self.trace)
 
     def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
         """Take a tick's node phase back, record the tick and add it to the run's totals."""
@@ -994,7 +994,10 @@ class Engine:
         for tick in range(n_ticks):
             t_ns = tick * self.dt_ns
             t_end = t_ns + self.dt_ns
-            self.nodes.environment(snap, t_ns)
+            # the batteries' step goes with the tick's start (no battery touches a key or a
+            # flow): under Ray the hosts take it while the driver readies the tick
+            power = self._energy_inputs(snap, t_ns)
+            self.nodes.environment(snap, t_ns, power.battery_steps)
             # the graph and the paths at the tick's end bound what happens inside it
             next_paths = decided().paths
             if tick + 1 < n_ticks:
@@ -1003,15 +1006,12 @@ class Engine:
                 snap_after = self.topology.snapshot(t_end + self.dt_ns)
                 decided = self._submit_decide(snap_after)
             # what comes from G(t) and the paths alone is made before the previous tick's node
-            # phase is waited for: under Ray the hosts run it meanwhile. The batteries' inputs
-            # are of these (their step travels with the node phase, one request per host and
-            # tick; no battery touches a key or a flow)
+            # phase is waited for: under Ray the hosts run it meanwhile
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
             lookup = self._edge_lookup(snap)
             edges = {k: e for k, e in enumerate(lookup.paths_edges(paths)) if paths[k] is not None}
-            power = self._energy_inputs(snap, t_ns)
             if unclosed is not None:
                 # the previous tick's node phase ran while G(t + dt) was being built (Ray)
                 self._close_tick(unclosed, totals, records)
@@ -1021,7 +1021,7 @@ class Engine:
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            finish = self._serve_flows(snap, paths, edges, t_ns, power.battery_steps)
+            finish = self._serve_flows(snap, paths, edges, t_ns)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)
             snap, paths = snap_next, next_paths
             if tick + 1 < n_ticks:

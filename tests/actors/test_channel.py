@@ -210,22 +210,12 @@ def test_a_peer_restored_at_a_new_endpoint_gets_the_frames_sent_after_set_peers(
 
 def tick_command(**change) -> list:
     """A well-formed tick command (NodeHost.serve), with the items named in ``change`` set."""
-    from actors.host import pack_array, pack_links
-
-    step = ["leo", pack_array([1.0], "<f8"), pack_array([2.0], "<f8"), 0, None, 1.0]
     items = {
-        "t_ns": 5_000_000_000,
-        "links": pack_links([0], [1], [1e3]),
         "first_round": 3_000,
         "inbox": encode_frame("r", 3_000, DRIVER, [envelope(0)]),
         "n_hosts": 2,
-        "steps": [step],
     }
-    for key, value in change.items():
-        if key.startswith("step_"):
-            step[int(key[5:])] = value
-        else:
-            items[key] = value
+    items.update(change)
     return ["tick", *items.values()]
 
 
@@ -234,7 +224,6 @@ def test_a_well_formed_tick_command_gives_the_superstep_arguments():
 
     command = tick_command()
     assert _tick_arguments(command, 7, 1) == tuple(command[1:])
-    assert _tick_arguments(tick_command(links=None, steps=[]), 7, 1)[1] is None  # no G(t) handed
 
 
 @pytest.mark.parametrize(
@@ -242,22 +231,12 @@ def test_a_well_formed_tick_command_gives_the_superstep_arguments():
     [
         ["tock", *tick_command()[1:]],
         ["stop", *tick_command()[1:]],
-        tick_command()[:6],
+        tick_command()[:3],
         [*tick_command(), 0],
-        tick_command(t_ns=5.0),
-        tick_command(links="links"),
         tick_command(first_round=True),
         tick_command(inbox=[]),
         tick_command(n_hosts=0),
         tick_command(n_hosts=1),  # host 1 is not among 1 host
-        tick_command(links=b"x" * 25),  # not whole (a, b, skr_bps) rows
-        tick_command(steps="steps"),
-        tick_command(step_0=b"leo"),
-        tick_command(step_1=[1.0]),
-        tick_command(step_3=0.0),
-        tick_command(step_4={"capacity_j": 1.0}),  # a model comes with a Ray call only
-        tick_command(step_5=1),
-        tick_command(steps=[["leo", b"", b"", 0, None]]),
     ],
 )
 def test_a_malformed_tick_command_is_refused_not_run(command):
@@ -267,17 +246,77 @@ def test_a_malformed_tick_command_is_refused_not_run(command):
         _tick_arguments(command, 7, 1)
 
 
+def environment_command(**change) -> list:
+    """A well-formed environment command (a tick's start), with the items named in
+    ``change`` set."""
+    from actors.host import pack_array, pack_links
+
+    step = ["leo", pack_array([1.0], "<f8"), pack_array([2.0], "<f8"), 0, None, 1.0]
+    items = {"t_ns": 5_000_000_000, "links": pack_links([0], [1], [1e3]), "steps": [step]}
+    for key, value in change.items():
+        if key.startswith("step_"):
+            step[int(key[5:])] = value
+        else:
+            items[key] = value
+    return ["environment", *items.values()]
+
+
+def test_a_well_formed_environment_command_gives_its_arguments():
+    from actors.host import _environment_arguments
+    from actors.host import environment_command as made
+
+    command = environment_command()
+    assert _environment_arguments(command, 7) == tuple(command[1:])
+    assert made(*command[1:]) == command  # what the driver sends
+    assert _environment_arguments(environment_command(steps=[]), 7)[2] == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        environment_command()[:3],
+        [*environment_command(), 0],
+        environment_command(t_ns=5.0),
+        environment_command(links="links"),
+        environment_command(links=None),
+        environment_command(links=b"x" * 25),  # not whole (a, b, skr_bps) rows
+        environment_command(steps="steps"),
+        environment_command(step_0=b"leo"),
+        environment_command(step_1=[1.0]),
+        environment_command(step_3=0.0),
+        environment_command(step_4={"capacity_j": 1.0}),  # a model comes with a Ray call only
+        environment_command(step_5=1),
+        environment_command(steps=[["leo", b"", b"", 0, None]]),
+    ],
+)
+def test_a_malformed_environment_command_is_refused_not_run(command):
+    from actors.host import _environment_arguments
+
+    with pytest.raises(BusError, match="environment command 7: .* must be"):
+        _environment_arguments(command, 7)
+
+
+def test_an_environment_reply_gives_the_battery_steps_or_is_refused():
+    from actors.host import environment_result, pack_links
+
+    links = pack_links([0, 2], [1, 3], [1e3, 2e3])  # 2 links
+    assert environment_result([2, [[b"soc", b"\x01"]]], 1, 7, links) == [[b"soc", b"\x01"]]
+    for reply in ([1, []], [2], [2, [], 0], [2, [[b"soc", "below"]]], [2, [[b"soc"]]],
+                  [2, [b"soc"]], [2, "steps"]):  # fmt: skip
+        with pytest.raises(BusError, match="host 1's reply to environment command 7: .* must be"):
+            environment_result(reply, 1, 7, links)
+
+
 def tick_reply(**change) -> list:
     """A well-formed reply to a tick command, with the items named in ``change`` set."""
     counters = [10, 20, 15, {"type_i": [5, 9], "type_ii": [0, 0]}]
-    reply = {"next_round": 3_004, "counters": counters, "link_bits": 100, "pool_bits": 40,
-             "steps": [[b"soc", b"\x01"]]}  # fmt: skip
+    reply = {"next_round": 3_004, "counters": counters, "link_bits": 100, "pool_bits": 40}
     for key, value in change.items():
         if key.startswith("counter_"):
             counters[int(key[8:])] = value
         else:
             reply[key] = value
-    return [reply["next_round"], [counters, reply["link_bits"], reply["pool_bits"]], reply["steps"]]
+    return [reply["next_round"], [counters, reply["link_bits"], reply["pool_bits"]]]
 
 
 def test_a_well_formed_reply_gives_the_superstep_result():
@@ -290,7 +329,7 @@ def test_a_well_formed_reply_gives_the_superstep_result():
 @pytest.mark.parametrize(
     "reply",
     [
-        tick_reply()[:2],
+        tick_reply()[:1],
         [*tick_reply(), []],
         tick_reply(next_round=3.0),
         tick_reply(counter_0=1.5),
@@ -302,10 +341,6 @@ def test_a_well_formed_reply_gives_the_superstep_result():
         tick_reply(counter_3={"type-9": [5, 9]}),  # no such traffic class
         tick_reply(link_bits=None),
         tick_reply(pool_bits="40"),
-        tick_reply(steps=[[b"soc", "below"]]),
-        tick_reply(steps=[[b"soc"]]),
-        tick_reply(steps=[b"soc"]),
-        tick_reply(steps="steps"),
     ],
 )
 def test_a_malformed_reply_is_refused_naming_the_host_and_command(reply):
@@ -338,18 +373,18 @@ def test_a_host_lost_between_a_checkpoints_request_and_its_keeping_changes_no_re
     from actors.runtime import RayNodeGroup, ray_engine
 
     expected = metrics_of(Engine(load_scenario("small")))
-    ticks_by = {"command": 0, "ray call": 0}
+    starts_by = {"command": 0, "ray call": 0}  # each host's tick's start went one way
     killed_at = []
-    command, call, maybe_checkpoint = (
-        RayNodeGroup._command, RayNodeGroup._call, RayNodeGroup._maybe_checkpoint
+    send, call, maybe_checkpoint = (
+        RayNodeGroup._send, RayNodeGroup._call, RayNodeGroup._maybe_checkpoint
     )  # fmt: skip
 
-    def counted_command(self, host, *args):
-        ticks_by["command"] += 1
-        return command(self, host, *args)
+    def counted_send(self, host, method, *args):
+        starts_by["command"] += method == "environment"
+        return send(self, host, method, *args)
 
     def counted_call(self, host, method, *args):
-        ticks_by["ray call"] += method == "superstep"
+        starts_by["ray call"] += method == "environment"
         return call(self, host, method, *args)
 
     def kill_after_the_request(self):
@@ -359,7 +394,7 @@ def test_a_host_lost_between_a_checkpoints_request_and_its_keeping_changes_no_re
             killed_at.append(self._ticks)
             ray.kill(self.hosts[1])
 
-    monkeypatch.setattr(RayNodeGroup, "_command", counted_command)
+    monkeypatch.setattr(RayNodeGroup, "_send", counted_send)
     monkeypatch.setattr(RayNodeGroup, "_call", counted_call)
     monkeypatch.setattr(RayNodeGroup, "_maybe_checkpoint", kill_after_the_request)
     engine = ray_engine(
@@ -374,10 +409,10 @@ def test_a_host_lost_between_a_checkpoints_request_and_its_keeping_changes_no_re
     assert killed_at == [10] and restarts == 1
     assert got == expected
     n_ticks = int(DURATION_S)
-    # each host's every tick went one of the two ways (replays go as Ray calls of their
-    # own); all but those that first hand a host a battery model went as commands
-    assert ticks_by["command"] + ticks_by["ray call"] == n_ticks * n_hosts
-    assert ticks_by["command"] >= 0.9 * n_ticks * n_hosts
+    # each host's every tick's start went one of the two ways (replays go as Ray calls of
+    # their own); all but those that first hand a host a battery model went as commands
+    assert starts_by["command"] + starts_by["ray call"] == n_ticks * n_hosts
+    assert starts_by["command"] >= 0.9 * n_ticks * n_hosts
     # checkpoints were kept again after the recovery: the log holds only the last few ticks
     # (a command left awaited forever would hold every checkpoint back)
     assert log_after <= 4 * 5 * n_hosts
@@ -527,16 +562,11 @@ def test_malformed_memory_loans_and_returns_are_refused_naming_the_command():
 # -- a tick's start and a link's fill level as commands ----------------------------------------
 
 
-def test_malformed_environment_and_fill_level_commands_are_refused_naming_the_command():
-    from actors.host import _environment_arguments, _fill_level_arguments, pack_links
+def test_malformed_fill_level_commands_are_refused_naming_the_command():
+    from actors.host import _fill_level_arguments
     from twin.network.nodes import NodeSet
 
-    links = pack_links([0], [2], [1.5e3])
-    assert _environment_arguments(["environment", 7, links], 4) == (7, links)
-    for command in (["environment", 7], ["environment", 7.0, links],
-                    ["environment", 7, links[:-1]], ["environment", 7, "x"]):  # fmt: skip
-        with pytest.raises(BusError, match="environment command 4"):
-            _environment_arguments(command, 4)
+    # (environment commands: test_a_malformed_environment_command_is_refused_not_run)
     # a host of nodes a and c of the run's a, b, c: it owns the links a-b, a-c (a's index is
     # lower), not b-c (what the check reads of its NodeSet)
     nodes = SimpleNamespace(index={"a": 0, "b": 1, "c": 2}, nodes={"a": None, "c": None})
@@ -553,11 +583,11 @@ def test_malformed_replies_to_environment_and_fill_level_commands_are_refused():
     from actors.runtime import _Call, _host_reply
 
     links = pack_links([0, 1], [2, 2], [1.5e3, 2e3])
-    call = _Call(1, "environment", (7, links))
+    call = _Call(1, "environment", (7, links, []))
     call.seq = 4
-    assert _host_reply([2], call) is None
-    with pytest.raises(BusError, match=r"host 1's reply to environment command 4 must be \[2\]"):
-        _host_reply([1], call)
+    assert _host_reply([2, []], call) == []  # the links taken, no battery step
+    with pytest.raises(BusError, match=r"reply to environment command 4: .* must be \[2 "):
+        _host_reply([1, []], call)
     call = _Call(1, "link_available_bits", ("a", "b"))
     call.seq = 5
     assert _host_reply([4096], call) == 4096

@@ -166,7 +166,7 @@ class Superstep:
     pool_bits: int
     """key bits in end-to-end pools at the tick's end"""
     batteries: list
-    """(soc_j, below_reserve) per battery step, in the order given"""
+    """(soc_j, below_reserve) per battery step of the tick's start, in the order given"""
 
 
 @dataclass
@@ -927,6 +927,7 @@ class NodeGroup(MergedViews):
         self.names = tuple(names)
         self.battery_counts = {p: len(ix) for p, (ix, _) in kwargs["batteries"].items()}
         """platform -> number of nodes with a battery"""
+        self._stepped: list = []  # the battery steps of the tick's start, for its superstep
 
     @property
     def dt_ns(self) -> int:
@@ -955,9 +956,14 @@ class NodeGroup(MergedViews):
     def owner(self, a: str, b: str) -> str:
         return self.sets[0].owner(a, b)
 
-    def environment(self, snap, t_ns: int) -> None:
+    def environment(self, snap, t_ns: int, battery_steps=()) -> None:
+        """Start a tick: key generation on G(t) ``snap``'s links, then each of
+        ``battery_steps`` (:meth:`step_batteries`'s arguments), whose results come with the
+        tick's :meth:`superstep` (no battery touches a key or a message: a runtime steps them
+        while its nodes would otherwise wait)."""
         for s in self.sets:
             s.environment(snap, t_ns)
+        self._stepped = [self.step_batteries(*step) for step in battery_steps]
 
     def step_batteries(self, platform: str, sun, load_w, power_model, dt_s: float):
         """:meth:`NodeSet.step_batteries` for every set, ``sun`` and ``load_w`` over all nodes
@@ -982,20 +988,20 @@ class NodeGroup(MergedViews):
                 trace.extend(inbox)
             inbox = self.deliver(inbox)
 
-    def superstep(self, inbox: list[Envelope], battery_steps=(), trace=None) -> Superstep:
-        """A tick's node phase: :meth:`exchange`, :meth:`end_tick`, then each of
-        ``battery_steps`` (``step_batteries``'s arguments), then the key totals. One entry
-        point, so a runtime can do it in one call per host."""
+    def superstep(self, inbox: list[Envelope], trace=None) -> Superstep:
+        """A tick's node phase: :meth:`exchange`, :meth:`end_tick`, then the key totals, with
+        the battery steps of the tick's start (:meth:`environment`). One entry point, so a
+        runtime can do it in one call per host."""
         self.exchange(inbox, trace)
         counters = self.end_tick()
-        stepped = [self.step_batteries(*step) for step in battery_steps]
+        stepped, self._stepped = self._stepped, []
         return Superstep(counters, self.link_bits, self.pool_bits, stepped)
 
-    def submit_superstep(self, inbox: list[Envelope], battery_steps=(), trace=None):
+    def submit_superstep(self, inbox: list[Envelope], trace=None):
         """:meth:`superstep`, as a callable that gives its result: a runtime whose nodes live
         elsewhere returns before they are done, so the caller can go on with work that does
         not touch them (the next tick's G(t)); here the step is done at once."""
-        result = self.superstep(inbox, battery_steps, trace)
+        result = self.superstep(inbox, trace)
         return lambda: result
 
     def deliver(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
