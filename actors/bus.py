@@ -72,16 +72,17 @@ are nearly all empty (the small scenario on Ray, 240 s sharded on 4 hosts and pe
 of 4,332 frames, the rest one envelope each), and an empty frame decodes in 3 us (version 1:
 1).
 
-Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port) and registers
-the endpoint with the run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket
-per peer it sends to. High-water marks are explicit (a round's frames must never be dropped or
-block the sender: at most one frame per peer per round is in flight) and linger is bounded, so a
-closing host neither hangs nor loses a frame it already handed over. Receiving frames and
-bundles waits at most ``recv_timeout_s`` and then raises: a dead peer gives an error,
-never a hang. A host waiting for the driver's next command waits as long as it takes (the
-driver may be busy between ticks); the driver watches the host meanwhile, and Ray stops the
-hosts with their driver. The driver has an endpoint too (id :data:`DRIVER`), for its commands
-and the hosts' replies.
+Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port, and, given its
+Ray node's id on Linux, on an abstract Unix socket too) and registers the endpoints with the
+run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket per peer it sends
+to, over the Unix socket when the peer runs on the same Ray node. High-water marks are
+explicit (a round's frames must never be dropped or block the sender: at most one frame per
+peer per round is in flight) and linger is bounded, so a closing host neither hangs nor loses a
+frame it already handed over. Receiving frames and bundles waits at most ``recv_timeout_s``
+and then raises: a dead peer gives an error, never a hang. A host waiting for the driver's
+next command waits as long as it takes (the driver may be busy between ticks); the driver
+watches the host meanwhile, and Ray stops the hosts with their driver. The driver has an
+endpoint too (id :data:`DRIVER`), for its commands and the hosts' replies.
 
 Optional CurveZMQ authentication (``qntwin run --bus-auth curve``): the run's :class:`BusKeys`,
 generated per run or loaded from a directory (``--bus-keys DIR``, ``qntwin bus-keys DIR``
@@ -97,6 +98,7 @@ from __future__ import annotations
 import operator
 import os
 import sys
+import uuid
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -987,9 +989,13 @@ class BusEndpoint:
         curve: bool | BusKeys = False,
         recv_timeout_s: float = 60.0,
         faults: BusFaults | dict | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.host_id = int(host_id)
+        # the Ray node this endpoint runs on (None: unknown): peers on the same node connect
+        # over a Unix socket (:attr:`address`)
+        self.node_id = node_id
         self.recv_timeout_ms = int(recv_timeout_s * 1000)
         # curve: the run's keys (True: fresh ones, for a bus of one endpoint's making)
         self.keys = BusKeys.generate() if curve is True else (curve or None)
@@ -1038,19 +1044,43 @@ class BusEndpoint:
             self.server_public_key = self.keys.server_public
         port = self._pull.bind_to_random_port(f"tcp://{bind_ip}")
         self.endpoint = f"tcp://{bind_ip}:{port}"
+        self.local_endpoint: str | None = None  # the same inbox, for peers on this node
+        if self.node_id is not None and sys.platform == "linux" and zmq.has("ipc"):
+            # in the abstract namespace ("@"): no file to leave behind when Ray kills the
+            # process (Linux only; elsewhere TCP alone)
+            self.local_endpoint = f"ipc://@qntwin-bus-{uuid.uuid4().hex}"
+            self._pull.bind(self.local_endpoint)
 
-    def set_peers(self, peers: dict[int, tuple[str, bytes | None]]) -> None:
-        """host id -> (endpoint, its CurveZMQ server public key or None). A socket to a peer
-        whose endpoint changed (a host restored elsewhere) is closed; the next send opens one
-        to the new endpoint."""
-        old, self._peers = self._peers, {int(h): (str(e), k) for h, (e, k) in peers.items()}
+    @property
+    def address(self) -> tuple[str, bytes | None, str | None, str | None]:
+        """What a peer needs to reach this endpoint (:meth:`set_peers`): ``(TCP endpoint,
+        CurveZMQ server key or None, Unix-socket endpoint or None, Ray node id or None)``."""
+        return self.endpoint, self.server_public_key, self.local_endpoint, self.node_id
+
+    def set_peers(self, peers: dict[int, tuple]) -> None:
+        """host id -> its :attr:`address`, or ``(endpoint, CurveZMQ server public key or
+        None)``. A peer on this endpoint's Ray node is reached over its Unix socket (ipc: ~20%
+        less CPU a message than TCP over loopback, measured), any other over TCP. A socket to
+        a peer whose endpoint changed (a host restored elsewhere) is closed; the next send
+        opens one to the new endpoint."""
+        old, self._peers = self._peers, {int(h): self._reach(a) for h, a in peers.items()}
         for host in list(self._push):
             if self._peers.get(host) != old.get(host):
                 self._push.pop(host).close(linger=0)  # a lost host's: nothing left to deliver
 
+    def _reach(self, address: tuple) -> tuple[str, bytes | None]:
+        """(the endpoint to connect to, the server key) of a peer's address."""
+        endpoint, key, *local = address
+        if local:
+            local_endpoint, node_id = local
+            if local_endpoint and self.node_id is not None and node_id == self.node_id:
+                endpoint = local_endpoint
+        return str(endpoint), key
+
     @property
     def peers(self) -> dict[int, tuple[str, bytes | None]]:
-        """The peers this endpoint knows (a copy): id -> (endpoint, server key or None)."""
+        """The peers this endpoint knows (a copy): id -> (the endpoint it connects to, server
+        key or None)."""
         return dict(self._peers)
 
     def _socket(self, host: int) -> zmq.Socket:
@@ -1299,16 +1329,16 @@ class BusEndpoint:
 
 
 class BusRegistry:
-    """The run's bus endpoints, host id -> (endpoint, CurveZMQ server key or None): a named
-    Ray actor (``actors.runtime``) that every host registers with, the driver reads back, and
-    hosts restored after a loss register with again."""
+    """The run's bus endpoints, host id -> its :attr:`BusEndpoint.address`: a named Ray actor
+    (``actors.runtime``) that every host registers with, the driver reads back, and hosts
+    restored after a loss register with again."""
 
     def __init__(self) -> None:
-        self._endpoints: dict[int, tuple[str, bytes | None]] = {}
+        self._endpoints: dict[int, tuple] = {}
 
-    def register(self, host_id: int, endpoint: str, server_key: bytes | None) -> bool:
-        self._endpoints[int(host_id)] = (str(endpoint), server_key)
+    def register(self, host_id: int, address: tuple) -> bool:
+        self._endpoints[int(host_id)] = tuple(address)
         return True
 
-    def endpoints(self) -> dict[int, tuple[str, bytes | None]]:
+    def endpoints(self) -> dict[int, tuple]:
         return dict(self._endpoints)

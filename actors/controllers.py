@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from actors.bus import DRIVER, BusEndpoint, BusError
-from actors.host import node_ip, pack_array, unpack_array
+from actors.host import local_bus_kwargs, pack_array, unpack_array
 from actors.runtime import (
     CommandChannel,
     RuntimeUnavailable,
@@ -263,17 +263,14 @@ class EdgeController(_HostedController):
                  run_id: str, actor_id: int, bus_kwargs: dict | None = None) -> None:  # fmt: skip
         super().__init__(controller, flows, node_names, jurisdictions, flow_endpoints)
         self.actor_id = int(actor_id)
-        bus_kwargs = dict(bus_kwargs or {})
-        if "bind_ip" not in bus_kwargs:  # this actor's node, which may not be the driver's
-            bus_kwargs["bind_ip"] = node_ip()
-        self.bus = BusEndpoint(run_id, self.actor_id, **bus_kwargs)
+        self.bus = BusEndpoint(run_id, self.actor_id, **local_bus_kwargs(bus_kwargs))
         self.plan = None  # the cloud tier's latest plan (set_plan)
 
-    def bus_address(self) -> tuple[str, bytes | None]:
-        """This actor's bus endpoint and its CurveZMQ server key (None: no authentication)."""
-        return self.bus.endpoint, self.bus.server_public_key
+    def bus_address(self) -> tuple:
+        """This actor's bus address (:attr:`actors.bus.BusEndpoint.address`)."""
+        return self.bus.address
 
-    def connect(self, driver: tuple[str, bytes | None]) -> bool:
+    def connect(self, driver: tuple) -> bool:
         """Learn the driver's bus endpoint (its commands' replies go there)."""
         self.bus.set_peers({DRIVER: driver})
         return True
@@ -478,7 +475,7 @@ class RayControllers:
         peers = endpoint.peers
         peers.update((a.peer, address) for a, address in zip(edges, addresses, strict=True))
         endpoint.set_peers(peers)
-        driver = (endpoint.endpoint, endpoint.server_public_key)
+        driver = endpoint.address
         for ref in [a.handle.connect.remote(driver) for a in edges]:
             _get_raw(ref)
         self._channel.restarted([a.peer for a in edges])

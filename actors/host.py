@@ -48,6 +48,8 @@ __all__ = [
     "node_ip",
     "pack_array",
     "lent_memories",
+    "local_bus_kwargs",
+    "node_id",
     "n_links",
     "pack_links",
     "superstep_reply",
@@ -113,6 +115,23 @@ def node_ip() -> str:
     import ray
 
     return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+
+
+def node_id() -> str | None:
+    """The id of the Ray node this process runs on (None outside Ray: tests): bus endpoints
+    on one node reach each other over Unix sockets (:attr:`BusEndpoint.address`)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def local_bus_kwargs(bus_kwargs: dict | None) -> dict:
+    """``bus_kwargs`` for an endpoint in this process: bound on this Ray node's IP, knowing
+    its node (those of the run's other processes may be other nodes')."""
+    bus_kwargs = dict(bus_kwargs or {})
+    bus_kwargs.setdefault("bind_ip", node_ip())
+    bus_kwargs.setdefault("node_id", node_id())
+    return bus_kwargs
 
 
 # --- the commands of a tick and their replies (NodeHost.serve), each built beside its check ---
@@ -298,10 +317,7 @@ class NodeHost:
     ) -> None:
         self.host_id = int(host_id)
         self.nodes = NodeSet(names, members, flows, **node_kwargs)
-        bus_kwargs = dict(bus_kwargs or {})
-        if "bind_ip" not in bus_kwargs:  # this host's node, which may not be the driver's
-            bus_kwargs["bind_ip"] = node_ip()
-        self.bus = BusEndpoint(run_id, host_id, **bus_kwargs)
+        self.bus = BusEndpoint(run_id, host_id, **local_bus_kwargs(bus_kwargs))
         self._host_of: dict[str, int] = {}
         self._models: dict[int, object] = {}  # battery power models by number (_step)
 
@@ -312,10 +328,9 @@ class NodeHost:
         import ray
 
         registry = ray.get_actor(registry_name)
-        key = self.bus.server_public_key
-        return ray.get(registry.register.remote(self.host_id, self.bus.endpoint, key))
+        return ray.get(registry.register.remote(self.host_id, self.bus.address))
 
-    def connect(self, peers: dict[int, tuple[str, bytes | None]], host_of: dict[str, int]):
+    def connect(self, peers: dict[int, tuple], host_of: dict[str, int]):
         """Learn every host's endpoint (and the driver's: :data:`actors.bus.DRIVER`) and which
         host holds each node."""
         self.bus.set_peers({h: p for h, p in peers.items() if h != self.host_id})

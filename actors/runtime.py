@@ -66,6 +66,7 @@ from actors.host import (
     environment_command,
     environment_result,
     lent_memories,
+    local_bus_kwargs,
     pack_array,
     pack_links,
     superstep_result,
@@ -307,9 +308,8 @@ class CommandChannel:
     """
 
     def __init__(self, run_id: str, peers: int, bus_kwargs: dict, kind: str, parse_reply):
-        import ray
 
-        kwargs = {"bind_ip": ray.util.get_node_ip_address(), **bus_kwargs}  # the driver's node
+        kwargs = local_bus_kwargs(bus_kwargs)  # the driver's node
         self.endpoint = BusEndpoint(run_id, DRIVER, **kwargs)
         self.kind = kind
         self.parse_reply = parse_reply
@@ -577,7 +577,7 @@ class RayNodeGroup(MergedViews):
             peers = {h: endpoints[h] for h in range(len(self.hosts))}
             endpoint = self._channel.endpoint
             endpoint.set_peers(peers)
-            peers[DRIVER] = (endpoint.endpoint, endpoint.server_public_key)
+            peers[DRIVER] = endpoint.address
             _get([h.connect.remote(peers, self._host_of) for h in self.hosts], "bus set-up")
         except BaseException:
             self.close()

@@ -508,6 +508,30 @@ def two_endpoints(b_timeout_s=5, **a_kwargs):
 
 
 @pytest.mark.parametrize("curve", [False, True])
+def test_endpoints_on_one_ray_node_talk_over_a_unix_socket_others_over_tcp(curve):
+    keys = BusKeys.generate() if curve else False
+    a = BusEndpoint("r", 0, curve=keys, recv_timeout_s=5, node_id="node-1")
+    b = BusEndpoint("r", 1, curve=keys, recv_timeout_s=5, node_id="node-1")
+    c = BusEndpoint("r", 2, curve=keys, recv_timeout_s=5, node_id="node-2")
+    unknown = BusEndpoint("r", 3, curve=keys, recv_timeout_s=5)  # (no node: TCP alone)
+    try:
+        # (abstract: no file in the file system, gone with the process however it ends)
+        assert a.local_endpoint.startswith("ipc://@") and unknown.local_endpoint is None
+        everyone = {e.host_id: e.address for e in (a, b, c, unknown)}
+        for e in (a, b, c, unknown):
+            e.set_peers({h: address for h, address in everyone.items() if h != e.host_id})
+        assert a.peers[1] == (b.local_endpoint, b.server_public_key)  # same node
+        assert a.peers[2][0] == c.endpoint and a.peers[3][0] == unknown.endpoint
+        assert unknown.peers[0][0] == a.endpoint  # a node it does not know it shares
+        for src, dst in [(a, b), (b, a), (a, c), (c, a), (unknown, a), (a, unknown)]:
+            src.send(dst.host_id, 5, [envelope(src.host_id)])
+            assert dst.receive(5, 1) == [envelope(src.host_id)]
+    finally:
+        for e in (a, b, c, unknown):
+            e.close()
+
+
+@pytest.mark.parametrize("curve", [False, True])
 def test_two_endpoints_exchange_frames_of_a_round_and_keep_later_ones(curve):
     keys = BusKeys.generate() if curve else False  # the run's keys, shared by its hosts
     with two_endpoints(curve=keys) as (a, b):
