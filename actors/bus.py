@@ -65,12 +65,12 @@ best of 15): decoding and checking it takes 14-18 us (version 2, a column per pa
 checked one by one, 64-bit string indices: 27 us; version 1, a msgpack list per envelope
 checked and made into an Envelope one by one: 380-480 us), and the frame is 9.0 KB (version
 2: 15.5 KB). Making the Envelope objects from the checked columns takes ~190 us more (half of
-it the payload dicts). The sender pays for it: encoding takes ~220 us (version 1: 80-92 us),
+it the payload dicts). The sender pays for it: encoding takes ~175 us (version 1: 80-92 us),
 every column a pass over the envelopes. A frame of one envelope costs more than in version 1
-(encode 50-70 us, decode 11 us, against 2 and 5: fixed costs per column), but a run's frames
-are nearly all empty (the small scenario on Ray, 240 s sharded on 4 hosts and per node: 4,320
-of 4,332 frames, the rest one envelope each), and an empty frame decodes in 3 us (version 1:
-1).
+(encode ~27 us, decode ~12 us and ~16 us more for the object, against 2 and 5: fixed costs
+per column, kept low by plain Python where numpy's per-call cost would be the whole cost), and
+most of a run's frames are small (``mega`` on 4 hosts: ~5 envelopes a frame); an empty frame
+decodes in 3 us (version 1: 1).
 
 Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port, and, given its
 Ray node's id on Linux, on an abstract Unix socket too) and registers the endpoints with the

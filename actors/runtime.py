@@ -4,18 +4,20 @@ ARCHITECTURE.md ("The runtime"). The driver process runs the clock: the engine's
 G(t), the controller, handovers and energy inputs, as in the single-process engine. What moves
 out are the nodes and their state: :class:`RayNodeGroup` stands where the engine's
 :class:`twin.network.nodes.NodeGroup` stands and spreads the node sets over :class:`NodeHost`
-actors, one per shard of the placement (:mod:`actors.placement`). A tick (superstep) then is
-one request per host (:meth:`actors.host.NodeHost.superstep`):
+actors, one per shard of the placement (:mod:`actors.placement`). A tick then is two requests
+per host:
 
-1. environment: G(t)'s key-generating links, each host sent those its nodes own, and the key
-   generation on them;
-2. nodes: the message rounds, which the hosts run among themselves over the bus until a round
-   in which no host sent anything: the barrier (with many hosts, each round goes through
-   host 0: :meth:`actors.host.NodeHost.exchange`);
-3. the tick's counters (integers, summed), the key totals and the batteries' step.
+1. its start (:meth:`actors.host.NodeHost.environment`), as soon as the driver has G(t): the
+   key-generating links each host's nodes own, the key generation on them, and the host's
+   share of the batteries' step;
+2. its node phase (:meth:`actors.host.NodeHost.superstep`), once the driver has readied the
+   tick (handovers, loans, forwarding updates): the message rounds, which the hosts run among
+   themselves over the bus until a round in which no host sent anything (the barrier; with
+   many hosts each round goes through host 0: :meth:`actors.host.NodeHost.exchange`), then
+   the tick's counters (integers, summed) and the key totals.
 
-The request is sent and the driver goes on to build the next G(t); the engine collects the
-tick's result after that (``NodeGroup.submit_superstep``).
+The node phase is sent and the driver goes on to build the next G(t); the engine collects the
+tick's result, with its batteries', after that (``NodeGroup.submit_superstep``).
 
 The request goes as a command over the bus, not as a Ray call: the driver has its own bus
 endpoint (:data:`actors.bus.DRIVER`), and a host serves its commands in one long Ray call
@@ -24,10 +26,10 @@ ms of CPU on the two cores here, per host and tick, which made per-node runs twi
 bare barrier over as many actors; a bus round trip costs a tenth of that. The entanglement
 service's memory loans go as commands too (the memories as plain values), and so do a link's
 key-buffer fill level and a tick's start (G(t)'s links, sent as soon as the driver has G(t)).
-Ray calls remain for what needs pickled objects or comes rarely (a tick carrying a battery
-model, checkpoints, views, expiry): before one, the driver tells the host to stop serving; Ray
-runs the host's calls in order, so it takes the call after the commands before it, and serves
-again after.
+Ray calls remain for what needs pickled objects or comes rarely (a tick's start carrying a
+battery model, checkpoints, views, expiry): before one, the driver tells the host to stop
+serving; Ray runs the host's calls in order, so it takes the call after the commands before it,
+and serves again after.
 
 Since a host does what one of a NodeGroup's sets does, round for round, a run under Ray gives
 the same results as the single-process engine for every placement (tests/actors pin the
