@@ -16,9 +16,10 @@ Each tick of ``dt`` simulated seconds:
    state is theirs, and the engine reads it only through the node set's views);
 5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
    power and its carbon at the site's grid intensity (the batteries' inputs come from G(t)
-   alone, so their step travels with the node phase: ``NodeGroup.superstep``, whose result the
-   engine collects after building the next tick's G(t), the Ray runtime's hosts working
-   meanwhile);
+   alone, and no battery touches a key or a message, so their step goes with the tick's start,
+   ``NodeGroup.environment``, and comes back with the node phase's result,
+   ``NodeGroup.superstep``, which the engine collects after building the next tick's G(t): the
+   Ray runtime's hosts step them while the driver readies the tick);
 6. entanglement: once every ``ENTANGLEMENT_PERIOD_S``, one end-to-end pair per active Type-I
    flow (the main paper's entanglement-assisted control links) over the space or air segment
    of its path (twin.network.entanglement_distribution; see "Entanglement service" below).
