@@ -414,8 +414,8 @@ def _header(
     fits = (max(src_index), max(dst_index), last_ns - t0_ns, highest_seq, longest_delay_ns,
             n_schemas - 1)  # fmt: skip
     width = 4 if max(fits) < 2**32 and lowest_seq >= 0 else 8
-    if lowest_seq < 0:
-        seq = map(operator.and_, seq, repeat(_INT64_BITS))
+    if lowest_seq < 0:  # (as Python ints: a numpy int64 does not take the 64-bit mask)
+        seq = map(operator.and_, map(int, seq), repeat(_INT64_BITS))
     relative_ns = map(operator.sub, t_ns, repeat(t0_ns))
     rows = chain(src_index, dst_index, kind_index, relative_ns, seq, delays, schema_row)
     return t0_ns, width, _little(array(_HEADER_CODES[width], rows))
@@ -872,12 +872,12 @@ def decode_call(frame: bytes, run_id: str) -> tuple[int, int, list]:
 
 @dataclass(frozen=True)
 class BusFaults:
-    """Faults injected at the sending side of the bus (chaos tests): each frame,
-    bundle and call is sent twice with probability ``duplicate``, and held back with
-    probability ``delay`` until the sender next waits (a host: for frames or a command; the
-    driver flushes after each tick's commands and each stop), so it arrives after messages
-    sent later, and a duplicate possibly in a later round. Draws are keyed by (seed, sender,
-    message count): the same faults every run."""
+    """Faults injected at the sending side of the bus (chaos tests): each frame, bundle and
+    call is sent twice with probability ``duplicate``, and held back with probability
+    ``delay`` until the sender next waits (a host: for frames, bundles or a command; the driver
+    flushes after each tick's commands and each stop), so it arrives after messages sent
+    later, and a duplicate possibly in a later round. Draws are keyed by (seed, sender, message
+    count): the same faults every run."""
 
     seed: int = 0
     duplicate: float = 0.0
@@ -1072,11 +1072,14 @@ class BusEndpoint:
                 self._push.pop(host).close(linger=0)  # a lost host's: nothing left to deliver
 
     def _reach(self, address: tuple) -> tuple[str, bytes | None]:
-        """(the endpoint to connect to, the server key) of a peer's address."""
+        """(the endpoint to connect to, the server key) of a peer's address: its Unix socket
+        when it has one, on this endpoint's Ray node and IP (a Ray Client driver reports the
+        head node's id from another machine: its IP tells it apart), else its TCP one."""
         endpoint, key, *local = address
         if local:
             local_endpoint, node_id = local
-            if local_endpoint and self.node_id is not None and node_id == self.node_id:
+            if (local_endpoint and self.node_id is not None and node_id == self.node_id
+                    and _tcp_host(str(endpoint)) == _tcp_host(self.endpoint)):  # fmt: skip
                 endpoint = local_endpoint
         return str(endpoint), key
 
@@ -1329,6 +1332,11 @@ class BusEndpoint:
             self._auth.stop()
             self._auth = None
             self._context.term()  # waits out the PUSH sockets' linger
+
+
+def _tcp_host(endpoint: str) -> str:
+    """The host part of ``tcp://host:port``."""
+    return endpoint.removeprefix("tcp://").rpartition(":")[0]
 
 
 class BusRegistry:

@@ -444,14 +444,26 @@ class NodeHost:
         ]
         if self.host_id != HUB:
             self.bus.send_bundle(HUB, round_no, state, frames)
-            round_state, mine = self.bus.receive_bundles(round_no, 1)[HUB]
+            got = self.bus.receive_bundles(round_no, 1)
+            if HUB not in got:
+                raise BusError(
+                    f"host {self.host_id} got a bundle of round {round_no} from host "
+                    f"{next(iter(got))}: only the hub (host {HUB}) sends it one"
+                )
+            round_state, mine = got[HUB]
             return self._unbundle(round_no, mine, n_hosts), round_state
         bundles = self.bus.receive_bundles(round_no, n_hosts - 1)
+        strangers = sorted(src for src in bundles if not 0 < src < n_hosts)  # (HUB is 0)
+        if strangers:
+            raise BusError(
+                f"the hub got bundles of round {round_no} from {strangers}: they come from "
+                f"hosts 1..{n_hosts - 1}"
+            )
         bundles[self.host_id] = (state, frames)
         to: dict[int, list[tuple[int, bytes]]] = {host: [] for host in range(n_hosts)}
         for src, (_, sent) in sorted(bundles.items()):
             for host, frame in sent:
-                if not (0 <= src < n_hosts and 0 <= host < n_hosts and host != src):
+                if not (0 <= host < n_hosts and host != src):
                     raise BusError(
                         f"host {src}'s bundle of round {round_no} holds a frame for host "
                         f"{host}: a host sends frames to the other {n_hosts - 1} hosts"

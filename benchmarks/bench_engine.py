@@ -178,7 +178,8 @@ PHASES = (
     ("handovers", "handover", "advance"),
     ("handovers", None, "_close_gaps"),
     # the node phase's messages and counters (building the forwarding updates lands in
-    # "other"); the battery step runs inside NodeGroup.superstep but is timed as energy
+    # "other"); the battery step runs inside NodeGroup.environment but is timed as energy
+    # (a phase's time excludes the phases timed inside it)
     ("nodes: flows, relay", "nodes", "exchange"),
     ("nodes: flows, relay", "nodes", "end_tick"),
     ("energy", None, "_energy_inputs"),
@@ -188,8 +189,10 @@ PHASES = (
 
 
 def _time_phases(engine: Engine) -> dict[str, list[float]]:
-    """Wrap the engine's phase methods on this instance; returns the running seconds per phase."""
+    """Wrap the engine's phase methods on this instance; returns the running seconds per phase,
+    each without the phases timed inside it (the batteries' step inside the tick's start)."""
     spent: dict[str, list[float]] = {}
+    nested: list[list[float]] = []  # per phase running: the seconds of the phases inside it
     for label, owner_name, method in PHASES:
         owner = engine if owner_name is None else getattr(engine, owner_name, None)
         inner = getattr(owner, method, None)
@@ -199,10 +202,14 @@ def _time_phases(engine: Engine) -> dict[str, list[float]]:
 
         def timed(*args, _inner=inner, _cell=cell, **kwargs):
             t0 = time.perf_counter()
+            nested.append([0.0])
             try:
                 return _inner(*args, **kwargs)
             finally:
-                _cell[0] += time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
+                _cell[0] += elapsed - nested.pop()[0]
+                if nested:
+                    nested[-1][0] += elapsed
 
         setattr(owner, method, timed)
     return spent

@@ -523,6 +523,10 @@ def test_endpoints_on_one_ray_node_talk_over_a_unix_socket_others_over_tcp(curve
         assert a.peers[1] == (b.local_endpoint, b.server_public_key)  # same node
         assert a.peers[2][0] == c.endpoint and a.peers[3][0] == unknown.endpoint
         assert unknown.peers[0][0] == a.endpoint  # a node it does not know it shares
+        # a Ray Client driver reports the head node's id from another machine: only the same
+        # node and the same IP mean one machine
+        elsewhere = ("tcp://192.0.2.9:5000", None, "ipc://@elsewhere", "node-1")
+        assert a._reach(elsewhere) == ("tcp://192.0.2.9:5000", None)
         for src, dst in [(a, b), (b, a), (a, c), (c, a), (unknown, a), (a, unknown)]:
             src.send(dst.host_id, 5, [envelope(src.host_id)])
             assert dst.receive(5, 1) == [envelope(src.host_id)]
@@ -725,6 +729,14 @@ def test_a_malformed_bundle_is_refused_with_the_reason(items, words):
         decode_bundle(msgpack.packb(items, use_bin_type=True), "r")
 
 
+def test_a_numpy_int_seq_is_carried_as_a_python_int_would_be():
+    # Envelope does not check seq's type: a numpy int64 must encode as the int it holds
+    for seq in (-3, 5, 2**40):
+        sent = envelope(0)
+        object.__setattr__(sent, "seq", np.int64(seq))
+        assert encode_frame("r", 1, 0, [sent]) == encode_frame("r", 1, 0, [envelope(seq)])
+
+
 def test_a_bundle_round_trips_and_a_huge_one_is_refused_at_the_sender():
     frames = [(2, encode_frame("r", 9, 3, [envelope(1)])), (0, b"")]
     assert decode_bundle(encode_bundle("r", 9, 3, ROUND_FINAL, frames), "r") == (
@@ -813,8 +825,24 @@ def test_a_frame_out_of_place_in_a_bundle_is_refused():
         ]:
             with pytest.raises(BusError, match=words):
                 host._unbundle(4, frames, 3)
-        # the hub refuses a bundle with a frame for its sender or for no host
+        # a host takes its round's bundle from the hub alone
+        hosts[2].bus.send_bundle(1, 4, ROUND_ACTIVE, [])
+        with pytest.raises(BusError, match="from host 2: only the hub"):
+            host._through_hub(4, ROUND_IDLE, {}, 3)
+        # the hub takes bundles from hosts 1..n-1 alone (host 1's bundle of round 4 waits at
+        # its socket, and is dropped as a copy: its round is over)
         hub = hosts[0]
+        stranger = BusEndpoint("r", 7, recv_timeout_s=5)
+        try:
+            stranger.set_peers({0: hub.bus.address})
+            stranger.send_bundle(0, 5, ROUND_ACTIVE, [])
+            hosts[1].bus.send_bundle(0, 5, ROUND_ACTIVE, [])
+            with pytest.raises(BusError, match=r"from \[7\]: they come from hosts 1..2"):
+                hub._through_hub(5, ROUND_IDLE, {}, 3)
+        finally:
+            stranger.close()
+        hub.bus._kept = {kind: [] for kind in hub.bus._kept}  # (what came late, forgotten)
+        # the hub refuses a bundle with a frame for its sender or for no host
         for to in (2, 9):
             hosts[2].bus.send_bundle(0, 6, ROUND_ACTIVE, [(to, ok)])
             hosts[1].bus.send_bundle(0, 6, ROUND_ACTIVE, [])
