@@ -75,7 +75,7 @@ decodes in 3 us (version 1: 1).
 Sockets: every host binds one PULL socket (on its node's IP, an ephemeral port, and, given its
 Ray node's id on Linux, on an abstract Unix socket too) and registers the endpoints with the
 run's :class:`BusRegistry` (a named Ray actor); it connects one PUSH socket per peer it sends
-to, over the Unix socket when the peer runs on the same Ray node. High-water marks are
+to, over the Unix socket when the peer runs on the same Ray node and IP. High-water marks are
 explicit (a round's frames must never be dropped or block the sender: at most one frame per
 peer per round is in flight) and linger is bounded, so a closing host neither hangs nor loses a
 frame it already handed over. Receiving frames and bundles waits at most ``recv_timeout_s``

@@ -310,9 +310,7 @@ class CommandChannel:
     """
 
     def __init__(self, run_id: str, peers: int, bus_kwargs: dict, kind: str, parse_reply):
-
-        kwargs = local_bus_kwargs(bus_kwargs)  # the driver's node
-        self.endpoint = BusEndpoint(run_id, DRIVER, **kwargs)
+        self.endpoint = BusEndpoint(run_id, DRIVER, **local_bus_kwargs(bus_kwargs))
         self.kind = kind
         self.parse_reply = parse_reply
         self.next_seq = [0] * peers  # each actor's next command number (never reused)
