@@ -815,7 +815,8 @@ def encode_bundle(
     if len(bundle) > MAX_FRAME_BYTES:
         raise BusError(
             f"a bundle of {len(frames)} frames, {len(bundle)} bytes, exceeds the bus limit "
-            f"{MAX_FRAME_BYTES}: use fewer hosts per hub round (more, smaller ticks)"
+            f"{MAX_FRAME_BYTES}: a round's frames for one host travel in one bundle (shorter "
+            "ticks send fewer envelopes a round)"
         )
     return bundle
 
@@ -1062,8 +1063,8 @@ class BusEndpoint:
 
     def set_peers(self, peers: dict[int, tuple]) -> None:
         """host id -> its :attr:`address`, or ``(endpoint, CurveZMQ server public key or
-        None)``. A peer on this endpoint's Ray node is reached over its Unix socket (ipc: ~20%
-        less CPU a message than TCP over loopback, measured), any other over TCP. A socket to
+        None)``. A peer on this endpoint's Ray node and IP is reached over its Unix socket (ipc:
+        ~20% less CPU a message than TCP over loopback, measured), any other over TCP. A socket to
         a peer whose endpoint changed (a host restored elsewhere) is closed; the next send
         opens one to the new endpoint."""
         old, self._peers = self._peers, {int(h): self._reach(a) for h, a in peers.items()}

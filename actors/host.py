@@ -469,7 +469,7 @@ class NodeHost:
                         f"{host}: a host sends frames to the other {n_hosts - 1} hosts"
                     )
                 to[host].append((host, frame))
-        round_state = max(state for state, _ in bundles.values())
+        round_state = max(host_state for host_state, _ in bundles.values())
         for host in range(n_hosts):
             if host != self.host_id:
                 self.bus.send_bundle(host, round_no, round_state, to[host])
