@@ -51,6 +51,7 @@ from actors.runtime import (
     _ReplyLost,
 )
 from twin.control.baselines import Decision, NetworkView, make_controller
+from twin.control.telemetry import KeyFill
 from twin.network.routing import NodeIndex
 from twin.network.topology import EdgeKind, Snapshot
 
@@ -97,28 +98,56 @@ def pack_snapshot(snapshot: Snapshot) -> list:
     ]
 
 
-def decide_command(packed: list) -> list:
-    """An edge actor's command of a tick: decide for G(t) ``packed`` (:func:`pack_snapshot`)."""
-    return ["decide", *packed]
+def pack_key_fill(fill: KeyFill | None) -> list | None:
+    """The key buffers' fill report as ``[t_ns, codes bytes, bits bytes]`` (None: none)."""
+    if fill is None:
+        return None
+    return [int(fill.t_ns), pack_array(fill.codes, np.int64), pack_array(fill.bits, np.int64)]
 
 
-def _decide_arguments(command: list, seq: int, actor: int) -> list:
-    """The packed G(t) of decide command ``seq`` off the bus (its shape and types checked: a
-    command not of :func:`decide_command`'s shape is a BusError naming what is wrong)."""
-    n = 2 + len(_SNAPSHOT_ARRAYS) + 1  # "decide", t_ns, the edge arrays, the positions
+def unpack_key_fill(packed: list | None, n_nodes: int) -> KeyFill | None:
+    """The :class:`KeyFill` of :func:`pack_key_fill`."""
+    if packed is None:
+        return None
+    t_ns, codes, bits = packed
+    return KeyFill(t_ns, n_nodes, unpack_array(codes, np.int64), unpack_array(bits, np.int64))
+
+
+def decide_command(packed: list, fill: list | None = None) -> list:
+    """An edge actor's command of a tick: decide for G(t) ``packed`` (:func:`pack_snapshot`)
+    with the key buffers' fill report ``fill`` (:func:`pack_key_fill`; None for a controller
+    that does not read it)."""
+    return ["decide", *packed, fill]
+
+
+def _decide_arguments(command: list, seq: int, actor: int) -> tuple[list, list | None]:
+    """The packed G(t) and fill report of decide command ``seq`` off the bus (shape and
+    types checked: a command not of :func:`decide_command`'s shape is a BusError naming what
+    is wrong)."""
+    n = 2 + len(_SNAPSHOT_ARRAYS) + 2  # "decide", t_ns, the edge arrays, positions, fill
     if not (len(command) == n and command[0] == "decide"):
         raise BusError(
-            f"edge actor {actor}: command {seq} is not ['decide', G(t) ({n - 1} items)], got "
-            f"{len(command)} items starting {command[0]!r:.40}"
+            f"edge actor {actor}: command {seq} is not ['decide', G(t) ({n - 2} items), fill "
+            f"report], got {len(command)} items starting {command[0]!r:.40}"
         )
-    _, t_ns, *arrays, positions = command
+    _, t_ns, *arrays, positions, fill = command
     if not (type(t_ns) is int and all(type(a) is bytes for a in arrays)
             and (positions is None or type(positions) is bytes)):  # fmt: skip
         raise BusError(
             f"edge actor {actor}: command {seq}: G(t) must be an int t_ns, the edge arrays "
             "bytes and the satellite positions bytes or None"
         )
-    return command[1:]
+    fill_ok = fill is None or (
+        type(fill) is list and len(fill) == 3 and type(fill[0]) is int
+        and type(fill[1]) is bytes and type(fill[2]) is bytes
+        and len(fill[1]) == len(fill[2]) and len(fill[1]) % 8 == 0
+    )  # fmt: skip
+    if not fill_ok:
+        raise BusError(
+            f"edge actor {actor}: command {seq}: the fill report must be None or [t_ns, "
+            "codes, bits] (int64 bytes of one length)"
+        )
+    return command[1:-1], fill
 
 
 def decide_result(body, actor: int, seq: int, n_flows: int, n_nodes: int) -> list:
@@ -227,9 +256,10 @@ class _HostedController:
         self.jurisdictions = dict(jurisdictions)
         self.flow_endpoints = [tuple(e) for e in flow_endpoints]
 
-    def _view(self, packed: list, plan) -> NetworkView:
+    def _view(self, packed: list, plan, fill: list | None = None) -> NetworkView:
         try:
             snapshot = unpack_snapshot(packed, self.node_names)
+            key_fill = unpack_key_fill(fill, len(self.node_names))
         except ValueError as err:  # (sizes that disagree: a command off the bus)
             raise BusError(str(err)) from None
         return NetworkView(
@@ -239,6 +269,7 @@ class _HostedController:
             node_index=self.node_index,
             jurisdictions=self.jurisdictions,
             flow_endpoints=self.flow_endpoints,
+            key_fill=key_fill,
             plan=plan,
         )
 
@@ -289,10 +320,11 @@ class EdgeController(_HostedController):
         self.controller, self.plan = pickle.loads(state)
         return True
 
-    def decide(self, snapshot: list) -> list:
-        """This site's flows' paths for G(t) ``snapshot`` (:func:`pack_snapshot`), in its flow
-        order, each a list of node indices or None (plain lists: msgpack's values)."""
-        paths = self.controller.decide(self._view(snapshot, self.plan)).paths
+    def decide(self, snapshot: list, fill: list | None = None) -> list:
+        """This site's flows' paths for G(t) ``snapshot`` (:func:`pack_snapshot`) and the key
+        buffers' fill report ``fill`` (:func:`pack_key_fill`), in its flow order, each a list
+        of node indices or None (plain lists: msgpack's values)."""
+        paths = self.controller.decide(self._view(snapshot, self.plan, fill)).paths
         return [None if path is None else list(map(int, path)) for path in paths]
 
     def serve(self, first_seq: int) -> int:
@@ -302,7 +334,7 @@ class EdgeController(_HostedController):
         :meth:`actors.host.NodeHost.serve`: the driver stops it before any Ray call."""
 
         def answer(command: list, seq: int) -> list:
-            return self.decide(_decide_arguments(command, seq, self.actor_id))
+            return self.decide(*_decide_arguments(command, seq, self.actor_id))
 
         return self.bus.serve_calls(first_seq, answer)
 
@@ -409,6 +441,7 @@ class RayControllers:
         template = make_controller(controller) if isinstance(controller, str) else controller()
         self.name = template.name
         self.plan_every_ticks = int(getattr(template, "plan_every_ticks", 0))
+        self.reads_key_fill = bool(getattr(template, "reads_key_fill", False))
         self.sites = edge_sites(topology, flows)
         if edge_actors == "auto":
             edge_actors = auto_edge_actors(len(self.sites), _cluster_cpus())
@@ -553,10 +586,11 @@ class RayControllers:
                 self._channel.halt(actor.peer)
                 calls.append(actor.submit("set_plan", self._plan[1]))
         packed = self._packed_snapshot(view.snapshot)
-        command = decide_command(packed)
+        fill = pack_key_fill(view.key_fill)
+        command = decide_command(packed, fill)
         decides = []
         for actor in edges:
-            call = _Call(actor.peer, "decide", (packed,))
+            call = _Call(actor.peer, "decide", (packed, fill))
             self._channel.command(actor.handle, call, command)
             actor.log.append(call)
             decides.append(call)

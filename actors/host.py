@@ -270,9 +270,16 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     next_round, closed = body
     expect("next round", next_round, type(next_round) is int, "an int")
     expect("end of tick", closed,
-           isinstance(closed, list) and len(closed) == 3 and isinstance(closed[0], list)
-           and len(closed[0]) == 4 and all(type(v) is int for v in closed[1:]),
-           "[counters, link bits, pool bits]")  # fmt: skip
+           isinstance(closed, list) and len(closed) in (3, 4) and isinstance(closed[0], list)
+           and len(closed[0]) == 4 and all(type(v) is int for v in closed[1:3]),
+           "[counters, link bits, pool bits(, fill report)]")  # fmt: skip
+    if len(closed) == 4:
+        fill = closed[3]
+        expect("fill report", fill,
+               isinstance(fill, list) and len(fill) == 2
+               and all(type(v) is bytes for v in fill)
+               and len(fill[0]) == len(fill[1]) and len(fill[0]) % 8 == 0,
+               "[link codes, bits]: int64 bytes of one length")  # fmt: skip
     counters = closed[0]
     expect("counters", counters, all(type(v) is int for v in counters[:3])
            and isinstance(counters[3], dict) and counters[3].keys() <= _TRAFFIC_CLASSES
@@ -314,9 +321,11 @@ class NodeHost:
         flows,
         node_kwargs: dict,
         bus_kwargs: dict | None = None,
+        key_telemetry: bool = False,
     ) -> None:
         self.host_id = int(host_id)
         self.nodes = NodeSet(names, members, flows, **node_kwargs)
+        self.key_telemetry = bool(key_telemetry)  # (end_tick: the fill report goes with it)
         self.bus = BusEndpoint(run_id, host_id, **local_bus_kwargs(bus_kwargs))
         self._host_of: dict[str, int] = {}
         self._models: dict[int, object] = {}  # battery power models by number (_step)
@@ -575,12 +584,17 @@ class NodeHost:
                 remote.setdefault(host, []).append(envelope)
         return local, remote
 
-    def end_tick(self) -> tuple[list, int, int]:
+    def end_tick(self) -> tuple:
         """The tick's counters (TickCounters' fields, in order), and the key bits held in
-        link buffers and pools."""
+        link buffers and pools; with ``key_telemetry``, then the link buffers' fill levels
+        (``NodeSet.key_fill``: [codes, bits], int64 bytes each)."""
         c = self.nodes.end_tick()
         counters = [c.delivered_bits, c.type_i_active_ns, c.type_i_secure_ns, c.served_ns]
-        return counters, self.nodes.link_bits, self.nodes.pool_bits
+        closed = (counters, self.nodes.link_bits, self.nodes.pool_bits)
+        if not self.key_telemetry:
+            return closed
+        codes, bits = self.nodes.key_fill()
+        return (*closed, [pack_array(codes, np.int64), pack_array(bits, np.int64)])
 
     def soc_j(self) -> dict:
         return self.nodes.soc_j

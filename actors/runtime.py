@@ -83,6 +83,7 @@ from twin.network.nodes import (
     Superstep,
     TickCounters,
     generating_links,
+    merge_key_fills,
     node_partitions,
     quantum_kind_table,
 )
@@ -488,9 +489,13 @@ class RayNodeGroup(MergedViews):
         *,
         bus_kwargs: dict | None = None,
         checkpoint_every: int = 60,
+        key_telemetry: bool = False,
         **node_kwargs,
     ) -> None:
         groups = node_partitions(names, partitions)
+        self.key_telemetry = bool(key_telemetry)
+        """whether the hosts report their link buffers' fill levels with each tick's end
+        (``NodeGroup.key_telemetry``)"""
         self.names = tuple(names)
         self._index = {name: i for i, name in enumerate(self.names)}
         self.run_id = uuid.uuid4().hex[:12]
@@ -557,7 +562,14 @@ class RayNodeGroup(MergedViews):
         )(NodeHost)
         self.hosts = [
             host_class.options(name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}").remote(
-                self.run_id, h, self.names, g, flows, node_kwargs, bus_kwargs
+                self.run_id,
+                h,
+                self.names,
+                g,
+                flows,
+                node_kwargs,
+                bus_kwargs,
+                self.key_telemetry,
             )
             for h, g in enumerate(self._groups)
         ]
@@ -835,15 +847,21 @@ class RayNodeGroup(MergedViews):
             for (k, rows, _), (soc_j, below) in zip(share, host_steps, strict=True):
                 outputs[k][0][rows] = unpack_array(soc_j, np.float64)
                 outputs[k][1][rows] = unpack_array(below, np.bool_)
-        return Superstep(**self._sum_tick(closed), batteries=outputs)
+        fill = None
+        if self.key_telemetry:
+            fill = merge_key_fills(
+                (unpack_array(codes, np.int64), unpack_array(bits, np.int64))
+                for *_, (codes, bits) in closed
+            )
+        return Superstep(**self._sum_tick(closed), batteries=outputs, key_fill=fill)
 
     @staticmethod
     def _sum_tick(per_host) -> dict:
-        """Sum the hosts' (counters, link bits, pool bits) of a tick (integers: the sum does
-        not depend on the placement)."""
+        """Sum the hosts' (counters, link bits, pool bits[, fill report]) of a tick
+        (integers: the sum does not depend on the placement)."""
         total = TickCounters()
         link = pool = 0
-        for counters, link_bits, pool_bits in per_host:
+        for counters, link_bits, pool_bits, *_ in per_host:
             total.add(TickCounters(*counters))
             link += link_bits
             pool += pool_bits

@@ -522,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
     p.add_argument(
-        "--controller", default="static-sp", help="static-sp (default) or dijkstra-distance"
+        "--controller",
+        default="static-sp",
+        help="static-sp (default), dijkstra-distance or key-aware",
     )
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")

@@ -94,6 +94,7 @@ from fractions import Fraction
 import numpy as np
 
 from twin.control.baselines import Decision, EdgeLookup, NetworkView, make_controller
+from twin.control.telemetry import KeyFill
 from twin.network.entanglement_distribution import (
     NodeLayer,
     Policy,
@@ -335,6 +336,7 @@ class Engine:
         # actors, actors.controllers); it must decide as the controller does here
         if controllers is not None:
             self.controller = controllers(controller, self)
+        self.reads_key_fill = bool(getattr(self.controller, "reads_key_fill", False))
         self._decisions = 0  # decide calls so far: a planning controller plans every N
         self._plan = None
         equipment = scenario.equipment
@@ -377,7 +379,12 @@ class Engine:
                 ),
             },
             quantum_edge_kinds=QUANTUM_EDGE_KINDS,
+            # a controller that reads the key-buffer fill levels (twin.control.telemetry) gets
+            # each tick's report from the nodes; the others do without its cost
+            key_telemetry=self.reads_key_fill,
         )
+        self._key_fill = KeyFill.none_yet(len(names))
+        """the last closed tick's fill report (the controller's view of the key buffers)"""
         self._controller_seq: dict[str, int] = {}  # per destination (twin.network.nodes)
         self.trace: list[Envelope] | None = None
         """set to a list to record every envelope the nodes handle (tests, debugging)"""
@@ -823,6 +830,8 @@ class Engine:
         t_ns, power, handovers, finish = unclosed
         step = finish()
         counters = step.counters
+        if step.key_fill is not None:
+            self._key_fill = KeyFill(t_ns + self.dt_ns, len(self.node_index.names), *step.key_fill)
         served_fraction = {
             c: (s / n if n else float("nan")) for c, (s, n) in counters.served_ns.items()
         }
@@ -951,6 +960,7 @@ class Engine:
             jurisdictions=self.jurisdictions,
             flow_endpoints=self.flow_endpoints,
             edge_lookup=self._edge_lookup(snap),
+            key_fill=self._key_fill if self.reads_key_fill else None,
         )
         every = getattr(self.controller, "plan_every_ticks", 0)  # 0 or absent: no plans
         if every > 0:

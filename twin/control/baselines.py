@@ -10,6 +10,9 @@ controllers (MPC, DRL, shield) implement the same two-method protocol.
   (break-before-make), and a flow without a path is searched for again every tick.
 - ``dijkstra-distance``: SPARQ's baseline: the shortest path by physical distance over the
   links whose transmissivity reaches a threshold.
+- ``key-aware``: a greedy, non-learning baseline for the control plane: the fastest path whose
+  hops' key buffers hold what the flow needs (:class:`KeyAwareGreedy`), read from the nodes'
+  fill reports (twin.control.telemetry).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from twin.control.telemetry import KeyFill
 from twin.network.routing import (
     NodeIndex,
     csr_from_edge_arrays,
@@ -27,7 +31,8 @@ from twin.network.routing import (
     shortest_paths_between,
 )
 from twin.network.topology import Snapshot
-from twin.network.traffic import Flow
+from twin.network.traffic import Flow, demand_bits, requirements
+from twin.units import NS_PER_S
 
 __all__ = [
     "CONTROLLERS",
@@ -35,6 +40,7 @@ __all__ = [
     "Decision",
     "DijkstraDistance",
     "EdgeLookup",
+    "KeyAwareGreedy",
     "NetworkView",
     "StaticShortestPath",
     "make_controller",
@@ -60,6 +66,9 @@ class NetworkView:
     """(src, dst) node indices per flow"""
     edge_lookup: EdgeLookup | None = None
     """the snapshot's :class:`EdgeLookup` when the caller keeps one (None: built on demand)"""
+    key_fill: KeyFill | None = None
+    """the key buffers' fill levels at the end of the last closed tick, for a controller that
+    reads them (``reads_key_fill``: twin.control.telemetry); None for the others"""
     plan: object | None = None
     """the cloud tier's latest plan, for a controller that plans (``plan_every_ticks > 0``:
     ``plan(view)`` every that many ticks, before that tick's ``decide``); None otherwise"""
@@ -190,9 +199,114 @@ class DijkstraDistance:
         return _route_all(view, csr)
 
 
+# assumption: a flow's source keeps ~10 s of key demand in its end-to-end pool and tops it up
+# by relays along its path (the engine's POOL_LOOKAHEAD_S), so a hop serves it while it holds
+# that much; a path kept from the tick before stays while its hops hold half of it
+KEY_LOOKAHEAD_S = 10.0
+KEY_KEEP_FRACTION = 0.5
+# key bits a rekey of the AES classes takes (main paper Table 1: AES-256 rekeyed every 10 s;
+# Type-III AES-128 batch keys, one per batch of devices: 256 bits is an upper bound)
+REKEY_BITS = 256
+
+
+class KeyAwareGreedy:
+    """Key-aware greedy routing: the fastest path whose every hop holds the key the flow needs.
+
+    A strong non-learning baseline for the control plane (main paper sec. IV-B, the key
+    continuity constraint; Table 2's key-buffer-fill-level): it reads the key buffers' fill
+    levels (``reads_key_fill``: the last closed tick's report, twin.control.telemetry) and
+
+    - gives a flow that consumes quantum key (Types I-III) the shortest-latency path over the
+      up links whose buffers hold its need, ``KEY_LOOKAHEAD_S`` of its key demand (OTP: its
+      data rate; AES classes: one rekey); without such a path, the fastest path over all up
+      links (what static-sp would take: key may still come in time);
+    - keeps a flow's path while every hop is up and holds ``KEY_KEEP_FRACTION`` of that need
+      (no churn of handovers for a few bits); a Type-IV flow (post-quantum, no quantum key)
+      keeps its path while it is up, as static-sp does.
+
+    Greedy: each flow on its own, by the view of one tick, without prediction. A flow's path
+    depends on G(t), the fill report and its own history only (so edge actors, each deciding
+    some flows, decide as one controller does).
+    """
+
+    name = "key-aware"
+    plan_every_ticks = 0
+    reads_key_fill = True
+
+    def __init__(
+        self, lookahead_s: float = KEY_LOOKAHEAD_S, keep_fraction: float = KEY_KEEP_FRACTION
+    ) -> None:
+        if not (lookahead_s > 0 and 0 <= keep_fraction <= 1):
+            raise ValueError(
+                f"lookahead_s must be > 0 and keep_fraction within [0, 1], got {lookahead_s} "
+                f"and {keep_fraction}"
+            )
+        self.lookahead_s = float(lookahead_s)
+        self.keep_fraction = float(keep_fraction)
+        self._previous: tuple[tuple[int, ...] | None, ...] = ()
+
+    def need_bits(self, flow: Flow, t_ns: int) -> int:
+        """Key bits a hop must hold to serve ``flow`` from ``t_ns``: ``lookahead_s`` of its
+        demand under OTP, a rekey for the AES classes, 0 for post-quantum Type-IV."""
+        mode = requirements(flow.traffic_class).security_mode
+        if mode == "otp":
+            rate_bps = demand_bits(flow, t_ns, NS_PER_S)  # the coming second's bits
+            return int(rate_bps * self.lookahead_s)
+        if mode == "pqc":
+            return 0
+        return REKEY_BITS
+
+    def decide(self, view: NetworkView) -> Decision:
+        if view.key_fill is None:
+            raise ValueError(
+                f"{self.name} reads the key buffers' fill levels: the view must carry them "
+                "(NetworkView.key_fill; the engine passes them to a controller whose "
+                "reads_key_fill is True)"
+            )
+        snap = view.snapshot
+        lookup = view.edges()
+        n_flows = len(view.flows)
+        previous = self._previous if len(self._previous) == n_flows else (None,) * n_flows
+        intact = lookup.paths_intact(previous)
+        needs = [self.need_bits(f, view.t_ns) for f in view.flows]
+        edge_fill = view.key_fill.of_pairs(snap.a, snap.b)
+        paths: list[tuple[int, ...] | None] = list(previous)
+        todo: dict[int, list[int]] = {}  # need -> flows to route
+        for k in range(n_flows):
+            if intact[k] and (
+                needs[k] == 0
+                or view.key_fill.of_path(previous[k]).min(initial=np.iinfo(np.int64).max)
+                >= self.keep_fraction * needs[k]
+            ):
+                continue
+            todo.setdefault(needs[k], []).append(k)
+        unkeyed: list[int] = []  # flows with no keyed path: the fastest path over all links
+        for need in sorted(todo):
+            flows = todo[need]
+            usable = snap.up if need == 0 else snap.up & (edge_fill >= need)
+            csr = csr_from_edge_arrays(
+                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=usable, weight_quantum=1e-9
+            )
+            found = _route_all(view, csr, flows).paths
+            for k in flows:
+                paths[k] = found[k]
+                if found[k] is None and need > 0:
+                    unkeyed.append(k)
+        if unkeyed:
+            csr = csr_from_edge_arrays(
+                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
+            )
+            found = _route_all(view, csr, sorted(unkeyed)).paths
+            for k in unkeyed:
+                paths[k] = found[k]
+        self._previous = tuple(paths)
+        return Decision(paths=self._previous)
+
+
 CONTROLLERS = {
     StaticShortestPath.name: StaticShortestPath,
     DijkstraDistance.name: DijkstraDistance,
+    KeyAwareGreedy.name: KeyAwareGreedy,
 }
 
 

@@ -88,6 +88,7 @@ __all__ = [
     "TickCounters",
     "forwarding_update",
     "generating_links",
+    "merge_key_fills",
     "node_partitions",
     "quantum_kind_table",
 ]
@@ -167,6 +168,9 @@ class Superstep:
     """key bits in end-to-end pools at the tick's end"""
     batteries: list
     """(soc_j, below_reserve) per battery step of the tick's start, in the order given"""
+    key_fill: tuple[np.ndarray, np.ndarray] | None = None
+    """every link buffer's fill level at the tick's end (:meth:`NodeSet.key_fill`, all sets
+    merged), when the group was asked for it (``NodeGroup.key_telemetry``); else None"""
 
 
 @dataclass
@@ -370,6 +374,19 @@ class NodeSet:
         for slot in self._dirty:
             held += self._slot_buffers[slot].buffered_bits - int(col["buffered"][slot])
         return held
+
+    def key_fill(self) -> tuple[np.ndarray, np.ndarray]:
+        """The key-buffer-fill-level of every hosted link buffer (main paper Table 2): (the
+        links' codes, lower node index * n_nodes + higher, ascending; the bits each buffer
+        holds, with those generated but not yet handed to it), both int64. What the nodes
+        report to the controller at a tick's end (twin.control.telemetry)."""
+        self._materialize()
+        col = self._col
+        held = col["buffered"] + col["pending"]
+        # the column is as of the last read for links touched since (relays, expiry)
+        for slot in self._dirty:
+            held[slot] = self._slot_buffers[slot].buffered_bits + int(col["pending"][slot])
+        return self._sorted_codes.copy(), held[self._sorted_slots]
 
     @property
     def pool_bits(self) -> int:
@@ -911,23 +928,47 @@ class MergedViews(ABC):
         return self._merged("memories")
 
 
+def merge_key_fills(parts) -> tuple[np.ndarray, np.ndarray]:
+    """One (codes, bits) fill report (:meth:`NodeSet.key_fill`) from disjoint node sets' (a
+    link's buffer lives with its owner, in one set only), codes ascending."""
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    codes = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    bits = np.concatenate([b for _, b in parts]) if parts else np.zeros(0, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    return codes[order], bits[order]
+
+
 class NodeGroup(MergedViews):
     """Several node sets behind the interface of one: messages go to the set that hosts their
     destination, counters are summed (integers), state views merged.
 
     What the Ray runtime does over its bus, in one process: with the nodes spread over any
     number of sets the results are those of one set holding all of them (tests pin this).
-    ``partitions``: disjoint node-index groups covering every node of ``names``; the other
+    ``partitions``: disjoint node-index groups covering every node of ``names``;
+    ``key_telemetry``: whether each superstep reports the link buffers' fill levels; the other
     arguments are :class:`NodeSet`'s.
     """
 
-    def __init__(self, names: Sequence[str], partitions: Sequence[Iterable[int]], flows, **kwargs):
+    def __init__(
+        self,
+        names: Sequence[str],
+        partitions: Sequence[Iterable[int]],
+        flows,
+        *,
+        key_telemetry: bool = False,
+        **kwargs,
+    ):
         self.sets = [NodeSet(names, g, flows, **kwargs) for g in node_partitions(names, partitions)]
         self._host = {name: s for s in self.sets for name in s.nodes}
         self.names = tuple(names)
         self.battery_counts = {p: len(ix) for p, (ix, _) in kwargs["batteries"].items()}
         """platform -> number of nodes with a battery"""
         self._stepped: list = []  # the battery steps of the tick's start, for its superstep
+        self.key_telemetry = bool(key_telemetry)
+        """whether each superstep reports the link buffers' fill levels (``Superstep.key_fill``,
+        for a controller that reads them: twin.control.telemetry)"""
 
     @property
     def dt_ns(self) -> int:
@@ -995,7 +1036,8 @@ class NodeGroup(MergedViews):
         self.exchange(inbox, trace)
         counters = self.end_tick()
         stepped, self._stepped = self._stepped, []
-        return Superstep(counters, self.link_bits, self.pool_bits, stepped)
+        fill = merge_key_fills([s.key_fill() for s in self.sets]) if self.key_telemetry else None
+        return Superstep(counters, self.link_bits, self.pool_bits, stepped, fill)
 
     def submit_superstep(self, inbox: list[Envelope], trace=None):
         """:meth:`superstep`, as a callable that gives its result: a runtime whose nodes live
