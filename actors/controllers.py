@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from actors.bus import DRIVER, BusEndpoint, BusError
-from actors.host import local_bus_kwargs, pack_array, unpack_array
+from actors.host import local_bus_kwargs, pack_array, packed_key_fill, unpack_array
 from actors.runtime import (
     CommandChannel,
     RuntimeUnavailable,
@@ -137,12 +137,8 @@ def _decide_arguments(command: list, seq: int, actor: int) -> tuple[list, list |
             f"edge actor {actor}: command {seq}: G(t) must be an int t_ns, the edge arrays "
             "bytes and the satellite positions bytes or None"
         )
-    fill_ok = fill is None or (
-        type(fill) is list and len(fill) == 3 and type(fill[0]) is int
-        and type(fill[1]) is bytes and type(fill[2]) is bytes
-        and len(fill[1]) == len(fill[2]) and len(fill[1]) % 8 == 0
-    )  # fmt: skip
-    if not fill_ok:
+    if not (fill is None or (type(fill) is list and len(fill) == 3 and type(fill[0]) is int
+                             and packed_key_fill(*fill[1:]))):  # fmt: skip
         raise BusError(
             f"edge actor {actor}: command {seq}: the fill report must be None or [t_ns, "
             "codes, bits] (int64 bytes of one length)"

@@ -52,6 +52,7 @@ __all__ = [
     "node_id",
     "n_links",
     "pack_links",
+    "packed_key_fill",
     "superstep_reply",
     "superstep_result",
     "tick_command",
@@ -96,6 +97,15 @@ def pack_links(a, b, skr_bps) -> bytes:
 def packed_links(value) -> bool:
     """Whether ``value`` can be links of :func:`pack_links` (bytes of whole links)."""
     return isinstance(value, bytes) and len(value) % LINK_BYTES == 0
+
+
+def packed_key_fill(codes, bits) -> bool:
+    """Whether ``codes`` and ``bits`` can be a fill report's (``NodeSet.key_fill``, packed
+    with :func:`pack_array`): int64 bytes of one length."""
+    return (
+        type(codes) is bytes and type(bits) is bytes
+        and len(codes) == len(bits) and len(codes) % 8 == 0
+    )  # fmt: skip
 
 
 def n_links(packed: bytes) -> int:
@@ -276,9 +286,7 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     if len(closed) == 4:
         fill = closed[3]
         expect("fill report", fill,
-               isinstance(fill, list) and len(fill) == 2
-               and all(type(v) is bytes for v in fill)
-               and len(fill[0]) == len(fill[1]) and len(fill[0]) % 8 == 0,
+               isinstance(fill, list) and len(fill) == 2 and packed_key_fill(*fill),
                "[link codes, bits]: int64 bytes of one length")  # fmt: skip
     counters = closed[0]
     expect("counters", counters, all(type(v) is int for v in counters[:3])

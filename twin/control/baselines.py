@@ -124,6 +124,14 @@ def _route_all(view: NetworkView, csr, flows: Sequence[int] | None = None) -> De
     return Decision(paths=tuple(paths))
 
 
+def _latency_csr(snap: Snapshot, usable: np.ndarray):
+    """The graph of ``snap``'s ``usable`` links weighted by propagation delay, in whole ns
+    (twin.network.routing, "Exact weights")."""
+    return csr_from_edge_arrays(
+        snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=usable, weight_quantum=1e-9
+    )
+
+
 class StaticShortestPath:
     """Shortest propagation delay over the links that are up (main paper's baseline).
 
@@ -172,10 +180,7 @@ class StaticShortestPath:
             broken = searched
         fresh: tuple[tuple[int, ...] | None, ...] = (None,) * n_flows
         if broken:
-            csr = csr_from_edge_arrays(
-                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
-            )
-            fresh = _route_all(view, csr, broken).paths
+            fresh = _route_all(view, _latency_csr(snap, snap.up), broken).paths
         kept = tuple(self._previous[k] if intact[k] else fresh[k] for k in range(n_flows))
         self._previous = kept
         return Decision(paths=kept)
@@ -269,7 +274,6 @@ class KeyAwareGreedy:
         previous = self._previous if len(self._previous) == n_flows else (None,) * n_flows
         intact = lookup.paths_intact(previous)
         needs = [self.need_bits(f, view.t_ns) for f in view.flows]
-        edge_fill = view.key_fill.of_pairs(snap.a, snap.b)
         paths: list[tuple[int, ...] | None] = list(previous)
         todo: dict[int, list[int]] = {}  # need -> flows to route
         for k in range(n_flows):
@@ -280,23 +284,19 @@ class KeyAwareGreedy:
             ):
                 continue
             todo.setdefault(needs[k], []).append(k)
+        if any(todo):  # (a need > 0: only then is each link's fill looked up)
+            edge_fill = view.key_fill.of_pairs(snap.a, snap.b)
         unkeyed: list[int] = []  # flows with no keyed path: the fastest path over all links
         for need in sorted(todo):
             flows = todo[need]
             usable = snap.up if need == 0 else snap.up & (edge_fill >= need)
-            csr = csr_from_edge_arrays(
-                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=usable, weight_quantum=1e-9
-            )
-            found = _route_all(view, csr, flows).paths
+            found = _route_all(view, _latency_csr(snap, usable), flows).paths
             for k in flows:
                 paths[k] = found[k]
                 if found[k] is None and need > 0:
                     unkeyed.append(k)
         if unkeyed:
-            csr = csr_from_edge_arrays(
-                snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=snap.up, weight_quantum=1e-9
-            )
-            found = _route_all(view, csr, sorted(unkeyed)).paths
+            found = _route_all(view, _latency_csr(snap, snap.up), sorted(unkeyed)).paths
             for k in unkeyed:
                 paths[k] = found[k]
         self._previous = tuple(paths)

@@ -364,29 +364,28 @@ class NodeSet:
             for dst, pool in node.pools.items()
         }
 
-    @property
-    def link_bits(self) -> int:
-        """Bits held by the hosted link buffers (with those generated but not yet handed)."""
-        self._materialize()
-        col = self._col
-        held = int(col["buffered"].sum()) + int(col["pending"].sum())
-        # the column is as of the last read for links touched since (relays, expiry)
-        for slot in self._dirty:
-            held += self._slot_buffers[slot].buffered_bits - int(col["buffered"][slot])
-        return held
-
-    def key_fill(self) -> tuple[np.ndarray, np.ndarray]:
-        """The key-buffer-fill-level of every hosted link buffer (main paper Table 2): (the
-        links' codes, lower node index * n_nodes + higher, ascending; the bits each buffer
-        holds, with those generated but not yet handed to it), both int64. What the nodes
-        report to the controller at a tick's end (twin.control.telemetry)."""
+    def _held_bits(self) -> np.ndarray:
+        """(slots,) int64: the bits each hosted link buffer holds, with those generated but
+        not yet handed to it."""
         self._materialize()
         col = self._col
         held = col["buffered"] + col["pending"]
         # the column is as of the last read for links touched since (relays, expiry)
         for slot in self._dirty:
             held[slot] = self._slot_buffers[slot].buffered_bits + int(col["pending"][slot])
-        return self._sorted_codes.copy(), held[self._sorted_slots]
+        return held
+
+    @property
+    def link_bits(self) -> int:
+        """Bits held by the hosted link buffers (with those generated but not yet handed)."""
+        return int(self._held_bits().sum())
+
+    def key_fill(self) -> tuple[np.ndarray, np.ndarray]:
+        """The key-buffer-fill-level of every hosted link buffer (main paper Table 2): (the
+        links' codes, lower node index * n_nodes + higher, ascending; the bits each buffer
+        holds, with those generated but not yet handed to it), both int64. What the nodes
+        report to the controller at a tick's end (twin.control.telemetry)."""
+        return self._sorted_codes.copy(), self._held_bits()[self._sorted_slots]
 
     @property
     def pool_bits(self) -> int:
@@ -934,8 +933,8 @@ def merge_key_fills(parts) -> tuple[np.ndarray, np.ndarray]:
     parts = list(parts)
     if len(parts) == 1:
         return parts[0]
-    codes = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
-    bits = np.concatenate([b for _, b in parts]) if parts else np.zeros(0, dtype=np.int64)
+    codes = np.concatenate([np.zeros(0, dtype=np.int64), *(c for c, _ in parts)])
+    bits = np.concatenate([np.zeros(0, dtype=np.int64), *(b for _, b in parts)])
     order = np.argsort(codes, kind="stable")
     return codes[order], bits[order]
 
