@@ -291,10 +291,10 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     counters = closed[0]
     expect("counters", counters, all(type(v) is int for v in counters[:3])
            and isinstance(counters[3], dict) and counters[3].keys() <= _TRAFFIC_CLASSES
-           and all(isinstance(pair, list) and len(pair) == 2
-                   and all(type(v) is int for v in pair) for pair in counters[3].values()),
+           and all(isinstance(ns, list) and len(ns) == 3
+                   and all(type(v) is int for v in ns) for ns in counters[3].values()),
            "[delivered bits, Type-I active ns, secure ns, {traffic class: [served ns, "
-           "active ns]}]")  # fmt: skip
+           "active ns, secure ns]}]")  # fmt: skip
     return next_round, closed
 
 

@@ -122,6 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     hosts=args.hosts,
                     controller=args.controller,
                     seed=args.seed,
+                    shield=args.shield or None,
                     controller_actors=edge_actors != "none",
                     edge_actors=edge_actors,
                     bus_kwargs=bus_kwargs,
@@ -132,7 +133,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     engine.close()
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
-    return _run_engine(args, scenario, Engine(scenario, controller=args.controller, seed=args.seed))
+    return _run_engine(
+        args,
+        scenario,
+        Engine(scenario, controller=args.controller, seed=args.seed, shield=args.shield or None),
+    )
 
 
 def _cmd_bus_keys(args: argparse.Namespace) -> int:
@@ -173,9 +178,9 @@ def _run_engine(args: argparse.Namespace, scenario, engine) -> int:
     from twin.metrics import compute_metrics
 
     duration_s = None if args.hours is None else args.hours * 3600.0
-    out_dir = Path(args.out or f"results/{scenario.name}-{engine.controller.name}-{engine.seed}")
+    out_dir = Path(args.out or f"results/{scenario.name}-{engine.controller_label}-{engine.seed}")
     with Progress(
-        TextColumn(f"{scenario.name} / {engine.controller.name}"),
+        TextColumn(f"{scenario.name} / {engine.controller_label}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} ticks"),
         TimeRemainingColumn(),
@@ -236,6 +241,8 @@ def _print_summary(metrics: dict) -> None:
         ("throughput", fmt(m["throughput_bps"], " bit/s")),
         ("energy per bit", fmt(m["energy_j_per_bit"], " J")),
         ("carbon per bit", fmt(m["carbon_g_per_bit"], " g")),
+        ("shield violations (audit)", str(m["shield_violations"])),
+        ("objective J (eq. 4)", fmt(m["objective"] and m["objective"]["J"], "", 5)),
     ]
     width = max(len(label) for label, _ in rows)
     print(
@@ -562,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bus-keys",
         metavar="DIR",
         help="ray: the bus's CurveZMQ keys ('qntwin bus-keys' writes them)",
+    )
+    p.add_argument(
+        "--shield",
+        action="store_true",
+        help="put the shield (main paper sec. VII-C) between the controller and the network "
+        "(default: only the controllers that carry one have it)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

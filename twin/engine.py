@@ -94,6 +94,13 @@ from fractions import Fraction
 import numpy as np
 
 from twin.control.baselines import Decision, EdgeLookup, NetworkView, make_controller
+from twin.control.objective import (
+    LATENCY_REFERENCE_S,
+    ObjectiveTotals,
+    TickTerms,
+    carbon_rate_kg_per_h,
+)
+from twin.control.shield import RULES, Shield, audit
 from twin.control.telemetry import KeyFill
 from twin.network.entanglement_distribution import (
     NodeLayer,
@@ -129,6 +136,11 @@ from twin.physics.sun import sun_position_ecef_m, sunlit_fraction
 from twin.units import NS_PER_S
 
 __all__ = ["EntanglementRecord", "Engine", "RunResult", "TickRecord"]
+
+
+def _given(decision: Decision) -> Callable[[], Decision]:
+    return lambda: decision
+
 
 # --- assumptions -------------------------------------------------------------------------------
 LINK_BUFFER_CAPACITY_BITS = 1_000_000_000  # assumption: 125 MB of key store per QKD link
@@ -227,6 +239,8 @@ class EntanglementRecord:
 class _RunTotals:
     """What a run sums over its ticks (``Engine._close_tick`` adds each tick in order)."""
 
+    objective: ObjectiveTotals
+    """J of eq. (4) and its terms (twin.control.objective)"""
     energy_j: float = 0.0
     carbon_g: float = 0.0
     below_reserve_ticks: int = 0
@@ -244,6 +258,8 @@ class _PowerInputs:
     ``NodeGroup.step_batteries``"""
     power_w: float
     carbon_g: float
+    ogs_intensity_g_per_kwh: np.ndarray
+    """each OGS's grid carbon intensity at the tick's start, in site order"""
 
 
 @dataclass(frozen=True)
@@ -277,6 +293,8 @@ class TickRecord:
     handovers: int
     """handovers that completed (their record reached the log) during this tick"""
     delivered_bits: int
+    reward: float
+    """r_t of the control objective, eq. (4) (twin.control.objective)"""
 
 
 @dataclass
@@ -300,6 +318,12 @@ class RunResult:
     haps_below_reserve_ticks: int
     entanglement: list[EntanglementRecord] = field(default_factory=list)
     """every entanglement request, in the order served"""
+    shield: dict = field(default_factory=dict)
+    """the audit's violations per rule, and the shield's rejections and unsatisfiable rules
+    per rule (None without a shield; twin.control.shield)"""
+    objective: dict = field(default_factory=dict)
+    """J of eq. (4), the mean reward and terms per tick, the weights
+    (``ObjectiveTotals.as_dict``)"""
     extras: dict[str, float] = field(default_factory=dict)
 
 
@@ -316,6 +340,7 @@ class Engine:
         partitions=None,
         node_group=None,
         controllers=None,
+        shield: bool | None = None,
     ):
         self.scenario = scenario
         self.controller = make_controller(controller)
@@ -337,6 +362,17 @@ class Engine:
         if controllers is not None:
             self.controller = controllers(controller, self)
         self.reads_key_fill = bool(getattr(self.controller, "reads_key_fill", False))
+        # the shield (twin.control.shield) between the controller and the network: the
+        # controller's own choice (``shielded``) unless the caller says; every run is audited
+        # against its rules, shielded or not
+        if shield is None:
+            shield = bool(getattr(self.controller, "shielded", False))
+        self.shield = Shield() if shield else None
+        # what results name the controller by: its name, marked when the caller added a shield
+        own = bool(getattr(self.controller, "shielded", False))
+        self.controller_label = self.controller.name + ("+shield" if shield and not own else "")
+        self.shield_violations = dict.fromkeys(RULES, 0)
+        self._end_ns = 0  # the run's end: decisions at or after it serve no tick (no audit)
         self._decisions = 0  # decide calls so far: a planning controller plans every N
         self._plan = None
         equipment = scenario.equipment
@@ -379,9 +415,9 @@ class Engine:
                 ),
             },
             quantum_edge_kinds=QUANTUM_EDGE_KINDS,
-            # a controller that reads the key-buffer fill levels (twin.control.telemetry) gets
-            # each tick's report from the nodes; the others do without its cost
-            key_telemetry=self.reads_key_fill,
+            # each tick's key-buffer fill report (twin.control.telemetry), for the controllers
+            # that read it, the shield and the audit
+            key_telemetry=True,
         )
         self._key_fill = KeyFill.none_yet(len(names))
         """the last closed tick's fill report (the controller's view of the key buffers)"""
@@ -406,6 +442,10 @@ class Engine:
         self._ogs_sites = [s for s in scenario.sites if s.kind == "ogs"]
         # every OGS draws its full power at all times (constant), in site order
         self._ogs_power_w = np.array([float(self.ogs_power.power_w(1.0)) for _ in self._ogs_sites])
+        # the control objective's weights, and the nodes that draw grid power for its carbon
+        # term (eq. 5: only the OGS; twin.control.objective)
+        self.objective_weights = scenario.objective.weights()
+        self._ogs_nodes = np.array([self._index[s.name] for s in self._ogs_sites], dtype=np.int64)
         self._ogs_regions = np.array([s.grid_region for s in self._ogs_sites])
         self._ogs_lon_rad = np.array([s.lon_rad for s in self._ogs_sites], dtype=float)
         # static per-tick inputs of the energy and handover phases, built once (same values as
@@ -827,13 +867,14 @@ class Engine:
 
     def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
         """Take a tick's node phase back, record the tick and add it to the run's totals."""
-        t_ns, power, handovers, finish = unclosed
+        t_ns, power, handovers, path_terms, finish = unclosed
         step = finish()
         counters = step.counters
+        reward = totals.objective.add(TickTerms.of_tick(counters.served_ns, *path_terms))
         if step.key_fill is not None:
             self._key_fill = KeyFill(t_ns + self.dt_ns, len(self.node_index.names), *step.key_fill)
         served_fraction = {
-            c: (s / n if n else float("nan")) for c, (s, n) in counters.served_ns.items()
+            c: (s / n if n else float("nan")) for c, (s, n, _) in counters.served_ns.items()
         }
         type_i_fraction = (
             counters.type_i_secure_ns / counters.type_i_active_ns
@@ -855,6 +896,7 @@ class Engine:
                 carbon_g=energy.carbon_g,
                 handovers=handovers,
                 delivered_bits=counters.delivered_bits,
+                reward=reward,
             )
         )
         totals.energy_j += energy.power_w * self.dt_ns / NS_PER_S
@@ -911,11 +953,29 @@ class Engine:
             # carbon_g(power, dt_s, intensity), its constant factor taken once
             for c_g in (self._ogs_carbon_g_per_intensity * intensity).tolist():  # site order
                 carbon += c_g
+        else:
+            intensity = np.zeros(0)
         return _PowerInputs(
             battery_steps=tuple(steps),
             power_w=sat_power_w + haps_power_w + self._ogs_power_total_w,
             carbon_g=carbon,
+            ogs_intensity_g_per_kwh=np.asarray(intensity, dtype=float),
         )
+
+    def _path_terms(self, snap, paths, edges, active, power: _PowerInputs) -> tuple[float, float]:
+        """The objective's path terms at the tick's start (twin.control.objective): the mean
+        latency of the active flows' paths in units of 1 ms, and the mean of their eq. (5)
+        carbon rates, kg CO2e/h (0, 0 when no active flow has a path)."""
+        rate = np.zeros(snap.n_nodes)
+        rate[self._ogs_nodes] = carbon_rate_kg_per_h(
+            self._ogs_power_w, power.ogs_intensity_g_per_kwh
+        )
+        routed = [k for k in edges if active[k]]
+        if not routed:
+            return 0.0, 0.0
+        latency_s = sum(float(np.sum(snap.latency_s[edges[k]])) for k in routed)
+        carbon = sum(float(np.sum(rate[list(paths[k])])) for k in routed)
+        return latency_s / LATENCY_REFERENCE_S / len(routed), carbon / len(routed)
 
     def _energy_tick(self, power: _PowerInputs, stepped) -> _EnergyTick:
         """The tick's energy record from its inputs and the battery steps' (soc_j, below)."""
@@ -969,10 +1029,24 @@ class Engine:
             view = dataclasses.replace(view, plan=self._plan)
         self._decisions += 1
         submit = getattr(self.controller, "submit_decide", None)
-        if submit is not None:
-            return submit(view)
-        decision = self.controller.decide(view)
-        return lambda: decision
+        decided = submit(view) if submit is not None else _given(self.controller.decide(view))
+        # the shield and the audit see what the controller saw, with the fill report in any case
+        checked = (
+            view
+            if view.key_fill is not None
+            else dataclasses.replace(view, key_fill=self._key_fill)
+        )
+
+        def collect() -> Decision:
+            decision = decided()
+            if self.shield is not None:
+                decision = self.shield.filter(checked, decision)
+            if checked.t_ns < self._end_ns:
+                for rule, n in audit(checked, decision.paths).items():
+                    self.shield_violations[rule] += n
+            return decision
+
+        return collect
 
     def _edge_lookup(self, snap) -> EdgeLookup:
         """The fastest-up-edge lookup of ``snap``, built once per snapshot; the engine holds
@@ -994,8 +1068,9 @@ class Engine:
         wall_start = time.perf_counter()
         total_s = self.scenario.time.duration_s if duration_s is None else float(duration_s)
         n_ticks = int(round(total_s * NS_PER_S)) // self.dt_ns
+        self._end_ns = n_ticks * self.dt_ns
         records: list[TickRecord] = []
-        totals = _RunTotals()
+        totals = _RunTotals(ObjectiveTotals(self.objective_weights, self.dt_ns / NS_PER_S))
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         paths = self._decide(snap).paths
@@ -1023,6 +1098,7 @@ class Engine:
                       for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
             lookup = self._edge_lookup(snap)
             edges = {k: e for k, e in enumerate(lookup.paths_edges(paths)) if paths[k] is not None}
+            path_terms = self._path_terms(snap, paths, edges, active, power)
             if unclosed is not None:
                 # the previous tick's node phase ran while G(t + dt) was being built (Ray)
                 self._close_tick(unclosed, totals, records)
@@ -1033,7 +1109,7 @@ class Engine:
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
             finish = self._serve_flows(snap, paths, edges, t_ns)
-            unclosed = (t_ns, power, len(self.handover.log) - done_before, finish)
+            unclosed = (t_ns, power, len(self.handover.log) - done_before, path_terms, finish)
             snap, paths = snap_next, next_paths
             if tick + 1 < n_ticks:
                 snap_next = snap_after
@@ -1049,7 +1125,7 @@ class Engine:
             buffer.check_ledger()
         return RunResult(
             scenario=self.scenario.name,
-            controller=self.controller.name,
+            controller=self.controller_label,
             seed=self.seed,
             sim_seconds=n_ticks * self.dt_ns / NS_PER_S,
             wall_seconds=time.perf_counter() - wall_start,
@@ -1063,4 +1139,15 @@ class Engine:
             below_reserve_ticks=totals.below_reserve_ticks,
             haps_below_reserve_ticks=totals.haps_below_reserve_ticks,
             entanglement=list(self.entanglement),
+            objective=totals.objective.as_dict(),
+            shield=self._shield_summary(),
         )
+
+    def _shield_summary(self) -> dict:
+        """What RunResult.shield holds (twin.control.shield)."""
+        counts = self.shield.counts if self.shield is not None else None
+        return {
+            "violations": dict(self.shield_violations),
+            "rejected": dict(counts.rejected) if counts is not None else None,
+            "unsatisfiable": dict(counts.unsatisfiable) if counts is not None else None,
+        }

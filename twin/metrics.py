@@ -33,6 +33,14 @@ the active time, and a handover gap counts against both):
   what trusted relays delivered).
 - ``pdr``: delivered over offered data, in bits for flow-level traffic.
 - ``latency_ms[class]``: mean propagation latency of the paths used.
+- ``shield_violations``: executed paths (one per flow and decided tick) that broke a rule of
+  the shield (twin.control.shield: data residency, Type-I key continuity, Type-I latency SLO)
+  while some path met that rule and the rules before it, by the independent audit, for every
+  controller; by rule in ``shield_violations_by_rule``. ``shield_rejections`` /
+  ``shield_unsatisfiable``: per rule, the paths the shield replaced and the moments no path
+  could meet the rule (None for a run without the shield).
+- ``objective``: J of the control problem, main paper eq. (4)-(5) (twin.control.objective:
+  each term's definition and unit), with the mean reward and terms per tick and the weights.
 - Entanglement (twin.engine's docstring, "Entanglement service": one request per active Type-I
   flow every ``ENTANGLEMENT_PERIOD_S`` over the elevated segment of its path):
   ``entanglement_requests`` counts them; ``entanglement_success_pct`` is the share that
@@ -134,8 +142,10 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "pdr": delivered / offered if offered else None,
             "battery_below_reserve_ticks": result.below_reserve_ticks,
             "haps_below_reserve_ticks": result.haps_below_reserve_ticks,
-            # no shield in the baseline engine yet: not measured
-            "shield_violations": None,
+            "shield_violations": sum(result.shield["violations"].values()),
+            "shield_violations_by_rule": result.shield["violations"],
+            "shield_rejections": result.shield["rejected"],
+            "shield_unsatisfiable": result.shield["unsatisfiable"],
             "entanglement_requests": len(requests),
             "entanglement_success_pct": _pct(len(delivered_pairs), len(requests)),
             "entanglement_meets_f_min_pct": _pct(
@@ -156,6 +166,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "memory_slots_peak_node": (
                 max(m.peak_slots_used for m in memories) if memories else None
             ),
+            "objective": result.objective or None,
         },
     }
 

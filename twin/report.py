@@ -87,6 +87,7 @@ _COLUMN_KINDS: tuple[tuple[str, str], ...] = (
     ("carbon_g", "float"),
     ("handovers", "int"),
     ("delivered_bits", "int"),
+    ("reward", "float"),
 )
 CSV_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _COLUMN_KINDS)
 
@@ -183,6 +184,7 @@ def _record_row(index: int, record: TickRecord) -> list[str]:
         "carbon_g": record.carbon_g,
         "handovers": record.handovers,
         "delivered_bits": record.delivered_bits,
+        "reward": record.reward,
     }
     row = []
     for name, kind in _COLUMN_KINDS:

@@ -222,18 +222,19 @@ def test_duplicated_delayed_and_reordered_bus_frames_change_no_result(
     assert got == local_metrics
 
 
-def test_key_aware_reads_the_hosts_fill_reports_and_decides_as_in_one_process(ray_local):
+def test_key_aware_and_the_shield_read_the_hosts_fill_reports_as_in_one_process(ray_local):
     # the key-aware controller reads every link buffer's fill level (reported by the hosts
     # with each tick's end, shipped to the edge actors with G(t)): 3 hosts and an edge actor
-    # per site give the local engine's metrics, and the fill levels changed its paths
+    # per site give the local engine's metrics, and the fill levels changed its paths; the
+    # shield (in the driver) and the audit read the same reports, so their counts agree too
     from actors.runtime import ray_engine
 
     scenario = load_scenario("case-grid-eclipse")
-    local = Engine(scenario, controller="key-aware")
+    local = Engine(scenario, controller="key-aware", shield=True)
     expected = local.run(duration_s=300)
     static = Engine(scenario).run(duration_s=300)
     engine = ray_engine(scenario, placement_mode="sharded", hosts=3, edge_actors="per-site",
-                        controller="key-aware")  # fmt: skip
+                        controller="key-aware", shield=True)  # fmt: skip
     try:
         assert engine.nodes.key_telemetry and len(engine.controller.edges) == 2
         got = engine.run(duration_s=300)
@@ -248,3 +249,4 @@ def test_key_aware_reads_the_hosts_fill_reports_and_decides_as_in_one_process(ra
 
     assert strip(got_metrics) == strip(metrics_json(compute_metrics(expected, local)))
     assert expected.flows != static.flows
+    assert expected.shield["rejected"]["key_continuity"] > 0

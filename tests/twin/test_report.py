@@ -46,6 +46,7 @@ def make_records(n=40, dt_s=60.0, seed=3):
                 carbon_g=float(rng.uniform()) * 1e-7,
                 handovers=i % 4,
                 delivered_bits=10**15 + i,
+                reward=1.5 - 0.01 * i,
             )
         )
     return records
@@ -125,6 +126,7 @@ def expected_row(r):
         "carbon_g": r.carbon_g,
         "handovers": r.handovers,
         "delivered_bits": r.delivered_bits,
+        "reward": r.reward,
     }
 
 

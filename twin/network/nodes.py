@@ -144,17 +144,19 @@ class TickCounters:
     type_i_active_ns: int = 0
     type_i_secure_ns: int = 0
     served_ns: dict[str, list[int]] = field(
-        default_factory=lambda: {c.value: [0, 0] for c in TrafficClass}
+        default_factory=lambda: {c.value: [0, 0, 0] for c in TrafficClass}
     )
-    """class -> [served ns, active ns]"""
+    """class -> [served ns, active ns, secure ns] (FlowState's served_ns, active_ns and
+    secure_ns of the class's flows, over the tick)"""
 
     def add(self, other: TickCounters) -> None:
         self.delivered_bits += other.delivered_bits
         self.type_i_active_ns += other.type_i_active_ns
         self.type_i_secure_ns += other.type_i_secure_ns
-        for c, (s, n) in other.served_ns.items():
-            self.served_ns[c][0] += s
-            self.served_ns[c][1] += n
+        for c, counts in other.served_ns.items():
+            mine = self.served_ns[c]
+            for i, value in enumerate(counts):
+                mine[i] += value
 
 
 @dataclass(frozen=True)
@@ -839,6 +841,7 @@ class NodeSet:
             counters.served_ns[cls.value][0] += service.up_ns
         if secure:
             state.secure_ns += service.up_ns
+            counters.served_ns[cls.value][2] += service.up_ns
             if cls is TrafficClass.TYPE_I:
                 counters.type_i_secure_ns += service.up_ns
 

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from twin.control.objective import ObjectiveWeights
 from twin.network.handover import HandoverParams
 from twin.network.traffic import DAY_NS, Flow, TrafficClass, exact_rate_bps, flows_from_mapping
 from twin.physics.carbon import grid_regions
@@ -1502,6 +1503,34 @@ class HandoverSettings(_Strict):
         )
 
 
+# --------------------------------------------------------------------------------------------
+# The control objective
+# --------------------------------------------------------------------------------------------
+
+
+class ObjectiveSettings(_Strict):
+    """Weights of the control objective, main paper eq. (4) (twin.control.objective, where
+    each term's unit and each default is explained). Optional: a scenario without this section
+    gets those defaults."""
+
+    w_secure: float = Field(default=1.0, ge=0, le=1e6, description="secure throughput ratio")
+    w_latency: float = Field(default=0.01, ge=0, le=1e6, description="per ms of path latency")
+    w_carbon: float = Field(default=0.1, ge=0, le=1e6, description="per kg CO2e/h (eq. 5)")
+    w_availability: float = Field(default=1.0, ge=0, le=1e6, description="availability")
+    discount_per_s: float = Field(
+        default=1.0, gt=0, le=1, description="gamma per simulated second (1: undiscounted)"
+    )
+
+    def weights(self) -> ObjectiveWeights:
+        return ObjectiveWeights(
+            secure=self.w_secure,
+            latency=self.w_latency,
+            carbon=self.w_carbon,
+            availability=self.w_availability,
+            discount_per_s=self.discount_per_s,
+        )
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -1522,6 +1551,7 @@ class Scenario(_Strict):
     weather: Weather = Field(default_factory=Weather)
     traffic: Traffic = Field(default_factory=Traffic)
     handover: HandoverSettings = Field(default_factory=HandoverSettings)
+    objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
 
     def summary(self) -> str:
         """One line for ``qntwin validate``: what the file describes, in counts."""

@@ -259,7 +259,7 @@ def test_a_flow_without_path_or_inside_a_gap_relays_nothing():
     batches = rounds(nodes, [control.update(flow, None, [], 0)])
     assert len(batches) == 1  # the update, then nothing
     counters = nodes.end_tick()
-    assert counters.served_ns["type_i"] == [0, DT_NS] and counters.type_i_secure_ns == 0
+    assert counters.served_ns["type_i"] == [0, DT_NS, 0] and counters.type_i_secure_ns == 0
     # a whole tick in a handover gap: active, not served, no key moved
     nodes.environment(snapshot({("a", "b"): 0}), DT_NS)
     assert len(rounds(nodes, [control.update(flow, ["a", "b"], [10], DT_NS, gap_ns=DT_NS)])) == 1

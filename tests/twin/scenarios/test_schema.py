@@ -1295,3 +1295,26 @@ def test_handover_settings_reach_the_protocol_parameters():
     assert scenario.handover.params() == HandoverParams()  # small.yaml spells out the defaults
     faster = parse_scenario(_edit("  acquisition_s: 30 ", "  acquisition_s: 2.5 "), label="x")
     assert faster.handover.params().acquisition_ns == 2_500_000_000
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  w_latency: 0.01 ", "  w_latency: -1 ", ["objective.w_latency", "-1", "0"]),
+        ("  discount_per_s: 1.0 ", "  discount_per_s: 0 ", ["objective.discount_per_s", "0"]),
+        ("  w_carbon: 0.1 ", "  w_co2: 0.1 ", ["objective.w_co2", "unknown key"]),
+    ],
+)
+def test_bad_objective_weights_name_path_and_value(old, new, expected):
+    msg = _error(_edit(old, new))
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_objective_settings_reach_the_weights():
+    from twin.control.objective import ObjectiveWeights
+
+    scenario = parse_scenario(SMALL_TEXT, label="small.yaml")
+    assert scenario.objective.weights() == ObjectiveWeights()  # small.yaml spells out defaults
+    greener = parse_scenario(_edit("  w_carbon: 0.1 ", "  w_carbon: 2.5 "), label="x")
+    assert greener.objective.weights().carbon == 2.5

@@ -1,0 +1,115 @@
+"""The shield's rules (main paper sec. VII-C; twin.control.shield) and the independent audit."""
+
+import numpy as np
+import pytest
+
+from twin.control.baselines import Decision, NetworkView
+from twin.control.shield import Shield, audit, critical_key_bits
+from twin.engine import Engine
+from twin.metrics import compute_metrics
+from twin.network.routing import NodeIndex
+from twin.network.traffic import Flow, TrafficClass
+from twin.scenarios import load_scenario
+
+from .test_baselines import NAMES, snapshot
+from .test_key_aware import fill
+
+# a-b direct (3 ms) and a detour a-c-b (2 x 0.4 ms, within Type-I's 1 ms)
+SLOW_DIRECT = [(0, 1, 3e-3, 1, 0.5), (0, 2, 0.4e-3, 1, 0.5), (1, 2, 0.4e-3, 1, 0.5)]
+RATE_BPS = 1_000  # Type-I one-time pad: a hop is starved below 1 s of it, 1,000 bits
+
+
+def view(edges, key_fill, traffic_class=TrafficClass.TYPE_I, forbidden=(), jurisdiction=None):
+    flows = [Flow("f", "a", "b", traffic_class, RATE_BPS, forbidden_jurisdictions=forbidden)]
+    snap = snapshot(edges)
+    return NetworkView(
+        t_ns=0, snapshot=snap, flows=flows, node_index=NodeIndex.from_names(NAMES),
+        jurisdictions={"c": jurisdiction}, flow_endpoints=[(0, 1)], key_fill=key_fill,
+    )  # fmt: skip
+
+
+def shielded(v, path):
+    shield = Shield()
+    decision = shield.filter(v, Decision(paths=(path,)))
+    return decision.paths[0], shield.counts
+
+
+def test_the_critical_threshold_is_one_second_of_a_type_i_flows_pad():
+    flow = Flow("f", "a", "b", TrafficClass.TYPE_I, RATE_BPS)
+    assert critical_key_bits(flow, 0) == 1_000
+    assert critical_key_bits(Flow("g", "a", "b", TrafficClass.TYPE_II, RATE_BPS), 0) == 0
+
+
+def test_a_type_i_path_over_a_starved_hop_is_rejected_for_a_keyed_one():
+    starved = fill({(0, 1): 999, (0, 2): 1_000, (1, 2): 5_000})
+    v = view(SLOW_DIRECT, starved)
+    path, counts = shielded(v, (0, 1))
+    assert path == (0, 2, 1)
+    assert counts.rejected["key_continuity"] == 1 and counts.rejected["latency_slo"] == 1
+    assert audit(v, [(0, 1)])["key_continuity"] == 1
+    assert audit(v, [path]) == {"residency": 0, "key_continuity": 0, "latency_slo": 0}
+
+
+def test_a_keyed_path_over_the_slo_is_rejected_only_for_a_keyed_path_within_it():
+    keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+    path, counts = shielded(view(SLOW_DIRECT, keyed), (0, 1))
+    assert path == (0, 2, 1) and counts.rejected["latency_slo"] == 1
+    assert audit(view(SLOW_DIRECT, keyed), [(0, 1)])["latency_slo"] == 1
+    # the fast detour is starved: key continuity comes first, the slow keyed path stays
+    detour_starved = fill({(0, 1): 5_000, (0, 2): 10, (1, 2): 5_000})
+    v = view(SLOW_DIRECT, detour_starved)
+    path, counts = shielded(v, (0, 1))
+    assert path == (0, 1) and counts.rejected == dict.fromkeys(counts.rejected, 0)
+    assert counts.unsatisfiable["latency_slo"] == 1
+    assert sum(audit(v, [(0, 1)]).values()) == 0  # no violation: no keyed path meets the SLO
+
+
+def test_without_any_keyed_path_the_proposal_stands_and_the_rule_is_unsatisfiable():
+    v = view(SLOW_DIRECT, fill({(0, 1): 10, (0, 2): 10, (1, 2): 10}))
+    path, counts = shielded(v, (0, 1))
+    assert path == (0, 1)
+    assert counts.unsatisfiable["key_continuity"] == 1 and sum(counts.rejected.values()) == 0
+    assert sum(audit(v, [(0, 1)]).values()) == 0
+
+
+def test_residency_is_never_relaxed_and_holds_for_every_class():
+    # c lies in a forbidden jurisdiction: the detour through it is refused, for Type-IV too
+    for traffic_class in (TrafficClass.TYPE_I, TrafficClass.TYPE_IV):
+        keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+        v = view(SLOW_DIRECT, keyed, traffic_class, forbidden=("XX",), jurisdiction="XX")
+        path, counts = shielded(v, (0, 2, 1))
+        assert path == (0, 1) and counts.rejected["residency"] == 1
+        assert audit(v, [(0, 2, 1)])["residency"] == 1
+    # no compliant path at all: no path, not the forbidden one
+    only_via_c = [(0, 1, 3e-3, 0, 0.5), (0, 2, 0.4e-3, 1, 0.5), (1, 2, 0.4e-3, 1, 0.5)]
+    v = view(only_via_c, fill({}), TrafficClass.TYPE_IV, forbidden=("XX",), jurisdiction="XX")
+    assert shielded(v, (0, 2, 1))[0] is None
+
+
+def test_a_compliant_path_and_no_path_pass_untouched():
+    keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+    for proposal in ((0, 2, 1), None):
+        path, counts = shielded(view(SLOW_DIRECT, keyed), proposal)
+        assert path == proposal and sum(counts.rejected.values()) == 0
+
+
+def test_the_shield_needs_the_fill_report():
+    with pytest.raises(ValueError, match="fill levels"):
+        Shield().filter(view(SLOW_DIRECT, None), Decision(paths=((0, 1),)))
+
+
+def test_the_audit_counts_an_unshielded_runs_violations_and_a_shielded_run_has_none():
+    """case-grid-eclipse, 120 s: static-sp puts Type-I PMU flows on starved satellite hops
+    while keyed ones are up; behind the shield no executed path breaks a rule, the shield
+    having rejected those paths, and more of the Type-I time keeps its key."""
+    out = {}
+    for shield in (False, True):
+        engine = Engine(load_scenario("case-grid-eclipse"), controller="static-sp", shield=shield)
+        result = engine.run(duration_s=120)
+        out[shield] = compute_metrics(result, engine)["metrics"]
+    assert out[False]["shield_violations_by_rule"]["key_continuity"] > 0
+    assert out[False]["shield_rejections"] is None
+    assert out[True]["shield_violations"] == 0
+    assert out[True]["shield_rejections"]["key_continuity"] > 0
+    assert out[True]["secure_session_uptime_pct"] > out[False]["secure_session_uptime_pct"]
+    assert np.isfinite(out[True]["objective"]["J"])

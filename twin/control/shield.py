@@ -1,0 +1,266 @@
+"""The shield (main paper sec. VII-C) and an independent audit of what the network executed.
+
+The shield is a deterministic layer between a controller's decision and the network: every
+path a controller proposes passes it before it becomes a forwarding update, and a path that
+breaks a rule is rejected and replaced. Its rules are the constraints of sec. IV-B that a path
+decides, in priority order (a rule is enforced only as far as the rules before it allow):
+
+1. ``residency`` (regulatory): no flow transits a site of a jurisdiction it forbids (data
+   residency, e.g. GDPR). Never relaxed: without a compliant path the flow gets no path.
+2. ``key_continuity`` (safety): a Type-I flow (one-time pad) is not put on a path with a hop
+   whose key buffer holds less than ``critical_key_s`` of its demand (the paper's rule: "IF
+   Key_Buffer < Critical_Threshold AND Traffic_Class == Type-I THEN REJECT"), read from the
+   last closed tick's fill report (Table 2's key-buffer-fill-level; twin.control.telemetry).
+3. ``latency_slo``: a Type-I path meets its latency target (Table 1, < 1 ms; the SLO
+   constraint of sec. IV-B).
+
+A rejected path is replaced by the fastest path that meets all three rules; when none exists
+the last rule is relaxed (the proposal is kept if it meets the first two, else the fastest path
+that does), then the second. A rule that no path can meet at that moment is *unsatisfiable*
+(counted apart: no action could have met it, so it is no rejection and no violation); the
+shield cannot make key or a short path appear.
+
+The battery-reserve and memory-capacity constraints of sec. IV-B are not a path's to break in
+the twin (a satellite's load follows its visible links, not the flows routed over them, and
+entanglement requests that find a memory full fail on their own; twin.engine): the planner's
+schedule is where they bind.
+
+:func:`audit` checks executed paths against the same rules with code of its own (a plain
+Dijkstra of scipy over the view's graph, not the routing module the shield searches with), so
+``shield_violations`` in metrics.json measures every controller, shielded or not: a violation
+is a path that broke a rule while some path met that rule and every rule before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+
+from twin.control.baselines import Decision, NetworkView, _latency_csr, _route_all
+from twin.network.routing import no_transit_mask
+from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
+from twin.units import NS_PER_S
+
+__all__ = ["RULES", "Shield", "ShieldCounts", "audit", "critical_key_bits"]
+
+RULES = ("residency", "key_continuity", "latency_slo")
+# assumption: the rule's Critical_Threshold (sec. VII-C gives none): a hop is key-starved for
+# a Type-I flow once its buffer holds less than one second of the flow's one-time-pad demand
+CRITICAL_KEY_S = 1.0
+
+
+def critical_key_bits(flow: Flow, t_ns: int, critical_key_s: float = CRITICAL_KEY_S) -> int:
+    """The key a hop must hold for ``flow`` at ``t_ns`` (0: the flow has no key rule): for a
+    Type-I flow, ``critical_key_s`` of its one-time-pad demand (the coming second's bits)."""
+    if flow.traffic_class is not TrafficClass.TYPE_I:
+        return 0
+    return int(demand_bits(flow, t_ns, NS_PER_S) * critical_key_s)
+
+
+@dataclass
+class ShieldCounts:
+    """Per rule: paths rejected, and moments when no path could meet the rule."""
+
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RULES, 0))
+    unsatisfiable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RULES, 0))
+
+
+class Shield:
+    """The deterministic safety layer of sec. VII-C over a decision (module docstring)."""
+
+    def __init__(self, critical_key_s: float = CRITICAL_KEY_S) -> None:
+        if not critical_key_s >= 0:
+            raise ValueError(f"critical_key_s must be >= 0, got {critical_key_s}")
+        self.critical_key_s = float(critical_key_s)
+        self.counts = ShieldCounts()
+
+    def filter(self, view: NetworkView, decision: Decision) -> Decision:
+        """The decision with every path that breaks a rule replaced (module docstring); counts
+        the rejections and the unsatisfiable rules in :attr:`counts`."""
+        if view.key_fill is None:
+            raise ValueError(
+                "the shield reads the key buffers' fill levels: the view must carry them "
+                "(NetworkView.key_fill)"
+            )
+        paths = list(decision.paths)
+        for k, flow in enumerate(view.flows):
+            paths[k] = self._shield(view, k, flow, paths[k])
+        return Decision(paths=tuple(paths), notes=decision.notes)
+
+    def _shield(self, view: NetworkView, k: int, flow: Flow, proposed):
+        need = critical_key_bits(flow, view.t_ns, self.critical_key_s)
+        broken = _broken(view, flow, proposed, need)
+        if not broken:
+            return proposed
+        snap = view.snapshot
+        keyed = snap.up
+        if need > 0:
+            keyed = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
+        best = _route_all(view, _latency_csr(snap, keyed), [k]).paths[k]
+        if best is not None and not _broken(view, flow, best, need):
+            chosen = best  # meets all three rules
+        else:
+            self.counts.unsatisfiable["latency_slo"] += flow.traffic_class is TrafficClass.TYPE_I
+            if best is not None:  # keyed, too slow: the proposal if it is keyed, else this
+                chosen = proposed if broken == {"latency_slo"} else best
+            else:  # no keyed path: key continuity relaxed as well
+                if need > 0:
+                    self.counts.unsatisfiable["key_continuity"] += 1
+                if "residency" not in broken:
+                    chosen = proposed
+                else:
+                    chosen = _route_all(view, _latency_csr(snap, snap.up), [k]).paths[k]
+        for rule in broken - _broken(view, flow, chosen, need):
+            self.counts.rejected[rule] += 1
+        return chosen
+
+
+def _transits(view: NetworkView, flow: Flow, path) -> bool:
+    """Whether ``path`` passes through (not ends at) a site of a forbidden jurisdiction."""
+    forbidden = {j.upper() for j in flow.forbidden_jurisdictions}
+    names = view.node_index.names
+    for node in path[1:-1]:
+        j = view.jurisdictions.get(names[node])
+        if j is not None and str(j).upper() in forbidden:
+            return True
+    return False
+
+
+def _broken(view: NetworkView, flow: Flow, path, need: int) -> set[str]:
+    """The rules ``path`` breaks (none for no path: a flow without a path breaks no rule)."""
+    if path is None:
+        return set()
+    broken = set()
+    if flow.forbidden_jurisdictions and _transits(view, flow, path):
+        broken.add("residency")
+    if need > 0 and view.key_fill.of_path(path).min(initial=need) < need:
+        broken.add("key_continuity")
+    if flow.traffic_class is TrafficClass.TYPE_I:
+        latency = float(np.sum(view.snapshot.latency_s[view.edges().path_edges(path)]))
+        if not requirements(flow.traffic_class).meets_latency(latency):
+            broken.add("latency_slo")
+    return broken
+
+
+def audit(
+    view: NetworkView, paths: Sequence, critical_key_s: float = CRITICAL_KEY_S
+) -> dict[str, int]:
+    """Per rule, how many of ``paths`` (one per flow of ``view``) break it while some path
+    met it and every rule before it (module docstring). Independent of :class:`Shield`: hops
+    are matched to the view's up edges by node pair here, and the graph is searched by scipy's
+    Dijkstra over float latencies, not by the routing module."""
+    violations = dict.fromkeys(RULES, 0)
+    snap = view.snapshot
+    names = view.node_index.names
+    graph = None
+    for k, flow in enumerate(view.flows):
+        path = paths[k]
+        if path is None:
+            continue
+        forbidden = {j.upper() for j in flow.forbidden_jurisdictions}
+        if forbidden and any(
+            str(view.jurisdictions.get(names[v]) or "").upper() in forbidden for v in path[1:-1]
+        ):
+            violations["residency"] += 1
+            continue  # the other rules are judged among compliant paths only
+        if flow.traffic_class is not TrafficClass.TYPE_I:
+            continue
+        if graph is None:
+            graph = _AuditGraph(snap, view.key_fill.of_pairs(snap.a, snap.b))
+        need = critical_key_bits(flow, view.t_ns, critical_key_s)
+        latency_s, starved = graph.path(path, need)
+        target = requirements(flow.traffic_class).latency_target_s
+        if not starved and latency_s <= target:
+            continue
+        no_transit = no_transit_mask(view.node_index, view.jurisdictions, forbidden)
+        src, dst = view.flow_endpoints[k]
+        if starved:  # was any path keyed?
+            violations["key_continuity"] += graph.keyed_path_exists(need, no_transit, src, dst)
+        elif (
+            graph.within(src, dst, target)
+            and graph.fastest(need, no_transit, src, dst, limit_s=target) <= target
+        ):
+            violations["latency_slo"] += 1
+    return violations
+
+
+class _AuditGraph:
+    """The view's up edges for the audit: per node pair the fastest edge's latency and the
+    key its buffer holds, built once per audited decision."""
+
+    def __init__(self, snap, fill_bits: np.ndarray) -> None:
+        n = snap.n_nodes
+        up = np.flatnonzero(snap.up)
+        lo = np.minimum(snap.a[up], snap.b[up]).astype(np.int64)
+        hi = np.maximum(snap.a[up], snap.b[up]).astype(np.int64)
+        pair, latency, bits = lo * n + hi, snap.latency_s[up], fill_bits[up]
+        if pair.size and np.all(pair[1:] >= pair[:-1]):
+            # G(t) lists its edges by pair already: each pair's least latency, no sort
+            start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+            latency = np.minimum.reduceat(latency, start)
+        else:
+            order = np.lexsort((latency, pair))  # the fastest edge first within each pair
+            pair, latency, bits = pair[order], latency[order], bits[order]
+            start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if pair.size else start
+            latency = latency[start]
+        self.pair, self.latency_s, self.bits = pair[start], latency, bits[start]
+        self.lo, self.hi = np.divmod(self.pair, n)
+        self.n = n
+        self._any_path = None  # the graph of every up pair, both ways, for bounded searches
+        self._components: dict[int, np.ndarray] = {}  # need -> keyed graph's component labels
+
+    def within(self, src: int, dst: int, limit_s: float) -> bool:
+        """Whether any path of up edges (keys and jurisdictions aside) joins ``src`` and
+        ``dst`` within ``limit_s``: none does, then no path meeting more rules does either."""
+        if self._any_path is None:
+            self._any_path = coo_matrix(
+                (self.latency_s, (self.lo, self.hi)), shape=(self.n, self.n)
+            ).tocsr()
+        reach = dijkstra(self._any_path, directed=False, indices=src, limit=limit_s)
+        return bool(reach[dst] <= limit_s)
+
+    def path(self, path, need: int) -> tuple[float, bool]:
+        """(the path's latency over its fastest up edges, inf on a missing hop; whether a hop
+        holds less than ``need`` bits)."""
+        nodes = np.asarray(path, dtype=np.int64)
+        want = np.minimum(nodes[:-1], nodes[1:]) * self.n + np.maximum(nodes[:-1], nodes[1:])
+        at = np.minimum(np.searchsorted(self.pair, want), max(self.pair.size - 1, 0))
+        if self.pair.size == 0 or np.any(self.pair[at] != want):
+            return np.inf, True
+        return float(np.sum(self.latency_s[at])), bool(np.any(self.bits[at] < need))
+
+    def keyed_path_exists(self, need: int, no_transit, src: int, dst: int) -> bool:
+        """Whether a path over pairs holding ``need`` bits joins ``src`` and ``dst`` without
+        leaving a ``no_transit`` node other than ``src``."""
+        if no_transit.any():
+            return bool(np.isfinite(self.fastest(need, no_transit, src, dst)))
+        # no jurisdiction in the way: the keyed graph's components, once per need
+        labels = self._components.get(need)
+        if labels is None:
+            keyed = self.bits >= need
+            graph = coo_matrix(
+                (np.ones(int(keyed.sum())), (self.lo[keyed], self.hi[keyed])),
+                shape=(self.n, self.n),
+            )
+            labels = connected_components(graph, directed=False)[1]
+            self._components[need] = labels
+        return bool(labels[src] == labels[dst])
+
+    def fastest(self, need: int, no_transit, src: int, dst: int, limit_s: float = np.inf) -> float:
+        """The least latency from ``src`` to ``dst`` over the pairs holding ``need`` bits,
+        never leaving a ``no_transit`` node other than ``src`` (inf: none within
+        ``limit_s``)."""
+        leaves = ~no_transit
+        leaves[src] = True
+        keyed = self.bits >= need
+        forward = keyed & leaves[self.lo]  # lo -> hi leaves lo
+        backward = keyed & leaves[self.hi]
+        rows = np.concatenate([self.lo[forward], self.hi[backward]])
+        cols = np.concatenate([self.hi[forward], self.lo[backward]])
+        weights = np.concatenate([self.latency_s[forward], self.latency_s[backward]])
+        graph = coo_matrix((weights, (rows, cols)), shape=(self.n, self.n)).tocsr()
+        return float(dijkstra(graph, directed=True, indices=src, limit=limit_s)[dst])
