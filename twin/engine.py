@@ -1039,9 +1039,10 @@ class Engine:
 
         def collect() -> Decision:
             decision = decided()
+            serves = checked.t_ns < self._end_ns  # (the decision after the last tick bounds it)
             if self.shield is not None:
-                decision = self.shield.filter(checked, decision)
-            if checked.t_ns < self._end_ns:
+                decision = self.shield.filter(checked, decision, count=serves)
+            if serves:
                 for rule, n in audit(checked, decision.paths).items():
                     self.shield_violations[rule] += n
             return decision

@@ -78,17 +78,22 @@ class Shield:
         self.critical_key_s = float(critical_key_s)
         self.counts = ShieldCounts()
 
-    def filter(self, view: NetworkView, decision: Decision) -> Decision:
+    def filter(self, view: NetworkView, decision: Decision, *, count: bool = True) -> Decision:
         """The decision with every path that breaks a rule replaced (module docstring); counts
-        the rejections and the unsatisfiable rules in :attr:`counts`."""
+        the rejections and the unsatisfiable rules in :attr:`counts` (unless ``count`` is
+        False: a decision that serves no tick, the one bounding a run's last)."""
         if view.key_fill is None:
             raise ValueError(
                 "the shield reads the key buffers' fill levels: the view must carry them "
                 "(NetworkView.key_fill)"
             )
+        kept = self.counts
+        if not count:
+            self.counts = ShieldCounts()
         paths = list(decision.paths)
         for k, flow in enumerate(view.flows):
             paths[k] = self._shield(view, k, flow, paths[k])
+        self.counts = kept
         return Decision(paths=tuple(paths), notes=decision.notes)
 
     def _shield(self, view: NetworkView, k: int, flow: Flow, proposed):
