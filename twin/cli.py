@@ -76,6 +76,40 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- view ----------------------------------------------------------------------------------
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    """Run the local engine to --at seconds and write the SDQN controller's global view."""
+    from pathlib import Path
+
+    from twin.control.global_view import global_view, view_json
+    from twin.engine import Engine
+    from twin.report import atomic_write_text
+    from twin.scenarios import load_scenario
+    from twin.units import NS_PER_S
+
+    scenario = load_scenario(args.scenario)
+    duration_s = scenario.time.duration_s
+    if not (0 <= args.at <= duration_s):
+        raise CliError(
+            f"--at must be within [0, {duration_s:g}] s (the scenario's duration), got {args.at:g}"
+        )
+    engine = Engine(scenario, controller=args.controller, shield=args.shield or None)
+    # whole ticks: the view is of the last closed tick's end
+    ticks = round(args.at * NS_PER_S) // engine.dt_ns
+    engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
+    text = view_json(global_view(engine))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+        print(f"wrote {out} (t = {ticks * engine.dt_ns / NS_PER_S:g} s)")
+    return 0
+
+
 # --- run -----------------------------------------------------------------------------------
 
 
@@ -578,6 +612,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "view",
+        help="the SDQN global view at a time of a run, as RFC 8345 JSON with the paper's "
+        "ietf-sdqn-ntn attributes (Table 2)",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument(
+        "--at", type=float, default=0.0, help="simulated seconds to run first (default 0)"
+    )
+    p.add_argument("--controller", default="static-sp", help="the controller of the run")
+    p.add_argument("--shield", action="store_true", help="the shield in the run (see run)")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser(
         "bus-keys", help="write a CurveZMQ key set for the Ray runtime's bus (--bus-keys DIR)"

@@ -519,6 +519,12 @@ class Engine:
         return self.nodes.memories()
 
     @property
+    def key_fill(self) -> KeyFill:
+        """The key buffers' fill report of the last closed tick (what controllers, the shield
+        and the audit see; twin.control.telemetry)."""
+        return self._key_fill
+
+    @property
     def soc_j(self) -> np.ndarray:
         """Satellite batteries' state of charge, J, in node order."""
         return self.nodes.soc_j("satellite")

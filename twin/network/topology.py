@@ -594,6 +594,11 @@ class TopologyModel:
             key_rate=_KeyRate(preset),
         )
 
+    @property
+    def weather(self) -> SiteWeather:
+        """The scenario's weather at the sites (site order)."""
+        return self._weather
+
     def _table(self, ground_cn2: float) -> LinkBudgetTable:
         table = self._tables.get(ground_cn2)
         if table is None:
