@@ -35,6 +35,7 @@ commands is noticed by its serve call's failure, and then every edge actor is re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pickle
 from collections.abc import Sequence
 
@@ -336,10 +337,21 @@ class EdgeController(_HostedController):
 
 
 class CloudPlanner(_HostedController):
-    """The cloud tier's actor: the controller's plan over every flow."""
+    """The cloud tier's actor: the controller's plan over every flow. A controller that plans
+    for a scenario (``bind``: the MPC's forecasts) gets it here."""
 
-    def plan(self, snapshot: list):
-        return self.controller.plan(self._view(snapshot, None))
+    def __init__(self, controller, flows, node_names, jurisdictions, flow_endpoints,
+                 scenario=None) -> None:  # fmt: skip
+        super().__init__(controller, flows, node_names, jurisdictions, flow_endpoints)
+        bind = getattr(self.controller, "bind", None)
+        if bind is not None and scenario is not None:
+            bind(scenario)
+
+    def plan(self, snapshot: list, battery_soc: bytes | None = None, fill: list | None = None):
+        view = self._view(snapshot, None, fill)
+        if battery_soc is not None:
+            view = dataclasses.replace(view, battery_soc=unpack_array(battery_soc, np.float64))
+        return self.controller.plan(view)
 
 
 class _Actor:
@@ -430,6 +442,7 @@ class RayControllers:
         checkpoint_every: int = 60,
         edge_actors: int | str | None = "auto",
         bus_kwargs: dict | None = None,
+        scenario=None,
     ) -> None:
         import ray
 
@@ -486,7 +499,11 @@ class RayControllers:
                 )
             self._connect(list(self.edges.values()))
             if self.plan_every_ticks > 0:
-                self.cloud = _Actor(CloudPlanner, f"qntwin-cloud-{run_id}", args(range(len(flows))))
+                self.cloud = _Actor(
+                    CloudPlanner,
+                    f"qntwin-cloud-{run_id}",
+                    (*args(range(len(flows))), scenario),
+                )
             self._ray = ray
         except BaseException:
             self.close()
@@ -564,7 +581,8 @@ class RayControllers:
         if self.cloud is None:
             raise RuntimeError(f"controller {self.name!r} does not plan (plan_every_ticks 0)")
         packed = self._ray.put(self._packed_snapshot(view.snapshot))  # its decide follows
-        call = self.cloud.submit("plan", packed)
+        soc = None if view.battery_soc is None else pack_array(view.battery_soc, np.float64)
+        call = self.cloud.submit("plan", packed, soc, pack_key_fill(view.key_fill))
         return self._collect([(self.cloud, call.ref)], "plan")[0]
 
     def decide(self, view: NetworkView) -> Decision:

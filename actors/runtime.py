@@ -976,6 +976,7 @@ def ray_engine(
                 checkpoint_every=checkpoint_every,
                 edge_actors=edge_actors,
                 bus_kwargs=bus_kwargs,
+                scenario=engine.scenario,
             )
         )
         return started[-1]

@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--controller",
         default="static-sp",
-        help="static-sp (default), dijkstra-distance or key-aware",
+        help="static-sp (default), dijkstra-distance, key-aware or mpc-only",
     )
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
@@ -655,7 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a performance benchmark (from a source checkout)")
     p.add_argument(
-        "suite", choices=["physics", "engine", "bus", "runtime"], help="which benchmark to run"
+        "suite",
+        choices=["physics", "engine", "bus", "runtime", "mpc"],
+        help="which benchmark to run",
     )
     p.add_argument("--repeat", type=int, default=200, help="timed repetitions (default 200)")
     p.add_argument(

@@ -94,6 +94,7 @@ from fractions import Fraction
 import numpy as np
 
 from twin.control.baselines import Decision, EdgeLookup, NetworkView, make_controller
+from twin.control.mpc import LaserSchedule
 from twin.control.objective import (
     LATENCY_REFERENCE_S,
     ObjectiveTotals,
@@ -119,7 +120,7 @@ from twin.network.memory_slots import QuantumMemory
 from twin.network.messages import Envelope
 from twin.network.nodes import FlowState, KeySettings, NodeGroup, forwarding_update
 from twin.network.routing import NodeIndex
-from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, TopologyModel
+from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, Snapshot, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits
 from twin.physics.carbon import (
     DIURNAL_AMPLITUDE,
@@ -375,6 +376,13 @@ class Engine:
         self._end_ns = 0  # the run's end: decisions at or after it serve no tick (no audit)
         self._decisions = 0  # decide calls so far: a planning controller plans every N
         self._plan = None
+        bind = getattr(self.controller, "bind", None)
+        if bind is not None:  # a planner forecasts from the scenario (orbits, power models)
+            bind(scenario)
+        # the laser schedule's bookkeeping (_apply_schedule): the step being spent, and each
+        # satellite's time awake in it
+        self._awake_step: tuple[int, int] | None = None
+        self._awake_spent_ns = np.zeros(0, dtype=np.int64)
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
         self.ogs_power = equipment.ogs.power_model()
@@ -461,6 +469,14 @@ class Engine:
                 np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
                 int(LaserLevel.ON),
                 int(LaserLevel.STANDBY),
+            )
+        )
+        # under a laser schedule the idle terminals sleep (OFF) instead of standing by
+        self._sat_load_by_active_asleep_w = self.sat_power.load_w(
+            np.where(
+                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
+                int(LaserLevel.ON),
+                int(LaserLevel.OFF),
             )
         )
         self._haps_load_by_linked_w = self.haps_power.load_w(
@@ -929,7 +945,12 @@ class Engine:
             lit = sunlit_fraction(snap.satellite_positions_m, sun[:, None])
             active = np.bincount(optical_b[optical_b >= sat0] - sat0, minlength=n_sats)
             terminals = self.sat_power.laser_terminals
-            load = self._sat_load_by_active_w[np.minimum(active, terminals)]
+            by_active = (
+                self._sat_load_by_active_asleep_w
+                if isinstance(self._plan, LaserSchedule)
+                else self._sat_load_by_active_w
+            )
+            load = by_active[np.minimum(active, terminals)]
             steps.append(("satellite", lit, load, self.sat_power, dt_s))
             sat_power_w = float(np.sum(load))
         if n_haps:
@@ -1010,14 +1031,22 @@ class Engine:
         )
 
     def _decide(self, snap):
-        """The controller's decision for G(t) ``snap``; see :meth:`_submit_decide`."""
-        return self._submit_decide(snap)()
+        """G(t) ``snap`` as the plan leaves it, and the controller's decision for it; see
+        :meth:`_submit_decide`."""
+        snap, decided = self._submit_decide(snap)
+        return snap, decided()
 
-    def _submit_decide(self, snap) -> Callable[[], Decision]:
+    def _submit_decide(self, snap) -> tuple[Snapshot, Callable[[], Decision]]:
         """The controller's decision for G(t) ``snap``, as a callable that gives it: a
         controller whose work runs elsewhere (controller actors, ``submit_decide``) returns at
         once and decides while the engine goes on. Called once per snapshot, in time order. A
-        controller that plans (the cloud tier) plans first, every N decisions."""
+        controller that plans (the cloud tier) plans first, every N decisions; a plan that
+        schedules the satellites' terminals (``LaserSchedule``) is applied to ``snap``, and
+        the snapshot it leaves is returned with the decision (the tick runs on it)."""
+        every = getattr(self.controller, "plan_every_ticks", 0)  # 0 or absent: no plans
+        if every > 0 and self._decisions % every == 0:
+            self._plan = self.controller.plan(self._planning_view(snap))
+        snap = self._apply_schedule(snap)
         view = NetworkView(
             t_ns=snap.t_ns,
             snapshot=snap,
@@ -1028,10 +1057,7 @@ class Engine:
             edge_lookup=self._edge_lookup(snap),
             key_fill=self._key_fill if self.reads_key_fill else None,
         )
-        every = getattr(self.controller, "plan_every_ticks", 0)  # 0 or absent: no plans
         if every > 0:
-            if self._decisions % every == 0:
-                self._plan = self.controller.plan(view)
             view = dataclasses.replace(view, plan=self._plan)
         self._decisions += 1
         submit = getattr(self.controller, "submit_decide", None)
@@ -1053,7 +1079,51 @@ class Engine:
                     self.shield_violations[rule] += n
             return decision
 
-        return collect
+        return snap, collect
+
+    def _planning_view(self, snap) -> NetworkView:
+        """What the cloud tier plans from: G(t), the flows, the key buffers' fill report and
+        the satellites' battery charge (Table 2's battery-state-of-charge, fraction)."""
+        soc = None
+        if self.nodes.battery_counts["satellite"]:
+            soc = self.nodes.soc_j("satellite") / self.sat_power.battery_capacity_j
+        return NetworkView(
+            t_ns=snap.t_ns,
+            snapshot=snap,
+            flows=self.flows,
+            node_index=self.node_index,
+            jurisdictions=self.jurisdictions,
+            flow_endpoints=self.flow_endpoints,
+            edge_lookup=self._edge_lookup(snap),
+            key_fill=self._key_fill,
+            battery_soc=soc,
+        )
+
+    def _apply_schedule(self, snap):
+        """``snap`` with the optical links of sleeping satellites down (the laser schedule).
+
+        Under a :class:`LaserSchedule` a satellite's terminals run at a tick when it has an
+        optical contact (an up FSO edge to an OGS or a HAPS) and its time awake in the plan's
+        current step is not spent; otherwise they sleep (OFF: no standby load) and its optical
+        links carry nothing. Called once per snapshot in time order, so the time spent is a
+        function of the schedule and G(t) alone."""
+        schedule = self._plan
+        if not isinstance(schedule, LaserSchedule):
+            return snap
+        step = min((snap.t_ns - schedule.t0_ns) // schedule.step_ns, schedule.awake_ns.shape[1] - 1)
+        if self._awake_step != (schedule.t0_ns, step):
+            self._awake_step = (schedule.t0_ns, step)
+            self._awake_spent_ns = np.zeros(schedule.awake_ns.shape[0], dtype=np.int64)
+        sat0 = self._sat0
+        optical = self._optical_kind.take(snap.kind) & snap.up & (snap.b >= sat0)
+        in_contact = np.unique(snap.b[optical] - sat0)
+        awake = in_contact[self._awake_spent_ns[in_contact] < schedule.awake_ns[in_contact, step]]
+        self._awake_spent_ns[awake] += self.dt_ns
+        asleep = np.setdiff1d(in_contact, awake, assume_unique=True)
+        if asleep.size == 0:
+            return snap
+        off = optical & np.isin(snap.b - sat0, asleep)
+        return dataclasses.replace(snap, up=snap.up & ~off)
 
     def _edge_lookup(self, snap) -> EdgeLookup:
         """The fastest-up-edge lookup of ``snap``, built once per snapshot; the engine holds
@@ -1080,10 +1150,10 @@ class Engine:
         totals = _RunTotals(ObjectiveTotals(self.objective_weights, self.dt_ns / NS_PER_S))
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
-        paths = self._decide(snap).paths
+        snap, first = self._decide(snap)
+        paths = first.paths
         if n_ticks:
-            snap_next = self.topology.snapshot(self.dt_ns)
-            decided = self._submit_decide(snap_next)
+            snap_next, decided = self._submit_decide(self.topology.snapshot(self.dt_ns))
         for tick in range(n_ticks):
             t_ns = tick * self.dt_ns
             t_end = t_ns + self.dt_ns
@@ -1096,8 +1166,9 @@ class Engine:
             if tick + 1 < n_ticks:
                 # the next tick's end is decided while this tick runs: the same decisions in
                 # the same order (one per snapshot), and controller actors work meanwhile
-                snap_after = self.topology.snapshot(t_end + self.dt_ns)
-                decided = self._submit_decide(snap_after)
+                snap_after, decided = self._submit_decide(
+                    self.topology.snapshot(t_end + self.dt_ns)
+                )
             # what comes from G(t) and the paths alone is made before the previous tick's node
             # phase is waited for: under Ray the hosts run it meanwhile
             demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]

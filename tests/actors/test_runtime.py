@@ -250,3 +250,28 @@ def test_key_aware_and_the_shield_read_the_hosts_fill_reports_as_in_one_process(
     assert strip(got_metrics) == strip(metrics_json(compute_metrics(expected, local)))
     assert expected.flows != static.flows
     assert expected.shield["rejected"]["key_continuity"] > 0
+
+
+def test_mpc_only_plans_on_the_cloud_planner_and_runs_as_in_one_process(ray_local):
+    # the MPC tier on the cloud planner actor: it binds the scenario there, plans from the
+    # batteries' charge the driver gathers from the hosts, and the laser schedule it returns
+    # is applied in the driver; the metrics are the local engine's
+    from actors.runtime import ray_engine
+
+    scenario = load_scenario("case-grid-eclipse")
+    local = Engine(scenario, controller="mpc-only")
+    expected = metrics_json(compute_metrics(local.run(duration_s=150), local))
+    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
+                        controller="mpc-only")  # fmt: skip
+    try:
+        assert engine.controller.cloud is not None
+        got = metrics_json(compute_metrics(engine.run(duration_s=150), engine))
+    finally:
+        engine.close()
+
+    def strip(text):
+        m = json.loads(text)
+        m.pop("wall_seconds")
+        return m
+
+    assert strip(got) == strip(expected)

@@ -69,6 +69,9 @@ class NetworkView:
     key_fill: KeyFill | None = None
     """the key buffers' fill levels at the end of the last closed tick, for a controller that
     reads them (``reads_key_fill``: twin.control.telemetry); None for the others"""
+    battery_soc: np.ndarray | None = None
+    """the satellites' battery charge (fraction of capacity, satellite order; Table 2's
+    battery-state-of-charge), in the view a planning controller plans from; None otherwise"""
     plan: object | None = None
     """the cloud tier's latest plan, for a controller that plans (``plan_every_ticks > 0``:
     ``plan(view)`` every that many ticks, before that tick's ``decide``); None otherwise"""
@@ -308,6 +311,15 @@ CONTROLLERS = {
     DijkstraDistance.name: DijkstraDistance,
     KeyAwareGreedy.name: KeyAwareGreedy,
 }
+
+
+def _mpc_only():
+    from twin.control.mpc import MpcOnly  # (imports OSQP and the topology)
+
+    return MpcOnly()
+
+
+CONTROLLERS["mpc-only"] = _mpc_only
 
 
 def make_controller(name: str) -> Controller:

@@ -624,6 +624,34 @@ class TopologyModel:
             batches += self._haps_edges(t_s, sat_pos)
         return self._assemble(t_ns, batches, self.satellite_positions_m)
 
+    @property
+    def epoch(self) -> tuple[float, float]:
+        """The scenario's start as a (Julian day, fraction) pair (twin.physics.orbits)."""
+        return self._epoch
+
+    def satellite_state(self, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """What a planner predicts from the orbits alone at ``t_ns`` (no snapshot built): the
+        satellites' (3, S) ECEF positions (m) and (S,) whether each sees an optical ground
+        station or HAPS above its FSO mask (weather aside: a forecast, not G(t)). The
+        visibility test is the snapshot's (``SiteGeometry``'s sine of elevation)."""
+        n = self._n_sats
+        if self._propagator is None:
+            return np.zeros((3, 0)), np.zeros(0, dtype=bool)
+        jd, fr = (float(x) for x in jd_fr_add_seconds(*self._epoch, t_ns / NS_PER_S))
+        positions = self._propagator.positions_ecef_m(jd, fr)
+        contact = np.zeros(n, dtype=bool)
+        for geometry, mask in (
+            (self._ogs_geometry, SPACE_EDGE_MASK_RAD[EdgeKind.FSO_GROUND_SPACE]),
+            (self._haps_geometry, SPACE_EDGE_MASK_RAD[EdgeKind.FSO_HAPS_SPACE]),
+        ):
+            if geometry is None:
+                continue
+            rho = positions[:, None, :] - geometry.ecef_m[:, :, None]  # (3, sites, S)
+            up = np.einsum("si,isn->sn", geometry.up, rho)
+            sin_el = up / np.sqrt(np.einsum("isn,isn->sn", rho, rho))
+            contact |= np.any(sin_el >= np.sin(mask), axis=0)
+        return positions, contact
+
     def elevation_rad(self, snapshot: Snapshot, lower, upper) -> np.ndarray:
         """Elevation (rad) of satellites ``upper`` seen from OGS or HAPS nodes ``lower`` at the
         snapshot's time, for any pair, visible or not.
