@@ -76,6 +76,81 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- compare -------------------------------------------------------------------------------
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Every controller on the same seeds; compare.json, a table, plots, report.md."""
+    from pathlib import Path
+
+    from twin.compare import (
+        HEADLINE,
+        parse_controllers,
+        run_comparison,
+        summarize,
+        write_comparison,
+    )
+    from twin.control.baselines import CONTROLLERS
+    from twin.engine import Engine
+    from twin.scenarios import load_scenario
+
+    _check_runtime_flags(args)
+    if not 1 <= args.seeds <= 100:
+        raise CliError(f"--seeds must be a whole number within [1, 100], got {args.seeds}")
+    if args.hours is not None and not (args.hours > 0 and args.hours < 24 * 366):
+        raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
+    try:
+        controllers = parse_controllers(args.controllers, list(CONTROLLERS))
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    scenario = load_scenario(args.scenario)
+    seeds = [scenario.seed + i for i in range(args.seeds)]
+    duration_s = None if args.hours is None else args.hours * 3600.0
+    out_dir = Path(args.out or f"results/{scenario.name}-compare")
+
+    def progress(label: str, seed: int) -> None:
+        if not args.quiet:
+            print(f"running {label}, seed {seed} ...", flush=True)
+
+    if args.runtime == "ray":
+        from actors.runtime import RuntimeUnavailable, ray_engine, ray_session
+
+        edge_actors = _edge_actors(args.edge_actors)
+
+        def make(name: str, seed: int, shield: bool):
+            return ray_engine(
+                scenario, placement_mode=args.placement or "auto", hosts=args.hosts,
+                controller=name, seed=seed, shield=shield or None,
+                controller_actors=edge_actors != "none", edge_actors=edge_actors,
+            )  # fmt: skip
+
+        try:
+            with ray_session(args.address):
+                runs = run_comparison(controllers, seeds, make, duration_s, progress)
+        except RuntimeUnavailable as err:
+            raise CliError(str(err)) from None
+    else:
+
+        def make(name: str, seed: int, shield: bool):
+            return Engine(scenario, controller=name, seed=seed, shield=shield or None)
+
+        runs = run_comparison(controllers, seeds, make, duration_s, progress)
+    written = write_comparison(out_dir, runs)
+    summary = summarize(runs)
+    names = list(summary["controllers"])
+    label_width = max(len(label) for _, label, _ in HEADLINE)
+    print(f"{summary['scenario']}, {summary['sim_seconds']:g} s, seeds {seeds}:")
+    print(" " * (label_width + 2) + "".join(f"{n:>20}" for n in names))
+    for key, label, _ in HEADLINE:
+        cells = []
+        for n in names:
+            entry = summary["controllers"][n]["metrics"].get(key)
+            cells.append("n/a" if entry is None else f"{entry['mean']:.4g}")
+        print(f"  {label:<{label_width}}" + "".join(f"{c:>20}" for c in cells))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 # --- view ----------------------------------------------------------------------------------
 
 
@@ -113,21 +188,26 @@ def _cmd_view(args: argparse.Namespace) -> int:
 # --- run -----------------------------------------------------------------------------------
 
 
+def _check_runtime_flags(args: argparse.Namespace) -> None:
+    """The Ray runtime's flags are refused under --runtime local; --hosts must be >= 1."""
+    if args.runtime == "local":
+        for flag, value in (("--placement", args.placement), ("--hosts", args.hosts),
+                            ("--address", args.address),
+                            ("--edge-actors", args.edge_actors),
+                            ("--bus-auth", getattr(args, "bus_auth", None)),
+                            ("--bus-keys", getattr(args, "bus_keys", None))):  # fmt: skip
+            if value is not None:
+                raise CliError(f"{flag} applies to --runtime ray only; drop it or add that")
+    if args.hosts is not None and args.hosts < 1:
+        raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
 
     from twin.engine import Engine
     from twin.scenarios import load_scenario
 
-    if args.runtime == "local":
-        for flag, value in (("--placement", args.placement), ("--hosts", args.hosts),
-                            ("--address", args.address),
-                            ("--edge-actors", args.edge_actors),
-                            ("--bus-auth", args.bus_auth),
-                            ("--bus-keys", args.bus_keys)):  # fmt: skip
-            if value is not None:
-                raise CliError(f"{flag} applies to --runtime ray only; drop it or add that")
-    if args.hosts is not None and args.hosts < 1:
-        raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
+    _check_runtime_flags(args)
     edge_actors = _edge_actors(args.edge_actors)
     if args.bus_keys is not None and args.bus_auth == "none":
         raise CliError("--bus-keys gives CurveZMQ keys: drop it or use --bus-auth curve")
@@ -612,6 +692,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "compare",
+        help="run controllers on the same seeds; compare.json, a table, plots and report.md "
+        "beside the paper's claims",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument(
+        "--controllers",
+        required=True,
+        help="comma-separated controllers, each optionally +shield (e.g. "
+        "static-sp,key-aware,mpc-only+shield)",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="seeds per controller (default 1)")
+    p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
+    p.add_argument("--out", help="output directory (default results/SCENARIO-compare)")
+    p.add_argument(
+        "--runtime",
+        choices=["local", "ray"],
+        default="local",
+        help="local (the default here: one process per run) or ray, as for run",
+    )
+    p.add_argument("--placement", choices=["per-node", "sharded", "auto"], help="ray: as run")
+    p.add_argument("--hosts", type=int, metavar="K", help="ray, sharded: number of hosts")
+    p.add_argument("--address", help="ray: a running cluster's head (host:port)")
+    p.add_argument("--edge-actors", metavar="auto|per-site|K|none", help="ray: as run")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
         "view",
