@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from twin.metrics import _finite
+from twin.metrics import json_safe
 from twin.report import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -363,7 +363,7 @@ def write_comparison(out_dir: Path, runs: Sequence[ComparedRun]) -> list[Path]:
     written = [
         atomic_write_text(
             out_dir / COMPARE_FILE,
-            json.dumps(_finite(summary), sort_keys=True, indent=2, allow_nan=False) + "\n",
+            json.dumps(json_safe(summary), sort_keys=True, indent=2, allow_nan=False) + "\n",
         )
     ]
     for name, data in _plots(summary, runs).items():

@@ -1047,27 +1047,13 @@ class Engine:
         if every > 0 and self._decisions % every == 0:
             self._plan = self.controller.plan(self._planning_view(snap))
         snap = self._apply_schedule(snap)
-        view = NetworkView(
-            t_ns=snap.t_ns,
-            snapshot=snap,
-            flows=self.flows,
-            node_index=self.node_index,
-            jurisdictions=self.jurisdictions,
-            flow_endpoints=self.flow_endpoints,
-            edge_lookup=self._edge_lookup(snap),
-            key_fill=self._key_fill if self.reads_key_fill else None,
-        )
-        if every > 0:
-            view = dataclasses.replace(view, plan=self._plan)
+        # the shield and the audit see what the controller sees, with the fill report in any
+        # case; the controller sees the report only if it reads it
+        checked = self._view(snap, plan=self._plan if every > 0 else None)
+        view = checked if self.reads_key_fill else dataclasses.replace(checked, key_fill=None)
         self._decisions += 1
         submit = getattr(self.controller, "submit_decide", None)
         decided = submit(view) if submit is not None else _given(self.controller.decide(view))
-        # the shield and the audit see what the controller saw, with the fill report in any case
-        checked = (
-            view
-            if view.key_fill is not None
-            else dataclasses.replace(view, key_fill=self._key_fill)
-        )
 
         def collect() -> Decision:
             decision = decided()
@@ -1087,6 +1073,10 @@ class Engine:
         soc = None
         if self.nodes.battery_counts["satellite"]:
             soc = self.nodes.soc_j("satellite") / self.sat_power.battery_capacity_j
+        return self._view(snap, battery_soc=soc)
+
+    def _view(self, snap, **extra) -> NetworkView:
+        """The network view of ``snap`` with the last closed tick's fill report."""
         return NetworkView(
             t_ns=snap.t_ns,
             snapshot=snap,
@@ -1096,7 +1086,7 @@ class Engine:
             flow_endpoints=self.flow_endpoints,
             edge_lookup=self._edge_lookup(snap),
             key_fill=self._key_fill,
-            battery_soc=soc,
+            **extra,
         )
 
     def _apply_schedule(self, snap):

@@ -64,7 +64,7 @@ from typing import Any
 from twin.network.keys import total_ledger
 from twin.network.traffic import TrafficClass
 
-__all__ = ["compute_metrics", "metrics_json"]
+__all__ = ["compute_metrics", "json_safe", "metrics_json"]
 
 
 def _pct(numerator: float, denominator: float) -> float | None:
@@ -171,16 +171,17 @@ def compute_metrics(result, engine) -> dict[str, Any]:
     }
 
 
-def _finite(value):
+def json_safe(value):
+    """``value`` with every non-finite float (in dicts and lists) as None, for strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:
     """Deterministic JSON text (sorted keys, repr floats, NaN/inf as null)."""
-    return json.dumps(_finite(metrics), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(metrics), sort_keys=True, indent=2, allow_nan=False) + "\n"

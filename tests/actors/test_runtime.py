@@ -13,6 +13,13 @@ from twin.scenarios import load_scenario
 DURATION_S = 240.0
 
 
+def _without_wall_time(text: str) -> dict:
+    """metrics.json's dict without wall_seconds, the one field identical runs differ in."""
+    m = json.loads(text)
+    m.pop("wall_seconds")
+    return m
+
+
 def metrics_of(engine, progress=None) -> str:
     result = engine.run(duration_s=DURATION_S, progress=progress)
     metrics = json.loads(metrics_json(compute_metrics(result, engine)))
@@ -64,12 +71,9 @@ def test_handovers_and_entanglement_come_out_the_same_on_three_hosts(ray_local):
     assert got.entanglement == expected.entanglement
     assert list(got.handovers) == list(expected.handovers)
 
-    def strip(text):
-        m = json.loads(text)
-        m.pop("wall_seconds")
-        return m
-
-    assert strip(got_metrics) == strip(metrics_json(compute_metrics(expected, local)))
+    assert _without_wall_time(got_metrics) == _without_wall_time(
+        metrics_json(compute_metrics(expected, local))
+    )
 
 
 def test_qntwin_run_on_ray_writes_the_local_runs_metrics(ray_local, tmp_path, capsys):
@@ -242,12 +246,9 @@ def test_key_aware_and_the_shield_read_the_hosts_fill_reports_as_in_one_process(
     finally:
         engine.close()
 
-    def strip(text):
-        m = json.loads(text)
-        m.pop("wall_seconds")
-        return m
-
-    assert strip(got_metrics) == strip(metrics_json(compute_metrics(expected, local)))
+    assert _without_wall_time(got_metrics) == _without_wall_time(
+        metrics_json(compute_metrics(expected, local))
+    )
     assert expected.flows != static.flows
     assert expected.shield["rejected"]["key_continuity"] > 0
 
@@ -269,9 +270,4 @@ def test_mpc_only_plans_on_the_cloud_planner_and_runs_as_in_one_process(ray_loca
     finally:
         engine.close()
 
-    def strip(text):
-        m = json.loads(text)
-        m.pop("wall_seconds")
-        return m
-
-    assert strip(got) == strip(expected)
+    assert _without_wall_time(got) == _without_wall_time(expected)

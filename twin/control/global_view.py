@@ -28,10 +28,10 @@ engine's state and t: two exports of the same run are byte-identical (``view_jso
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 
+from twin.metrics import json_safe
 from twin.network.topology import EdgeKind
 from twin.physics.carbon import carbon_intensity_g_per_kwh
 from twin.physics.turbulence import slant_fried_parameter_m
@@ -136,16 +136,6 @@ def global_view(engine, t_ns: int | None = None) -> dict:
     }
 
 
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def view_json(view: dict) -> str:
     """Deterministic JSON text of a view (sorted keys; inf, e.g. r0 without turbulence, null)."""
-    return json.dumps(_finite(view), sort_keys=True, indent=1, allow_nan=False) + "\n"
+    return json.dumps(json_safe(view), sort_keys=True, indent=1, allow_nan=False) + "\n"
