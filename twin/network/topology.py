@@ -625,6 +625,11 @@ class TopologyModel:
         return self._assemble(t_ns, batches, self.satellite_positions_m)
 
     @property
+    def sat_ogs_wavelength_m(self) -> float:
+        """The optical ground-space links' wavelength (equipment.optical.sat_ogs)."""
+        return float(self._sat_ogs_preset.tx.wavelength_m)
+
+    @property
     def epoch(self) -> tuple[float, float]:
         """The scenario's start as a (Julian day, fraction) pair (twin.physics.orbits)."""
         return self._epoch
