@@ -74,6 +74,16 @@ protocol runs in the engine's ``HandoverManager``, which plays every role with i
 envelopes, and the entanglement service runs ``distribute`` over the path nodes' memories in one
 call: the node group lends them to the engine for the request and takes them back after.
 
+Control plane (twin.control). The controller's decision passes the shield when the controller
+carries one or the caller asks (``shield=True``), and every decision that serves a tick is
+audited against the shield's rules (``shield_violations``); both read the last closed tick's
+key-buffer fill report, which the nodes therefore send every tick. Each tick is scored by the
+objective of eq. (4) (``TickRecord.reward``, J in ``RunResult.objective``). A planning
+controller's plan that schedules the satellites' terminals (``twin.control.mpc.LaserSchedule``,
+the laser schedule) is applied to each snapshot before it is decided on: a satellite whose
+planned time awake in the current step is spent has its optical links down, and idle terminals
+sleep (OFF) rather than stand by.
+
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
 come from ``twin.rng.stream`` (the baselines draw none).
