@@ -33,18 +33,25 @@ one tick early changes nothing as long as ``decide`` is called exactly once per 
 order, and sees no engine state: the view holds G(t), the flows and static data (static-sp
 remembers only its own previous decision).
 
-Handover (one definition, main paper sec. VIII): a flow is active, a ground-space (OGS or HAPS
-to satellite) hop of its path goes down, and the controller moves the flow to a path through a
-satellite its old path did not use. The baselines run break-before-make: the link is lost at
-the interpolated instant, the loss is detected, the new satellite acquired and its key buffer
-warmed up, the flow tables switched; the flow is not served from the loss to the switch (the
-gap, ``HandoverRecord.interruption_ns``). Not handovers, counted apart in
-``RunResult.space_events``: a lost hop with no other path (plain unavailability), a lost hop
-whose flow stays on its satellites (FSO to RF on the same satellite, or off the space segment),
-a loss while the flow's previous handover is still running (the flow waits for that one), and a
-controller moving a flow to another satellite while its hop is still up (a re-optimizing
-controller would; static-sp keeps a path until it breaks; the graph treats every visible link as
-usable at once, so such a reroute has no gap here).
+Handover (one definition, main paper sec. VIII): an active flow moves from a satellite of its
+path to one its old path did not use. Two kinds, both run by the protocol
+(twin.network.handover) with nanosecond timestamps:
+
+- break-before-make: a ground-space (OGS or HAPS to satellite) hop of the path goes down and the
+  controller moves the flow: the link is lost at the interpolated instant, the loss is detected,
+  the new satellite acquired and its key buffer warmed up, the flow tables switched; the flow is
+  not served from the loss to the switch (the gap, ``HandoverRecord.interruption_ns``);
+- make-before-break: the controller moves the flow while its hop is still up (a predicting or
+  re-optimizing controller; static-sp keeps a path until it breaks): the switch starts at once,
+  and the flow stays on its old path (``_served``) while Sat-B is acquired, keyed and sent the
+  session state, then switches at the scheduled instant with no gap, unless Sat-A's link drops
+  first (then the flow is not served from that loss to the switch).
+
+Not handovers, counted apart in ``RunResult.space_events``: a lost hop with no other path (plain
+unavailability), a lost hop whose flow stays on its satellites (FSO to RF on the same satellite,
+or off the space segment), a loss while the flow's previous handover is still running (the
+flow waits for that one), and a move asked while the flow's previous handover is finishing (the
+flow keeps its path for the tick; the controller asks again).
 
 Entanglement service (SPARQ's model; main paper sec. III-B eq. (3) for the memories). Every
 node has a :class:`QuantumMemory` (``MEMORY_Q_MAX`` slots, coherence time ``MEMORY_T2_S``),
@@ -201,21 +208,36 @@ SPACE_EVENTS = (
     "loss_without_alternative",
     "loss_same_satellite",
     "loss_during_handover",
-    "reroute_before_loss",
+    "move_during_handover",
 )
+# a make-before-break switch is not told when Sat-A's link will drop (the controller chose to
+# move, for whatever reason): the protocol's own loss message is sent this far ahead, beyond
+# any run, and the engine reports an earlier loss as it happens
+MBB_LOSS_UNKNOWN_NS = 366 * 24 * 3_600 * NS_PER_S
 
 
 @dataclass
 class _Gap:
-    """A flow's handover gap: from the loss of Sat-A's link to the switch to Sat-B."""
+    """A flow's handover gap: from the loss of Sat-A's link to the switch to Sat-B (a
+    make-before-break switch has one only if Sat-A's link is lost before it: until then
+    ``start_ns`` is None and the gap only tracks the switch)."""
 
-    start_ns: int
+    start_ns: int | None
     handover_id: str
     switch_nodes: tuple[str, ...]
     stop_ns: int | None = None
     """the instant the last flow-table node switched; None until it has"""
     switched: dict[str, int] = field(default_factory=dict)
     """flow-table node -> the instant it switched, as the protocol's envelopes arrive"""
+
+
+@dataclass
+class _Pinned:
+    """A flow's make-before-break switch in progress: the flow stays on ``path`` (Sat-A)
+    until ``gap`` records the switch."""
+
+    path: tuple[int, ...]
+    gap: _Gap
 
 
 @dataclass(frozen=True)
@@ -507,6 +529,9 @@ class Engine:
         # the baselines hand over break-before-make; the manager plays every protocol role
         self.handover = HandoverManager(scenario.handover.params())
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
+        self._pinned: dict[int, _Pinned] = {}  # flow index -> its make-before-break switch
+        self._held: dict[int, tuple] = {}  # flows kept on their path for one tick (a move
+        # asked while their last handover finishes)
         self._log_seen = 0
         self.space_events = dict.fromkeys(SPACE_EVENTS, 0)
         self._haps_offset = len(scenario.sites)  # G(t)'s node order: sites, HAPS, satellites
@@ -661,10 +686,15 @@ class Engine:
         return min(demand, reachable)
 
     def _start_handovers(self, snap, paths, edges, snap_next, next_paths, active) -> None:
-        """Classify the satellite hops lost or changed inside the tick; start a break-before-
-        make handover for each flow the controller moves to another satellite."""
-        names = self.topology.node_names
+        """Classify the satellite hops lost or changed inside the tick ``[snap.t_ns, t_end)``:
+        a flow the controller moves to another satellite while its hop is up starts a
+        make-before-break switch (it stays on its path until the switch, :meth:`_served`); a
+        flow that loses its hop and is moved starts a break-before-make handover; a flow whose
+        hop is lost during its make-before-break switch is interrupted until the switch.
+        ``paths``: the paths served this tick; ``next_paths``: the controller's decision for
+        the tick's end."""
         sat0 = self._sat0
+        t_ns = snap.t_ns
         flows = [k for k in sorted(edges) if active[k]]
         per_flow = self._space_hops(snap, [paths[k] for k in flows], [edges[k] for k in flows])
         hops = dict(zip(flows, per_flow, strict=True))
@@ -674,14 +704,29 @@ class Engine:
         for (k, hop), up in zip(flat, up_next, strict=True):
             if not up:
                 lost.setdefault(k, []).append(hop)
-        losses = []
+        losses = []  # (t_lost, flow index, hop, during a make-before-break switch)
         for k in sorted(hops):
             new = next_paths[k]
+            if k in self._pinned:  # its switch is under way; only a loss matters now
+                if k in lost:
+                    t_lost = min(self._loss_ns(snap, snap_next, hop) for hop in lost[k])
+                    losses.append((t_lost, k, None, True))
+                continue
             old_sats = {n for n in paths[k] if n >= sat0}
             new_sats = set() if new is None else {n for n in new if n >= sat0}
             if k not in lost:
                 if new is not None and new_sats - old_sats:
-                    self.space_events["reroute_before_loss"] += 1
+                    if self.handover.phase(self.flows[k].name) is not None:
+                        # its last handover has not finished (the controller has not heard
+                        # every switch yet): the flow stays where it is for this tick, and
+                        # the move waits for the controller's next decision
+                        self._held[k] = tuple(paths[k])
+                        self.space_events["move_during_handover"] += 1
+                        continue
+                    # moved while its hop is up: make-before-break, from the tick's start
+                    # (before any loss of the tick is handled, so the protocol runs in order)
+                    leaving = [hop for hop in hops[k] if hop[2] not in new_sats] or hops[k]
+                    self._start_mbb(k, t_ns, snap, paths, edges, snap_next, leaving[0], new)
                 continue
             if new is None:
                 self.space_events["loss_without_alternative"] += 1
@@ -691,42 +736,91 @@ class Engine:
                 continue
             when = sorted((self._loss_ns(snap, snap_next, hop), i) for i, hop in enumerate(lost[k]))
             t_lost, first = when[0]
-            losses.append((t_lost, k, lost[k][first]))
-        for t_lost, k, (_, ground, sat, _) in sorted(losses):
+            losses.append((t_lost, k, lost[k][first], False))
+        for t_lost, k, hop, pinned in sorted(losses, key=lambda x: (x[0], x[1])):
             flow = self.flows[k]
             # deliver what happens before the loss: a previous handover may finish first
             self._advance_handovers(max(t_lost - 1, self.handover.now_ns))
+            if pinned:
+                gap = self._pinned[k].gap
+                # not switched yet, and the first loss: a gap until the switch
+                if self.handover.phase(flow.name) is not None and gap.start_ns is None:
+                    self.handover.report_link_loss(flow.name, t_lost)
+                    gap.start_ns = t_lost
+                    self._gaps[flow.name].append(gap)
+                continue
             if self.handover.phase(flow.name) is not None:
                 self.space_events["loss_during_handover"] += 1
                 continue
-            new = next_paths[k]
-            new_edges = self._edge_lookup(snap_next).path_edges(new)
-            candidates = [
-                hop for hop in self._space_hops(snap_next, [new], [new_edges])[0]
-                if hop[2] not in set(paths[k])
-            ]  # fmt: skip
-            same_ground = [hop for hop in candidates if hop[1] == ground]
-            e_to, ground_to, sat_to, _ = (same_ground or candidates)[0]
-            # the new link's key-buffer fill level, as its owner reports it (Table 2)
-            buffered = self.nodes.link_available_bits(names[ground_to], names[sat_to])
-            rate = float(snap_next.skr_bps[e_to])
-            resume = self._resume_key_bits(flow, t_lost, rate, buffered)
-            request = HandoverRequest(
-                flow=flow.name,
-                from_node=names[sat],
-                to_node=names[sat_to],
-                from_ground=names[ground],
-                to_ground=names[ground_to],
-                latency_from_ns=round(float(np.sum(snap.latency_s[edges[k]])) * NS_PER_S),
-                latency_to_ns=round(float(np.sum(snap_next.latency_s[new_edges])) * NS_PER_S),
-                key_rate_to_bps=rate,
-                resume_key_bits=resume,
-                buffered_to_bits=buffered,
+            request = self._handover_request(
+                k, t_lost, snap, paths, edges, snap_next, hop, next_paths[k]
             )
             hid = self.handover.start_bbm(request, t_link_lost_ns=t_lost)
             gap = _Gap(t_lost, hid, request.switch_nodes)
             self._gaps[flow.name].append(gap)
             self._open_gaps[hid] = gap
+
+    def _handover_request(
+        self, k, t_ns, snap, paths, edges, snap_next, hop, new
+    ) -> HandoverRequest:
+        """Flow ``k`` leaving ``hop`` (edge, ground, Sat-A, kind) of its path for path ``new``
+        (the next decision's): Sat-B is the first satellite of the new path not on the old one
+        (through the same ground node when it can)."""
+        names = self.topology.node_names
+        flow = self.flows[k]
+        _, ground, sat, _ = hop
+        new_edges = self._edge_lookup(snap_next).path_edges(new)
+        candidates = [
+            hop for hop in self._space_hops(snap_next, [new], [new_edges])[0]
+            if hop[2] not in set(paths[k])
+        ]  # fmt: skip
+        same_ground = [hop for hop in candidates if hop[1] == ground]
+        e_to, ground_to, sat_to, _ = (same_ground or candidates)[0]
+        # the new link's key-buffer fill level, as its owner reports it (Table 2)
+        buffered = self.nodes.link_available_bits(names[ground_to], names[sat_to])
+        rate = float(snap_next.skr_bps[e_to])
+        return HandoverRequest(
+            flow=flow.name,
+            from_node=names[sat],
+            to_node=names[sat_to],
+            from_ground=names[ground],
+            to_ground=names[ground_to],
+            latency_from_ns=round(float(np.sum(snap.latency_s[edges[k]])) * NS_PER_S),
+            latency_to_ns=round(float(np.sum(snap_next.latency_s[new_edges])) * NS_PER_S),
+            key_rate_to_bps=rate,
+            resume_key_bits=self._resume_key_bits(flow, t_ns, rate, buffered),
+            buffered_to_bits=buffered,
+        )
+
+    def _start_mbb(self, k, t_ns, snap, paths, edges, snap_next, hop, new) -> None:
+        """Flow ``k`` moves off ``hop``'s satellite while the hop is up: a make-before-break
+        switch (main paper sec. VIII.A) starts now and switches as soon as Sat-B is acquired,
+        keyed and holds the session state; the flow stays on ``paths[k]`` until then."""
+        request = self._handover_request(k, t_ns, snap, paths, edges, snap_next, hop, new)
+        hid = self.handover.start_mbb(
+            request, t_predicted_ns=t_ns, t_horizon_ns=t_ns,
+            t_link_lost_ns=t_ns + MBB_LOSS_UNKNOWN_NS,
+        )  # fmt: skip
+        gap = _Gap(None, hid, request.switch_nodes)
+        self._open_gaps[hid] = gap
+        self._pinned[k] = _Pinned(tuple(paths[k]), gap)
+
+    def _served(self, decided, t_ns: int) -> tuple:
+        """The paths served from ``t_ns``: the controller's, except for flows whose
+        make-before-break switch has not switched by then: their old path, while it has not
+        been lost (after a loss, as after break-before-make, the new path, its gap running
+        until the switch)."""
+        served = list(decided)
+        for k, path in self._held.items():
+            served[k] = path
+        self._held = {}
+        for k in sorted(self._pinned):
+            pinned = self._pinned[k]
+            if pinned.gap.stop_ns is not None and pinned.gap.stop_ns <= t_ns:
+                del self._pinned[k]  # switched: the controller's path from now on
+            elif pinned.gap.start_ns is None:
+                served[k] = pinned.path
+        return tuple(served)
 
     def _advance_handovers(self, t_until_ns: int) -> None:
         """Run the handover protocol to ``t_until_ns`` and end the gaps whose switch is done.
@@ -765,7 +859,7 @@ class Engine:
         overlap: a flow has one handover at a time); drops the gaps that end in the tick."""
         total = 0
         gaps = self._gaps[flow]
-        for gap in gaps:
+        for gap in gaps:  # (a gap without a start is not in this list)
             stop = t_end_ns if gap.stop_ns is None else min(gap.stop_ns, t_end_ns)
             total += max(0, stop - max(gap.start_ns, t_ns))
         self._gaps[flow] = [g for g in gaps if g.stop_ns is None or g.stop_ns > t_end_ns]
@@ -1188,7 +1282,7 @@ class Engine:
                 self._serve_entanglement(snap, paths, active, t_ns)
             finish = self._serve_flows(snap, paths, edges, t_ns)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, path_terms, finish)
-            snap, paths = snap_next, next_paths
+            snap, paths = snap_next, self._served(next_paths, t_end)
             if tick + 1 < n_ticks:
                 snap_next = snap_after
             if progress is not None:

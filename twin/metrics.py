@@ -21,9 +21,10 @@ the active time, and a handover gap counts against both):
   handovers (one definition, in twin.engine's docstring); interruption and jitter come from the
   protocol's nanosecond timestamps. A handover still running when the run ends is not counted;
   its gap so far counts against availability and uptime.
-- ``space_segment_events``: lost or changed satellite hops that were not handovers (a loss with
-  no other path, a loss on which the flow keeps its satellites, a loss during the flow's running
-  handover, a reroute to another satellite while the hop was still up), per flow and tick.
+- ``space_segment_events``: lost satellite hops that were not handovers (a loss with no other
+  path, a loss on which the flow keeps its satellites, a loss during the flow's running
+  handover, a move asked while it finishes), per flow and tick. A move to another satellite
+  while the hop is up is a make-before-break handover (twin.engine's docstring).
 - ``carbon_g_per_bit`` / ``energy_j_per_bit``: all carbon / energy of the run over the bits
   delivered.
 - ``key_utilization_pct``: key bits consumed by applications over key bits generated on QKD

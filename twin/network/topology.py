@@ -639,23 +639,36 @@ class TopologyModel:
         satellites' (3, S) ECEF positions (m) and (S,) whether each sees an optical ground
         station or HAPS above its FSO mask (weather aside: a forecast, not G(t)). The
         visibility test is the snapshot's (``SiteGeometry``'s sine of elevation)."""
-        n = self._n_sats
         if self._propagator is None:
             return np.zeros((3, 0)), np.zeros(0, dtype=bool)
+        positions = self.satellite_positions_m_at(t_ns)
+        contact = np.zeros(self._n_sats, dtype=bool)
+        for _, elevation, mask in self.ground_elevations_rad(positions):
+            contact |= np.any(elevation >= mask, axis=0)
+        return positions, contact
+
+    def satellite_positions_m_at(self, t_ns: int) -> np.ndarray:
+        """(3, S) ECEF positions (m) of the satellites at ``t_ns``, from the orbits alone."""
         jd, fr = (float(x) for x in jd_fr_add_seconds(*self._epoch, t_ns / NS_PER_S))
-        positions = self._propagator.positions_ecef_m(jd, fr)
-        contact = np.zeros(n, dtype=bool)
-        for geometry, mask in (
-            (self._ogs_geometry, SPACE_EDGE_MASK_RAD[EdgeKind.FSO_GROUND_SPACE]),
-            (self._haps_geometry, SPACE_EDGE_MASK_RAD[EdgeKind.FSO_HAPS_SPACE]),
-        ):
+        return self._propagator.positions_ecef_m(jd, fr)
+
+    def ground_elevations_rad(self, positions_m: np.ndarray) -> list:
+        """Per kind of optical platform below the satellites (the OGS, then the HAPS): its
+        node indices (L,), the (L, S) elevation of every satellite at ``positions_m`` seen
+        from each, and its FSO mask (rad)."""
+        out = []
+        for geometry, nodes, mask in (
+            (self._ogs_geometry, self._ogs, SPACE_EDGE_MASK_RAD[EdgeKind.FSO_GROUND_SPACE]),
+            (self._haps_geometry, self._haps_offset + np.arange(len(self._haps)),
+             SPACE_EDGE_MASK_RAD[EdgeKind.FSO_HAPS_SPACE]),
+        ):  # fmt: skip
             if geometry is None:
                 continue
-            rho = positions[:, None, :] - geometry.ecef_m[:, :, None]  # (3, sites, S)
+            rho = positions_m[:, None, :] - geometry.ecef_m[:, :, None]  # (3, sites, S)
             up = np.einsum("si,isn->sn", geometry.up, rho)
             sin_el = up / np.sqrt(np.einsum("isn,isn->sn", rho, rho))
-            contact |= np.any(sin_el >= np.sin(mask), axis=0)
-        return positions, contact
+            out.append((np.asarray(nodes, dtype=np.int64), np.arcsin(np.clip(sin_el, -1, 1)), mask))
+        return out
 
     def elevation_rad(self, snapshot: Snapshot, lower, upper) -> np.ndarray:
         """Elevation (rad) of satellites ``upper`` seen from OGS or HAPS nodes ``lower`` at the
