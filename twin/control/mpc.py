@@ -12,7 +12,9 @@ plan such as "downlink to OGS-Berlin at 14:00, enter sleep mode at 14:15". Here,
 - dynamics, with the generation ``g`` predicted from the orbit and the sun and the fixed loads:
   ``x[s, k] <= x[s, k-1] + step_s (eta_c g[s, k] - (P_fixed + P_on u[s, k]) / eta_d) / C``
   (a lower bound of twin.physics.energy.battery_step's change in both charging and
-  discharging, so the plan is conservative; "<=" lets a full battery curtail);
+  discharging, so the plan is conservative; "<=" lets a full battery curtail; a battery's
+  C-rate limits, ``max_charge_w`` / ``max_discharge_w``, are not in the plan: no packaged
+  scenario sets one);
 - constraints ``x <= 1`` and ``x + sigma >= reserve`` with a slack ``sigma >= 0`` priced far
   above everything else (a battery that cannot keep its reserve even asleep still gets a plan);
 - cost ``r (u - v)^2 + q (1 - x)^2 + rho sigma`` (the slack's price linear, an exact penalty
