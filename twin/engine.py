@@ -367,7 +367,7 @@ class Engine:
         self,
         scenario,
         *,
-        controller: str = "static-sp",
+        controller="static-sp",
         seed: int | None = None,
         flows=None,
         partitions=None,
@@ -376,7 +376,8 @@ class Engine:
         shield: bool | None = None,
     ):
         self.scenario = scenario
-        self.controller = make_controller(controller)
+        # a name (twin.control), or a controller object (the DRL environment drives its own)
+        self.controller = make_controller(controller) if isinstance(controller, str) else controller
         self.seed = scenario.seed if seed is None else int(seed)
         self.topology = TopologyModel(scenario)
         self.dt_ns = int(round(scenario.time.tick_s * NS_PER_S))
