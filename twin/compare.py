@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from twin.metrics import json_safe
-from twin.report import atomic_write_bytes, atomic_write_text
+from twin.report import atomic_write_bytes, atomic_write_text, flatten_metrics
 
 __all__ = [
     "ComparedRun",
@@ -120,14 +120,13 @@ def run_comparison(
     return runs
 
 
-def _flatten(prefix: str, value: Any, out: dict) -> None:
-    if isinstance(value, Mapping):
-        for key in sorted(value):
-            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int | float) and math.isfinite(value):
-        out[prefix] = float(value)
+def _numbers(metrics: Mapping) -> dict[str, float]:
+    """Every finite number of nested ``metrics`` (booleans and None left out), by dotted key."""
+    return {
+        key: float(value)
+        for key, value in flatten_metrics("", metrics)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def _interval(values: list[float]) -> dict:
@@ -145,11 +144,7 @@ def summarize(runs: Sequence[ComparedRun]) -> dict:
         by_controller.setdefault(run.controller, []).append(run)
     controllers = {}
     for name, group in by_controller.items():
-        flat = []
-        for run in group:
-            values: dict = {}
-            _flatten("", run.metrics["metrics"], values)
-            flat.append(values)
+        flat = [_numbers(run.metrics["metrics"]) for run in group]
         keys = sorted(set().union(*flat))
         controllers[name] = {
             "seeds": [run.seed for run in group],

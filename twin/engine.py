@@ -399,11 +399,11 @@ class Engine:
         # the shield (twin.control.shield) between the controller and the network: the
         # controller's own choice (``shielded``) unless the caller says; every run is audited
         # against its rules, shielded or not
+        own = bool(getattr(self.controller, "shielded", False))
         if shield is None:
-            shield = bool(getattr(self.controller, "shielded", False))
+            shield = own
         self.shield = Shield() if shield else None
         # what results name the controller by: its name, marked when the caller added a shield
-        own = bool(getattr(self.controller, "shielded", False))
         self.controller_label = self.controller.name + ("+shield" if shield and not own else "")
         self.shield_violations = dict.fromkeys(RULES, 0)
         self._end_ns = 0  # the run's end: decisions at or after it serve no tick (no audit)

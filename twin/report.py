@@ -55,6 +55,7 @@ __all__ = [
     "REPORT_FILE",
     "atomic_write_bytes",
     "atomic_write_text",
+    "flatten_metrics",
     "format_csv_float",
     "render_report",
     "running_uptime_pct",
@@ -436,10 +437,11 @@ _SUMMARY_KEYS = frozenset(
 )
 
 
-def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+def flatten_metrics(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every leaf of nested mappings, keys joined by ``.`` (sorted)."""
     if isinstance(value, Mapping):
         for k in sorted(value, key=str):
-            yield from _flatten(f"{prefix}.{k}" if prefix else str(k), value[k])
+            yield from flatten_metrics(f"{prefix}.{k}" if prefix else str(k), value[k])
     else:
         yield prefix, value
 
@@ -543,7 +545,7 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         (name, _generic(value))
         for key in sorted(m, key=str)
         if key not in _SUMMARY_KEYS
-        for name, value in _flatten(str(key), m[key])
+        for name, value in flatten_metrics(str(key), m[key])
     ]
     if others:
         out += ["", "### Other metrics", ""]
@@ -554,7 +556,7 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         out += ["", "### Configuration", ""]
         out += _table(
             ("Setting", "Value"),
-            [(name, _generic(value)) for name, value in _flatten("", config)],
+            [(name, _generic(value)) for name, value in flatten_metrics("", config)],
             ("---", "---:"),
         )
 

@@ -271,11 +271,9 @@ class KeyAwareGreedy:
                 "(NetworkView.key_fill; the engine passes them to a controller whose "
                 "reads_key_fill is True)"
             )
-        snap = view.snapshot
-        lookup = view.edges()
         n_flows = len(view.flows)
         previous = self._previous if len(self._previous) == n_flows else (None,) * n_flows
-        intact = lookup.paths_intact(previous)
+        intact = view.edges().paths_intact(previous)
         needs = [self.need_bits(f, view.t_ns) for f in view.flows]
         paths: list[tuple[int, ...] | None] = list(previous)
         todo: dict[int, list[int]] = {}  # need -> flows to route
@@ -287,23 +285,27 @@ class KeyAwareGreedy:
             ):
                 continue
             todo.setdefault(needs[k], []).append(k)
-        if any(todo):  # (a need > 0: only then is each link's fill looked up)
-            edge_fill = view.key_fill.of_pairs(snap.a, snap.b)
-        unkeyed: list[int] = []  # flows with no keyed path: the fastest path over all links
         for need in sorted(todo):
-            flows = todo[need]
-            usable = snap.up if need == 0 else snap.up & (edge_fill >= need)
-            found = _route_all(view, _latency_csr(snap, usable), flows).paths
-            for k in flows:
-                paths[k] = found[k]
-                if found[k] is None and need > 0:
-                    unkeyed.append(k)
-        if unkeyed:
-            found = _route_all(view, _latency_csr(snap, snap.up), sorted(unkeyed)).paths
-            for k in unkeyed:
-                paths[k] = found[k]
+            for k, path in self.fastest_keyed(view, todo[need], need).items():
+                paths[k] = path
         self._previous = tuple(paths)
         return Decision(paths=self._previous)
+
+    @staticmethod
+    def fastest_keyed(view: NetworkView, flows: Sequence[int], need: int) -> dict:
+        """Flow index -> the fastest path over the up links whose buffers hold ``need`` bits,
+        else (or for need 0) the fastest path over all up links; None without one."""
+        snap = view.snapshot
+        usable = snap.up
+        if need > 0:  # (only then is each link's fill looked up)
+            usable = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
+        found = _route_all(view, _latency_csr(snap, usable), flows).paths
+        paths = {k: found[k] for k in flows}
+        unkeyed = [k for k in flows if paths[k] is None and need > 0]
+        if unkeyed:  # no keyed path: the fastest path over all links
+            found = _route_all(view, _latency_csr(snap, snap.up), unkeyed).paths
+            paths.update((k, found[k]) for k in unkeyed)
+        return paths
 
 
 CONTROLLERS = {
@@ -384,6 +386,14 @@ class EdgeLookup:
         if nodes.size < 2 or self.pair_keys.size == 0:
             return np.full(max(nodes.size - 1, 0), -1, dtype=np.int64)
         return self._edges(nodes[:-1], nodes[1:])
+
+    def path_latency_s(self, path: Sequence[int]) -> float:
+        """The propagation latency of ``path`` over the fastest up edge of each hop (inf when
+        a hop has none)."""
+        edges = self.path_edges(path)
+        if np.any(edges < 0):
+            return float("inf")
+        return float(np.sum(self.snapshot.latency_s[edges]))
 
     def _edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Fastest up edge of each hop (u[i], v[i]) (-1 where none); needs pair_keys."""

@@ -31,17 +31,15 @@ import json
 
 import numpy as np
 
+from twin.control.observer import zenith_r0_m
 from twin.metrics import json_safe
 from twin.network.topology import EdgeKind
 from twin.physics.carbon import carbon_intensity_g_per_kwh
-from twin.physics.turbulence import slant_fried_parameter_m
 from twin.units import NS_PER_S
 
 __all__ = ["MODULE", "global_view", "view_json"]
 
 MODULE = "ietf-sdqn-ntn"
-R0_WAVELENGTH_M = 500e-9  # r0 is quoted at 500 nm by astronomical convention (DIMM, MASS)
-TURBULENCE_TOP_M = 30_000.0  # the Hufnagel-Valley profile is negligible above ~30 km
 QUANTUM_KINDS = frozenset(
     {EdgeKind.FIBER, EdgeKind.FSO_GROUND_SPACE, EdgeKind.FSO_GROUND_HAPS, EdgeKind.FSO_HAPS_SPACE,
      EdgeKind.ISL}
@@ -64,15 +62,8 @@ def global_view(engine, t_ns: int | None = None) -> dict:
     lon_rad = np.radians([s.lon_deg for s in scenario.sites])
     intensity = np.atleast_1d(carbon_intensity_g_per_kwh(regions, t_s, lon_rad))
     weather = engine.topology.weather
-    r0_m = slant_fried_parameter_m(
-        0.0,
-        R0_WAVELENGTH_M,
-        ground_altitude_m=np.array([s.altitude_m for s in scenario.sites], dtype=float),
-        platform_altitude_m=TURBULENCE_TOP_M,
-        rms_wind_speed_m_per_s=weather.background_wind,
-        ground_cn2_m_minus_2_3=weather.ground_cn2(t_s),
-        profile_ground_altitude_m=np.array([s.altitude_m for s in scenario.sites], dtype=float),
-    )
+    altitude_m = np.array([s.altitude_m for s in scenario.sites], dtype=float)
+    r0_m = zenith_r0_m(altitude_m, weather.ground_cn2(t_s), weather.background_wind)
     soc = {}
     for platform, first, capacity in (
         ("haps", n_sites, engine.haps_power.battery_capacity_j),

@@ -46,7 +46,7 @@ from twin.physics.turbulence import (
 from twin.rng import stream
 from twin.units import NS_PER_S
 
-__all__ = ["LinkLossForecast", "Observation", "Observer"]
+__all__ = ["LinkLossForecast", "Observation", "Observer", "zenith_r0_m"]
 
 # --- assumptions --------------------------------------------------------------------------------
 # DIMM seeing is measured to ~10 % (of the order reported for DIMMs, Tokovinin 2002, PASP 114,
@@ -63,6 +63,17 @@ CARBON_FORECAST_SIGMA_PER_DAY = 0.05
 R0_WAVELENGTH_M = 500e-9  # seeing monitors quote r0 at 500 nm
 TURBULENCE_TOP_M = 30_000.0  # the Hufnagel-Valley profile is negligible above ~30 km
 DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # dB per unit of ln(irradiance)
+
+
+def zenith_r0_m(altitude_m, ground_cn2_m_minus_2_3, rms_wind_speed_m_per_s) -> np.ndarray:
+    """The Fried parameter r0 at zenith, 500 nm, of sites at ``altitude_m`` under a
+    Hufnagel-Valley profile with that ground Cn2 (the turbulence index of the global view and
+    the truth the DIMM reads), m."""
+    return slant_fried_parameter_m(
+        0.0, R0_WAVELENGTH_M, ground_altitude_m=altitude_m, platform_altitude_m=TURBULENCE_TOP_M,
+        rms_wind_speed_m_per_s=rms_wind_speed_m_per_s,
+        ground_cn2_m_minus_2_3=ground_cn2_m_minus_2_3, profile_ground_altitude_m=altitude_m,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,7 @@ class Observer:
         self._t_s: float | None = None
 
     def _true_r0(self, ground_cn2) -> np.ndarray:
-        return slant_fried_parameter_m(
-            0.0, R0_WAVELENGTH_M, ground_altitude_m=self._alt_m,
-            platform_altitude_m=TURBULENCE_TOP_M,
-            rms_wind_speed_m_per_s=self.topology.weather.background_wind,
-            ground_cn2_m_minus_2_3=ground_cn2, profile_ground_altitude_m=self._alt_m,
-        )  # fmt: skip
+        return zenith_r0_m(self._alt_m, ground_cn2, self.topology.weather.background_wind)
 
     def observe(self, t_ns: int, lead_s: float = 0.0) -> Observation:
         """Read the sensors at ``t_ns`` (the DIMM only on its cadence) and update the filters;

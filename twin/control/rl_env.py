@@ -87,15 +87,12 @@ class _EnvController:
         snap = view.snapshot
         flows = list(range(len(view.flows)))
         fastest = _route_all(view, _latency_csr(snap, snap.up), flows).paths
-        fill = view.key_fill.of_pairs(snap.a, snap.b)
         keyed = list(fastest)
         needs = [self._greedy.need_bits(f, view.t_ns) for f in view.flows]
         for need in sorted(set(needs) - {0}):
             members = [k for k in flows if needs[k] == need]
-            found = _route_all(view, _latency_csr(snap, snap.up & (fill >= need)), members).paths
-            for k in members:
-                if found[k] is not None:
-                    keyed[k] = found[k]
+            for k, path in KeyAwareGreedy.fastest_keyed(view, members, need).items():
+                keyed[k] = path
         previous = self._previous if len(self._previous) == len(flows) else (None,) * len(flows)
         intact = view.edges().paths_intact(previous)
         keep = [previous[k] if intact[k] else fastest[k] for k in flows]
@@ -213,17 +210,10 @@ class RoutingEnv(ParallelEnv):
     # --- observation and reward ----------------------------------------------------------------
 
     def _latencies(self, view, paths) -> list[float | None]:
+        """Each path's latency (None for no path, or one with a hop down)."""
         lookup = view.edges()
-        out = []
-        for path in paths:
-            if path is None:
-                out.append(None)
-                continue
-            edges = lookup.path_edges(path)
-            out.append(
-                float(np.sum(view.snapshot.latency_s[edges])) if np.all(edges >= 0) else None
-            )
-        return out
+        latencies = [None if p is None else lookup.path_latency_s(p) for p in paths]
+        return [x if x is not None and np.isfinite(x) else None for x in latencies]
 
     def _observe(self, agent: str) -> np.ndarray:
         obs = np.zeros((self.max_flows, 2 * K_CANDIDATES + 1), dtype=np.float32)

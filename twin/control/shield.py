@@ -145,8 +145,7 @@ def _broken(view: NetworkView, flow: Flow, path, need: int) -> set[str]:
     if need > 0 and view.key_fill.of_path(path).min(initial=need) < need:
         broken.add("key_continuity")
     if flow.traffic_class is TrafficClass.TYPE_I:
-        latency = float(np.sum(view.snapshot.latency_s[view.edges().path_edges(path)]))
-        if not requirements(flow.traffic_class).meets_latency(latency):
+        if not requirements(flow.traffic_class).meets_latency(view.edges().path_latency_s(path)):
             broken.add("latency_slo")
     return broken
 
@@ -203,15 +202,12 @@ class _AuditGraph:
         lo = np.minimum(snap.a[up], snap.b[up]).astype(np.int64)
         hi = np.maximum(snap.a[up], snap.b[up]).astype(np.int64)
         pair, latency, bits = lo * n + hi, snap.latency_s[up], fill_bits[up]
-        if pair.size and np.all(pair[1:] >= pair[:-1]):
-            # G(t) lists its edges by pair already: each pair's least latency, no sort
-            start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-            latency = np.minimum.reduceat(latency, start)
-        else:
-            order = np.lexsort((latency, pair))  # the fastest edge first within each pair
+        if not np.all(pair[1:] >= pair[:-1]):  # (G(t) lists its edges by pair already)
+            order = np.argsort(pair, kind="stable")
             pair, latency, bits = pair[order], latency[order], bits[order]
-            start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if pair.size else start
-            latency = latency[start]
+        start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if pair.size else pair
+        # each pair's least latency (a pair's edges share one key buffer: its bits)
+        latency = np.minimum.reduceat(latency, start) if pair.size else latency
         self.pair, self.latency_s, self.bits = pair[start], latency, bits[start]
         self.lo, self.hi = np.divmod(self.pair, n)
         self.n = n
