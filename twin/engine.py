@@ -713,8 +713,10 @@ class Engine:
                     t_lost = min(self._loss_ns(snap, snap_next, hop) for hop in lost[k])
                     losses.append((t_lost, k, None, True))
                 continue
-            old_sats = {n for n in paths[k] if n >= sat0}
-            new_sats = set() if new is None else {n for n in new if n >= sat0}
+            # the satellites the path reaches from the ground (its space hops'): a new
+            # route between the same two, through other inter-satellite links, is no handover
+            old_sats = {hop[2] for hop in hops[k]}
+            new_sats = set() if new is None else self._access_satellites(new)
             if k not in lost:
                 if new is not None and new_sats - old_sats:
                     if self.handover.phase(self.flows[k].name) is not None:
@@ -761,6 +763,14 @@ class Engine:
             self._gaps[flow.name].append(gap)
             self._open_gaps[hid] = gap
 
+    def _access_satellites(self, path) -> set[int]:
+        """The satellites ``path`` reaches from a ground or HAPS node (node order puts both
+        before the satellites)."""
+        sat0 = self._sat0
+        return {
+            max(a, b) for a, b in zip(path[:-1], path[1:], strict=True) if (a < sat0) != (b < sat0)
+        }
+
     def _handover_request(
         self, k, t_ns, snap, paths, edges, snap_next, hop, new
     ) -> HandoverRequest:
@@ -770,10 +780,11 @@ class Engine:
         names = self.topology.node_names
         flow = self.flows[k]
         _, ground, sat, _ = hop
+        old_sats = self._access_satellites(paths[k])
         new_edges = self._edge_lookup(snap_next).path_edges(new)
         candidates = [
             hop for hop in self._space_hops(snap_next, [new], [new_edges])[0]
-            if hop[2] not in set(paths[k])
+            if hop[2] not in old_sats
         ]  # fmt: skip
         same_ground = [hop for hop in candidates if hop[1] == ground]
         e_to, ground_to, sat_to, _ = (same_ground or candidates)[0]

@@ -80,3 +80,15 @@ def test_reset_mid_episode_starts_over_and_bad_use_is_refused():
     env.close()
     with pytest.raises(ValueError, match="duration_s"):
         RoutingEnv("small", duration_s=0)
+
+
+def test_a_new_inter_satellite_route_between_the_same_access_satellites_is_no_handover():
+    """Regression: on case-munich-pretoria at 130 s the keyed candidate keeps both ground-space
+    hops and takes other inter-satellite links; the engine took that for a move to another
+    satellite and found no new space hop to hand over to (IndexError)."""
+    env = RoutingEnv("case-munich-pretoria", duration_s=140)
+    try:
+        _, seen = episode(env, lambda agent: np.full(env.max_flows, 1))
+    finally:
+        env.close()
+    assert len(seen) == 1 + 141  # the reset's observation, then one per 1 s decision to 140 s
