@@ -694,7 +694,6 @@ class Engine:
         hop is lost during its make-before-break switch is interrupted until the switch.
         ``paths``: the paths served this tick; ``next_paths``: the controller's decision for
         the tick's end."""
-        sat0 = self._sat0
         t_ns = snap.t_ns
         flows = [k for k in sorted(edges) if active[k]]
         per_flow = self._space_hops(snap, [paths[k] for k in flows], [edges[k] for k in flows])
