@@ -717,7 +717,8 @@ class Engine:
             old_sats = {hop[2] for hop in hops[k]}
             new_sats = set() if new is None else self._access_satellites(new)
             if k not in lost:
-                if new is not None and new_sats - old_sats:
+                # (a flow whose path had no satellite takes one: a new route, no handover)
+                if new is not None and old_sats and new_sats - old_sats:
                     if self.handover.phase(self.flows[k].name) is not None:
                         # its last handover has not finished (the controller has not heard
                         # every switch yet): the flow stays where it is for this tick, and

@@ -314,3 +314,39 @@ def test_a_controller_that_moves_a_flow_before_its_hop_sets_hands_over_make_befo
                 assert record.interruption_ns == (0 if lost is None else record.t_switch_ns - lost)
     assert by_kind["static-sp"]["mbb"] == 0 and by_kind["static-sp"]["bbm"] > 0
     assert by_kind["key-aware"]["mbb"] > 0
+
+
+class GroundThenSpace:
+    """Every flow on its fastest path without a satellite for three ticks, then on its
+    fastest path (through satellites where that is faster)."""
+
+    name = "ground-then-space"
+    plan_every_ticks = 0
+
+    def __init__(self, satellite_offset: int) -> None:
+        self.satellite_offset, self.tick = satellite_offset, 0
+
+    def decide(self, view):
+        from twin.control.baselines import Decision, _latency_csr, _route_all
+
+        snap = view.snapshot
+        up = snap.up
+        if self.tick < 3:
+            up = up & (np.maximum(snap.a, snap.b) < self.satellite_offset)
+        self.tick += 1
+        flows = list(range(len(view.flows)))
+        return Decision(paths=tuple(_route_all(view, _latency_csr(snap, up), flows).paths))
+
+
+def test_a_flow_moving_from_the_ground_onto_a_satellite_is_no_handover():
+    """Regression: on mega under ai-sdqn a flow on a terrestrial path was moved onto a
+    satellite while its path was up; the engine took the move for a make-before-break
+    handover and found no satellite hop to leave (IndexError)."""
+    from twin.scenarios import load_scenario
+
+    scenario = load_scenario("mega")
+    offset = Engine(scenario, controller="static-sp").topology.satellite_offset
+    engine = Engine(scenario, controller=GroundThenSpace(offset))
+    result = engine.run(duration_s=6)
+    assert len(result.handovers) == 0
+    assert sum(result.space_events.values()) == 0
