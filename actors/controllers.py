@@ -451,6 +451,8 @@ class RayControllers:
         self.name = template.name
         self.plan_every_ticks = int(getattr(template, "plan_every_ticks", 0))
         self.reads_key_fill = bool(getattr(template, "reads_key_fill", False))
+        # a controller that carries the shield (ai-sdqn) has it in the driver, as locally
+        self.shielded = bool(getattr(template, "shielded", False))
         self.sites = edge_sites(topology, flows)
         if edge_actors == "auto":
             edge_actors = auto_edge_actors(len(self.sites), _cluster_cpus())

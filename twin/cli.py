@@ -630,6 +630,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.iterations < 1:
+        raise CliError(f"--iterations must be a whole number >= 1, got {args.iterations}")
+    if not (args.episode_s >= 10 and math.isfinite(args.episode_s)):
+        raise CliError(f"--episode-s must be >= 10 simulated seconds, got {args.episode_s:g}")
+    if args.steps < 200:
+        raise CliError(f"--steps must be >= 200 env steps per iteration, got {args.steps}")
+    if args.seed < 0:
+        raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
+    out = Path(args.out or f"results/{Path(args.scenario).stem}-policy-{args.seed}")
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {str(out)!r} is a file: give a directory")
+
+    from twin.control.train import train_policy
+
+    def progress(iteration: int, sampled: float, evaluated: float) -> None:
+        print(
+            f"iteration {iteration}/{args.iterations}: sampled return {sampled:.1f}, "
+            f"evaluated {evaluated:.1f}",
+            flush=True,
+        )
+
+    result = train_policy(
+        args.scenario,
+        out,
+        iterations=args.iterations,
+        episode_s=args.episode_s,
+        seed=args.seed,
+        steps_per_iteration=args.steps,
+        progress=progress,
+    )
+    print(
+        f"kept iteration {result.best_iteration}: return {result.trained_return:.1f} over "
+        f"{result.episode_s:g} s (untrained {result.initial_return:.1f}, uniformly random "
+        f"{result.random_return:.1f}, always keyed {result.keyed_return:.1f}); "
+        f"{result.env_steps} env steps in {result.wall_s:.0f} s"
+    )
+    print(
+        f"policy: {result.policy_path}; RLlib checkpoint: {result.checkpoint_path}\n"
+        "(drl-only and ai-sdqn route with the policy shipped in twin/control/data/"
+        "edge_policy.pt: copy policy.pt there to route with this one)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qntwin",
@@ -645,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--controller",
         default="static-sp",
-        help="static-sp (default), dijkstra-distance, key-aware or mpc-only",
+        help="static-sp (default), dijkstra-distance, key-aware, mpc-only, drl-only or ai-sdqn",
     )
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
@@ -703,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--controllers",
         required=True,
         help="comma-separated controllers, each optionally +shield (e.g. "
-        "static-sp,key-aware,mpc-only+shield)",
+        "static-sp,key-aware,mpc-only+shield,ai-sdqn)",
     )
     p.add_argument("--seeds", type=int, default=1, help="seeds per controller (default 1)")
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
@@ -761,10 +808,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_link_budget_arguments(p)
     p.set_defaults(func=_cmd_link_budget)
 
+    p = sub.add_parser(
+        "train",
+        help="train the DRL edge policy (drl-only, ai-sdqn) with RLlib's PPO on a scenario",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument("--iterations", type=int, default=20, help="PPO iterations (default 20)")
+    p.add_argument(
+        "--episode-s", type=float, default=120.0, help="simulated seconds per episode (120)"
+    )
+    p.add_argument("--steps", type=int, default=2000, help="env steps per iteration (2000)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--out", help="output directory (default results/SCENARIO-policy-SEED)")
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("bench", help="run a performance benchmark (from a source checkout)")
     p.add_argument(
         "suite",
-        choices=["physics", "engine", "bus", "runtime", "mpc"],
+        choices=["physics", "engine", "bus", "runtime", "mpc", "drl"],
         help="which benchmark to run",
     )
     p.add_argument("--repeat", type=int, default=200, help="timed repetitions (default 200)")

@@ -271,3 +271,24 @@ def test_mpc_only_plans_on_the_cloud_planner_and_runs_as_in_one_process(ray_loca
         engine.close()
 
     assert _without_wall_time(got) == _without_wall_time(expected)
+
+
+def test_ai_sdqn_runs_on_the_edge_and_cloud_actors_as_in_one_process(ray_local):
+    # the whole hierarchy on the runtime: the energy plan on the cloud planner, the edge
+    # policy on each edge site's actor (its own flows' features, one batch per actor), the
+    # shield in the driver; the metrics are the local engine's byte for byte
+    from actors.runtime import ray_engine
+
+    scenario = load_scenario("case-grid-eclipse")
+    local = Engine(scenario, controller="ai-sdqn")
+    expected = metrics_json(compute_metrics(local.run(duration_s=120), local))
+    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
+                        controller="ai-sdqn")  # fmt: skip
+    try:
+        assert engine.controller.cloud is not None
+        got = metrics_json(compute_metrics(engine.run(duration_s=120), engine))
+    finally:
+        engine.close()
+
+    assert _without_wall_time(got) == _without_wall_time(expected)
+    assert json.loads(got)["controller"] == "ai-sdqn"

@@ -321,7 +321,21 @@ def _mpc_only():
     return MpcOnly()
 
 
+def _drl_only():
+    from twin.control.drl import DrlOnly  # (imports torch and loads the shipped policy)
+
+    return DrlOnly()
+
+
+def _ai_sdqn():
+    from twin.control.ai_sdqn import AiSdqn
+
+    return AiSdqn()
+
+
 CONTROLLERS["mpc-only"] = _mpc_only
+CONTROLLERS["drl-only"] = _drl_only
+CONTROLLERS["ai-sdqn"] = _ai_sdqn
 
 
 def make_controller(name: str) -> Controller:

@@ -7,13 +7,14 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
 - **Action** (``MultiDiscrete([K] * F)``, F the most flows any agent has): per flow of the agent,
   one of ``K_CANDIDATES`` candidate paths: 0 keep the current path (while every hop is up; else
   the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand (key-aware's),
-  2 the fastest path (static-sp's). The twin carries a flow on one path, so the paper's
-  "next-hop split ratios" become this choice; laser power is the MPC tier's (twin.control.mpc).
+  2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths). The twin carries a flow
+  on one path, so the paper's "next-hop split ratios" become this choice; laser power is the
+  MPC tier's (twin.control.mpc).
   Slots beyond the agent's flows are ignored.
 - **Observation** (``Box(0, 10)``, F x (2K + 1) values): per flow and candidate the key its
   weakest hop holds over the flow's 10 s need (Table 2's key-buffer-fill-level; 10 when the
   flow needs none) and the candidate's latency in units of 10 ms, then whether the flow is
-  active; zeros for the empty slots. Both are clipped to [0, 10].
+  active (twin.control.drl.flow_features); zeros for the empty slots. Clipped to [0, 10].
 - **Reward**, eq. (7) per agent over its flows since its last step:
   ``alpha SKR_meas/SKR_target - beta L - delta I(KeyOutage)``: the keyed share of its Type-I/II
   flows' active time (the secure ratio of eq. 4), the mean latency of its chosen paths in units
@@ -35,14 +36,18 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from twin.control.baselines import Decision, KeyAwareGreedy, NetworkView, _latency_csr, _route_all
+from twin.control.baselines import Decision, NetworkView
+from twin.control.drl import (
+    FEATURE_CLIP,
+    FLOW_FEATURES,
+    K_CANDIDATES,
+    CandidatePaths,
+    flow_features,
+    path_latencies_s,
+)
 from twin.network.traffic import TrafficClass
 
 __all__ = ["K_CANDIDATES", "RewardWeights", "RoutingEnv"]
-
-K_CANDIDATES = 3
-OBS_CLIP = 10.0
-LATENCY_UNIT_S = 10e-3  # observation unit of latency
 
 
 @dataclass(frozen=True)
@@ -68,35 +73,18 @@ class _EnvController:
 
     def __init__(self, env: RoutingEnv) -> None:
         self.env = env
-        self._greedy = KeyAwareGreedy()
-        self._previous: tuple = ()
+        self.candidates = CandidatePaths()
 
     def decide(self, view: NetworkView) -> Decision:
-        candidates = self._candidates(view)
-        self.env._to_env.put(("decide", view, candidates))
+        candidates = self.candidates.build(view)
+        features = flow_features(view, candidates, self.candidates.greedy)
+        self.env._to_env.put(("decide", view, (candidates, features)))
         message = self.env._from_env.get()
         if message is None:
             raise _Stop
-        choice = message
-        paths = tuple(candidates[k][choice[k]] for k in range(len(view.flows)))
-        self._previous = paths
+        paths = tuple(candidates[k][c] for k, c in enumerate(message))
+        self.candidates.chosen(paths)
         return Decision(paths=paths)
-
-    def _candidates(self, view: NetworkView) -> list[tuple]:
-        """Per flow: (keep, fastest keyed, fastest) paths."""
-        snap = view.snapshot
-        flows = list(range(len(view.flows)))
-        fastest = _route_all(view, _latency_csr(snap, snap.up), flows).paths
-        keyed = list(fastest)
-        needs = [self._greedy.need_bits(f, view.t_ns) for f in view.flows]
-        for need in sorted(set(needs) - {0}):
-            members = [k for k in flows if needs[k] == need]
-            for k, path in KeyAwareGreedy.fastest_keyed(view, members, need).items():
-                keyed[k] = path
-        previous = self._previous if len(self._previous) == len(flows) else (None,) * len(flows)
-        intact = view.edges().paths_intact(previous)
-        keep = [previous[k] if intact[k] else fastest[k] for k in flows]
-        return [(keep[k], keyed[k], fastest[k]) for k in flows]
 
 
 class RoutingEnv(ParallelEnv):
@@ -124,7 +112,7 @@ class RoutingEnv(ParallelEnv):
         }
         self.max_flows = max(len(m) for m in self._members.values())
         self._obs_space = spaces.Box(
-            0.0, OBS_CLIP, shape=(self.max_flows * (2 * K_CANDIDATES + 1),), dtype=np.float32
+            0.0, FEATURE_CLIP, shape=(self.max_flows * FLOW_FEATURES,), dtype=np.float32
         )
         self._act_space = spaces.MultiDiscrete([K_CANDIDATES] * self.max_flows)
         self.agents: list[str] = []
@@ -132,7 +120,7 @@ class RoutingEnv(ParallelEnv):
         self._to_env: queue.Queue = queue.Queue()
         self._from_env: queue.Queue = queue.Queue()
         self._engine = None
-        self._last = None  # the decision being asked for: (view, candidates)
+        self._last = None  # the decision being asked for: (view, (candidates, features))
         self._seen: dict[str, tuple[int, int]] = {}  # flow -> (secure ns, active ns) so far
 
     def observation_space(self, agent):
@@ -185,7 +173,7 @@ class RoutingEnv(ParallelEnv):
     def step(self, actions):
         if not self.agents:
             raise RuntimeError("step after the episode ended: call reset()")
-        view, candidates = self._last
+        view, (candidates, _) = self._last
         choice = [0] * len(self._flows)
         for agent in self.agents:
             action = np.asarray(actions.get(agent, np.zeros(self.max_flows, dtype=np.int64)))
@@ -193,13 +181,19 @@ class RoutingEnv(ParallelEnv):
                 choice[k] = int(action[slot])
         self._from_env.put(choice)
         chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
-        latency = self._latencies(view, chosen)
+        latency = path_latencies_s(view, chosen)
         done = self._next() is None
-        rewards = {a: self._reward(a, latency) for a in self.agents}
+        deltas = self._deltas()
+        rewards = {a: self._reward(self._members[a], deltas, latency) for a in self.agents}
         observations = {a: self._observe(a) for a in self.agents}
         flags = dict.fromkeys(self.agents, done)
         truncations = dict.fromkeys(self.agents, False)
-        infos = {a: {} for a in self.agents}
+        # each of the agent's flows rewarded by eq. (7) as if it were an agent of its own (the
+        # per-flow credit training uses, twin.control.train)
+        infos = {
+            a: {"flow_rewards": [self._reward([k], deltas, latency) for k in self._members[a]]}
+            for a in self.agents
+        }
         if done:
             self.agents = []
         return observations, rewards, flags, truncations, infos
@@ -209,48 +203,41 @@ class RoutingEnv(ParallelEnv):
 
     # --- observation and reward ----------------------------------------------------------------
 
-    def _latencies(self, view, paths) -> list[float | None]:
-        """Each path's latency (None for no path, or one with a hop down)."""
-        lookup = view.edges()
-        latencies = [None if p is None else lookup.path_latency_s(p) for p in paths]
-        return [x if x is not None and np.isfinite(x) else None for x in latencies]
-
     def _observe(self, agent: str) -> np.ndarray:
-        obs = np.zeros((self.max_flows, 2 * K_CANDIDATES + 1), dtype=np.float32)
+        """The agent's flows' features (twin.control.drl.flow_features), zeros for the slots
+        it has no flow in."""
+        obs = np.zeros((self.max_flows, FLOW_FEATURES), dtype=np.float32)
         if self._last is not None:
-            view, candidates = self._last
-            greedy = self._engine.controller._greedy
-            for slot, k in enumerate(self._members[agent]):
-                flow = self._flows[k]
-                need = greedy.need_bits(flow, view.t_ns)
-                latency = self._latencies(view, candidates[k])
-                for c, path in enumerate(candidates[k]):
-                    if path is None:
-                        continue
-                    held = view.key_fill.of_path(path).min(initial=np.iinfo(np.int64).max)
-                    obs[slot, c] = OBS_CLIP if need == 0 else min(held / need, OBS_CLIP)
-                    obs[slot, K_CANDIDATES + c] = min(latency[c] / LATENCY_UNIT_S, OBS_CLIP)
-                obs[slot, -1] = float(need > 0)
+            _, (_, features) = self._last
+            members = self._members[agent]
+            obs[: len(members)] = features[members]
         return obs.ravel()
 
-    def _reward(self, agent: str, latency) -> float:
-        """Eq. (7) over the agent's flows since its last step (module docstring)."""
+    def _deltas(self) -> list[tuple[int, int]]:
+        """Per flow, the (keyed, active) ns it gained since the last step."""
         states = self._engine.flow_state
-        secure = active = 0
-        outage = False
-        for k in self._members[agent]:
-            flow = self._flows[k]
+        out = []
+        for flow in self._flows:
             state = states[flow.name]
             was_secure, was_active = self._seen.get(flow.name, (0, 0))
-            d_secure, d_active = state.secure_ns - was_secure, state.active_ns - was_active
+            out.append((state.secure_ns - was_secure, state.active_ns - was_active))
             self._seen[flow.name] = (state.secure_ns, state.active_ns)
+        return out
+
+    def _reward(self, members, deltas, latency) -> float:
+        """Eq. (7) over the flows ``members`` since the last step (module docstring)."""
+        secure = active = 0
+        outage = False
+        for k in members:
+            flow = self._flows[k]
+            d_secure, d_active = deltas[k]
             if flow.traffic_class in (TrafficClass.TYPE_I, TrafficClass.TYPE_II):
                 secure += d_secure
                 active += d_active
             if flow.traffic_class is TrafficClass.TYPE_I and d_active > d_secure:
                 outage = True
         ratio = secure / active if active else 1.0
-        mine = [latency[k] for k in self._members[agent] if latency[k] is not None]
+        mine = [latency[k] for k in members if latency[k] is not None]
         mean_latency_ms = 1e3 * float(np.mean(mine)) if mine else 0.0
         w = self.weights
         return float(w.alpha * ratio - w.beta * mean_latency_ms - w.delta * outage)

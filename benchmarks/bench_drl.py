@@ -1,0 +1,123 @@
+"""The DRL tier's cost on ``mega`` (issue 5): policy inference for all edge agents in one tick
+(aim: at most 2 ms) and ``ai-sdqn``'s engine speed against ``static-sp``'s (aim: at least half).
+
+1. Inference: the shipped edge policy (twin.control.drl) over every flow of a ``mega`` tick,
+   one batched torch call (``EdgePolicy.choose``), timed alone; beside it the whole edge
+   decision (each flow's candidate paths, their features and the inference) as ``drl-only``
+   makes it, read inside the engine's run.
+2. Engine speed: ``Engine.run`` on ``mega`` for ``ticks`` one-second ticks under ``static-sp``,
+   ``drl-only`` and ``ai-sdqn``, one after the other in one process, wall time each (engine
+   construction not counted). ``ai-sdqn`` plans energy every minute on the MPC tier (its first
+   plan is cold: ``qntwin bench mpc``), so its ratio depends on how many minutes the run spans.
+
+Run with ``qntwin bench drl`` or ``python benchmarks/bench_drl.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+INFERENCE_AIM_S = 2e-3
+SPEED_AIM = 0.5  # ai-sdqn's ticks per second over static-sp's
+
+
+def _timed_drl_only():
+    """drl-only that times its decisions: (the whole decide, the inference alone), s."""
+    from twin.control.drl import DrlOnly, flow_features
+
+    class TimedDrlOnly(DrlOnly):
+        def __init__(self):
+            super().__init__()
+            self.decide_s, self.infer_s, self.flows = [], [], 0
+
+        def decide(self, view):
+            start = time.perf_counter()
+            candidates = self.candidates.build(view)
+            features = flow_features(view, candidates, self.candidates.greedy)
+            infer = time.perf_counter()
+            choice = self.policy.choose(features)
+            self.infer_s.append(time.perf_counter() - infer)
+            paths = tuple(candidates[k][c] for k, c in enumerate(choice.tolist()))
+            self.candidates.chosen(paths)
+            self.decide_s.append(time.perf_counter() - start)
+            self.flows = len(features)
+            from twin.control.baselines import Decision
+
+            return Decision(paths=paths)
+
+    return TimedDrlOnly()
+
+
+def _engine_s(scenario, controller, ticks: int) -> float:
+    from twin.engine import Engine
+
+    engine = Engine(scenario, controller=controller)
+    start = time.perf_counter()
+    engine.run(duration_s=ticks * scenario.time.tick_s)
+    return time.perf_counter() - start
+
+
+def run(repeat: int = 200) -> dict:
+    """Inference timed over ``repeat`` ticks of drl-only; engine speeds over ``repeat`` ticks."""
+    from twin.scenarios import load_scenario
+
+    ticks = max(10, int(repeat))
+    scenario = load_scenario("mega")
+    timed = _timed_drl_only()
+    speeds = {"static-sp": _engine_s(scenario, "static-sp", ticks)}
+    speeds["drl-only"] = _engine_s(scenario, timed, ticks)
+    speeds["ai-sdqn"] = _engine_s(scenario, "ai-sdqn", ticks)
+    inference = statistics.median(timed.infer_s[1:])
+    ratio = speeds["static-sp"] / speeds["ai-sdqn"]
+    return {
+        "scenario": "mega",
+        "flows": timed.flows,
+        "ticks": ticks,
+        "inference_median_s": inference,
+        "inference_max_s": max(timed.infer_s[1:]),
+        "edge_decision_median_s": statistics.median(timed.decide_s[1:]),
+        "inference_aim_s": INFERENCE_AIM_S,
+        "inference_aim_met": inference <= INFERENCE_AIM_S,
+        "engine_s": speeds,
+        "ai_sdqn_speed_ratio": ratio,
+        "speed_aim": SPEED_AIM,
+        "speed_aim_met": ratio >= SPEED_AIM,
+    }
+
+
+def format_report(result: dict) -> str:
+    s = result["engine_s"]
+    n = result["ticks"]
+    lines = [
+        f"DRL tier on mega: {result['flows']} flows, {n} one-second ticks",
+        f"  inference, all flows   {1e3 * result['inference_median_s']:.3f} ms median "
+        f"(slowest {1e3 * result['inference_max_s']:.3f} ms); aim <= "
+        f"{1e3 * result['inference_aim_s']:g} ms: "
+        f"{'met' if result['inference_aim_met'] else 'NOT met'}",
+        f"  whole edge decision    {1e3 * result['edge_decision_median_s']:.2f} ms median "
+        "(candidate paths, features, inference)",
+    ]
+    for name, wall in s.items():
+        lines.append(f"  {name:<22} {wall:.2f} s ({n / wall:.0f} ticks/s)")
+    lines.append(
+        f"  ai-sdqn / static-sp speed {result['ai_sdqn_speed_ratio']:.2f}; aim >= "
+        f"{result['speed_aim']:g}: {'met' if result['speed_aim_met'] else 'NOT met'}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=200, help="ticks per engine run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.repeat)
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The DRL tier: the edge policy (twin.control.drl), its controllers and its PPO training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from twin.control.drl import (
+    FEATURE_CLIP,
+    FLOW_FEATURES,
+    K_CANDIDATES,
+    EdgePolicy,
+    FlowPolicyNet,
+    shipped_policy,
+)
+from twin.engine import Engine
+from twin.metrics import compute_metrics, metrics_json
+from twin.scenarios import load_scenario
+
+
+def random_features(n_flows, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, FEATURE_CLIP, (n_flows, FLOW_FEATURES)).astype(np.float32)
+
+
+def test_a_flows_choice_does_not_depend_on_the_other_flows_in_the_batch():
+    # edge actors decide for their own sites' flows: a flow must get the same candidate
+    # whether it is inferred alone or among all the scenario's flows
+    torch.manual_seed(3)
+    policy = EdgePolicy(FlowPolicyNet())
+    features = random_features(257)
+    together = policy.choose(features)
+    alone = np.concatenate([policy.choose(features[k : k + 1]) for k in range(len(features))])
+    assert np.array_equal(together, alone)
+    assert set(together.tolist()) <= set(range(K_CANDIDATES))
+    assert policy.choose(features[:0]).shape == (0,)
+
+
+def test_a_saved_policy_loads_and_chooses_the_same(tmp_path):
+    torch.manual_seed(4)
+    policy = EdgePolicy(FlowPolicyNet((16, 8)), {"scenario": "small", "iterations": 2})
+    loaded = EdgePolicy.load(policy.save(tmp_path / "p.pt"))
+    assert loaded.meta == {"scenario": "small", "iterations": 2}
+    assert loaded.net.hidden == (16, 8)
+    features = random_features(64, seed=1)
+    assert np.array_equal(loaded.choose(features), policy.choose(features))
+
+
+def test_a_file_that_is_no_policy_gets_an_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"policy file '.*missing.pt' not found"):
+        EdgePolicy.load(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a policy")
+    with pytest.raises(ValueError, match=r"'.*bad.pt' is not a qntwin edge policy.*qntwin train"):
+        EdgePolicy.load(bad)
+
+
+def test_the_shipped_policy_says_how_it_was_trained_and_beat_random_there():
+    meta = shipped_policy().meta
+    load_scenario(meta["scenario"])
+    assert meta["iterations"] >= 1 and meta["env_steps"] > 0
+    assert meta["trained_return"] > meta["random_return"]
+
+
+@pytest.mark.parametrize("controller", ["drl-only", "ai-sdqn"])
+def test_drl_controllers_run_the_same_twice(controller):
+    scenario = load_scenario("case-grid-eclipse")
+    runs = []
+    for _ in range(2):
+        engine = Engine(scenario, controller=controller)
+        runs.append(metrics_json(compute_metrics(engine.run(duration_s=60), engine)))
+    one, two = (json.loads(r) for r in runs)
+    for run in (one, two):
+        run.pop("wall_seconds")
+    assert one == two
+    assert engine.controller_label == controller
+    assert (engine.shield is not None) == (controller == "ai-sdqn")
+
+
+@pytest.mark.slow
+def test_a_short_ppo_training_writes_a_policy_that_routes_as_it_scored(tmp_path):
+    """Four PPO iterations of 1,000 steps on case-munich-pretoria's first two minutes: the
+    written policy.pt, loaded, scores exactly the return the training kept it for, train.json
+    reports what ran, and RLlib's checkpoint is there.
+
+    What this does not pin: that a short run beats the uniformly random policy (the issue's
+    test, on ``small``, where every flow rides fibre and every policy scores the same). On
+    case-munich-pretoria, where the candidates differ on 188 of 363 active flow-steps, eight
+    iterations beat random's mean in some runs (kept -18.3 and +29 against -31.9) and not in
+    others (-56 against -34.2), and RLlib's training is not bit-reproducible, so such a test
+    would be flaky; the shipped policy's training report gives the measured comparison."""
+    pytest.importorskip("ray.rllib")
+    from twin.control.train import episode_return, train_policy
+
+    result = train_policy(
+        "case-munich-pretoria", tmp_path, iterations=4, episode_s=120, steps_per_iteration=1000
+    )
+    policy = EdgePolicy.load(result.policy_path)
+    assert episode_return("case-munich-pretoria", 120, policy.choose) == result.trained_return
+    assert policy.meta["trained_return"] == result.trained_return
+    assert result.trained_return >= result.initial_return
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["env_steps"] == 4000 and report["iterations"] == 4
+    assert 0 <= report["best_iteration"] <= 4
+    assert (tmp_path / "checkpoint").is_dir()

@@ -1,0 +1,302 @@
+"""Training the DRL tier's edge policy with RLlib's PPO (main paper sec. VII-B; ``qntwin train``).
+
+RLlib's PPO (new API stack) runs on :class:`twin.control.rl_env.RoutingEnv` wrapped as an RLlib
+multi-agent env whose agents are the edge agents' flows (:func:`_make_env`); they all map to one
+module, ``FlowPPOModule``, whose policy is :class:`twin.control.drl.FlowPolicyNet` (the same
+weights for every flow) and whose value function sees the same one flow's features. After
+training, the policy's weights are written as a plain :class:`twin.control.drl.EdgePolicy`
+(``policy.pt``: what ``drl-only`` and ``ai-sdqn`` load, no RLlib needed to run them) beside
+RLlib's own checkpoint (``checkpoint/``, to resume or inspect with RLlib).
+
+:func:`episode_return` measures a policy on the env without RLlib, and is what the training
+report and the test compare with the uniformly random policy.
+
+Training is not bit-reproducible (RLlib's sampling and torch's threads); a trained policy is a
+file, and runs with a given policy file are (twin.control.drl).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from twin.control.drl import (
+    FEATURE_CLIP,
+    FLOW_FEATURES,
+    HIDDEN,
+    K_CANDIDATES,
+    EdgePolicy,
+    FlowPolicyNet,
+)
+
+__all__ = ["TrainResult", "episode_return", "random_return", "train_policy"]
+
+ENV_NAME = "qntwin-routing"
+MODULE_ID = "edge"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    scenario: str
+    iterations: int
+    episode_s: float
+    env_steps: int
+    wall_s: float
+    # returns over one episode (env and policy deterministic: the return is exact)
+    initial_return: float  # the untrained policy's
+    trained_return: float  # the kept policy's (the best after an iteration)
+    best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
+    random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
+    keyed_return: float  # always the fastest keyed path (key-aware's choice)
+    policy_path: str
+    checkpoint_path: str
+
+
+def episode_return(scenario, episode_s: float, choose, *, seed: int | None = None) -> float:
+    """Total eq. (7) reward of every agent over one episode; ``choose(features)`` gives each
+    flow's candidate from its (F, FLOW_FEATURES) features (an agent's flows, padded)."""
+    from twin.control.rl_env import RoutingEnv
+
+    env = RoutingEnv(scenario, duration_s=episode_s)
+    try:
+        obs, _ = env.reset(seed=seed)
+        total = 0.0
+        while env.agents:
+            actions = {a: choose(obs[a].reshape(-1, FLOW_FEATURES)) for a in env.agents}
+            obs, rewards, _, _, _ = env.step(actions)
+            total += sum(rewards.values())
+        return total
+    finally:
+        env.close()
+
+
+def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 0) -> float:
+    """Mean return of the uniformly random policy over ``episodes`` seeded episodes."""
+    totals = []
+    for n in range(episodes):
+        rng = np.random.default_rng([seed, n])
+
+        def uniform(features, rng=rng):
+            return rng.integers(0, K_CANDIDATES, len(features))
+
+        totals.append(episode_return(scenario, episode_s, uniform))
+    return float(np.mean(totals))
+
+
+def _module_class():
+    """FlowPPOModule, made on first use (importing RLlib takes seconds)."""
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module.apis import ValueFunctionAPI
+    from ray.rllib.core.rl_module.torch import TorchRLModule
+
+    class FlowPPOModule(TorchRLModule, ValueFunctionAPI):
+        """PPO's module: the per-flow policy net (Discrete(K) over one flow's features) and a
+        value net of the same shape."""
+
+        def setup(self):
+            hidden = tuple(self.model_config.get("hidden", HIDDEN))
+            self.pi = FlowPolicyNet(hidden)
+            layers, width = [], FLOW_FEATURES
+            for h in hidden:
+                layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
+                width = h
+            self.vf = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
+
+        def _forward(self, batch, **kwargs):
+            return {Columns.ACTION_DIST_INPUTS: self.pi(batch[Columns.OBS])}
+
+        def compute_values(self, batch, embeddings=None):
+            return self.vf(batch[Columns.OBS] / FEATURE_CLIP).squeeze(-1)
+
+    return FlowPPOModule
+
+
+def _make_env(config):
+    """RLlib's view of :class:`RoutingEnv` for training: each edge agent's flows act as agents
+    of their own (``<agent>/<slot>``, one flow's features in, one candidate out, eq. (7) over
+    that flow as the reward; the env's ``flow_rewards``). They share one policy, so this is the
+    edge agents' shared per-flow policy with the credit of each choice given to the flow it
+    moved: summed over an agent's flows (and its empty slots), PPO hardly learned (entropy
+    still 97 % of uniform after 8,000 steps on case-munich-pretoria)."""
+    from gymnasium import spaces
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    from twin.control.rl_env import RoutingEnv
+
+    class FlowAgents(MultiAgentEnv):
+        def __init__(self, config):
+            super().__init__()
+            self.env = RoutingEnv(config["scenario"], duration_s=config["episode_s"])
+            self.slots = {
+                f"{agent}/{slot}": (agent, slot)
+                for agent in self.env.possible_agents
+                for slot in range(len(self.env._members[agent]))
+            }
+            self.agents = self.possible_agents = list(self.slots)
+            observation = spaces.Box(0.0, FEATURE_CLIP, (FLOW_FEATURES,), dtype=np.float32)
+            action = spaces.Discrete(K_CANDIDATES)
+            self.observation_spaces = dict.fromkeys(self.agents, observation)
+            self.action_spaces = dict.fromkeys(self.agents, action)
+
+        def _split(self, per_agent: dict) -> dict:
+            return {
+                fid: per_agent[agent].reshape(-1, FLOW_FEATURES)[slot]
+                for fid, (agent, slot) in self.slots.items()
+            }
+
+        def reset(self, *, seed=None, options=None):
+            obs, _ = self.env.reset(seed=seed, options=options)
+            return self._split(obs), {}
+
+        def step(self, action_dict):
+            actions = {}
+            for agent in self.env.agents:
+                action = np.zeros(self.env.max_flows, dtype=np.int64)
+                for slot in range(len(self.env._members[agent])):
+                    action[slot] = int(action_dict.get(f"{agent}/{slot}", 0))
+                actions[agent] = action
+            obs, _, terminated, _, infos = self.env.step(actions)
+            done = all(terminated.values())
+            rewards = {
+                fid: infos[agent]["flow_rewards"][slot] for fid, (agent, slot) in self.slots.items()
+            }
+            terminateds = dict.fromkeys(self.slots, done) | {"__all__": done}
+            truncateds = dict.fromkeys(self.slots, False) | {"__all__": False}
+            return self._split(obs), rewards, terminateds, truncateds, {}
+
+        def close(self):
+            self.env.close()
+
+    return FlowAgents(config)
+
+
+def train_policy(
+    scenario: str,
+    out: str | Path,
+    *,
+    iterations: int = 20,
+    episode_s: float = 120.0,
+    seed: int = 0,
+    steps_per_iteration: int = 2000,
+    eval_episodes: int = 10,
+    lr: float = 1e-3,
+    ppo_settings: dict | None = None,
+    progress=None,
+) -> TrainResult:
+    """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
+    simulated seconds, one env step per 1 s decision) for ``iterations`` PPO iterations of
+    ``steps_per_iteration`` env steps; write ``out/policy.pt``, ``out/checkpoint/`` and
+    ``out/train.json``.
+
+    After each iteration the policy is evaluated as it is deployed (each flow's most likely
+    candidate; the env is deterministic, so one episode gives the exact return) and the best
+    one is kept: PPO's policy on this problem does not improve monotonically (on
+    case-munich-pretoria the evaluated return went from -56 to +29 and back between
+    iterations). The checkpoint is the last iteration's. ``progress(iteration,
+    sampled_return, evaluated_return)`` is called after each iteration (sampled: RLlib's mean
+    over its recent training episodes, exploring)."""
+    import ray
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    from ray.tune.registry import register_env
+
+    from twin.scenarios import load_scenario
+
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if not episode_s >= 1:
+        raise ValueError(f"episode_s must be >= 1 s (one decision a second), got {episode_s}")
+    load_scenario(scenario)  # an unknown scenario fails here, with the known names
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    register_env(ENV_NAME, _make_env)
+    config = (
+        PPOConfig()
+        .environment(ENV_NAME, env_config={"scenario": scenario, "episode_s": float(episode_s)})
+        .multi_agent(
+            policies={MODULE_ID},
+            policy_mapping_fn=lambda agent_id, *args, **kwargs: MODULE_ID,
+        )
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={
+                    MODULE_ID: RLModuleSpec(
+                        module_class=_module_class(), model_config={"hidden": list(HIDDEN)}
+                    )
+                }
+            )
+        )
+        # sampling in the driver: an env runner actor would cost a process for ~3 ms steps
+        .env_runners(num_env_runners=0, rollout_fragment_length="auto")
+        .learners(num_learners=0)
+        .training(
+            **{
+                "train_batch_size_per_learner": steps_per_iteration,
+                "minibatch_size": min(128, steps_per_iteration),
+                # (with gamma 0.9, lambda 0.9 and 10 epochs, 12 iterations on
+                # case-munich-pretoria never left the fastest-path policy)
+                "num_epochs": 6,
+                "lr": lr,
+                "gamma": 0.99,
+                "lambda_": 0.95,
+                "entropy_coeff": 0.01,
+            }
+            | dict(ppo_settings or {})
+        )
+        .debugging(seed=seed, log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=5)
+    )
+    algo = config.build_algo()
+    try:
+
+        def current() -> EdgePolicy:
+            return EdgePolicy(copy.deepcopy(algo.get_module(MODULE_ID).pi).cpu())
+
+        initial = current()
+        initial_return = episode_return(scenario, episode_s, initial.choose)
+        trained, trained_return, best_iteration = initial, initial_return, 0
+        env_steps = 0
+        for iteration in range(1, iterations + 1):
+            result = algo.train()
+            runners = result.get("env_runners", {})
+            env_steps = int(runners.get("num_env_steps_sampled_lifetime", env_steps))
+            policy = current()
+            evaluated = episode_return(scenario, episode_s, policy.choose)
+            if evaluated > trained_return:
+                trained, trained_return, best_iteration = policy, evaluated, iteration
+            if progress is not None:
+                sampled = float(runners.get("episode_return_mean", float("nan")))
+                progress(iteration, sampled, evaluated)
+        checkpoint = algo.save_to_path(str((out / "checkpoint").resolve()))
+    finally:
+        algo.stop()
+
+    result = TrainResult(
+        scenario=scenario,
+        iterations=iterations,
+        episode_s=float(episode_s),
+        env_steps=env_steps,
+        wall_s=time.perf_counter() - started,
+        initial_return=initial_return,
+        trained_return=trained_return,
+        best_iteration=best_iteration,
+        random_return=random_return(scenario, episode_s, episodes=eval_episodes, seed=seed),
+        keyed_return=episode_return(scenario, episode_s, lambda f: np.ones(len(f), np.int64)),
+        policy_path=str(out / "policy.pt"),
+        checkpoint_path=str(checkpoint),
+    )
+    trained.meta = {k: v for k, v in asdict(result).items() if not k.endswith("_path")}
+    trained.save(out / "policy.pt")
+    (out / "train.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return result
