@@ -644,6 +644,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{Path(args.scenario).stem}-policy-{args.seed}")
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {str(out)!r} is a file: give a directory")
+    from twin.scenarios import load_scenario
+
+    load_scenario(args.scenario)  # a bad scenario is refused before RLlib loads (seconds)
 
     from twin.control.train import train_policy
 

@@ -253,17 +253,20 @@ def test_key_aware_and_the_shield_read_the_hosts_fill_reports_as_in_one_process(
     assert expected.shield["rejected"]["key_continuity"] > 0
 
 
-def test_mpc_only_plans_on_the_cloud_planner_and_runs_as_in_one_process(ray_local):
+@pytest.mark.parametrize("controller", ["mpc-only", "ai-sdqn"])
+def test_planning_controllers_run_on_the_actors_as_in_one_process(ray_local, controller):
     # the MPC tier on the cloud planner actor: it binds the scenario there, plans from the
     # batteries' charge the driver gathers from the hosts, and the laser schedule it returns
-    # is applied in the driver; the metrics are the local engine's
+    # is applied in the driver; ai-sdqn's edge policy runs on each edge site's actor (its own
+    # flows, one batch per actor) and its shield in the driver; the metrics are the local
+    # engine's byte for byte
     from actors.runtime import ray_engine
 
     scenario = load_scenario("case-grid-eclipse")
-    local = Engine(scenario, controller="mpc-only")
+    local = Engine(scenario, controller=controller)
     expected = metrics_json(compute_metrics(local.run(duration_s=150), local))
     engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
-                        controller="mpc-only")  # fmt: skip
+                        controller=controller)  # fmt: skip
     try:
         assert engine.controller.cloud is not None
         got = metrics_json(compute_metrics(engine.run(duration_s=150), engine))
@@ -271,24 +274,4 @@ def test_mpc_only_plans_on_the_cloud_planner_and_runs_as_in_one_process(ray_loca
         engine.close()
 
     assert _without_wall_time(got) == _without_wall_time(expected)
-
-
-def test_ai_sdqn_runs_on_the_edge_and_cloud_actors_as_in_one_process(ray_local):
-    # the whole hierarchy on the runtime: the energy plan on the cloud planner, the edge
-    # policy on each edge site's actor (its own flows' features, one batch per actor), the
-    # shield in the driver; the metrics are the local engine's byte for byte
-    from actors.runtime import ray_engine
-
-    scenario = load_scenario("case-grid-eclipse")
-    local = Engine(scenario, controller="ai-sdqn")
-    expected = metrics_json(compute_metrics(local.run(duration_s=120), local))
-    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
-                        controller="ai-sdqn")  # fmt: skip
-    try:
-        assert engine.controller.cloud is not None
-        got = metrics_json(compute_metrics(engine.run(duration_s=120), engine))
-    finally:
-        engine.close()
-
-    assert _without_wall_time(got) == _without_wall_time(expected)
-    assert json.loads(got)["controller"] == "ai-sdqn"
+    assert json.loads(got)["controller"] == controller

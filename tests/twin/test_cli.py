@@ -224,3 +224,20 @@ def test_bench_bad_options_are_one_clear_line(capsys, argv, expected):
     code, out, err = run_cli(capsys, "bench", *argv)
     assert code == 2 and out == ""
     assert expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["small", "--iterations", "0"], "--iterations must be a whole number >= 1, got 0"),
+        (["small", "--episode-s", "5"], "--episode-s must be >= 10 simulated seconds, got 5"),
+        (["small", "--steps", "50"], "--steps must be >= 200 env steps per iteration, got 50"),
+        (["small", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["no-such-scenario"], "scenario file 'no-such-scenario' not found"),
+    ],
+)
+def test_train_bad_options_are_one_clear_line(capsys, argv, expected):
+    # refused before RLlib or Ray starts
+    code, out, err = run_cli(capsys, "train", *argv)
+    assert code == 2 and out == ""
+    assert expected in err and "Traceback" not in err

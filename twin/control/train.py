@@ -8,8 +8,12 @@ training, the policy's weights are written as a plain :class:`twin.control.drl.E
 (``policy.pt``: what ``drl-only`` and ``ai-sdqn`` load, no RLlib needed to run them) beside
 RLlib's own checkpoint (``checkpoint/``, to resume or inspect with RLlib).
 
-:func:`episode_return` measures a policy on the env without RLlib, and is what the training
-report and the test compare with the uniformly random policy.
+:func:`episode_return` measures a policy on the env without RLlib: the training keeps the best
+policy by it and reports it beside the uniformly random and always-keyed policies'.
+
+PPO learns unsteadily on this problem (README, "The DRL tier"): the exploring policy stays near
+uniform and the evaluated return jumps between iterations, which is why the best evaluated
+policy is kept rather than the last.
 
 Training is not bit-reproducible (RLlib's sampling and torch's threads); a trained policy is a
 file, and runs with a given policy file are (twin.control.drl).
@@ -122,8 +126,8 @@ def _make_env(config):
     of their own (``<agent>/<slot>``, one flow's features in, one candidate out, eq. (7) over
     that flow as the reward; the env's ``flow_rewards``). They share one policy, so this is the
     edge agents' shared per-flow policy with the credit of each choice given to the flow it
-    moved: summed over an agent's flows (and its empty slots), PPO hardly learned (entropy
-    still 97 % of uniform after 8,000 steps on case-munich-pretoria)."""
+    moved: summed over an agent's flows (and its empty slots), PPO did not learn at all
+    (entropy still 97 % of uniform after 8,000 steps on case-munich-pretoria)."""
     from gymnasium import spaces
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
