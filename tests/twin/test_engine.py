@@ -65,7 +65,7 @@ def test_type_iv_needs_no_quantum_keys():
 
 
 def test_unknown_controller_is_a_clear_error():
-    known = "known: dijkstra-distance, key-aware, mpc-only, static-sp"
+    known = "known: ai-sdqn, dijkstra-distance, drl-only, key-aware, mpc-only, static-sp"
     with pytest.raises(ValueError, match=known):
         Engine(load_scenario("small"), controller="magic", flows=FLOWS)
 
