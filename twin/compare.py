@@ -160,7 +160,9 @@ def summarize(runs: Sequence[ComparedRun]) -> dict:
 
 
 def _mean(summary: dict, controller: str, key: str) -> float | None:
-    entry = summary["controllers"][controller]["metrics"].get(key)
+    """The metric's mean over seeds; None when the controller was not compared or did not
+    measure it."""
+    entry = summary["controllers"].get(controller, {}).get("metrics", {}).get(key)
     return None if entry is None else entry["mean"]
 
 

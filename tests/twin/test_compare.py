@@ -72,3 +72,10 @@ def test_qntwin_compare_refuses_bad_flags_in_one_line(capsys):
         assert main(["compare", "small", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_the_report_without_static_sp_says_the_claims_need_it():
+    # regression: the claims against the baseline looked it up before checking it was there
+    # (KeyError after the runs, compare.json written and report.md not)
+    report = render_report(summarize([run("key-aware", 0, 20.0), run("drl-only", 0, 30.0)]))
+    assert report.count("needs static-sp among the controllers") == 2
