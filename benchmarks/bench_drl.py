@@ -24,29 +24,34 @@ INFERENCE_AIM_S = 2e-3
 SPEED_AIM = 0.5  # ai-sdqn's ticks per second over static-sp's
 
 
+class _TimedPolicy:
+    """An edge policy that times its inference (s, per call)."""
+
+    def __init__(self, policy) -> None:
+        self.policy, self.seconds, self.flows = policy, [], 0
+
+    def choose(self, features):
+        start = time.perf_counter()
+        choice = self.policy.choose(features)
+        self.seconds.append(time.perf_counter() - start)
+        self.flows = len(features)
+        return choice
+
+
 def _timed_drl_only():
-    """drl-only that times its decisions: (the whole decide, the inference alone), s."""
-    from twin.control.drl import DrlOnly, flow_features
+    """drl-only with its policy's inference and its whole decisions timed (s)."""
+    from twin.control.drl import DrlOnly, shipped_policy
 
     class TimedDrlOnly(DrlOnly):
         def __init__(self):
-            super().__init__()
-            self.decide_s, self.infer_s, self.flows = [], [], 0
+            super().__init__(_TimedPolicy(shipped_policy()))
+            self.decide_s = []
 
         def decide(self, view):
             start = time.perf_counter()
-            candidates = self.candidates.build(view)
-            features = flow_features(view, candidates, self.candidates.greedy)
-            infer = time.perf_counter()
-            choice = self.policy.choose(features)
-            self.infer_s.append(time.perf_counter() - infer)
-            paths = tuple(candidates[k][c] for k, c in enumerate(choice.tolist()))
-            self.candidates.chosen(paths)
+            decision = super().decide(view)
             self.decide_s.append(time.perf_counter() - start)
-            self.flows = len(features)
-            from twin.control.baselines import Decision
-
-            return Decision(paths=paths)
+            return decision
 
     return TimedDrlOnly()
 
@@ -70,14 +75,15 @@ def run(repeat: int = 200) -> dict:
     speeds = {"static-sp": _engine_s(scenario, "static-sp", ticks)}
     speeds["drl-only"] = _engine_s(scenario, timed, ticks)
     speeds["ai-sdqn"] = _engine_s(scenario, "ai-sdqn", ticks)
-    inference = statistics.median(timed.infer_s[1:])
+    infer_s = timed.policy.seconds[1:]
+    inference = statistics.median(infer_s)
     ratio = speeds["static-sp"] / speeds["ai-sdqn"]
     return {
         "scenario": "mega",
-        "flows": timed.flows,
+        "flows": timed.policy.flows,
         "ticks": ticks,
         "inference_median_s": inference,
-        "inference_max_s": max(timed.infer_s[1:]),
+        "inference_max_s": max(infer_s),
         "edge_decision_median_s": statistics.median(timed.decide_s[1:]),
         "inference_aim_s": INFERENCE_AIM_S,
         "inference_aim_met": inference <= INFERENCE_AIM_S,

@@ -17,6 +17,8 @@ controllers (MPC, DRL, shield) implement the same two-method protocol.
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -77,8 +79,14 @@ class NetworkView:
     ``plan(view)`` every that many ticks, before that tick's ``decide``); None otherwise"""
 
     def edges(self) -> EdgeLookup:
-        """The snapshot's :class:`EdgeLookup` (the given one, else a fresh one)."""
-        return EdgeLookup(self.snapshot) if self.edge_lookup is None else self.edge_lookup
+        """The snapshot's :class:`EdgeLookup`: the given one, else one built on the first call
+        and kept (a controller on an edge actor, given none, asks for it once per flow)."""
+        return self._built_edges if self.edge_lookup is None else self.edge_lookup
+
+    @functools.cached_property
+    def _built_edges(self) -> EdgeLookup:
+        # (cached_property writes the instance's __dict__, which a frozen dataclass allows)
+        return EdgeLookup(self.snapshot)
 
 
 @dataclass(frozen=True)
@@ -315,27 +323,20 @@ CONTROLLERS = {
 }
 
 
-def _mpc_only():
-    from twin.control.mpc import MpcOnly  # (imports OSQP and the topology)
+def _imported(module: str, cls: str):
+    """A factory that imports ``module`` when first called: the planning and learning
+    controllers pull in OSQP, the topology or torch (and the shipped policy), which a run of a
+    baseline need not load."""
 
-    return MpcOnly()
+    def make():
+        return getattr(importlib.import_module(module), cls)()
 
-
-def _drl_only():
-    from twin.control.drl import DrlOnly  # (imports torch and loads the shipped policy)
-
-    return DrlOnly()
-
-
-def _ai_sdqn():
-    from twin.control.ai_sdqn import AiSdqn
-
-    return AiSdqn()
+    return make
 
 
-CONTROLLERS["mpc-only"] = _mpc_only
-CONTROLLERS["drl-only"] = _drl_only
-CONTROLLERS["ai-sdqn"] = _ai_sdqn
+CONTROLLERS["mpc-only"] = _imported("twin.control.mpc", "MpcOnly")
+CONTROLLERS["drl-only"] = _imported("twin.control.drl", "DrlOnly")
+CONTROLLERS["ai-sdqn"] = _imported("twin.control.ai_sdqn", "AiSdqn")
 
 
 def make_controller(name: str) -> Controller:

@@ -117,16 +117,17 @@ def flow_features(view: NetworkView, candidates, greedy: KeyAwareGreedy) -> np.n
 class FlowPolicyNet(torch.nn.Module):
     """FLOW_FEATURES -> K_CANDIDATES logits, the same weights for every flow: an input of
     (..., F * FLOW_FEATURES) gives (..., F * K_CANDIDATES), flow by flow (RLlib's
-    MultiDiscrete layout)."""
+    MultiDiscrete layout). ``outputs=1`` makes the value net PPO trains beside it
+    (twin.control.train)."""
 
-    def __init__(self, hidden=HIDDEN) -> None:
+    def __init__(self, hidden=HIDDEN, outputs: int = K_CANDIDATES) -> None:
         super().__init__()
         layers: list[torch.nn.Module] = []
         width = FLOW_FEATURES
         for h in hidden:
             layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
             width = h
-        layers.append(torch.nn.Linear(width, K_CANDIDATES))
+        layers.append(torch.nn.Linear(width, outputs))
         self.body = torch.nn.Sequential(*layers)
         self.hidden = tuple(int(h) for h in hidden)
 
@@ -197,7 +198,7 @@ def shipped_policy() -> EdgePolicy:
 
 class DrlOnly:
     """``drl-only``: every flow takes the candidate path the edge policy picks; no energy plan
-    and no shield (``ai-sdqn`` adds both, twin.control.mpc.AiSdqn)."""
+    and no shield (``ai-sdqn`` adds both, twin.control.ai_sdqn.AiSdqn)."""
 
     name = "drl-only"
     plan_every_ticks = 0

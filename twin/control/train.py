@@ -106,17 +106,13 @@ def _module_class():
         def setup(self):
             hidden = tuple(self.model_config.get("hidden", HIDDEN))
             self.pi = FlowPolicyNet(hidden)
-            layers, width = [], FLOW_FEATURES
-            for h in hidden:
-                layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
-                width = h
-            self.vf = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
+            self.vf = FlowPolicyNet(hidden, outputs=1)
 
         def _forward(self, batch, **kwargs):
             return {Columns.ACTION_DIST_INPUTS: self.pi(batch[Columns.OBS])}
 
         def compute_values(self, batch, embeddings=None):
-            return self.vf(batch[Columns.OBS] / FEATURE_CLIP).squeeze(-1)
+            return self.vf(batch[Columns.OBS]).squeeze(-1)
 
     return FlowPPOModule
 
@@ -190,7 +186,6 @@ def train_policy(
     steps_per_iteration: int = 2000,
     eval_episodes: int = 10,
     lr: float = 1e-3,
-    ppo_settings: dict | None = None,
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -245,18 +240,15 @@ def train_policy(
         .env_runners(num_env_runners=0, rollout_fragment_length="auto")
         .learners(num_learners=0)
         .training(
-            **{
-                "train_batch_size_per_learner": steps_per_iteration,
-                "minibatch_size": min(128, steps_per_iteration),
-                # (with gamma 0.9, lambda 0.9 and 10 epochs, 12 iterations on
-                # case-munich-pretoria never left the fastest-path policy)
-                "num_epochs": 6,
-                "lr": lr,
-                "gamma": 0.99,
-                "lambda_": 0.95,
-                "entropy_coeff": 0.01,
-            }
-            | dict(ppo_settings or {})
+            train_batch_size_per_learner=steps_per_iteration,
+            minibatch_size=min(128, steps_per_iteration),
+            # (with gamma 0.9, lambda 0.9 and 10 epochs, 12 iterations on
+            # case-munich-pretoria never left the fastest-path policy)
+            num_epochs=6,
+            lr=lr,
+            gamma=0.99,
+            lambda_=0.95,
+            entropy_coeff=0.01,
         )
         .debugging(seed=seed, log_level="ERROR")
         .reporting(metrics_num_episodes_for_smoothing=5)
