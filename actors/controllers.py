@@ -580,12 +580,30 @@ class RayControllers:
 
     def plan(self, view: NetworkView):
         """The cloud planner's plan over every flow for G(t) ``view.snapshot``."""
+        return self.submit_plan(view)()
+
+    def submit_plan(self, view: NetworkView):
+        """Ask the cloud planner for its plan for G(t) ``view.snapshot``; returns the callable
+        that collects it (the engine does a planning period later: the planner plans while
+        the ticks run). The planner's state after each plan is fetched with the plan, so its
+        log never holds more than the plan being made (it is not in the edge actors'
+        checkpoints, which would wait for the plan)."""
         if self.cloud is None:
             raise RuntimeError(f"controller {self.name!r} does not plan (plan_every_ticks 0)")
+        cloud = self.cloud
         packed = self._ray.put(self._packed_snapshot(view.snapshot))  # its decide follows
         soc = None if view.battery_soc is None else pack_array(view.battery_soc, np.float64)
-        call = self.cloud.submit("plan", packed, soc, pack_key_fill(view.key_fill))
-        return self._collect([(self.cloud, call.ref)], "plan")[0]
+        call = cloud.submit("plan", packed, soc, pack_key_fill(view.key_fill))
+        handle, state = cloud.handle, cloud.handle.checkpoint.remote()  # after the plan
+
+        def collect():
+            plan = self._collect([(cloud, call.ref)], "plan")[0]
+            ref = state if cloud.handle is handle else cloud.handle.checkpoint.remote()
+            cloud.state = self._collect([(cloud, ref)], "checkpoint")[0]
+            cloud.log = []
+            return plan
+
+        return collect
 
     def decide(self, view: NetworkView) -> Decision:
         return self.submit_decide(view)()
@@ -645,10 +663,11 @@ class RayControllers:
                     actor.replay(len(actor.log), wait=False)
 
     def _checkpoint(self) -> None:
-        """Every actor's controller state, held here; the logs restart from it."""
+        """Every edge actor's controller state, held here; the logs restart from it (the
+        cloud planner's is taken with each plan, :meth:`submit_plan`)."""
         for actor in self.edges.values():
             self._channel.halt(actor.peer)
-        calls = [(actor, actor.handle.checkpoint.remote()) for actor in self.actors]
+        calls = [(actor, actor.handle.checkpoint.remote()) for actor in self.edges.values()]
         for (actor, _), state in zip(calls, self._collect(calls, "checkpoint"), strict=True):
             actor.state, actor.log = state, []
 

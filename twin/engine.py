@@ -89,7 +89,10 @@ objective of eq. (4) (``TickRecord.reward``, J in ``RunResult.objective``). A pl
 controller's plan that schedules the satellites' terminals (``twin.control.mpc.LaserSchedule``,
 the laser schedule) is applied to each snapshot before it is decided on: a satellite whose
 planned time awake in the current step is spent has its optical links down, and idle terminals
-sleep (OFF) rather than stand by.
+sleep (OFF) rather than stand by. A plan takes effect one planning period after the state it
+was computed from (the cloud tier plans while the network runs: ``submit_plan`` computes it on
+the controller's own thread or the cloud actor, and the engine collects it a period later), so
+the first period runs without one; where and how fast it was computed changes nothing.
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -156,8 +159,9 @@ from twin.units import NS_PER_S
 __all__ = ["EntanglementRecord", "Engine", "RunResult", "TickRecord"]
 
 
-def _given(decision: Decision) -> Callable[[], Decision]:
-    return lambda: decision
+def _given(value):
+    """A result computed here, handed over as one computed elsewhere is (a callable)."""
+    return lambda: value
 
 
 # --- assumptions -------------------------------------------------------------------------------
@@ -408,7 +412,8 @@ class Engine:
         self.shield_violations = dict.fromkeys(RULES, 0)
         self._end_ns = 0  # the run's end: decisions at or after it serve no tick (no audit)
         self._decisions = 0  # decide calls so far: a planning controller plans every N
-        self._plan = None
+        self._plan = None  # the plan in effect
+        self._next_plan: Callable[[], object] | None = None  # the one being computed
         bind = getattr(self.controller, "bind", None)
         if bind is not None:  # a planner forecasts from the scenario (orbits, power models)
             bind(scenario)
@@ -1156,12 +1161,19 @@ class Engine:
         """The controller's decision for G(t) ``snap``, as a callable that gives it: a
         controller whose work runs elsewhere (controller actors, ``submit_decide``) returns at
         once and decides while the engine goes on. Called once per snapshot, in time order. A
-        controller that plans (the cloud tier) plans first, every N decisions; a plan that
-        schedules the satellites' terminals (``LaserSchedule``) is applied to ``snap``, and
-        the snapshot it leaves is returned with the decision (the tick runs on it)."""
+        controller that plans (the cloud tier) plans first, every N decisions: the plan asked
+        for N decisions ago takes effect and the next is asked for (``submit_plan``, computed
+        while the ticks run; module docstring); a plan that schedules the satellites'
+        terminals (``LaserSchedule``) is applied to ``snap``, and the snapshot it leaves is
+        returned with the decision (the tick runs on it)."""
         every = getattr(self.controller, "plan_every_ticks", 0)  # 0 or absent: no plans
         if every > 0 and self._decisions % every == 0:
-            self._plan = self.controller.plan(self._planning_view(snap))
+            if self._next_plan is not None:
+                self._plan = self._next_plan()
+            view = self._planning_view(snap)
+            submit = getattr(self.controller, "submit_plan", None)
+            planned = submit(view) if submit is not None else _given(self.controller.plan(view))
+            self._next_plan = planned
         snap = self._apply_schedule(snap)
         # the shield and the audit see what the controller sees, with the fill report in any
         # case; the controller sees the report only if it reads it

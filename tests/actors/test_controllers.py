@@ -60,8 +60,8 @@ class PlanningShortestPath(StaticShortestPath):
 
     def decide(self, view):
         decision = super().decide(view)
-        assert view.plan is not None and view.plan["t_ns"] <= view.t_ns
-        count = view.plan["plans"]
+        assert view.plan is None or view.plan["t_ns"] <= view.t_ns
+        count = 0 if view.plan is None else view.plan["plans"]
         return dataclasses.replace(
             decision,
             paths=tuple(
@@ -92,9 +92,10 @@ def _views(scenario, n_ticks):
 
 
 def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lost(ray_local):
-    # case-grid-eclipse: two edge sites; a plan every 5 ticks; the planner is killed at tick
-    # 7, an edge actor at tick 13 and the other while checkpointed after tick 16 (checkpoints
-    # every 4 ticks): same paths as one controller
+    # case-grid-eclipse: two edge sites; a plan every 5 ticks, collected 5 ticks later as the
+    # engine does; the planner is killed at tick 7 (noticed when the plan asked at tick 10 is
+    # collected), an edge actor at tick 13 and the other while checkpointed after tick 16
+    # (checkpoints every 4 ticks): same paths as one controller
     import ray
 
     from actors.controllers import RayControllers
@@ -122,16 +123,21 @@ def test_the_cloud_planner_and_edge_actors_decide_as_one_controller_even_when_lo
                     take()
 
                 tier._checkpoint = checkpoint_losing_an_actor
-            # both planned as the engine plans: every plan_every_ticks ticks, before deciding
+            # both planned as the engine plans: every plan_every_ticks ticks, before deciding,
+            # the plan asked for a period earlier taking effect
+            if tick == 0:
+                plan = tier_plan = next_plan = tier_next = None
             if tick % 5 == 0:
-                plan = local.plan(view)
+                plan, next_plan = next_plan, local.plan(view)
             expected.append(local.decide(dataclasses.replace(view, plan=plan)).paths)
             if tick == 7:
                 ray.kill(tier.cloud.handle)
             if tick == 13:
                 ray.kill(next(iter(tier.edges.values())).handle)
             if tick % tier.plan_every_ticks == 0:
-                tier_plan = tier.plan(view)
+                if tier_next is not None:
+                    tier_plan = tier_next()
+                tier_next = tier.submit_plan(view)
             got.append(tier.decide(dataclasses.replace(view, plan=tier_plan)).paths)
         restarts = tier.restarts
     finally:
