@@ -300,9 +300,13 @@ class KeyAwareGreedy:
         return Decision(paths=self._previous)
 
     @staticmethod
-    def fastest_keyed(view: NetworkView, flows: Sequence[int], need: int) -> dict:
+    def fastest_keyed(
+        view: NetworkView, flows: Sequence[int], need: int, fastest: Sequence | None = None
+    ) -> dict:
         """Flow index -> the fastest path over the up links whose buffers hold ``need`` bits,
-        else (or for need 0) the fastest path over all up links; None without one."""
+        else (or for need 0) the fastest path over all up links; None without one.
+        ``fastest``: every flow's fastest path over all up links, where the caller has them
+        (the fallback is then not searched again)."""
         snap = view.snapshot
         usable = snap.up
         if need > 0:  # (only then is each link's fill looked up)
@@ -311,8 +315,9 @@ class KeyAwareGreedy:
         paths = {k: found[k] for k in flows}
         unkeyed = [k for k in flows if paths[k] is None and need > 0]
         if unkeyed:  # no keyed path: the fastest path over all links
-            found = _route_all(view, _latency_csr(snap, snap.up), unkeyed).paths
-            paths.update((k, found[k]) for k in unkeyed)
+            if fastest is None:
+                fastest = _route_all(view, _latency_csr(snap, snap.up), unkeyed).paths
+            paths.update((k, fastest[k]) for k in unkeyed)
         return paths
 
 

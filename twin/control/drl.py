@@ -72,9 +72,16 @@ class CandidatePaths:
         fastest = _route_all(view, _latency_csr(snap, snap.up), flows).paths
         keyed = list(fastest)
         needs = [self.greedy.need_bits(f, view.t_ns) for f in view.flows]
+        # a fastest path whose every hop holds the need is the fastest keyed one too (the
+        # keyed links are a subgraph that keeps it, ties broken alike): searched for only
+        # where it does not (on mega, most flows most ticks)
+        top = np.iinfo(np.int64).max
+        held = [top if p is None else view.key_fill.of_path(p).min(initial=top) for p in fastest]
         for need in sorted(set(needs) - {0}):
-            members = [k for k in flows if needs[k] == need]
-            for k, path in KeyAwareGreedy.fastest_keyed(view, members, need).items():
+            members = [k for k in flows if needs[k] == need and not held[k] >= need]
+            if not members:
+                continue
+            for k, path in KeyAwareGreedy.fastest_keyed(view, members, need, fastest).items():
                 keyed[k] = path
         previous = self._previous if len(self._previous) == len(flows) else (None,) * len(flows)
         intact = view.edges().paths_intact(previous)
