@@ -1,6 +1,7 @@
 """The DRL tier: the edge policy (twin.control.drl), its controllers and its PPO training."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,29 +79,29 @@ def test_drl_controllers_run_the_same_twice(controller):
     assert (engine.shield is not None) == (controller == "ai-sdqn")
 
 
-@pytest.mark.slow
-def test_a_short_ppo_training_writes_a_policy_that_routes_as_it_scored(tmp_path):
-    """Four PPO iterations of 1,000 steps on case-munich-pretoria's first two minutes: the
-    written policy.pt, loaded, scores exactly the return the training kept it for, train.json
-    reports what ran, and RLlib's checkpoint is there.
+FIBRE_RING = Path(__file__).parent / "data" / "fibre-ring.yaml"
 
-    What this does not pin: that a short run beats the uniformly random policy (the issue's
-    test, on ``small``, where every flow rides fibre and every policy scores the same). On
-    case-munich-pretoria, where the candidates differ on 188 of 363 active flow-steps, eight
-    iterations beat random's mean in some runs (kept -18.3 and +29 against -31.9) and not in
-    others (-56 against -34.2), and RLlib's training is not bit-reproducible, so such a test
-    would be flaky; the shipped policy's training report gives the measured comparison."""
+
+def test_a_short_ppo_training_beats_random_and_writes_a_policy_that_routes_as_it_scored(
+    tmp_path,
+):
+    """Three PPO iterations of 300 steps on fibre-ring's first minute (a test scenario where
+    the fastest path is short of key and a detour is not; the issue asks for ``small``, where
+    every flow has one fibre path and every policy scores the same): the kept policy beats the
+    uniformly random one (mean of 10 draws) and the untrained one; the written policy.pt,
+    loaded, scores exactly the return it was kept for; train.json reports what ran and
+    RLlib's checkpoint is there. Measured: untrained -43.4, random 28.0, trained 35.6 (the
+    always-keyed policy's return) after the first iteration, in ~6 s."""
     pytest.importorskip("ray.rllib")
     from twin.control.train import episode_return, train_policy
 
-    result = train_policy(
-        "case-munich-pretoria", tmp_path, iterations=4, episode_s=120, steps_per_iteration=1000
-    )
+    scenario = str(FIBRE_RING)
+    result = train_policy(scenario, tmp_path, iterations=3, episode_s=60, steps_per_iteration=300)
+    assert result.trained_return > result.random_return > result.initial_return
     policy = EdgePolicy.load(result.policy_path)
-    assert episode_return("case-munich-pretoria", 120, policy.choose) == result.trained_return
+    assert episode_return(scenario, 60, policy.choose) == result.trained_return
     assert policy.meta["trained_return"] == result.trained_return
-    assert result.trained_return >= result.initial_return
     report = json.loads((tmp_path / "train.json").read_text())
-    assert report["env_steps"] == 4000 and report["iterations"] == 4
-    assert 0 <= report["best_iteration"] <= 4
+    assert report["env_steps"] == 900 and report["iterations"] == 3
+    assert 1 <= report["best_iteration"] <= 3
     assert (tmp_path / "checkpoint").is_dir()
