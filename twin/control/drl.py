@@ -23,8 +23,10 @@ pins the metrics byte for byte).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -215,9 +217,37 @@ class DrlOnly:
         self.policy = policy or shipped_policy()
         self.candidates = CandidatePaths()
 
-    def decide(self, view: NetworkView) -> Decision:
+    def decide(self, view: NetworkView, avoid: Sequence[str] = ()) -> Decision:
+        """The policy's paths; ``avoid``: stations to route around (``ai-sdqn``'s contact
+        plan, twin.control.mpc.ContactPlan), see :func:`route_around`."""
         candidates = self.candidates.build(view)
         choice = self.policy.choose(flow_features(view, candidates, self.candidates.greedy))
         paths = tuple(candidates[k][c] for k, c in enumerate(choice.tolist()))
+        if avoid:
+            paths = route_around(view, paths, avoid, self.candidates.greedy)
         self.candidates.chosen(paths)
         return Decision(paths=paths)
+
+
+def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:
+    """``paths`` with each path through a node of ``avoid`` replaced by the fastest keyed path
+    (:meth:`KeyAwareGreedy.fastest_keyed`) over the links that stay up without those nodes;
+    a flow with no such path keeps its own (its endpoints may be among them, or the only
+    way through)."""
+    nodes = set(view.node_index.indices(avoid).tolist())
+    through = [k for k, p in enumerate(paths) if p is not None and not nodes.isdisjoint(p)]
+    if not through:
+        return tuple(paths)
+    snap = view.snapshot
+    touching = np.isin(snap.a, list(nodes)) | np.isin(snap.b, list(nodes))
+    around = dataclasses.replace(
+        view, snapshot=dataclasses.replace(snap, up=snap.up & ~touching), edge_lookup=None
+    )
+    paths = list(paths)
+    needs = {k: greedy.need_bits(view.flows[k], view.t_ns) for k in through}
+    for need in sorted(set(needs.values())):
+        members = [k for k in through if needs[k] == need]
+        for k, path in KeyAwareGreedy.fastest_keyed(around, members, need).items():
+            if path is not None:
+                paths[k] = path
+    return tuple(paths)

@@ -34,6 +34,7 @@ tests (not a dependency of the twin).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -359,6 +360,42 @@ class LaserSchedule:
     awake_ns: np.ndarray
     """(S, H) int64"""
     plan: EnergyPlan
+    contacts: ContactPlan | None = None
+    """the OGS contact plan made with it (None: no optical ground station, or not asked)"""
+
+
+# assumptions of the contact plan: a station whose zenith is blocked (the weather's extra loss
+# above the scenario's blocking threshold) with this predicted probability is left before
+# its links drop; the nowcast looks to the end of the period the plan is in effect (it takes
+# effect one period after it is made: twin.engine)
+CONTACT_OUTAGE_THRESHOLD = 0.5
+CONTACT_LEAD_S = 2 * PLAN_STEP_S
+
+
+@dataclass(frozen=True)
+class ContactPlan:
+    """The OGS contact plan (main paper sec. VII-A: "OGS contact plan and site-diversity
+    switching ahead of predicted cloud fronts"): per optical ground station the observer's
+    predicted probability that the weather blocks it at its zenith ``lead_s`` after ``t_ns``
+    (twin.control.observer: the nowcast and its error), and the stations to leave: those at
+    or above :data:`CONTACT_OUTAGE_THRESHOLD`. A blocked zenith blocks every pass, so a flow
+    through such a station is moved to another before its links drop, while they are still
+    up (a make-before-break handover in the engine) rather than after (break-before-make)."""
+
+    t_ns: int
+    lead_s: float
+    stations: tuple[str, ...]
+    outage_probability: np.ndarray
+    """(stations,) in [0, 1]"""
+
+    @property
+    def avoid(self) -> tuple[str, ...]:
+        """The stations the edge tier routes around."""
+        return tuple(
+            name
+            for name, p in zip(self.stations, self.outage_probability.tolist(), strict=True)
+            if p >= CONTACT_OUTAGE_THRESHOLD
+        )
 
 
 class MpcOnly:
@@ -376,6 +413,7 @@ class MpcOnly:
     plan_every_ticks = int(PLAN_STEP_S)  # with 1 s ticks; the engine plans every N decisions
     reads_key_fill = True
     plans_energy = True
+    plans_contacts = False  # the OGS contact plan: for a router that reads it (ai-sdqn)
 
     def __init__(self) -> None:
         from twin.control.baselines import KeyAwareGreedy
@@ -386,6 +424,7 @@ class MpcOnly:
         self._topology = None  # the scenario's TopologyModel, made when first needed
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
+        self._observer = None  # the observer of the contact plan, made when first needed
 
     def bind(self, scenario) -> None:
         """The scenario the plans are for (the orbits, the satellites' power model)."""
@@ -397,7 +436,30 @@ class MpcOnly:
         state["_topology"] = None  # (its propagator does not pickle; made again from the scenario)
         state["_forecasts"] = {}  # (computed again, to the same values)
         state["_worker"] = None
+        if self._observer is not None:  # its filters' state is kept, its topology made again
+            state["_observer"] = copy.copy(self._observer)
+            state["_observer"].topology = None
         return state
+
+    def _contact_plan(self, t_ns: int) -> ContactPlan | None:
+        """The observer's OGS contact plan at ``t_ns`` (:class:`ContactPlan`); None without
+        optical ground stations. Called once per plan, in time order (the filters run
+        forward)."""
+        from twin.control.observer import Observer
+
+        if self._observer is None:
+            self._observer = Observer(self._scenario, self._topology, self._scenario.seed)
+        elif self._observer.topology is None:  # restored from a checkpoint
+            self._observer.topology = self._topology
+        if not self._observer.stations:
+            return None
+        observation = self._observer.observe(t_ns, lead_s=CONTACT_LEAD_S)
+        return ContactPlan(
+            t_ns=int(t_ns),
+            lead_s=CONTACT_LEAD_S,
+            stations=observation.stations,
+            outage_probability=self._observer.zenith_outage_probability(observation),
+        )
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
         """:meth:`plan` for ``view`` on this controller's own thread; returns the callable
@@ -431,7 +493,8 @@ class MpcOnly:
         awake_ms = np.floor(plan.duty * PLAN_STEP_S * 1e3).astype(np.int64)
         full = plan.duty >= forecast.contact - AWAKE_TOLERANCE
         awake_ms[full] = round(PLAN_STEP_S * 1e3)
-        return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan)
+        contacts = self._contact_plan(view.t_ns) if self.plans_contacts else None
+        return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan, contacts)
 
     def decide(self, view):
         return self._router.decide(view)

@@ -183,6 +183,13 @@ class Observer:
             carbon_forecast_g_per_kwh=truth_ci * np.maximum(1.0 + rel * errors, 0.0),
         )
 
+    def zenith_outage_probability(self, observation: Observation) -> np.ndarray:
+        """Per station, the probability that the weather's extra loss at its zenith exceeds
+        the blocking threshold at the observation's lead (the nowcast's normal error): a
+        blocked zenith blocks every pass of the station."""
+        margin_db = self._block_db - observation.nowcast_zenith_db
+        return 1.0 - ndtr(margin_db / observation.nowcast_sigma_db)
+
     def link_loss(self, snapshot, observation: Observation) -> LinkLossForecast:
         """The predicted loss distribution of ``snapshot``'s up FSO ground-space links at the
         observation's lead (module docstring)."""

@@ -105,3 +105,31 @@ def test_a_short_ppo_training_beats_random_and_writes_a_policy_that_routes_as_it
     assert report["env_steps"] == 900 and report["iterations"] == 3
     assert 1 <= report["best_iteration"] <= 3
     assert (tmp_path / "checkpoint").is_dir()
+
+
+def test_routing_around_a_station_moves_only_the_flows_through_it():
+    """The contact plan's stations (ai-sdqn): a flow through an avoided OGS gets a path
+    without it where one exists, the others keep theirs, and avoiding nothing changes
+    nothing."""
+    from twin.control.baselines import KeyAwareGreedy
+    from twin.control.drl import CandidatePaths, route_around
+
+    engine = Engine(load_scenario("storm"), controller="static-sp")
+    engine.run(duration_s=10)
+    view = engine._view(engine.topology.snapshot(10 * 10**9))
+    fastest = [c[2] for c in CandidatePaths().build(view)]
+    names = view.snapshot.node_names
+    stations = {names[n] for p in fastest if p for n in p if n in engine._ogs_nodes}
+    assert stations, "some flow crosses an optical ground station"
+    moves = 0
+    for station in sorted(stations):
+        node = view.node_index.indices([station])[0]
+        moved = route_around(view, fastest, [station], KeyAwareGreedy())
+        for before, after in zip(fastest, moved, strict=True):
+            if before is not None and node in before and after != before:
+                assert node not in after and (after[0], after[-1]) == (before[0], before[-1])
+                moves += 1
+            else:  # not through it, or no way around it: kept
+                assert after == before
+    assert moves > 0
+    assert route_around(view, fastest, [], KeyAwareGreedy()) == tuple(fastest)

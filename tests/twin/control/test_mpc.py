@@ -110,3 +110,28 @@ def test_mpc_only_sleeps_idle_terminals_and_serves_as_key_aware_does():
 def test_mpc_only_needs_its_scenario():
     with pytest.raises(RuntimeError, match="bind"):
         MpcOnly().plan(None)
+
+
+def test_the_contact_plan_names_the_stations_the_front_blocks_and_survives_a_checkpoint():
+    """ai-sdqn's plans carry the observer's OGS contact plan; a controller restored from a
+    pickle (its observer's filters kept, its topology made again) plans exactly as the one
+    that was not lost."""
+    from twin.control.ai_sdqn import AiSdqn
+
+    scenario = load_scenario("storm")
+    topology = TopologyModel(scenario)
+    controller = AiSdqn()
+    controller.bind(scenario)
+    n_sats = topology.snapshot(0).n_nodes - topology.satellite_offset
+
+    def view(minute):
+        snap = topology.snapshot(minute * 60 * 10**9)
+        return type("View", (), {"t_ns": snap.t_ns, "battery_soc": np.full(n_sats, 0.9)})()
+
+    early = controller.plan(view(30)).contacts
+    assert early.avoid == () and "zugspitze" in early.stations
+    restored = pickle.loads(pickle.dumps(controller))
+    late, again = controller.plan(view(70)), restored.plan(view(70))
+    assert "zugspitze" in late.contacts.avoid and "calern-meo" not in late.contacts.avoid
+    assert np.array_equal(late.contacts.outage_probability, again.contacts.outage_probability)
+    assert np.array_equal(late.awake_ns, again.awake_ns)

@@ -89,3 +89,18 @@ def test_links_of_stations_the_front_will_cover_are_predicted_to_fail(storm):
     loss_now = -10 * np.log10(snap.transmittance[forecast.edges[in_france]])
     assert np.abs(forecast.mean_db[in_france] - loss_now).max() < 5 * NOWCAST_SIGMA_DB * 3
     assert np.all(forecast.std_db > 0)
+
+
+def test_the_zenith_outage_follows_the_front_station_by_station(storm):
+    """The contact plan's reading (two minutes ahead): Zugspitze blocked from ~1 h, Wettzell
+    (further east) only from ~3.8 h, southern France never in the first hours."""
+    scenario, topology = storm
+    observer = Observer(scenario, topology, seed=0)
+    at = {name: observer.stations.index(name) for name in ("zugspitze", "wettzell", "calern-meo")}
+    outage = {}
+    for minute in (30, 70, 120):
+        obs = observer.observe(minute * MINUTE_NS, lead_s=120.0)
+        outage[minute] = observer.zenith_outage_probability(obs)
+    assert outage[30][at["zugspitze"]] < 0.01 and outage[70][at["zugspitze"]] > 0.99
+    assert outage[120][at["wettzell"]] < 0.01
+    assert max(p[at["calern-meo"]] for p in outage.values()) < 0.01
