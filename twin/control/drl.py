@@ -76,7 +76,7 @@ class CandidatePaths:
         needs = [self.greedy.need_bits(f, view.t_ns) for f in view.flows]
         # a fastest path whose every hop holds the need is the fastest keyed one too (the
         # keyed links are a subgraph that keeps it, ties broken alike): searched for only
-        # where it does not (on mega, most flows most ticks)
+        # where it does not (a quarter of mega's path searches saved)
         top = np.iinfo(np.int64).max
         held = [top if p is None else view.key_fill.of_path(p).min(initial=top) for p in fastest]
         for need in sorted(set(needs) - {0}):
@@ -231,9 +231,9 @@ class DrlOnly:
 
 def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:
     """``paths`` with each path through a node of ``avoid`` replaced by the fastest keyed path
-    (:meth:`KeyAwareGreedy.fastest_keyed`) over the links that stay up without those nodes;
-    a flow with no such path keeps its own (its endpoints may be among them, or the only
-    way through)."""
+    over the links that stay up without those nodes, else the fastest such path
+    (:meth:`KeyAwareGreedy.fastest_keyed`); a flow with no path around them keeps its own (an
+    endpoint may be among them, or they may be the only way through)."""
     nodes = set(view.node_index.indices(avoid).tolist())
     through = [k for k, p in enumerate(paths) if p is not None and not nodes.isdisjoint(p)]
     if not through:

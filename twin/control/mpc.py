@@ -23,13 +23,23 @@ plan such as "downlink to OGS-Berlin at 14:00, enter sleep mode at 14:15". Here,
 
 The QP's matrices are built once per (satellites, horizon) with scipy.sparse and kept by OSQP;
 each re-plan updates only the vectors (forecast, state) and warm-starts from the last solution
-(the MPC's receding horizon). Measured here: a feasible plan takes OSQP ~2,000 iterations cold and
-~150 warm at 1e-3 tolerance; a forecast in which batteries cannot keep their reserve even
-asleep (the slack active for many steps) converges slowly (>10,000 iterations), so a solve stops
-at ``max_iter`` and the plan carries OSQP's status (an interior-point solver, Clarabel, solves
-those in ~50 iterations but cannot warm-start: 7 s for the mega shell against OSQP's
-sub-second warm re-solves). :func:`solve_reference` states the same problem in cvxpy for the
-tests (not a dependency of the twin).
+(the MPC's receding horizon), and the forecast computes only the step the horizon gained
+(``energy_forecast``'s cache). OSQP's step size is fixed at rho = 0.03: on the mega shell
+(``qntwin bench mpc``) a feasible plan took 2,475 iterations cold and 150-275 warm at rho 0.1,
+825 and 75-100 at 0.03, at 1e-3 tolerance (0.01: 375 and 75, but the tests' small case with a
+binding reserve did not converge at 1e-5 within 300,000 iterations at 0.01, nor within 600,000
+at 0.02; 0.3 and 1: far slower). A forecast in which batteries cannot keep their reserve even
+asleep (the slack active for many steps) converges slowly at any rho tried (>4,000 iterations on
+mega, ~480,000 at 1e-5 on the tests' small case), so a solve stops at ``max_iter`` and the plan
+carries OSQP's status (an interior-point solver, Clarabel, solves those in ~50 iterations but
+cannot warm-start: 7 s for the mega shell against OSQP's sub-second warm re-solves; a hard floor
+at the asleep trajectory instead of the slack converged no better). :func:`solve_reference`
+states the same problem in cvxpy for the tests (not a dependency of the twin).
+
+The plan of the cloud tier takes effect a planning period after the state it is computed from
+(twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own thread while the
+engine ticks. With the energy plan it carries the OGS contact plan (:class:`ContactPlan`, for
+``ai-sdqn``).
 """
 
 from __future__ import annotations
@@ -179,8 +189,8 @@ class EnergyPlanner:
             P=p, q=q, A=a, l=lower, u=upper,
             warm_starting=True, verbose=False, eps_abs=self.eps, eps_rel=self.eps,
             polishing=False, max_iter=self.max_iter,
-            # a fixed step size: OSQP's adaptive rho carries state from solve to solve (here
-            # it never adapted away from 0.1 anyway, measured)
+            # a fixed step size (module docstring): OSQP's adaptive rho carries state from
+            # solve to solve, which a planner restored from a checkpoint would not have
             rho=0.03, adaptive_rho=False,
         )  # fmt: skip
 
@@ -405,8 +415,11 @@ class MpcOnly:
     and solves :class:`EnergyPlanner` from the batteries' charge (Table 2's
     battery-state-of-charge, ``NetworkView.battery_soc``); the engine puts to sleep the
     terminals of satellites the plan gives no time (no standby load), and wakes them for their
-    planned share of each contact (twin.engine, "laser schedule"). Routing is
-    :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up.
+    planned share of each contact (twin.engine, "laser schedule"). Each plan takes effect a
+    period after it is asked for (:meth:`submit_plan`), so the first minute runs with every
+    terminal awake. Routing is :class:`twin.control.baselines.KeyAwareGreedy`'s over the links
+    that stay up; it does not read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s
+    edge tier does).
     """
 
     name = "mpc-only"

@@ -42,7 +42,7 @@ def test_the_osqp_plan_matches_the_cvxpy_oracle(generation_w, soc):
     """Both regimes: batteries that keep their reserve (the terminals follow every contact),
     and batteries that cannot (the plan sleeps and the reserve slack takes the rest)."""
     f = forecast(generation_w, soc)
-    # (a binding reserve takes OSQP ~144,000 iterations here: the module docstring)
+    # (a binding reserve takes OSQP ~480,000 iterations here: the module docstring)
     got = EnergyPlanner(*f.contact.shape, eps=1e-5, max_iter=600_000).plan(f)
     want = solve_reference(f)
     assert want.status == "optimal" and got.status == "solved"
