@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +46,7 @@ __all__ = [
     "KeyAwareGreedy",
     "NetworkView",
     "StaticShortestPath",
+    "latency_bounds",
     "make_controller",
     "path_edges",
 ]
@@ -53,6 +55,8 @@ __all__ = [
 # paper lost. Assumption: 1e-4 end-to-end (40 dB), about where decoy BB84 with the scenario's
 # detectors stops producing key; a scenario setting later.
 SPARQ_TRANSMISSIVITY_MIN = 1e-4
+# routing by latency weighs each link in whole ns (twin.network.routing, "Exact weights")
+LATENCY_QUANTUM_S = 1e-9
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,15 @@ class Controller(Protocol):
     def decide(self, view: NetworkView) -> Decision: ...
 
 
-def _route_all(view: NetworkView, csr, flows: Sequence[int] | None = None) -> Decision:
+def _route_all(
+    view: NetworkView, csr, flows: Sequence[int] | None = None, bounds: Sequence | None = None
+) -> Decision:
     """Shortest paths of every flow over ``csr``, grouped by their forbidden jurisdictions.
 
     ``flows``: route only these flow indices (the others get None); a flow's path does not
-    depend on which other flows are routed with it.
+    depend on which other flows are routed with it. ``bounds``: per flow index the weight its
+    path is expected to have at most, or None (:func:`latency_bounds`; they speed the search
+    and never change a path: twin.network.routing.shortest_paths_between).
     """
     paths: list[tuple[int, ...] | None] = [None] * len(view.flows)
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -129,18 +137,32 @@ def _route_all(view: NetworkView, csr, flows: Sequence[int] | None = None) -> De
             [view.flow_endpoints[k] for k in members],
             rank=view.node_index.rank,
             no_transit=no_transit,
+            bounds=None if bounds is None else [bounds[k] for k in members],
         )
         for k, path in zip(members, found, strict=True):
             paths[k] = tuple(path) if path is not None else None
     return Decision(paths=tuple(paths))
 
 
+def latency_bounds(view: NetworkView, paths: Sequence) -> list[float | None]:
+    """Per path an upper bound of the weight, in :func:`_latency_csr`'s quanta, of the
+    shortest path between its ends: its latency over the links up in ``view`` plus a quantum
+    per hop (each link's rounding) and one (the sum's); None for no path or one with a hop
+    down. A bound for the graph of all up links; for a subgraph only if the path is in it."""
+    latencies_s = view.edges().paths_latency_s(paths)
+    return [
+        x / LATENCY_QUANTUM_S + len(p) if math.isfinite(x) else None
+        for p, x in zip(paths, latencies_s, strict=True)
+    ]
+
+
 def _latency_csr(snap: Snapshot, usable: np.ndarray):
     """The graph of ``snap``'s ``usable`` links weighted by propagation delay, in whole ns
     (twin.network.routing, "Exact weights")."""
     return csr_from_edge_arrays(
-        snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=usable, weight_quantum=1e-9
-    )
+        snap.n_nodes, snap.a, snap.b, snap.latency_s, usable=usable,
+        weight_quantum=LATENCY_QUANTUM_S,
+    )  # fmt: skip
 
 
 class StaticShortestPath:
@@ -160,7 +182,6 @@ class StaticShortestPath:
         self._previous: tuple[tuple[int, ...] | None, ...] = ()
 
     def decide(self, view: NetworkView) -> Decision:
-        snap = view.snapshot
         n_flows = len(view.flows)
         if len(self._previous) == n_flows:
             # a path whose every hop is still up is kept, so only the others need routing
@@ -191,7 +212,7 @@ class StaticShortestPath:
             broken = searched
         fresh: tuple[tuple[int, ...] | None, ...] = (None,) * n_flows
         if broken:
-            fresh = _route_all(view, _latency_csr(snap, snap.up), broken).paths
+            fresh = _route_all(view, view.edges().latency_graph(), broken).paths
         kept = tuple(self._previous[k] if intact[k] else fresh[k] for k in range(n_flows))
         self._previous = kept
         return Decision(paths=kept)
@@ -301,22 +322,27 @@ class KeyAwareGreedy:
 
     @staticmethod
     def fastest_keyed(
-        view: NetworkView, flows: Sequence[int], need: int, fastest: Sequence | None = None
+        view: NetworkView,
+        flows: Sequence[int],
+        need: int,
+        fastest: Sequence | None = None,
+        bounds: Sequence | None = None,
     ) -> dict:
         """Flow index -> the fastest path over the up links whose buffers hold ``need`` bits,
         else (or for need 0) the fastest path over all up links; None without one.
         ``fastest``: every flow's fastest path over all up links, where the caller has them
-        (the fallback is then not searched again)."""
+        (the fallback is then not searched again); ``bounds``: as :func:`_route_all`'s."""
         snap = view.snapshot
-        usable = snap.up
+        graph = view.edges().latency_graph()
         if need > 0:  # (only then is each link's fill looked up)
-            usable = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
-        found = _route_all(view, _latency_csr(snap, usable), flows).paths
+            keyed = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
+            graph = _latency_csr(snap, keyed)
+        found = _route_all(view, graph, flows, bounds).paths
         paths = {k: found[k] for k in flows}
         unkeyed = [k for k in flows if paths[k] is None and need > 0]
         if unkeyed:  # no keyed path: the fastest path over all links
             if fastest is None:
-                fastest = _route_all(view, _latency_csr(snap, snap.up), unkeyed).paths
+                fastest = _route_all(view, view.edges().latency_graph(), unkeyed).paths
             paths.update((k, fastest[k]) for k in unkeyed)
         return paths
 
@@ -363,7 +389,7 @@ class EdgeLookup:
     its fastest up edge (the first, i.e. lowest kind, on a tie).
     """
 
-    __slots__ = ("_ends", "edge", "n_nodes", "pair_keys", "snapshot")
+    __slots__ = ("_ends", "_graph", "edge", "n_nodes", "pair_keys", "snapshot")
 
     def __init__(self, snapshot: Snapshot) -> None:
         n = snapshot.n_nodes
@@ -399,6 +425,14 @@ class EdgeLookup:
         self.snapshot = snapshot
         self.n_nodes = n
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
+        self._graph = None
+
+    def latency_graph(self):
+        """The snapshot's up links weighted by latency (:func:`_latency_csr`), built when first
+        asked for and shared by the tick's searches (the edge tier's, the shield's)."""
+        if self._graph is None:
+            self._graph = _latency_csr(self.snapshot, self.snapshot.up)
+        return self._graph
 
     def path_edges(self, path: Sequence[int]) -> np.ndarray:
         """Edge indices along ``path`` (the fastest up edge for each hop; -1 where none)."""
@@ -414,6 +448,19 @@ class EdgeLookup:
         if np.any(edges < 0):
             return float("inf")
         return float(np.sum(self.snapshot.latency_s[edges]))
+
+    def paths_latency_s(self, paths: Sequence[Sequence[int] | None]) -> list[float]:
+        """:meth:`path_latency_s` of each path (inf for None), with one lookup for all hops
+        (each path's sum as there, so the values are the same to the bit)."""
+        given, hops, edges = self._hops(paths)
+        latency = self.snapshot.latency_s
+        out = [math.inf] * len(paths)
+        at = 0
+        for k, h in zip(given, hops, strict=True):
+            hop_edges = edges[at : at + h]
+            at += h
+            out[k] = math.inf if np.any(hop_edges < 0) else float(np.sum(latency[hop_edges]))
+        return out
 
     def _edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Fastest up edge of each hop (u[i], v[i]) (-1 where none); needs pair_keys."""

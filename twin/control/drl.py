@@ -23,6 +23,7 @@ pins the metrics byte for byte).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,7 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twin.control.baselines import Decision, KeyAwareGreedy, NetworkView, _latency_csr, _route_all
+from twin.control.baselines import (
+    Decision,
+    KeyAwareGreedy,
+    NetworkView,
+    _route_all,
+    latency_bounds,
+)
 
 __all__ = [
     "FLOW_FEATURES",
@@ -67,24 +74,33 @@ class CandidatePaths:
     def __init__(self) -> None:
         self.greedy = KeyAwareGreedy()
         self._previous: tuple = ()
+        # the last build's fastest and fastest keyed paths: their latencies now bound this
+        # build's searches (latency_bounds; a bound only speeds a search)
+        self._found: tuple[tuple, tuple] = ((), ())
 
     def build(self, view: NetworkView) -> list[tuple]:
-        snap = view.snapshot
         flows = list(range(len(view.flows)))
-        fastest = _route_all(view, _latency_csr(snap, snap.up), flows).paths
+        last_fastest, last_keyed = self._found
+        if len(last_fastest) != len(flows):
+            last_fastest = last_keyed = (None,) * len(flows)
+        bounds = latency_bounds(view, last_fastest)
+        fastest = _route_all(view, view.edges().latency_graph(), flows, bounds).paths
         keyed = list(fastest)
+        bounds = latency_bounds(view, last_keyed)
         needs = [self.greedy.need_bits(f, view.t_ns) for f in view.flows]
         # a fastest path whose every hop holds the need is the fastest keyed one too (the
         # keyed links are a subgraph that keeps it, ties broken alike): searched for only
         # where it does not (a quarter of mega's path searches saved)
         top = np.iinfo(np.int64).max
-        held = [top if p is None else view.key_fill.of_path(p).min(initial=top) for p in fastest]
+        held = view.key_fill.weakest(fastest, initial=top)
         for need in sorted(set(needs) - {0}):
             members = [k for k in flows if needs[k] == need and not held[k] >= need]
             if not members:
                 continue
-            for k, path in KeyAwareGreedy.fastest_keyed(view, members, need, fastest).items():
+            found = KeyAwareGreedy.fastest_keyed(view, members, need, fastest, bounds)
+            for k, path in found.items():
                 keyed[k] = path
+        self._found = (fastest, tuple(keyed))
         previous = self._previous if len(self._previous) == len(flows) else (None,) * len(flows)
         intact = view.edges().paths_intact(previous)
         keep = [previous[k] if intact[k] else fastest[k] for k in flows]
@@ -97,9 +113,7 @@ class CandidatePaths:
 
 def path_latencies_s(view: NetworkView, paths) -> list[float | None]:
     """Each path's latency, s (None for no path, or one with a hop down)."""
-    lookup = view.edges()
-    latencies = [None if p is None else lookup.path_latency_s(p) for p in paths]
-    return [x if x is not None and np.isfinite(x) else None for x in latencies]
+    return [x if np.isfinite(x) else None for x in view.edges().paths_latency_s(paths)]
 
 
 def flow_features(view: NetworkView, candidates, greedy: KeyAwareGreedy) -> np.ndarray:
@@ -109,13 +123,16 @@ def flow_features(view: NetworkView, candidates, greedy: KeyAwareGreedy) -> np.n
     a missing candidate reads 0, 0. Clipped to [0, FEATURE_CLIP]."""
     out = np.zeros((len(view.flows), FLOW_FEATURES), dtype=np.float32)
     top = np.iinfo(np.int64).max
+    every = [path for paths in candidates for path in paths]  # (one lookup for all)
+    latencies = path_latencies_s(view, every)
+    weakest = view.key_fill.weakest(every, initial=top)
     for k, flow in enumerate(view.flows):
         need = greedy.need_bits(flow, view.t_ns)
-        latency = path_latencies_s(view, candidates[k])
+        latency = latencies[k * K_CANDIDATES : (k + 1) * K_CANDIDATES]
         for c, path in enumerate(candidates[k]):
             if path is None:
                 continue
-            held = view.key_fill.of_path(path).min(initial=top)
+            held = weakest[k * K_CANDIDATES + c]
             out[k, c] = FEATURE_CLIP if need == 0 else min(held / need, FEATURE_CLIP)
             if latency[c] is not None:
                 out[k, K_CANDIDATES + c] = min(latency[c] / LATENCY_UNIT_S, FEATURE_CLIP)
@@ -146,6 +163,20 @@ class FlowPolicyNet(torch.nn.Module):
         return self.body(per_flow).flatten(-2)
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Torch ops inside run on the calling thread alone. A batch of a few dozen flows is too
+    small to split, and torch's second thread waits on a core that ``ai-sdqn``'s planner
+    thread (OSQP) may hold: on mega, one thread took an edge decision's inference from ~3 ms
+    to ~0.04 ms while a plan ran (~0.06 ms idle)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class EdgePolicy:
     """A trained :class:`FlowPolicyNet` and where it came from (``meta``: scenario,
     iterations, returns; written by twin.control.train)."""
@@ -159,9 +190,9 @@ class EdgePolicy:
         forward pass over the (F, FLOW_FEATURES) features."""
         if len(features) == 0:
             return np.zeros((0, K_CANDIDATES))
-        with torch.no_grad():
+        with torch.no_grad(), _one_torch_thread():
             logits = self.net(torch.from_numpy(np.asarray(features, dtype=np.float64)))
-        return torch.softmax(logits.reshape(-1, K_CANDIDATES), dim=1).numpy()
+            return torch.softmax(logits.reshape(-1, K_CANDIDATES), dim=1).numpy()
 
     def choose(self, features: np.ndarray) -> np.ndarray:
         """The candidate each flow takes: its most likely one (module docstring)."""

@@ -45,6 +45,7 @@ engine ticks. With the energy plan it carries the OGS contact plan (:class:`Cont
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -298,6 +299,12 @@ PLAN_STEP_S = 60.0
 PLAN_HORIZON = 60
 PLAN_SAMPLES_PER_STEP = 3
 AWAKE_TOLERANCE = 0.01  # a duty this close to the contact share is the whole contact
+# the energy plan's QP is solved again every 5 minutes, not with every plan: on the mega shell
+# a warm re-solve takes 0.6-0.9 s (qntwin bench mpc), more than the engine's minute of ticks
+# under ai-sdqn, so re-solving every minute held the run to the planner's pace (the engine
+# waits for a plan that is due). The forecast it follows is the orbits' own, so a plan holds
+# between re-solves; case-grid-eclipse, 600 s: the README's "MPC tier" compares the two.
+ENERGY_REPLAN_S = 5 * PLAN_STEP_S
 
 
 def energy_forecast(
@@ -417,15 +424,16 @@ class MpcOnly:
     terminals of satellites the plan gives no time (no standby load), and wakes them for their
     planned share of each contact (twin.engine, "laser schedule"). Each plan takes effect a
     period after it is asked for (:meth:`submit_plan`), so the first minute runs with every
-    terminal awake. Routing is :class:`twin.control.baselines.KeyAwareGreedy`'s over the links
-    that stay up; it does not read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s
-    edge tier does).
+    terminal awake. The QP is solved again every :data:`ENERGY_REPLAN_S`; the plans between
+    carry the last solution on (its schedule runs an hour ahead). Routing is
+    :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up; it does not
+    read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s edge tier does, made afresh
+    with every plan).
     """
 
     name = "mpc-only"
     plan_every_ticks = int(PLAN_STEP_S)  # with 1 s ticks; the engine plans every N decisions
     reads_key_fill = True
-    plans_energy = True
     plans_contacts = False  # the OGS contact plan: for a router that reads it (ai-sdqn)
 
     def __init__(self) -> None:
@@ -438,6 +446,7 @@ class MpcOnly:
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
         self._observer = None  # the observer of the contact plan, made when first needed
+        self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
 
     def bind(self, scenario) -> None:
         """The scenario the plans are for (the orbits, the satellites' power model)."""
@@ -485,6 +494,9 @@ class MpcOnly:
         return self._worker.submit(self.plan, view).result
 
     def plan(self, view) -> LaserSchedule | None:
+        """The flight plan from ``view``: the energy plan solved again if the last is
+        :data:`ENERGY_REPLAN_S` old (else carried on), with a fresh contact plan for a
+        router that reads it. A function of the views planned from, in order."""
         if self._scenario is None:
             raise RuntimeError(f"{self.name} plans for a scenario: call bind(scenario) first")
         if self._topology is None:
@@ -494,6 +506,16 @@ class MpcOnly:
         soc = view.battery_soc
         if soc is None or soc.size == 0:
             return None  # no satellites: nothing to plan
+        energy = self._energy
+        if energy is None or view.t_ns - energy.t0_ns >= round(ENERGY_REPLAN_S * 1e9):
+            energy = self._energy = self._plan_energy(view)
+        if not self.plans_contacts:
+            return energy
+        return dataclasses.replace(energy, contacts=self._contact_plan(view.t_ns))
+
+    def _plan_energy(self, view) -> LaserSchedule:
+        """The energy plan's QP solved from ``view``'s battery charge, as a schedule."""
+        soc = view.battery_soc
         model = self._scenario.equipment.satellite.power_model()
         forecast = energy_forecast(self._topology, model, view.t_ns, soc, cache=self._forecasts)
         if self._planner is None:
@@ -506,8 +528,7 @@ class MpcOnly:
         awake_ms = np.floor(plan.duty * PLAN_STEP_S * 1e3).astype(np.int64)
         full = plan.duty >= forecast.contact - AWAKE_TOLERANCE
         awake_ms[full] = round(PLAN_STEP_S * 1e3)
-        contacts = self._contact_plan(view.t_ns) if self.plans_contacts else None
-        return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan, contacts)
+        return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan)
 
     def decide(self, view):
         return self._router.decide(view)

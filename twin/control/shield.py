@@ -33,6 +33,7 @@ is a path that broke a rule while some path met that rule and every rule before 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,7 +41,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from twin.control.baselines import Decision, NetworkView, _latency_csr, _route_all
+from twin.control.baselines import (
+    LATENCY_QUANTUM_S,
+    Decision,
+    NetworkView,
+    _latency_csr,
+    _route_all,
+)
 from twin.network.routing import no_transit_mask
 from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
 from twin.units import NS_PER_S
@@ -91,21 +98,28 @@ class Shield:
         if not count:
             self.counts = ShieldCounts()
         paths = list(decision.paths)
+        graphs = _KeyedGraphs(view)
         for k, flow in enumerate(view.flows):
-            paths[k] = self._shield(view, k, flow, paths[k])
+            paths[k] = self._shield(view, k, flow, paths[k], graphs)
         self.counts = kept
         return Decision(paths=tuple(paths), notes=decision.notes)
 
-    def _shield(self, view: NetworkView, k: int, flow: Flow, proposed):
+    def _shield(self, view: NetworkView, k: int, flow: Flow, proposed, graphs: _KeyedGraphs):
         need = critical_key_bits(flow, view.t_ns, self.critical_key_s)
         broken = _broken(view, flow, proposed, need)
         if not broken:
             return proposed
-        snap = view.snapshot
-        keyed = snap.up
-        if need > 0:
-            keyed = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
-        best = _route_all(view, _latency_csr(snap, keyed), [k]).paths[k]
+        if (
+            broken == {"latency_slo"}
+            and math.isfinite(view.edges().path_latency_s(proposed))
+            and graphs.out_of_reach(view.flow_endpoints[k], flow)
+        ):
+            # keyed, compliant and up, too slow where nothing is fast enough: the search
+            # below would find a keyed path as slow and keep this one (a Type-I flow between
+            # distant sites, every tick)
+            self.counts.unsatisfiable["latency_slo"] += 1
+            return proposed
+        best = _route_all(view, graphs.holding(need), [k]).paths[k]
         if best is not None and not _broken(view, flow, best, need):
             chosen = best  # meets all three rules
         else:
@@ -118,10 +132,43 @@ class Shield:
                 if "residency" not in broken:
                     chosen = proposed
                 else:
-                    chosen = _route_all(view, _latency_csr(snap, snap.up), [k]).paths[k]
+                    chosen = _route_all(view, graphs.holding(0), [k]).paths[k]
         for rule in broken - _broken(view, flow, chosen, need):
             self.counts.rejected[rule] += 1
         return chosen
+
+
+class _KeyedGraphs:
+    """The latency graphs of one view's up links whose buffers hold a given key, each built
+    when first asked for (the shield asks for one per need of the flows it replaces)."""
+
+    def __init__(self, view: NetworkView) -> None:
+        self.view = view
+        self._graphs: dict[int, object] = {}
+
+    def holding(self, need: int):
+        """The graph of the up links holding ``need`` bits (all up links for 0)."""
+        if need not in self._graphs:
+            snap = self.view.snapshot
+            if need > 0:
+                keyed = snap.up & (self.view.key_fill.of_pairs(snap.a, snap.b) >= need)
+                self._graphs[need] = _latency_csr(snap, keyed)
+            else:
+                self._graphs[need] = self.view.edges().latency_graph()
+        return self._graphs[need]
+
+    def out_of_reach(self, ends: tuple[int, int], flow: Flow) -> bool:
+        """Whether no path of up links (keys and jurisdictions aside) joins ``ends`` within
+        ``flow``'s latency target: a Dijkstra that stops at the target. The graph's weights
+        are whole ns, each rounded by at most half of one, so the search runs half a ns per
+        node past the target: a path it does not reach is slower than the target."""
+        target_s = requirements(flow.traffic_class).latency_target_s
+        if not math.isfinite(target_s):
+            return False
+        graph = self.holding(0)
+        limit = target_s / LATENCY_QUANTUM_S + 0.5 * graph.shape[0]
+        src, dst = ends
+        return not dijkstra(graph, directed=True, indices=src, limit=limit)[dst] <= limit
 
 
 def _transits(view: NetworkView, flow: Flow, path) -> bool:

@@ -71,3 +71,20 @@ class KeyFill:
         """(hops,) int64: the bits of each hop's buffer along ``path`` (node indices)."""
         nodes = np.asarray(path, dtype=np.int64)
         return self.of_pairs(nodes[:-1], nodes[1:])
+
+    def weakest(self, paths, initial: int) -> list[int]:
+        """Per path the bits of its weakest hop's buffer, ``initial`` at most (and for a path
+        of no hop, or None): ``of_path(path).min(initial=initial)`` of each, one lookup for all."""
+        out = [int(initial)] * len(paths)
+        hopped = [k for k, p in enumerate(paths) if p is not None and len(p) > 1]
+        if not hopped:
+            return out
+        nodes = [np.asarray(paths[k], dtype=np.int64) for k in hopped]
+        bits = self.of_pairs(
+            np.concatenate([x[:-1] for x in nodes]), np.concatenate([x[1:] for x in nodes])
+        )
+        starts = np.cumsum([0] + [x.size - 1 for x in nodes[:-1]])
+        weakest = np.minimum(np.minimum.reduceat(bits, starts), initial).tolist()
+        for k, bits_k in zip(hopped, weakest, strict=True):
+            out[k] = bits_k
+        return out
