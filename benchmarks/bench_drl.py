@@ -8,10 +8,12 @@
 2. Engine speed: ``Engine.run`` on ``mega`` for ``ticks`` one-second ticks under ``static-sp``,
    ``drl-only`` and ``ai-sdqn``, one after the other in one process, wall time each (engine
    construction not counted), over the whole run and over the ticks after the first
-   :data:`WARMUP_TICKS`. ``ai-sdqn`` plans energy every minute on the MPC tier, on its own
-   thread while the ticks run (a plan takes effect a minute after it is asked for); its first
-   plan is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole run's ratio
-   depends on how many minutes it spans, the second not.
+   :data:`WARMUP_TICKS`. ``ai-sdqn`` plans every minute on the MPC tier, on its own thread
+   while the ticks run (a plan takes effect a minute after it is asked for): the contact plan
+   every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S). Its first plan
+   is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole run's ratio
+   depends on how many minutes it spans, the second not; at least :data:`MIN_TICKS` ticks,
+   so that the second spans two warm re-solves of the QP (asked at ticks 300 and 600).
 
 Run with ``qntwin bench drl`` or ``python benchmarks/bench_drl.py``.
 """
@@ -28,6 +30,7 @@ SPEED_AIM = 0.5  # ai-sdqn's ticks per second over static-sp's
 # the ticks before ai-sdqn's steady state: its cold first plan is asked at tick 0 and waited
 # for at tick 60, when it takes effect; the plan asked then (warm) takes effect at tick 120
 WARMUP_TICKS = 120
+MIN_TICKS = 720
 
 
 class _TimedPolicy:
@@ -86,10 +89,11 @@ def _engine_s(scenario, controller, ticks: int) -> tuple[float, float]:
 
 
 def run(repeat: int = 200) -> dict:
-    """Inference timed over ``repeat`` ticks of drl-only; engine speeds over ``repeat`` ticks."""
+    """Engine speeds over ``max(MIN_TICKS, repeat)`` ticks each; the inference and edge
+    decisions timed at every tick of drl-only's run."""
     from twin.scenarios import load_scenario
 
-    ticks = max(WARMUP_TICKS + 60, int(repeat))
+    ticks = max(MIN_TICKS, int(repeat))
     scenario = load_scenario("mega")
     timed = _timed_drl_only()
     walls = {"static-sp": _engine_s(scenario, "static-sp", ticks)}
@@ -155,7 +159,9 @@ def format_report(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=200, help="ticks per engine run")
+    parser.add_argument(
+        "--repeat", type=int, default=MIN_TICKS, help=f"ticks per engine run (>= {MIN_TICKS})"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.repeat)

@@ -140,6 +140,20 @@ def test_edge_lookup_of_a_large_snapshot_follows_the_rule():
         np.testing.assert_array_equal(edges, lookup.path_edges(path))
         assert ok == bool(np.all(lookup.path_edges(path) >= 0))
     assert intact.any() and not intact[3:].all()
+    # batched latencies are path_latency_s's to the bit, long intact paths included (numpy
+    # sums more than 8 terms pairwise: the batch must sum each path as path_latency_s does)
+    lower, upper = np.divmod(lookup.pair_keys, len(names))
+    walks = []
+    for start in range(10):
+        walk = [start]
+        while len(walk) < 20:
+            ahead = np.concatenate([upper[lower == walk[-1]], lower[upper == walk[-1]]])
+            walk.append(int(ahead[rng.integers(ahead.size)]))
+        walks.append(walk)
+    latencies = lookup.paths_latency_s(paths + walks)
+    assert latencies[0] == np.inf and all(np.isfinite(latencies[-10:]))
+    for path, latency in zip(paths[1:] + walks, latencies[1:], strict=True):
+        assert latency == lookup.path_latency_s(path)
     empty = EdgeLookup(random_snapshot(rng, names, 0))
     assert empty.paths_intact([[0, 1], [2], None]).tolist() == [False, True, False]
 

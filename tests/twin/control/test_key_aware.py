@@ -41,6 +41,9 @@ def test_a_fill_report_gives_each_hops_bits_in_either_order_and_0_without_a_buff
     assert report.of_pairs(np.array([1, 0, 2, 0]), np.array([0, 1, 1, 2])).tolist() == [5, 5, 7, 0]
     assert report.of_path([0, 1, 2]).tolist() == [5, 7]
     assert KeyFill.none_yet(3).of_path([0, 2, 1]).tolist() == [0, 0]
+    # the weakest hop of each path, as of_path's minimum (a path of no hop, or None: initial)
+    paths = [[0, 1, 2], None, [2], [2, 1], [0, 2, 1], []]
+    assert report.weakest(paths, initial=6) == [5, 6, 6, 6, 0, 6]
     with pytest.raises(ValueError, match="one length"):
         KeyFill(0, 3, np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64))
 

@@ -135,3 +135,34 @@ def test_the_contact_plan_names_the_stations_the_front_blocks_and_survives_a_che
     assert "zugspitze" in late.contacts.avoid and "calern-meo" not in late.contacts.avoid
     assert np.array_equal(late.contacts.outage_probability, again.contacts.outage_probability)
     assert np.array_equal(late.awake_ns, again.awake_ns)
+
+
+def test_the_energy_plan_is_solved_every_five_minutes_and_the_contact_plan_every_minute():
+    """Plans between the QP's re-solves (ENERGY_REPLAN_S) carry its schedule on, with a
+    contact plan of their own; a controller restored in between carries and re-solves alike."""
+    from twin.control.ai_sdqn import AiSdqn
+    from twin.control.mpc import ENERGY_REPLAN_S, PLAN_STEP_S
+
+    assert ENERGY_REPLAN_S == 5 * PLAN_STEP_S
+    scenario = load_scenario("storm")
+    topology = TopologyModel(scenario)
+    n_sats = topology.snapshot(0).n_nodes - topology.satellite_offset
+
+    def view(minute):
+        t_ns = minute * 60 * 10**9
+        return type("View", (), {"t_ns": t_ns, "battery_soc": np.full(n_sats, 0.9)})()
+
+    controller = AiSdqn()
+    controller.bind(scenario)
+    first, carried = controller.plan(view(0)), controller.plan(view(1))
+    restored = pickle.loads(pickle.dumps(controller))
+    for c in (controller, restored):
+        late = c.plan(view(4))
+        assert late.t0_ns == first.t0_ns == 0 and np.array_equal(late.awake_ns, first.awake_ns)
+        assert [late.contacts.t_ns, carried.contacts.t_ns] == [4 * 60 * 10**9, 60 * 10**9]
+    again, again_restored = controller.plan(view(5)), restored.plan(view(5))
+    assert again.t0_ns == again_restored.t0_ns == 5 * 60 * 10**9
+    assert np.array_equal(again.awake_ns, again_restored.awake_ns)
+    plain = MpcOnly()
+    plain.bind(scenario)
+    assert plain.plan(view(0)).contacts is None and plain.plan(view(1)).t0_ns == 0

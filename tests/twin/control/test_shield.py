@@ -64,6 +64,27 @@ def test_a_keyed_path_over_the_slo_is_rejected_only_for_a_keyed_path_within_it()
     assert sum(audit(v, [(0, 1)]).values()) == 0  # no violation: no keyed path meets the SLO
 
 
+@pytest.mark.parametrize(
+    ("detour_s", "direct_up", "want"),
+    [
+        (0.8e-3, 1, (0, 1)),  # every path over the SLO: the proposal stands, without a search
+        (0.5e-3, 1, (0, 2, 1)),  # a detour at exactly 1 ms meets it: searched and taken
+        (0.8e-3, 0, (0, 1)),  # a hop of it down: searched (the detour is as slow: it stands)
+    ],
+)
+def test_a_slo_no_path_can_meet_skips_the_search_with_the_searchs_outcome(
+    monkeypatch, detour_s, direct_up, want
+):
+    edges = [(0, 1, 3e-3, direct_up, 0.5), (0, 2, detour_s, 1, 0.5), (1, 2, detour_s, 1, 0.5)]
+    v = view(edges, fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000}))
+    path, counts = shielded(v, (0, 1))
+    assert path == want
+    from twin.control import shield as shield_module
+
+    monkeypatch.setattr(shield_module._KeyedGraphs, "out_of_reach", lambda *a: False)
+    assert shielded(v, (0, 1)) == (path, counts)  # the full search decides alike
+
+
 def test_without_any_keyed_path_the_proposal_stands_and_the_rule_is_unsatisfiable():
     v = view(SLOW_DIRECT, fill({(0, 1): 10, (0, 2): 10, (1, 2): 10}))
     path, counts = shielded(v, (0, 1))
