@@ -200,8 +200,12 @@ class EnergyPlanner:
         state["_solver"] = None  # OSQP's workspace: set up again on the next plan
         return state
 
-    def plan(self, forecast: EnergyForecast) -> EnergyPlan:
-        """The plan for ``forecast`` (module docstring); warm-started from the last plan."""
+    def plan(self, forecast: EnergyForecast, shift_steps: int = 0) -> EnergyPlan:
+        """The plan for ``forecast`` (module docstring); warm-started from the last plan,
+        moved ``shift_steps`` steps on (the steps the horizon moved since: each variable's
+        and constraint's value of step k + shift_steps starts step k, the last repeated, as a
+        receding-horizon MPC warm-starts; on mega, re-plans 5 steps apart took 75-100 OSQP
+        iterations from the moved start against 125-200 from the last plan as it was)."""
         if forecast.contact.shape != (self.n, self.h):
             raise ValueError(
                 f"the forecast is for {forecast.contact.shape} (satellites, steps); this "
@@ -237,7 +241,8 @@ class EnergyPlanner:
             self._build(*self._setup)
         self._solver.update(q=q, l=lower, u=upper)
         if self._warm is not None:
-            self._solver.warm_start(x=self._warm[0], y=self._warm[1])
+            primal, dual = (_moved_on(v, self.h, shift_steps) for v in self._warm)
+            self._solver.warm_start(x=primal, y=dual)
         result = self._solver.solve(raise_error=False)  # the status says what happened
         elapsed = time.perf_counter() - start
         status = str(result.info.status)
@@ -255,6 +260,17 @@ class EnergyPlanner:
             iterations=int(result.info.iter),
             solve_s=elapsed,
         )
+
+
+def _moved_on(values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
+    """``values`` (blocks of (satellites, horizon), flattened) with step k + ``steps`` in step
+    k, the last step repeated into the steps it leaves."""
+    steps = min(max(int(steps), 0), horizon - 1)
+    if steps == 0:
+        return values
+    blocks = values.reshape(-1, horizon)
+    tail = np.repeat(blocks[:, -1:], steps, axis=1)
+    return np.concatenate([blocks[:, steps:], tail], axis=1).ravel()
 
 
 def solve_reference(forecast: EnergyForecast, weights: PlanWeights | None = None) -> EnergyPlan:
@@ -520,8 +536,9 @@ class MpcOnly:
         forecast = energy_forecast(self._topology, model, view.t_ns, soc, cache=self._forecasts)
         if self._planner is None:
             self._planner = EnergyPlanner(soc.size, PLAN_HORIZON)
-        plan = self._planner.plan(forecast)
         step_ns = round(PLAN_STEP_S * 1e9)
+        moved = 0 if self._energy is None else (view.t_ns - self._energy.t0_ns) // step_ns
+        plan = self._planner.plan(forecast, shift_steps=moved)
         # the duty as time awake per step, in whole ms; a duty within AWAKE_TOLERANCE of the
         # predicted contact (the battery does not bind: the QP's tolerance, not a choice) gets
         # the whole step, so the terminals never drop a contact a few ms short of its end

@@ -166,3 +166,12 @@ def test_the_energy_plan_is_solved_every_five_minutes_and_the_contact_plan_every
     plain = MpcOnly()
     plain.bind(scenario)
     assert plain.plan(view(0)).contacts is None and plain.plan(view(1)).t0_ns == 0
+
+
+def test_a_warm_start_moves_on_by_the_steps_the_horizon_moved():
+    from twin.control.mpc import _moved_on
+
+    values = np.arange(12.0)  # three blocks of a 4-step horizon
+    assert _moved_on(values, 4, 1).tolist() == [1, 2, 3, 3, 5, 6, 7, 7, 9, 10, 11, 11]
+    assert _moved_on(values, 4, 0) is values
+    assert _moved_on(values, 4, 9).tolist() == [3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11]
