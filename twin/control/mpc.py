@@ -23,10 +23,11 @@ plan such as "downlink to OGS-Berlin at 14:00, enter sleep mode at 14:15". Here,
 
 The QP's matrices are built once per (satellites, horizon) with scipy.sparse and kept by OSQP;
 each re-plan updates only the vectors (forecast, state) and warm-starts from the last solution
-(the MPC's receding horizon), and the forecast computes only the step the horizon gained
-(``energy_forecast``'s cache). OSQP's step size is fixed at rho = 0.03: on the mega shell
-(``qntwin bench mpc``) a feasible plan took 2,475 iterations cold and 150-275 warm at rho 0.1,
-825 and 75-100 at 0.03, at 1e-3 tolerance (0.01: 375 and 75, but the tests' small case with a
+moved on by the steps between (the MPC's receding horizon), and the forecast computes only the
+steps the horizon gained (``energy_forecast``'s cache). The controller re-solves every
+:data:`ENERGY_REPLAN_S`. OSQP's step size is fixed at rho = 0.03: on the mega shell (re-plans
+a minute apart) a feasible plan took 2,475 iterations cold and 150-275 warm at rho 0.1, 825
+and 75-100 at 0.03, at 1e-3 tolerance (0.01: 375 and 75, but the tests' small case with a
 binding reserve did not converge at 1e-5 within 300,000 iterations at 0.01, nor within 600,000
 at 0.02; 0.3 and 1: far slower). A forecast in which batteries cannot keep their reserve even
 asleep (the slack active for many steps) converges slowly at any rho tried (>4,000 iterations on
@@ -36,10 +37,11 @@ cannot warm-start: 7 s for the mega shell against OSQP's sub-second warm re-solv
 at the asleep trajectory instead of the slack converged no better). :func:`solve_reference`
 states the same problem in cvxpy for the tests (not a dependency of the twin).
 
-The plan of the cloud tier takes effect a planning period after the state it is computed from
-(twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own thread while the
-engine ticks. With the energy plan it carries the OGS contact plan (:class:`ContactPlan`, for
-``ai-sdqn``).
+The plan of the cloud tier takes effect a planning period (a minute) after the state it is
+computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
+thread while the engine ticks. With the energy plan (solved again every five minutes, carried
+on between) it carries the OGS contact plan (:class:`ContactPlan`, for ``ai-sdqn``), made
+afresh every minute.
 """
 
 from __future__ import annotations
