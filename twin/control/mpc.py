@@ -321,7 +321,8 @@ AWAKE_TOLERANCE = 0.01  # a duty this close to the contact share is the whole co
 # a warm re-solve takes 0.6-0.9 s (qntwin bench mpc), more than the engine's minute of ticks
 # under ai-sdqn, so re-solving every minute held the run to the planner's pace (the engine
 # waits for a plan that is due). The forecast it follows is the orbits' own, so a plan holds
-# between re-solves; case-grid-eclipse, 600 s: the README's "MPC tier" compares the two.
+# between re-solves; on the packaged scenarios, whose batteries never bind, the runs are the
+# same either way (README, the MPC tier).
 ENERGY_REPLAN_S = 5 * PLAN_STEP_S
 
 
