@@ -46,6 +46,7 @@ __all__ = [
     "KeyAwareGreedy",
     "NetworkView",
     "StaticShortestPath",
+    "keyed_latency_graph",
     "latency_bounds",
     "make_controller",
     "path_edges",
@@ -154,6 +155,15 @@ def latency_bounds(view: NetworkView, paths: Sequence) -> list[float | None]:
         x / LATENCY_QUANTUM_S + len(p) if math.isfinite(x) else None
         for p, x in zip(paths, latencies_s, strict=True)
     ]
+
+
+def keyed_latency_graph(view: NetworkView, need: int):
+    """The latency graph of ``view``'s up links whose buffers hold ``need`` bits; for need 0
+    the snapshot's graph of all up links (``EdgeLookup.latency_graph``, no fill looked up)."""
+    if need <= 0:
+        return view.edges().latency_graph()
+    snap = view.snapshot
+    return _latency_csr(snap, snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need))
 
 
 def _latency_csr(snap: Snapshot, usable: np.ndarray):
@@ -332,12 +342,7 @@ class KeyAwareGreedy:
         else (or for need 0) the fastest path over all up links; None without one.
         ``fastest``: every flow's fastest path over all up links, where the caller has them
         (the fallback is then not searched again); ``bounds``: as :func:`_route_all`'s."""
-        snap = view.snapshot
-        graph = view.edges().latency_graph()
-        if need > 0:  # (only then is each link's fill looked up)
-            keyed = snap.up & (view.key_fill.of_pairs(snap.a, snap.b) >= need)
-            graph = _latency_csr(snap, keyed)
-        found = _route_all(view, graph, flows, bounds).paths
+        found = _route_all(view, keyed_latency_graph(view, need), flows, bounds).paths
         paths = {k: found[k] for k in flows}
         unkeyed = [k for k in flows if paths[k] is None and need > 0]
         if unkeyed:  # no keyed path: the fastest path over all links

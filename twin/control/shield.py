@@ -45,8 +45,8 @@ from twin.control.baselines import (
     LATENCY_QUANTUM_S,
     Decision,
     NetworkView,
-    _latency_csr,
     _route_all,
+    keyed_latency_graph,
 )
 from twin.network.routing import no_transit_mask
 from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
@@ -149,12 +149,7 @@ class _KeyedGraphs:
     def holding(self, need: int):
         """The graph of the up links holding ``need`` bits (all up links for 0)."""
         if need not in self._graphs:
-            snap = self.view.snapshot
-            if need > 0:
-                keyed = snap.up & (self.view.key_fill.of_pairs(snap.a, snap.b) >= need)
-                self._graphs[need] = _latency_csr(snap, keyed)
-            else:
-                self._graphs[need] = self.view.edges().latency_graph()
+            self._graphs[need] = keyed_latency_graph(self.view, need)
         return self._graphs[need]
 
     def out_of_reach(self, ends: tuple[int, int], flow: Flow) -> bool:
