@@ -22,20 +22,24 @@ plan such as "downlink to OGS-Berlin at 14:00, enter sleep mode at 14:15". Here,
   predicted, keep the batteries full, never go below reserve.
 
 The QP's matrices are built once per (satellites, horizon) with scipy.sparse and kept by OSQP;
-each re-plan updates only the vectors (forecast, state) and warm-starts from the last solution
-moved on by the steps between (the MPC's receding horizon), and the forecast computes only the
-steps the horizon gained (``energy_forecast``'s cache). The controller re-solves every
-:data:`ENERGY_REPLAN_S`. OSQP's step size is fixed at rho = 0.03: on the mega shell (re-plans
-a minute apart) a feasible plan took 2,475 iterations cold and 150-275 warm at rho 0.1, 825
-and 75-100 at 0.03, at 1e-3 tolerance (0.01: 375 and 75, but the tests' small case with a
-binding reserve did not converge at 1e-5 within 300,000 iterations at 0.01, nor within 600,000
-at 0.02; 0.3 and 1: far slower). A forecast in which batteries cannot keep their reserve even
-asleep (the slack active for many steps) converges slowly at any rho tried (>4,000 iterations on
-mega, ~480,000 at 1e-5 on the tests' small case), so a solve stops at ``max_iter`` and the plan
+each re-plan updates only the vectors (forecast, state), and the forecast computes only the
+steps the horizon gained (``energy_forecast``'s cache). Every solve starts from
+:func:`forward_backward_sweep`, which solves the QP satellite by satellite where it settles
+(every satellite of the packaged scenarios, whose batteries keep their reserve, and many whose
+reserve binds): OSQP then stops at its first termination check (25 iterations). On the mega
+shell the first plan took 825 iterations from zero (6.8 s) and takes 25 (0.36 s); a re-plan
+0.19 s, against 75-100 iterations (0.61 s) from the last plan moved on. A satellite where the
+sweep cycles (a binding reserve whose optimum rides along it: the slack's linear price makes
+the sweep's duty jump between sleeping and waking) starts from the last solution moved on by the
+steps between, as a receding-horizon MPC warm-starts (zero at first). OSQP converges slowly on
+those at any step size tried (a reserve binding for many steps took ~480,000 iterations at
+1e-5 from zero on the tests' small case), so a solve may stop at ``max_iter``, and the plan
 carries OSQP's status (an interior-point solver, Clarabel, solves those in ~50 iterations but
-cannot warm-start: 7 s for the mega shell against OSQP's sub-second warm re-solves; a hard floor
-at the asleep trajectory instead of the slack converged no better). :func:`solve_reference`
-states the same problem in cvxpy for the tests (not a dependency of the twin).
+cannot warm-start: 7 s for the mega shell). The step size is fixed at rho = 0.03 (from zero on
+mega: 2,475 iterations at 0.1, 825 at 0.03, 375 at 0.01, but at 0.01 and 0.02 the tests'
+binding case did not converge; 0.3 and 1: far slower). The controller re-solves every
+:data:`ENERGY_REPLAN_S`. :func:`solve_reference` states the same problem in cvxpy for the
+tests (not a dependency of the twin).
 
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
@@ -64,7 +68,9 @@ __all__ = [
     "LaserSchedule",
     "MpcOnly",
     "PlanWeights",
+    "SweepStart",
     "energy_forecast",
+    "forward_backward_sweep",
 ]
 
 
@@ -203,7 +209,8 @@ class EnergyPlanner:
         return state
 
     def plan(self, forecast: EnergyForecast, shift_steps: int = 0) -> EnergyPlan:
-        """The plan for ``forecast`` (module docstring); warm-started from the last plan,
+        """The plan for ``forecast`` (module docstring), started from the forward-backward
+        sweep's solution where it settles; the other satellites start from the last plan
         moved ``shift_steps`` steps on (the steps the horizon moved since: each variable's
         and constraint's value of step k + shift_steps starts step k, the last repeated, as a
         receding-horizon MPC warm-starts; on mega, re-plans 5 steps apart took 75-100 OSQP
@@ -242,9 +249,17 @@ class EnergyPlanner:
         if self._solver is None:
             self._build(*self._setup)
         self._solver.update(q=q, l=lower, u=upper)
+        # the start: the sweep's solution for the satellites where it converged (exact: a
+        # KKT point), the last plan moved on (zero, cold) for the others
+        swept = forward_backward_sweep(f, w)
         if self._warm is not None:
             primal, dual = (_moved_on(v, self.h, shift_steps) for v in self._warm)
-            self._solver.warm_start(x=primal, y=dual)
+        else:
+            primal, dual = np.zeros(3 * n), np.zeros(5 * n)
+        self._solver.warm_start(
+            x=_per_satellite(swept.converged, swept.primal, primal, self.n, self.h),
+            y=_per_satellite(swept.converged, swept.dual, dual, self.n, self.h),
+        )
         result = self._solver.solve(raise_error=False)  # the status says what happened
         elapsed = time.perf_counter() - start
         status = str(result.info.status)
@@ -262,6 +277,99 @@ class EnergyPlanner:
             iterations=int(result.info.iter),
             solve_s=elapsed,
         )
+
+
+@dataclass(frozen=True)
+class SweepStart:
+    """:func:`forward_backward_sweep`'s result: OSQP's variables and multipliers, flattened
+    in the QP's order, and which satellites' fixed point was reached."""
+
+    primal: np.ndarray
+    """(3 S H,) u, x, sigma"""
+    dual: np.ndarray
+    """(5 S H,) the multipliers of the dynamics, x <= 1, the reserve, u's bounds, sigma >= 0"""
+    converged: np.ndarray
+    """(S,) bool"""
+    passes: int
+
+
+# the sweep's stopping rule: no duty moved by more than this between passes (a fixed point to
+# rounding), within this many passes (a satellite whose reserve binds may cycle between
+# sleeping and waking, never settling: OSQP takes it from the warm start instead)
+SWEEP_TOLERANCE = 1e-9
+SWEEP_MAX_PASSES = 30
+
+
+def forward_backward_sweep(
+    forecast: EnergyForecast, weights: PlanWeights | None = None, *,
+    max_passes: int = SWEEP_MAX_PASSES, tolerance: float = SWEEP_TOLERANCE,
+) -> SweepStart:  # fmt: skip
+    """The energy plan's QP solved per satellite by the forward-backward sweep of optimal
+    control (S. Lenhart and J. T. Workman, "Optimal Control Applied to Biological Models",
+    Chapman & Hall/CRC 2007, ch. 4; here in discrete time), the warm start of
+    :class:`EnergyPlanner`.
+
+    Each pass runs the battery forward from the duty (the highest charge the dynamics allow,
+    full batteries curtailing: a higher charge is never worse here), then the value of a unit
+    of charge (the dynamics' multiplier ``lambda``) backward from the horizon's end: a step
+    below full adds ``2 q (1 - x)``, a step under the reserve the slack's price, a full
+    battery (curtailing) resets it to 0; then the duty each step's stationarity asks,
+    ``u = clip(v - c lambda / (2 r), 0, v)`` with ``c`` the terminals' charge per unit duty.
+    Where the duty stops moving, every KKT condition of the QP holds by construction (primal
+    feasible, the multipliers of the right sign, complementary, stationary): the optimum, which
+    is unique (strictly convex in u and x). With batteries that keep their reserve it settles
+    in 2-4 passes; a binding reserve (the slack's linear price) can make it cycle, which is why
+    it is a start for OSQP, per satellite, and not the plan. Measured (issue 5): on mega the
+    first plan took 825 OSQP iterations from zero (6.8 s) and 25 from the sweep (0.36 s)."""
+    w = weights or PlanWeights()
+    f = forecast
+    s, h = f.contact.shape
+    scale = f.step_s / f.capacity_j
+    c = scale * f.terminals_on_w / f.discharge_efficiency
+    net = scale * (f.charge_efficiency * f.generation_w - f.fixed_load_w / f.discharge_efficiency)
+    v = np.asarray(f.contact, dtype=float)
+    soc = np.asarray(f.soc_fraction, dtype=float)
+    u = v.copy()  # the first pass: the terminals follow every contact
+    x, capped = np.empty((s, h)), np.empty((s, h), dtype=bool)
+    lam, cap = np.empty((s, h)), np.empty((s, h))
+    for done in range(1, max(int(max_passes), 1) + 1):
+        previous = soc
+        for k in range(h):  # forward: the charge
+            free = previous + net[:, k] - c * u[:, k]
+            capped[:, k] = free >= 1.0
+            x[:, k] = previous = np.minimum(free, 1.0)
+        sigma = np.maximum(f.reserve_fraction - x, 0.0)
+        reserve = np.where(sigma > 0, -w.reserve_slack, 0.0)  # the reserve row's multiplier
+        later = np.zeros(s)
+        for k in range(h - 1, -1, -1):  # backward: the value of a unit of charge
+            value = later + 2 * w.charge * (1.0 - x[:, k]) - reserve[:, k]
+            lam[:, k] = np.where(capped[:, k], 0.0, value)
+            cap[:, k] = np.where(capped[:, k], later - reserve[:, k], 0.0)  # x <= 1's
+            later = lam[:, k]
+        duty = np.clip(v - c * lam / (2 * w.duty), 0.0, v)
+        change = np.abs(duty - u).max(axis=1)
+        if change.max() <= tolerance or done == max_passes:
+            break
+        u = duty
+    converged = change <= tolerance
+    bounds = 2 * w.duty * (v - u) - c * lam  # u's bounds' multiplier: u's stationarity
+    slack = np.where(sigma > 0, 0.0, -w.reserve_slack)  # sigma >= 0's: sigma's stationarity
+    return SweepStart(
+        primal=np.concatenate([u.ravel(), x.ravel(), sigma.ravel()]),
+        dual=np.concatenate([a.ravel() for a in (lam, cap, reserve, bounds, slack)]),
+        converged=converged,
+        passes=done,
+    )
+
+
+def _per_satellite(
+    chosen: np.ndarray, values: np.ndarray, others: np.ndarray, n: int, horizon: int
+) -> np.ndarray:
+    """``values`` for the ``chosen`` satellites and ``others`` for the rest (both blocks of
+    (satellites, horizon), flattened): the QP has no coupling across satellites, so each
+    satellite's start is its own."""
+    mask = np.asarray(chosen, dtype=bool)[None, :, None]
+    return np.where(mask, values.reshape(-1, n, horizon), others.reshape(-1, n, horizon)).ravel()
 
 
 def _moved_on(values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
@@ -317,12 +425,13 @@ PLAN_STEP_S = 60.0
 PLAN_HORIZON = 60
 PLAN_SAMPLES_PER_STEP = 3
 AWAKE_TOLERANCE = 0.01  # a duty this close to the contact share is the whole contact
-# the energy plan's QP is solved again every 5 minutes, not with every plan: on the mega shell
-# a warm re-solve takes 0.6-0.9 s (qntwin bench mpc), more than the engine's minute of ticks
-# under ai-sdqn, so re-solving every minute held the run to the planner's pace (the engine
-# waits for a plan that is due). The forecast it follows is the orbits' own, so a plan holds
-# between re-solves; on the packaged scenarios, whose batteries never bind, the runs are the
-# same either way (README, the MPC tier).
+# the energy plan's QP is solved again every 5 minutes, not with every plan: before the sweep
+# start (forward_backward_sweep) a warm re-solve on the mega shell took 0.6-0.9 s, more than
+# the engine's minute of ticks under ai-sdqn, and re-solving every minute held the run to the
+# planner's pace (the engine waits for a plan that is due); it takes 0.2 s now, and every 5
+# minutes still leaves the ticks the planner thread's share of the interpreter. The forecast it
+# follows is the orbits' own, so a plan holds between re-solves; on the packaged scenarios,
+# whose batteries never bind, the runs are the same either way (README, the MPC tier).
 ENERGY_REPLAN_S = 5 * PLAN_STEP_S
 
 
