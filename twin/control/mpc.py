@@ -26,9 +26,10 @@ each re-plan updates only the vectors (forecast, state), and the forecast comput
 steps the horizon gained (``energy_forecast``'s cache). Every solve starts from
 :func:`forward_backward_sweep`, which solves the QP satellite by satellite where it settles
 (every satellite of the packaged scenarios, whose batteries keep their reserve, and many whose
-reserve binds): OSQP then stops at its first termination check (25 iterations). On the mega
-shell the first plan took 825 iterations from zero (6.8 s) and takes 25 (0.36 s); a re-plan
-0.19 s, against 75-100 iterations (0.61 s) from the last plan moved on. A satellite where the
+reserve binds). There the start is the optimum, and OSQP, told then to check its residuals
+after every iteration, stops after the first. On the mega shell the first plan's QP took 825
+iterations from zero (6.8 s) and takes 1 (0.26 s, most of it OSQP's setup); a re-plan 0.03-0.04
+s, against 75-100 iterations (0.61 s) from the last plan moved on. A satellite where the
 sweep cycles (a binding reserve whose optimum rides along it: the slack's linear price makes
 the sweep's duty jump between sleeping and waking) starts from the last solution moved on by the
 steps between, as a receding-horizon MPC warm-starts (zero at first). OSQP converges slowly on
@@ -134,6 +135,9 @@ class EnergyPlan:
     status: str
     iterations: int
     solve_s: float
+
+
+CHECK_EVERY = 25  # OSQP's default: iterations between its termination checks
 
 
 class EnergyPlanner:
@@ -260,6 +264,11 @@ class EnergyPlanner:
             x=_per_satellite(swept.converged, swept.primal, primal, self.n, self.h),
             y=_per_satellite(swept.converged, swept.dual, dual, self.n, self.h),
         )
+        # settled everywhere, the start is the optimum: OSQP checks its residuals after the
+        # first iteration (on mega 0.03 s, against 0.2 s for its default 25 iterations between
+        # checks, kept otherwise: a slow convergence would pay a check on every iteration)
+        settled = bool(swept.converged.all())
+        self._solver.update_settings(check_termination=1 if settled else CHECK_EVERY)
         result = self._solver.solve(raise_error=False)  # the status says what happened
         elapsed = time.perf_counter() - start
         status = str(result.info.status)
@@ -320,7 +329,8 @@ def forward_backward_sweep(
     is unique (strictly convex in u and x). With batteries that keep their reserve it settles
     in 2-4 passes; a binding reserve (the slack's linear price) can make it cycle, which is why
     it is a start for OSQP, per satellite, and not the plan. Measured (issue 5): on mega the
-    first plan took 825 OSQP iterations from zero (6.8 s) and 25 from the sweep (0.36 s)."""
+    first plan took 825 OSQP iterations from zero (6.8 s) and 25 from the sweep (0.36 s), 1
+    when OSQP checks its residuals after every iteration (:meth:`EnergyPlanner.plan`)."""
     w = weights or PlanWeights()
     f = forecast
     s, h = f.contact.shape
@@ -428,10 +438,11 @@ AWAKE_TOLERANCE = 0.01  # a duty this close to the contact share is the whole co
 # the energy plan's QP is solved again every 5 minutes, not with every plan: before the sweep
 # start (forward_backward_sweep) a warm re-solve on the mega shell took 0.6-0.9 s, more than
 # the engine's minute of ticks under ai-sdqn, and re-solving every minute held the run to the
-# planner's pace (the engine waits for a plan that is due); it takes 0.2 s now, and every 5
-# minutes still leaves the ticks the planner thread's share of the interpreter. The forecast it
-# follows is the orbits' own, so a plan holds between re-solves; on the packaged scenarios,
-# whose batteries never bind, the runs are the same either way (README, the MPC tier).
+# planner's pace (the engine waits for a plan that is due). It takes 0.03-0.04 s now (with the
+# forecast's new step and the sweep, ~0.05 s of the planner thread's time, which it shares
+# with the ticks: every 5 minutes, a fifth of that). The forecast it follows is the orbits'
+# own, so a plan holds between re-solves; on the packaged scenarios, whose batteries never
+# bind, the runs are the same either way (README, the MPC tier).
 ENERGY_REPLAN_S = 5 * PLAN_STEP_S
 
 

@@ -99,19 +99,27 @@ class Shield:
             self.counts = ShieldCounts()
         paths = list(decision.paths)
         graphs = _KeyedGraphs(view)
+        # what the rules read of the proposals, looked up for all at once
+        held = view.key_fill.weakest(paths, initial=np.iinfo(np.int64).max)
+        latencies_s = view.edges().paths_latency_s(paths)
         for k, flow in enumerate(view.flows):
-            paths[k] = self._shield(view, k, flow, paths[k], graphs)
+            paths[k] = self._shield(view, k, flow, paths[k], graphs, held[k], latencies_s[k])
         self.counts = kept
         return Decision(paths=tuple(paths), notes=decision.notes)
 
-    def _shield(self, view: NetworkView, k: int, flow: Flow, proposed, graphs: _KeyedGraphs):
+    def _shield(
+        self, view: NetworkView, k: int, flow: Flow, proposed, graphs: _KeyedGraphs,
+        held: int, latency_s: float,
+    ):  # fmt: skip
+        """The path flow ``k`` gets for ``proposed``, whose weakest hop holds ``held`` bits
+        and whose latency is ``latency_s``."""
         need = critical_key_bits(flow, view.t_ns, self.critical_key_s)
-        broken = _broken(view, flow, proposed, need)
+        broken = _broken(view, flow, proposed, need, held=held, latency_s=latency_s)
         if not broken:
             return proposed
         if (
             broken == {"latency_slo"}
-            and math.isfinite(view.edges().path_latency_s(proposed))
+            and math.isfinite(latency_s)
             and graphs.out_of_reach(view.flow_endpoints[k], flow)
         ):
             # keyed, compliant and up, too slow where nothing is fast enough: the search
@@ -177,17 +185,27 @@ def _transits(view: NetworkView, flow: Flow, path) -> bool:
     return False
 
 
-def _broken(view: NetworkView, flow: Flow, path, need: int) -> set[str]:
-    """The rules ``path`` breaks (none for no path: a flow without a path breaks no rule)."""
+def _broken(
+    view: NetworkView, flow: Flow, path, need: int, *, held: int | None = None,
+    latency_s: float | None = None,
+) -> set[str]:  # fmt: skip
+    """The rules ``path`` breaks (none for no path: a flow without a path breaks no rule).
+    ``held`` (its weakest hop's bits) and ``latency_s``: the path's, where the caller looked
+    them up already."""
     if path is None:
         return set()
     broken = set()
     if flow.forbidden_jurisdictions and _transits(view, flow, path):
         broken.add("residency")
-    if need > 0 and view.key_fill.of_path(path).min(initial=need) < need:
-        broken.add("key_continuity")
+    if need > 0:
+        if held is None:
+            held = view.key_fill.of_path(path).min(initial=need)
+        if held < need:
+            broken.add("key_continuity")
     if flow.traffic_class is TrafficClass.TYPE_I:
-        if not requirements(flow.traffic_class).meets_latency(view.edges().path_latency_s(path)):
+        if latency_s is None:
+            latency_s = view.edges().path_latency_s(path)
+        if not requirements(flow.traffic_class).meets_latency(latency_s):
             broken.add("latency_slo")
     return broken
 

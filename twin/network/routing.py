@@ -840,6 +840,9 @@ def shortest_paths_between(
     return out
 
 
+LIMIT_SPREAD = 2.0  # see _distance_rows
+
+
 def _distance_rows(
     m: csr_matrix,
     sources: list[int],
@@ -849,12 +852,22 @@ def _distance_rows(
     """Per source its Dijkstra distances over ``m``, exact for every node within its
     destination farthest from it (see :func:`shortest_paths_between`'s ``bounds``)."""
     rows: dict[int, np.ndarray] = {}
-    for s in sources:
-        if limits[s] is None:
-            continue
-        row = dijkstra(m, directed=True, indices=s, limit=limits[s])
-        if np.isfinite(row[targets[s]]).all():
-            rows[s] = row
+    # sources whose limits are within a factor of LIMIT_SPREAD of each other share one search
+    # to the largest of them: a node within a source's own limit gets the same exact distance
+    # (its row only reaches further), and one scipy call per source cost more in the call than
+    # in the search (mega: 18 sources, ~16 us a call, ~1 us a search to a few ms)
+    bounded = sorted((limits[s], s) for s in sources if limits[s] is not None)
+    while bounded:
+        first = bounded[0][0]
+        take = 1
+        while take < len(bounded) and bounded[take][0] <= LIMIT_SPREAD * max(first, 1.0):
+            take += 1
+        group, bounded = [s for _, s in bounded[:take]], bounded[take:]
+        dist = dijkstra(m, directed=True, indices=np.array(group), limit=max(
+            limits[s] for s in group))  # fmt: skip
+        for row, s in zip(dist, group, strict=True):
+            if np.isfinite(row[targets[s]]).all():
+                rows[s] = row
     rest = [s for s in sources if s not in rows]
     if rest:
         dist = dijkstra(m, directed=True, indices=np.array(rest, dtype=np.int64))

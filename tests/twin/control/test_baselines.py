@@ -158,6 +158,33 @@ def test_edge_lookup_of_a_large_snapshot_follows_the_rule():
     assert empty.paths_intact([[0, 1], [2], None]).tolist() == [False, True, False]
 
 
+@pytest.mark.parametrize("n_edges", [40, 2500])
+def test_a_keyed_graph_taken_from_the_graph_of_all_up_links_is_the_one_built_afresh(n_edges):
+    """EdgeLookup.keyed_latency_graph filters the all-up graph's entries by each pair's key:
+    the same matrix, to the entry, as the keyed links' graph built from the snapshot (parallel
+    links, latency ties, down links, pairs without a buffer; every threshold of the fill);
+    a new fill report is looked up afresh."""
+    from twin.control.baselines import _latency_csr
+    from twin.control.telemetry import KeyFill
+
+    rng = np.random.default_rng(n_edges)
+    names = [f"n{k:03d}" for k in range(60)]
+    snap = random_snapshot(rng, names, n_edges)
+    lookup = EdgeLookup(snap)
+    codes = np.unique(snap.a * len(names) + snap.b)
+    for draw in range(2):
+        held = rng.random(codes.size) < 0.9  # some pairs have no buffer: no key
+        fill = KeyFill(draw, len(names), codes[held], rng.integers(0, 100, held.sum()))
+        for need in (1, 30, 70, 99, 100):
+            want = _latency_csr(snap, snap.up & (fill.of_pairs(snap.a, snap.b) >= need))
+            got = lookup.keyed_latency_graph(fill, need)
+            assert got.shape == want.shape and got.has_sorted_indices
+            np.testing.assert_array_equal(got.indptr, want.indptr)
+            np.testing.assert_array_equal(got.indices, want.indices)
+            np.testing.assert_array_equal(got.data, want.data)
+    assert lookup.keyed_latency_graph(fill, 100).nnz == 0
+
+
 def test_cut_off_says_no_path_exactly_where_the_search_finds_none():
     # the shortcut static-sp takes before building a tick's adjacency: with room to explore
     # the whole graph it agrees with shortest_paths_between (no_transit included) on every
