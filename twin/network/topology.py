@@ -536,12 +536,20 @@ class TopologyModel:
     def _isl_neighbours(self) -> np.ndarray:
         """(K, 2) satellite index pairs: in-plane ring neighbours and next-plane same slot."""
         by_key = {key: k for k, key in enumerate(self._sat_plane)}
+        # satellites per (shell, plane) and planes per shell, counted once (counted per
+        # satellite, this took 0.48 s on mega's 1584 satellites: the planner builds a
+        # topology of its own on its first plan, while the engine ticks)
+        per_plane_of: dict[tuple, int] = {}
+        planes_of: dict = {}
+        for shell, plane, _ in self._sat_plane:
+            per_plane_of[shell, plane] = per_plane_of.get((shell, plane), 0) + 1
+            planes_of[shell] = max(planes_of.get(shell, plane), plane)
         pairs = set()
         for k, (shell, plane, slot) in enumerate(self._sat_plane):
             if plane < 0:
                 continue
-            per_plane = sum(1 for s, p, _ in self._sat_plane if s == shell and p == plane)
-            planes = 1 + max(p for s, p, _ in self._sat_plane if s == shell)
+            per_plane = per_plane_of[shell, plane]
+            planes = 1 + planes_of[shell]
             ring_next = (shell, plane, (slot + 1) % per_plane)
             next_plane = (shell, (plane + 1) % planes, slot)
             for other in (ring_next, next_plane):
