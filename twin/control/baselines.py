@@ -394,7 +394,10 @@ class EdgeLookup:
     its fastest up edge (the first, i.e. lowest kind, on a tie).
     """
 
-    __slots__ = ("_ends", "_entry_fill", "_graph", "edge", "n_nodes", "pair_keys", "snapshot")
+    __slots__ = (
+        "_ends", "_entry_fill", "_graph", "_latencies", "edge", "n_nodes", "pair_keys",
+        "snapshot",
+    )  # fmt: skip
 
     def __init__(self, snapshot: Snapshot) -> None:
         n = snapshot.n_nodes
@@ -432,6 +435,7 @@ class EdgeLookup:
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
         self._graph = None
         self._entry_fill: tuple | None = None  # (key fill, (nnz,) its bits per graph entry)
+        self._latencies: dict[tuple, float] = {}  # paths_latency_s's, per path
 
     def latency_graph(self):
         """The snapshot's up links weighted by latency (:func:`_latency_csr`), built when first
@@ -478,15 +482,40 @@ class EdgeLookup:
 
     def paths_latency_s(self, paths: Sequence[Sequence[int] | None]) -> list[float]:
         """:meth:`path_latency_s` of each path (inf for None), with one lookup for all hops
-        (each path's sum as there, so the values are the same to the bit)."""
+        (each path's sum as there, so the values are the same to the bit). Each distinct
+        path is looked up once per snapshot: a tick asks for the same few dozen paths four
+        times (the edge tier's bounds and features, the shield), mostly last tick's again."""
+        keys = [None if p is None else p if isinstance(p, tuple) else tuple(p) for p in paths]
+        memo = self._latencies
+        new = list(dict.fromkeys(k for k in keys if k is not None and k not in memo))
+        if new:
+            memo.update(zip(new, self._latencies_s(new), strict=True))
+        return [math.inf if k is None else memo[k] for k in keys]
+
+    def _latencies_s(self, paths: Sequence[Sequence[int]]) -> list[float]:
+        """:meth:`paths_latency_s` without the memo."""
         given, hops, edges = self._hops(paths)
-        latency = self.snapshot.latency_s
         out = [math.inf] * len(paths)
-        at = 0
-        for k, h in zip(given, hops, strict=True):
-            hop_edges = edges[at : at + h]
-            at += h
-            out[k] = math.inf if np.any(hop_edges < 0) else float(np.sum(latency[hop_edges]))
+        if not given:
+            return out
+        hops_a = np.asarray(hops)
+        hopped = hops_a > 0
+        starts = np.cumsum(hops_a) - hops_a
+        sums = np.zeros(hops_a.size)
+        broken = np.zeros(hops_a.size, dtype=bool)
+        if edges.size:
+            broken[hopped] = np.logical_or.reduceat(edges < 0, starts[hopped])
+            latency = self.snapshot.latency_s[np.maximum(edges, 0)]
+            # the paths of one hop count as the rows of a matrix: numpy sums each row as it
+            # sums the row alone (np.sum, which path_latency_s takes: pairwise, vectorised,
+            # not left to right), so the values are the same to the bit (tested)
+            whole = hopped & ~broken
+            for h in np.unique(hops_a[whole]).tolist():
+                rows = np.flatnonzero(whole & (hops_a == h))
+                sums[rows] = latency[starts[rows][:, None] + np.arange(h)].sum(axis=1)
+        values = np.where(broken, math.inf, sums).tolist()
+        for k, value in zip(given, values, strict=True):
+            out[k] = value
         return out
 
     def _edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:

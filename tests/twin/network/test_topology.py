@@ -223,3 +223,25 @@ def test_a_snapshot_does_not_depend_on_the_snapshots_before_it(small):
         snap = model.snapshot(t_s * NS_PER_S)
         seen.update(snap.weather_loss_db[snap.kind == EdgeKind.FSO_GROUND_HAPS].tolist())
     assert len(seen) >= 2
+
+
+@pytest.mark.parametrize("which", ["small", "mega"])
+def test_the_forecasts_prefilter_keeps_every_satellite_a_platform_sees(which, small, mega):
+    """satellite_state runs the exact elevation test only on the satellites its pre-filter
+    keeps: over an hour of instants the contacts are those of the exact test on every
+    satellite, and on mega the filter drops most of them (what it is for)."""
+    model = small[1] if which == "small" else mega
+    kept = []
+    for k in range(0, 3600, 150):
+        t_ns = k * NS_PER_S + 7
+        positions, contact = model.satellite_state(t_ns)
+        exact = np.zeros(positions.shape[1], dtype=bool)
+        for _, elevation, mask in model.ground_elevations_rad(positions):
+            exact |= np.any(elevation >= mask, axis=0)
+        assert np.array_equal(contact, exact)
+        near = model._may_see_a_platform(positions)
+        assert not np.any(exact & ~near)
+        kept.append(near.mean())
+    assert any(kept)  # some instant has a satellite in view
+    if which == "mega":
+        assert max(kept) < 0.5
