@@ -3,8 +3,9 @@
 One MPC step is what ``mpc-only`` does every five minutes (twin.control.mpc.ENERGY_REPLAN_S):
 the forecast of an hour (60 one-minute steps, three orbit samples each: contacts and sunlight of
 every satellite) and the energy plan's QP (twin.control.mpc.EnergyPlanner: 285,120 variables,
-475,200 constraints), warm-started from the previous plan moved on by the steps between. The
-benchmark plans once cold (setup, factorization, iterations from zero), then re-plans five
+475,200 constraints), started from the forward-backward sweep where it settles and from the
+previous plan moved on by the steps between elsewhere (twin.control.mpc.EnergyPlanner). The
+benchmark plans once cold (setup, factorization, iterations from the sweep), then re-plans five
 minutes apart from the plan's own predicted charge, and reports each part's median over the
 re-plans. Re-plans forecast only the steps the horizon gained (the forecast's cache, as
 ``mpc-only`` keeps it). The aim is judged on the whole warm step (forecast + QP). Run with
