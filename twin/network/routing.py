@@ -863,8 +863,8 @@ def _distance_rows(
         while take < len(bounded) and bounded[take][0] <= LIMIT_SPREAD * max(first, 1.0):
             take += 1
         group, bounded = [s for _, s in bounded[:take]], bounded[take:]
-        dist = dijkstra(m, directed=True, indices=np.array(group), limit=max(
-            limits[s] for s in group))  # fmt: skip
+        limit = max(limits[s] for s in group)
+        dist = dijkstra(m, directed=True, indices=np.array(group), limit=limit)
         for row, s in zip(dist, group, strict=True):
             if np.isfinite(row[targets[s]]).all():
                 rows[s] = row
