@@ -9,9 +9,9 @@
    ``drl-only`` and ``ai-sdqn``, one after the other in one process, :data:`ROUNDS` times
    over, wall time each (engine construction not counted), over the whole run and over the
    ticks after the first :data:`WARMUP_TICKS`; the speed ratio is each round's, the median of
-   the rounds' ratios is reported. ``ai-sdqn`` plans every minute on the MPC tier, on its own thread
-   while the ticks run (a plan takes effect a minute after it is asked for): the contact plan
-   every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S). Its first plan
+   the rounds' ratios is reported. ``ai-sdqn`` plans every minute on the MPC tier, on its own
+   thread while the ticks run (a plan takes effect a minute after it is asked for): the contact
+   plan every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S). Its first plan
    is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole run's ratio
    depends on how many minutes it spans, the second not; at least :data:`MIN_TICKS` ticks,
    so that the second spans two warm re-solves of the QP (asked at ticks 300 and 600).
