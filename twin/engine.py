@@ -89,7 +89,9 @@ objective of eq. (4) (``TickRecord.reward``, J in ``RunResult.objective``). A pl
 controller's plan that schedules the satellites' terminals (``twin.control.mpc.LaserSchedule``,
 the laser schedule) is applied to each snapshot before it is decided on: a satellite whose
 planned time awake in the current step is spent has its optical links down, and idle terminals
-sleep (OFF) rather than stand by. A plan takes effect one planning period after the state it
+sleep (OFF) rather than stand by; an awake satellite the plan puts in QKD turbo mode
+(``LaserSchedule.turbo``) runs its terminals at the turbo level and its optical links make key
+faster (``Engine.turbo_skr_gain``). A plan takes effect one planning period after the state it
 was computed from (the cloud tier plans while the network runs: ``submit_plan`` computes it on
 the controller's own thread or the cloud actor, and the engine collects it a period later), so
 the first period runs without one; where and how fast it was computed changes nothing.
@@ -421,8 +423,16 @@ class Engine:
         # satellite's time awake in it
         self._awake_step: tuple[int, int] | None = None
         self._awake_spent_ns = np.zeros(0, dtype=np.int64)
+        # the satellites in turbo mode in each scheduled snapshot (the last three, as the
+        # edge lookups: a tick's energy phase reads its start's)
+        self._turbo_of: list[tuple[Snapshot, np.ndarray]] = []
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
+        # QKD turbo mode (main paper sec. VIII.C): the optical links of a satellite in turbo
+        # make key at laser_turbo_w / laser_on_w times their rate. Assumption, as
+        # twin.network.handover.ResilienceParams.turbo_skr_gain: the key rate scales with the
+        # source's repetition rate, raised in proportion to the laser's power (60 W / 40 W)
+        self.turbo_skr_gain = self.sat_power.laser_turbo_w / self.sat_power.laser_on_w
         self.ogs_power = equipment.ogs.power_model()
         # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
         self.haps_power = (
@@ -509,11 +519,19 @@ class Engine:
                 int(LaserLevel.STANDBY),
             )
         )
-        # under a laser schedule the idle terminals sleep (OFF) instead of standing by
+        # under a laser schedule the idle terminals sleep (OFF) instead of standing by, and a
+        # satellite in turbo mode runs its active ones at the turbo level
         self._sat_load_by_active_asleep_w = self.sat_power.load_w(
             np.where(
                 np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
                 int(LaserLevel.ON),
+                int(LaserLevel.OFF),
+            )
+        )
+        self._sat_load_by_active_turbo_w = self.sat_power.load_w(
+            np.where(
+                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
+                int(LaserLevel.TURBO),
                 int(LaserLevel.OFF),
             )
         )
@@ -1072,6 +1090,9 @@ class Engine:
                 else self._sat_load_by_active_w
             )
             load = by_active[np.minimum(active, terminals)]
+            turbo = self._turbo_satellites(snap)
+            if turbo.size:
+                load[turbo] = self._sat_load_by_active_turbo_w[np.minimum(active[turbo], terminals)]
             steps.append(("satellite", lit, load, self.sat_power, dt_s))
             sat_power_w = float(np.sum(load))
         if n_haps:
@@ -1238,10 +1259,26 @@ class Engine:
         awake = in_contact[self._awake_spent_ns[in_contact] < schedule.awake_ns[in_contact, step]]
         self._awake_spent_ns[awake] += self.dt_ns
         asleep = np.setdiff1d(in_contact, awake, assume_unique=True)
-        if asleep.size == 0:
+        turbo = np.intersect1d(awake, schedule.turbo) if schedule.turbo.size else awake[:0]
+        if asleep.size == 0 and turbo.size == 0:
             return snap
-        off = optical & np.isin(snap.b - sat0, asleep)
-        return dataclasses.replace(snap, up=snap.up & ~off)
+        up, skr_bps = snap.up, snap.skr_bps
+        if asleep.size:
+            up = up & ~(optical & np.isin(snap.b - sat0, asleep))
+        if turbo.size:
+            boosted = optical & np.isin(snap.b - sat0, turbo)
+            skr_bps = np.where(boosted, skr_bps * self.turbo_skr_gain, skr_bps)
+        scheduled = dataclasses.replace(snap, up=up, skr_bps=skr_bps)
+        if turbo.size:
+            self._turbo_of = [*self._turbo_of[-2:], (scheduled, turbo)]
+        return scheduled
+
+    def _turbo_satellites(self, snap) -> np.ndarray:
+        """The satellites (indices from the first) in turbo mode in scheduled ``snap``."""
+        for held, turbo in self._turbo_of:
+            if held is snap:
+                return turbo
+        return np.zeros(0, dtype=np.int64)
 
     def _edge_lookup(self, snap) -> EdgeLookup:
         """The fastest-up-edge lookup of ``snap``, built once per snapshot; the engine holds

@@ -56,7 +56,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import osqp
@@ -72,6 +72,7 @@ __all__ = [
     "SweepStart",
     "energy_forecast",
     "forward_backward_sweep",
+    "turbo_satellites",
 ]
 
 
@@ -522,6 +523,55 @@ class LaserSchedule:
     plan: EnergyPlan
     contacts: ContactPlan | None = None
     """the OGS contact plan made with it (None: no optical ground station, or not asked)"""
+    turbo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """(K,) int64, ascending: the satellites (indices from the first) whose terminals run in
+    QKD turbo mode while awake, for the period the plan is in effect (:func:`turbo_satellites`)"""
+
+
+# assumptions of QKD turbo mode (main paper sec. VIII.C: "If a Type-I flow is consuming keys
+# faster than the generation rate (SKR), the scheduler triggers QKD Turbo Mode, diverting power
+# from other subsystems to the laser"): a satellite turns turbo when one of its optical links
+# holds less than TURBO_KEY_S of the largest Type-I one-time-pad demand (the buffer a Type-I
+# flow would draw on is running out, or has just come up empty) and its battery is at least
+# TURBO_SOC_MARGIN of capacity above the reserve (the energy plan does not budget turbo's
+# extra load: 20 W a terminal, a few Wh over a minute of a 1 kWh battery)
+TURBO_KEY_S = 10.0
+TURBO_SOC_MARGIN = 0.2
+
+
+def turbo_satellites(view, reserve_fraction: float) -> np.ndarray:
+    """The satellites a plan made from ``view`` puts in QKD turbo mode (the assumptions
+    above): ascending indices from the first satellite; none without a Type-I flow, a key
+    fill report or batteries."""
+    from twin.network.topology import EdgeKind
+    from twin.network.traffic import TrafficClass, demand_bits
+    from twin.units import NS_PER_S
+
+    none = np.zeros(0, dtype=np.int64)
+    soc = view.battery_soc
+    fill = getattr(view, "key_fill", None)  # (a planner's view may carry the charge alone)
+    if soc is None or soc.size == 0 or fill is None:
+        return none
+    demand = [
+        demand_bits(f, view.t_ns, NS_PER_S)
+        for f in view.flows
+        if f.traffic_class is TrafficClass.TYPE_I
+    ]
+    need = TURBO_KEY_S * max(demand, default=0)
+    if need <= 0:
+        return none
+    snap = view.snapshot
+    sat0 = snap.n_nodes - soc.size  # satellites are G(t)'s last nodes
+    downlink = (
+        snap.up
+        & np.isin(snap.kind, (EdgeKind.FSO_GROUND_SPACE, EdgeKind.FSO_HAPS_SPACE))
+        & (snap.b >= sat0)
+        & (snap.skr_bps > 0)
+    )
+    low = np.flatnonzero(downlink)
+    low = low[fill.of_pairs(snap.a[low], snap.b[low]) < need]
+    satellites = np.unique(snap.b[low] - sat0).astype(np.int64)
+    return satellites[soc[satellites] >= reserve_fraction + TURBO_SOC_MARGIN]
 
 
 # assumptions of the contact plan: a station whose zenith is blocked (the weather's extra loss
@@ -638,8 +688,9 @@ class MpcOnly:
 
     def plan(self, view) -> LaserSchedule | None:
         """The flight plan from ``view``: the energy plan solved again if the last is
-        :data:`ENERGY_REPLAN_S` old (else carried on), with a fresh contact plan for a
-        router that reads it. A function of the views planned from, in order."""
+        :data:`ENERGY_REPLAN_S` old (else carried on), with the satellites in QKD turbo mode
+        (:func:`turbo_satellites`) and a fresh contact plan for a router that reads it, both
+        made afresh every plan. A function of the views planned from, in order."""
         if self._scenario is None:
             raise RuntimeError(f"{self.name} plans for a scenario: call bind(scenario) first")
         if self._topology is None:
@@ -652,9 +703,11 @@ class MpcOnly:
         energy = self._energy
         if energy is None or view.t_ns - energy.t0_ns >= round(ENERGY_REPLAN_S * 1e9):
             energy = self._energy = self._plan_energy(view)
-        if not self.plans_contacts:
-            return energy
-        return dataclasses.replace(energy, contacts=self._contact_plan(view.t_ns))
+        reserve = self._scenario.equipment.satellite.power_model().reserve_fraction
+        made = {"turbo": turbo_satellites(view, reserve)}
+        if self.plans_contacts:
+            made["contacts"] = self._contact_plan(view.t_ns)
+        return dataclasses.replace(energy, **made)
 
     def _plan_energy(self, view) -> LaserSchedule:
         """The energy plan's QP solved from ``view``'s battery charge, as a schedule."""
