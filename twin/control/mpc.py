@@ -45,8 +45,8 @@ tests (not a dependency of the twin).
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
 thread while the engine ticks. With the energy plan (solved again every five minutes, carried
-on between) it carries the OGS contact plan (:class:`ContactPlan`, for ``ai-sdqn``), made
-afresh every minute.
+on between) it carries the satellites in QKD turbo mode (:func:`turbo_satellites`) and the OGS
+contact plan (:class:`ContactPlan`, for ``ai-sdqn``), both made afresh every minute.
 """
 
 from __future__ import annotations
@@ -618,7 +618,9 @@ class MpcOnly:
     planned share of each contact (twin.engine, "laser schedule"). Each plan takes effect a
     period after it is asked for (:meth:`submit_plan`), so the first minute runs with every
     terminal awake. The QP is solved again every :data:`ENERGY_REPLAN_S`; the plans between
-    carry the last solution on (its schedule runs an hour ahead). Routing is
+    carry the last solution on (its schedule runs an hour ahead). Every plan also names the
+    satellites to run in QKD turbo mode (:func:`turbo_satellites`: links short of key, a
+    battery with room), whose terminals the engine runs at the turbo level. Routing is
     :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up; it does not
     read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s edge tier does, made afresh
     with every plan).
