@@ -705,8 +705,13 @@ class MpcOnly:
         energy = self._energy
         if energy is None or view.t_ns - energy.t0_ns >= round(ENERGY_REPLAN_S * 1e9):
             energy = self._energy = self._plan_energy(view)
-        reserve = self._scenario.equipment.satellite.power_model().reserve_fraction
-        made = {"turbo": turbo_satellites(view, reserve)}
+        model = self._scenario.equipment.satellite.power_model()
+        has_turbo = model.laser_turbo_w > model.laser_on_w > 0  # a stronger level than "on"
+        made = {
+            "turbo": turbo_satellites(view, model.reserve_fraction)
+            if has_turbo
+            else np.zeros(0, dtype=np.int64)
+        }
         if self.plans_contacts:
             made["contacts"] = self._contact_plan(view.t_ns)
         return dataclasses.replace(energy, **made)

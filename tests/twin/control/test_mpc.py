@@ -198,6 +198,24 @@ def test_turbo_mode_picks_satellites_whose_links_run_short_of_key_and_whose_batt
     assert turbo_satellites(no_type_i, reserve).size == 0
 
 
+@pytest.mark.parametrize(("laser_on", "laser_turbo"), [(0.0, 60.0), (40.0, 40.0), (40.0, 30.0)])
+def test_without_a_turbo_level_stronger_than_on_there_is_no_turbo_mode(laser_on, laser_turbo):
+    """A satellite whose turbo load is not above its "on" load (or whose "on" load is 0, which
+    the schema allows) has no turbo mode: the engine builds (no division by the "on" load),
+    keeps the key rates (gain 1) and the planner names no turbo satellite."""
+    scenario = load_scenario("case-grid-eclipse")
+    sat = scenario.equipment.satellite
+    loads = sat.loads_w.model_copy(update={"laser_on": laser_on, "laser_turbo": laser_turbo})
+    equipment = scenario.equipment.model_copy(
+        update={"satellite": sat.model_copy(update={"loads_w": loads})}
+    )
+    scenario = scenario.model_copy(update={"equipment": equipment})
+    engine = Engine(scenario, controller="mpc-only")
+    assert engine.turbo_skr_gain == 1.0
+    engine.run(duration_s=90)
+    assert engine._plan.turbo.size == 0
+
+
 def test_a_satellite_in_turbo_makes_key_faster_at_the_turbo_load():
     """The engine applies a plan's turbo satellites: their optical links to the ground make
     key at laser_turbo_w / laser_on_w (60 / 40) times the rate and their active terminals
