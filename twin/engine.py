@@ -428,14 +428,9 @@ class Engine:
         self._turbo_of: list[tuple[Snapshot, np.ndarray]] = []
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()
-        # QKD turbo mode (main paper sec. VIII.C): the optical links of a satellite in turbo
-        # make key at laser_turbo_w / laser_on_w times their rate. Assumption, as
-        # twin.network.handover.ResilienceParams.turbo_skr_gain: the key rate scales with the
-        # source's repetition rate, raised in proportion to the laser's power (60 W / 40 W).
-        # A terminal whose turbo level is no stronger than "on" has no turbo mode (gain 1; the
-        # planner names no turbo satellite: twin.control.mpc.turbo_satellites)
-        on_w, turbo_w = self.sat_power.laser_on_w, self.sat_power.laser_turbo_w
-        self.turbo_skr_gain = turbo_w / on_w if turbo_w > on_w > 0 else 1.0
+        # QKD turbo mode: the optical links of a satellite in turbo make key this many times
+        # faster (1: the scenario's terminals have no turbo mode, and no plan names one)
+        self.turbo_skr_gain = self.sat_power.turbo_key_rate_gain
         self.ogs_power = equipment.ogs.power_model()
         # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
         self.haps_power = (

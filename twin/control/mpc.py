@@ -706,10 +706,9 @@ class MpcOnly:
         if energy is None or view.t_ns - energy.t0_ns >= round(ENERGY_REPLAN_S * 1e9):
             energy = self._energy = self._plan_energy(view)
         model = self._scenario.equipment.satellite.power_model()
-        has_turbo = model.laser_turbo_w > model.laser_on_w > 0  # a stronger level than "on"
         made = {
             "turbo": turbo_satellites(view, model.reserve_fraction)
-            if has_turbo
+            if model.turbo_key_rate_gain > 1  # (a turbo level stronger than "on")
             else np.zeros(0, dtype=np.int64)
         }
         if self.plans_contacts:

@@ -363,6 +363,17 @@ class SatellitePowerModel:
         return self.reserve_fraction * self.battery_capacity_j
 
     @property
+    def turbo_key_rate_gain(self) -> float:
+        """How many times faster a terminal in QKD turbo mode makes key than one "on" (main
+        paper sec. VIII.C): ``laser_turbo_w / laser_on_w``. Assumption, as
+        twin.network.handover.ResilienceParams.turbo_skr_gain: the key rate scales with the
+        source's repetition rate, raised in proportion to the laser's power (60 W / 40 W =
+        1.5). 1 where the turbo level is no stronger than "on" (or "on" draws nothing, which a
+        scenario may set): no turbo mode."""
+        on_w, turbo_w = self.laser_on_w, self.laser_turbo_w
+        return turbo_w / on_w if turbo_w > on_w > 0 else 1.0
+
+    @property
     def laser_level_powers_w(self) -> np.ndarray:
         """Power of one terminal at each :class:`LaserLevel`, W, indexed by the level."""
         return np.array(
