@@ -481,6 +481,8 @@ class Engine:
         self._gaps: dict[str, list[_Gap]] = {f.name: [] for f in self.flows}
         """flow -> its handover gaps that may still reach a later tick"""
         self._epoch = jd_fr_from_datetime(scenario.time.start_utc)
+        # the grid's time of day at t = 0 (twin.physics.carbon reckons from a UTC midnight)
+        self._day_s = scenario.time.start_day_s
         # HAPS hold their stations in this engine (no drift): positions and local up, once
         lat = np.array([h.lat_rad for h in scenario.haps], dtype=float)
         lon = np.array([h.lon_rad for h in scenario.haps], dtype=float)
@@ -1111,9 +1113,11 @@ class Engine:
         carbon = 0.0
         if self._ogs_power_w.size:
             if self._ogs_amplitude is None:
-                intensity = carbon_intensity_g_per_kwh(self._ogs_regions, t_s, self._ogs_lon_rad)
+                intensity = carbon_intensity_g_per_kwh(
+                    self._ogs_regions, self._day_s + t_s, self._ogs_lon_rad
+                )
             else:  # carbon_intensity_g_per_kwh: the annual intensity x the diurnal factor
-                local_s = local_solar_time_s(t_s, self._ogs_lon_rad)
+                local_s = local_solar_time_s(self._day_s + t_s, self._ogs_lon_rad)
                 intensity = self._ogs_annual_g_per_kwh * diurnal_factor(
                     local_s, self._ogs_amplitude
                 )

@@ -119,3 +119,27 @@ def test_metrics_read_each_engine_view_once(monkeypatch):
     compute_metrics(result, engine)
     assert len(engine.nodes.link_buffers()) > 2  # enough keys that per-key reads would show
     assert reads == {"link_buffers": 1, "pools": 1, "memories": 1}, reads
+
+
+def test_ground_stations_carbon_follows_the_grid_at_the_scenarios_time_of_day():
+    """case-munich-pretoria starts at 17:00 UTC: each tick's OGS carbon is their power at
+    their grid's intensity 17:00 + t after the UTC midnight (not t after midnight, which put
+    the evening's Munich at 00:45 local solar time, its dirtiest hour)."""
+    import numpy as np
+
+    from twin.physics.carbon import carbon_g, carbon_intensity_g_per_kwh
+
+    scenario = load_scenario("case-munich-pretoria")
+    assert scenario.time.start_day_s == 17 * 3600.0
+    engine = Engine(scenario, controller="static-sp", flows=[])  # no traffic: fixed power only
+    result = engine.run(duration_s=3.0)
+    ogs = [s for s in scenario.sites if s.kind == "ogs"]
+    power_w = float(engine.ogs_power.power_w(1.0))
+    for record in result.records:
+        intensity = carbon_intensity_g_per_kwh(
+            np.array([s.grid_region for s in ogs]),
+            scenario.time.start_day_s + record.t_s,
+            np.radians([s.lon_deg for s in ogs]),
+        )
+        want = float(np.sum(carbon_g(power_w, scenario.time.tick_s, intensity)))
+        assert record.carbon_g == pytest.approx(want, rel=1e-12)

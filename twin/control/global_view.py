@@ -60,7 +60,8 @@ def global_view(engine, t_ns: int | None = None) -> dict:
     # ground sites: grid intensity and the turbulence index
     regions = np.array([s.grid_region for s in scenario.sites])
     lon_rad = np.radians([s.lon_deg for s in scenario.sites])
-    intensity = np.atleast_1d(carbon_intensity_g_per_kwh(regions, t_s, lon_rad))
+    day_s = scenario.time.start_day_s + t_s  # (the grid's time of day: after a UTC midnight)
+    intensity = np.atleast_1d(carbon_intensity_g_per_kwh(regions, day_s, lon_rad))
     weather = engine.topology.weather
     altitude_m = np.array([s.altitude_m for s in scenario.sites], dtype=float)
     r0_m = zenith_r0_m(altitude_m, weather.ground_cn2(t_s), weather.background_wind)

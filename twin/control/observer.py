@@ -123,6 +123,7 @@ class Observer:
         self._alt_m = np.array([sites[i].altitude_m for i in self._ogs], dtype=float)
         self._regions = np.array([s.grid_region for s in sites])
         self._lon_rad = np.radians([s.lon_deg for s in sites])
+        self._day_s = scenario.time.start_day_s  # t = 0's time of day (twin.physics.carbon)
         self._block_db = float(scenario.weather.link_block_threshold_db)
         weather = topology.weather
         # the filter starts at the clear-air background with a wide prior (a factor e in r0)
@@ -165,7 +166,9 @@ class Observer:
         draws = np.array([stream(self.seed, name, round(t_s), "nowcast").normal()
                           for name in self.stations])  # fmt: skip
         nowcast = np.maximum(zenith + sigma_db * draws, 0.0)
-        truth_ci = np.atleast_1d(carbon_intensity_g_per_kwh(self._regions, ahead_s, self._lon_rad))
+        truth_ci = np.atleast_1d(
+            carbon_intensity_g_per_kwh(self._regions, self._day_s + ahead_s, self._lon_rad)
+        )
         rel = CARBON_FORECAST_SIGMA + CARBON_FORECAST_SIGMA_PER_DAY * lead_s / 86_400.0
         names = [s.name for s in self.scenario.sites]
         errors = np.array(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args
@@ -212,6 +212,14 @@ class TimeSpan(_Strict):
     def end_utc(self) -> datetime:
         """End of the span."""
         return self.start_utc + timedelta(seconds=self.duration_s)
+
+    @property
+    def start_day_s(self) -> float:
+        """Seconds from the UTC midnight before ``start_utc`` to it: simulated time ``t`` is
+        ``start_day_s + t`` seconds after that midnight (the time of day the grid's carbon
+        intensity follows, twin.physics.carbon)."""
+        t = self.start_utc.astimezone(UTC)
+        return t.hour * 3600.0 + t.minute * 60.0 + t.second + t.microsecond / 1e6
 
 
 # --------------------------------------------------------------------------------------------

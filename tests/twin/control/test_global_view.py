@@ -51,7 +51,9 @@ def test_the_view_holds_every_node_and_link_of_g_t_with_table_2s_attributes(ecli
     assert nodes[snap.node_names[sat0]]["battery-state-of-charge"] == pytest.approx(soc[0])
     site = eclipse.scenario.sites[0]
     want = carbon_intensity_g_per_kwh(
-        np.array([site.grid_region]), 60.0, np.radians([site.lon_deg])
+        np.array([site.grid_region]),
+        eclipse.scenario.time.start_day_s + 60.0,  # the time of day, from a UTC midnight
+        np.radians([site.lon_deg]),
     )
     assert nodes[site.name]["carbon-intensity-source"] == pytest.approx(float(want[0]))
 

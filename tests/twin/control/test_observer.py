@@ -61,7 +61,7 @@ def test_the_nowcast_error_grows_with_the_lead_and_the_carbon_forecast_stays_nea
     from twin.physics.carbon import carbon_intensity_g_per_kwh
 
     truth = carbon_intensity_g_per_kwh(
-        np.array([s.grid_region for s in scenario.sites]), 1800.0,
+        np.array([s.grid_region for s in scenario.sites]), scenario.time.start_day_s + 1800.0,
         np.radians([s.lon_deg for s in scenario.sites]),
     )  # fmt: skip
     rel = ahead.carbon_forecast_g_per_kwh / truth - 1
