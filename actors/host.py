@@ -281,7 +281,7 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     expect("next round", next_round, type(next_round) is int, "an int")
     expect("end of tick", closed,
            isinstance(closed, list) and len(closed) in (3, 4) and isinstance(closed[0], list)
-           and len(closed[0]) == 4 and all(type(v) is int for v in closed[1:3]),
+           and len(closed[0]) == 5 and all(type(v) is int for v in closed[1:3]),
            "[counters, link bits, pool bits(, fill report)]")  # fmt: skip
     if len(closed) == 4:
         fill = closed[3]
@@ -292,9 +292,11 @@ def superstep_result(body: list, host: int, seq: int) -> tuple:
     expect("counters", counters, all(type(v) is int for v in counters[:3])
            and isinstance(counters[3], dict) and counters[3].keys() <= _TRAFFIC_CLASSES
            and all(isinstance(ns, list) and len(ns) == 3
-                   and all(type(v) is int for v in ns) for ns in counters[3].values()),
+                   and all(type(v) is int for v in ns) for ns in counters[3].values())
+           and isinstance(counters[4], dict)
+           and all(type(k) is str and type(v) is int for k, v in counters[4].items()),
            "[delivered bits, Type-I active ns, secure ns, {traffic class: [served ns, "
-           "active ns, secure ns]}]")  # fmt: skip
+           "active ns, secure ns]}, {node: bits through}]")  # fmt: skip
     return next_round, closed
 
 
@@ -597,7 +599,13 @@ class NodeHost:
         link buffers and pools; with ``key_telemetry``, then the link buffers' fill levels
         (``NodeSet.key_fill``: [codes, bits], int64 bytes each)."""
         c = self.nodes.end_tick()
-        counters = [c.delivered_bits, c.type_i_active_ns, c.type_i_secure_ns, c.served_ns]
+        counters = [
+            c.delivered_bits,
+            c.type_i_active_ns,
+            c.type_i_secure_ns,
+            c.served_ns,
+            c.bits_through,
+        ]
         closed = (counters, self.nodes.link_bits, self.nodes.pool_bits)
         if not self.key_telemetry:
             return closed

@@ -15,7 +15,9 @@ Each tick of ``dt`` simulated seconds:
    sends its data, except while it is inside a handover gap (twin.network.nodes; the nodes'
    state is theirs, and the engine reads it only through the node set's views);
 5. energy: satellite batteries (solar while sunlit, loads per active terminal), ground-station
-   power and its carbon at the site's grid intensity (the batteries' inputs come from G(t)
+   power and its carbon at the site's grid intensity, and the traffic's own energy (each bit
+   sent costs every ground site of its path ``ground_node_j_per_bit``, from that site's grid,
+   counted by the nodes as ``TickCounters.bits_through``) (the batteries' inputs come from G(t)
    alone, and no battery touches a key or a message, so their step goes with the tick's start,
    ``NodeGroup.environment``, and comes back with the node phase's result,
    ``NodeGroup.superstep``, which the engine collects after building the next tick's G(t): the
@@ -94,7 +96,11 @@ sleep (OFF) rather than stand by; an awake satellite the plan puts in QKD turbo 
 faster (``Engine.turbo_skr_gain``). A plan takes effect one planning period after the state it
 was computed from (the cloud tier plans while the network runs: ``submit_plan`` computes it on
 the controller's own thread or the cloud actor, and the engine collects it a period later), so
-the first period runs without one; where and how fast it was computed changes nothing.
+the first period runs without one; where and how fast it was computed changes nothing. A plan
+may put Type-IV forecast events off (``LaserSchedule.deferrals``, carbon-aware deferral): the
+engine takes each once, before the event starts, and the flow's forwarding updates carry the
+delay to its source, which sends the bulk that much later (``Flow.deferred``); controllers
+still see the flows as announced (the same in both runtimes).
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -158,7 +164,7 @@ from twin.physics.orbits import jd_fr_add_seconds, jd_fr_from_datetime
 from twin.physics.sun import sun_position_ecef_m, sunlit_fraction
 from twin.units import NS_PER_S
 
-__all__ = ["EntanglementRecord", "Engine", "RunResult", "TickRecord"]
+__all__ = ["DeferredEvent", "EntanglementRecord", "Engine", "RunResult", "TickRecord"]
 
 
 def _given(value):
@@ -274,6 +280,17 @@ class EntanglementRecord:
     t_end_ns: int
 
 
+@dataclass(frozen=True)
+class DeferredEvent:
+    """A forecast event (Type-IV bulk) a plan put off: its flow, its name, when it was to
+    start and by how long it was put off (ns)."""
+
+    flow: str
+    event: str
+    start_ns: int
+    delay_ns: int
+
+
 @dataclass
 class _RunTotals:
     """What a run sums over its ticks (``Engine._close_tick`` adds each tick in order)."""
@@ -282,6 +299,9 @@ class _RunTotals:
     """J of eq. (4) and its terms (twin.control.objective)"""
     energy_j: float = 0.0
     carbon_g: float = 0.0
+    transport_energy_j: float = 0.0
+    """the part of energy_j the bits cost the ground sites they crossed"""
+    transport_carbon_g: float = 0.0
     below_reserve_ticks: int = 0
     """ticks in which a satellite battery ended below its reserve"""
     haps_below_reserve_ticks: int = 0
@@ -355,6 +375,12 @@ class RunResult:
     below_reserve_ticks: int
     """ticks in which a satellite battery ended below its reserve"""
     haps_below_reserve_ticks: int
+    transport_energy_j: float = 0.0
+    """the part of energy_j the data cost the ground sites it crossed (traffic-dependent)"""
+    transport_carbon_g: float = 0.0
+    """the part of carbon_total_g from transport_energy_j"""
+    deferrals: list[DeferredEvent] = field(default_factory=list)
+    """the forecast events (Type-IV bulk) a plan put off"""
     entanglement: list[EntanglementRecord] = field(default_factory=list)
     """every entanglement request, in the order served"""
     shield: dict = field(default_factory=dict)
@@ -393,6 +419,13 @@ class Engine:
         self.jurisdictions = {s.name: s.jurisdiction for s in scenario.sites}
         # flows: the scenario's traffic section, or a list given by the caller (tests, studies)
         self.flows = list(scenario.flows()) if flows is None else list(flows)
+        # the flows as their sources serve them: with the forecast events a plan has put off
+        # (Type-IV deferral, _take_deferrals); controllers see the flows as announced
+        self._served_flows = list(self.flows)
+        self._flow_at = {f.name: k for k, f in enumerate(self.flows)}
+        self._deferrals: dict[int, dict[str, int]] = {}  # flow index -> event -> delay ns
+        self.deferrals: list[DeferredEvent] = []
+        """the forecast events a plan has put off, in the order taken"""
         self.flow_endpoints = [
             (self._index[f.src_site], self._index[f.dst_site]) for f in self.flows
         ]
@@ -539,6 +572,12 @@ class Engine:
             np.array([False, True]), np.array([False, True])
         )
         self._ogs_carbon_g_per_intensity = carbon_g(self._ogs_power_w, self.dt_ns / NS_PER_S, 1.0)
+        # the traffic-dependent energy: each bit costs every ground site it crosses this much,
+        # from that site's grid (twin.physics.energy.GROUND_NODE_J_PER_BIT)
+        self.ground_node_j_per_bit = float(equipment.ground_node_j_per_bit)
+        self._site_at = {s.name: i for i, s in enumerate(scenario.sites)}
+        self._site_regions = np.array([s.grid_region for s in scenario.sites])
+        self._site_lon_rad = np.array([s.lon_rad for s in scenario.sites], dtype=float)
         self._ogs_power_total_w = float(self._ogs_power_w.sum())
         # the region lookups of carbon_intensity_g_per_kwh, once: each OGS's annual intensity
         # and diurnal amplitude (a region without an amplitude of its own keeps the per-tick
@@ -1020,7 +1059,7 @@ class Engine:
             inbox.append(
                 forwarding_update(
                     flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,
-                    self._controller_seq.get(flow.src_site, 0),
+                    self._controller_seq.get(flow.src_site, 0), self._deferrals.get(k),
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
@@ -1043,6 +1082,15 @@ class Engine:
             else float("nan")
         )
         energy = self._energy_tick(power, step.batteries)
+        transport_j, transport_g = self._transport_energy(counters.bits_through, t_ns)
+        if transport_j:
+            energy = dataclasses.replace(
+                energy,
+                power_w=energy.power_w + transport_j * NS_PER_S / self.dt_ns,
+                carbon_g=energy.carbon_g + transport_g,
+            )
+            totals.transport_energy_j += transport_j
+            totals.transport_carbon_g += transport_g
         records.append(
             TickRecord(
                 t_s=t_ns / NS_PER_S,
@@ -1064,6 +1112,50 @@ class Engine:
         totals.carbon_g += energy.carbon_g
         totals.below_reserve_ticks += int(energy.below_reserve > 0)
         totals.haps_below_reserve_ticks += int(energy.haps_below_reserve > 0)
+
+    def _transport_energy(self, bits_through: dict[str, int], t_ns: int) -> tuple[float, float]:
+        """The energy (J) and carbon (g) a tick's data cost the ground sites it crossed: the
+        bits through each site x ``ground_node_j_per_bit``, at the site's grid intensity at the
+        tick's start (satellites and HAPS are not charged per bit: twin.physics.energy)."""
+        sites = sorted((self._site_at[name], bits) for name, bits in bits_through.items()
+                       if name in self._site_at)  # fmt: skip
+        if not sites or not self.ground_node_j_per_bit:
+            return 0.0, 0.0
+        rows = np.array([i for i, _ in sites], dtype=np.int64)
+        energy_j = self.ground_node_j_per_bit * np.array([b for _, b in sites], dtype=float)
+        intensity = carbon_intensity_g_per_kwh(
+            self._site_regions[rows], self._day_s + t_ns / NS_PER_S, self._site_lon_rad[rows]
+        )
+        return float(np.sum(energy_j)), float(np.sum(carbon_g(energy_j, 1.0, intensity)))
+
+    def _take_deferrals(self, plan, t_ns: int) -> None:
+        """Put off the forecast events a plan taking effect at ``t_ns`` defers (its
+        ``deferrals``: (flow, event, delay ns)): their sources send the bulk that much later
+        (``Flow.deferred``). A deferral is made once, before its event starts; a plan repeats
+        the ones it made (the same again changes nothing)."""
+        for flow_name, event, delay_ns in getattr(plan, "deferrals", None) or ():
+            k = self._flow_at.get(flow_name)
+            if k is None:
+                raise RuntimeError(
+                    f"the plan defers an event of flow {flow_name!r}, not a flow here"
+                )
+            made = self._deferrals.setdefault(k, {})
+            if event in made:
+                if made[event] != delay_ns:
+                    raise RuntimeError(
+                        f"the plan puts off event {event!r} of flow {flow_name!r} by {delay_ns} "
+                        f"ns after putting it off by {made[event]} ns: a deferral is made once"
+                    )
+                continue
+            start_ns = next((e.start_ns for e in self.flows[k].events if e.name == event), None)
+            if start_ns is not None and start_ns < t_ns:
+                raise RuntimeError(
+                    f"the plan taking effect at {t_ns} ns puts off event {event!r} of flow "
+                    f"{flow_name!r}, which started at {start_ns} ns: defer before the start"
+                )
+            self._served_flows[k] = self._served_flows[k].deferred({event: int(delay_ns)})
+            made[event] = int(delay_ns)
+            self.deferrals.append(DeferredEvent(flow_name, event, start_ns, int(delay_ns)))
 
     def _energy_inputs(self, snap, t_ns: int) -> _PowerInputs:
         """The tick's loads, the batteries' steps to take, and the ground stations' carbon."""
@@ -1193,6 +1285,7 @@ class Engine:
         if every > 0 and self._decisions % every == 0:
             if self._next_plan is not None:
                 self._plan = self._next_plan()
+                self._take_deferrals(self._plan, snap.t_ns)
             view = self._planning_view(snap)
             submit = getattr(self.controller, "submit_plan", None)
             planned = submit(view) if submit is not None else _given(self.controller.plan(view))
@@ -1328,9 +1421,9 @@ class Engine:
                 )
             # what comes from G(t) and the paths alone is made before the previous tick's node
             # phase is waited for: under Ray the hosts run it meanwhile
-            demand = [demand_bits(f, t_ns, self.dt_ns) for f in self.flows]
+            demand = [demand_bits(f, t_ns, self.dt_ns) for f in self._served_flows]
             active = [b > 0 or f.traffic_class is TrafficClass.TYPE_II
-                      for f, b in zip(self.flows, demand, strict=True)]  # fmt: skip
+                      for f, b in zip(self._served_flows, demand, strict=True)]  # fmt: skip
             lookup = self._edge_lookup(snap)
             edges = {k: e for k, e in enumerate(lookup.paths_edges(paths)) if paths[k] is not None}
             path_terms = self._path_terms(snap, paths, edges, active, power)
@@ -1373,6 +1466,9 @@ class Engine:
             carbon_total_g=totals.carbon_g,
             below_reserve_ticks=totals.below_reserve_ticks,
             haps_below_reserve_ticks=totals.haps_below_reserve_ticks,
+            transport_energy_j=totals.transport_energy_j,
+            transport_carbon_g=totals.transport_carbon_g,
+            deferrals=list(self.deferrals),
             entanglement=list(self.entanglement),
             objective=totals.objective.as_dict(),
             shield=self._shield_summary(),

@@ -26,7 +26,12 @@ the active time, and a handover gap counts against both):
   handover, a move asked while it finishes), per flow and tick. A move to another satellite
   while the hop is up is a make-before-break handover (twin.engine's docstring).
 - ``carbon_g_per_bit`` / ``energy_j_per_bit``: all carbon / energy of the run over the bits
-  delivered.
+  delivered. ``transport_energy_j`` / ``transport_carbon_g``: the traffic-dependent part of
+  ``energy_j`` / ``carbon_g``, what the data sent cost the ground sites it crossed
+  (``ground_node_j_per_bit`` each, at the site's grid intensity; the rest is fixed power).
+- ``bulk_deferrals``: the forecast events (Type-IV bulk) a plan put off: flow, event, when it
+  was to start and by how long it was put off (s after the scenario start); how many in
+  ``bulk_events_deferred``.
 - ``key_utilization_pct``: key bits consumed by applications over key bits generated on QKD
   links.
 - ``keys``: the ledger of all QKD link buffers (generated = consumed + expired + discarded +
@@ -130,6 +135,18 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "energy_j_per_bit": result.energy_j / delivered if delivered else None,
             "carbon_g": result.carbon_total_g,
             "energy_j": result.energy_j,
+            "transport_carbon_g": result.transport_carbon_g,
+            "transport_energy_j": result.transport_energy_j,
+            "bulk_events_deferred": len(result.deferrals),
+            "bulk_deferrals": [
+                {
+                    "flow": d.flow,
+                    "event": d.event,
+                    "start_s": d.start_ns / 1e9,
+                    "delay_s": d.delay_ns / 1e9,
+                }
+                for d in result.deferrals
+            ],  # fmt: skip
             "handover_jitter_ms": handovers["handover_jitter_ms"],
             "handover_interruption_ms": handovers["handover_interruption_ms"],
             "handovers": handovers["handovers"],

@@ -423,6 +423,10 @@ _SUMMARY_KEYS = frozenset(
         "energy_j_per_bit",
         "carbon_g",
         "energy_j",
+        "transport_carbon_g",
+        "transport_energy_j",
+        "bulk_events_deferred",
+        "bulk_deferrals",
         "handovers",
         "handover_jitter_ms",
         "handover_interruption_ms",
@@ -500,6 +504,17 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         ("Energy per delivered bit", _fmt(m.get("energy_j_per_bit"), ".4e"), "J/bit"),
         ("Carbon, total", _fmt(m.get("carbon_g"), ".6g"), "g CO2e"),
         ("Energy, total", _fmt(m.get("energy_j"), ".6g"), "J"),
+        (
+            "Carbon of the traffic (per bit, ground sites)",
+            _fmt(m.get("transport_carbon_g"), ".6g"),
+            "g CO2e",
+        ),
+        (
+            "Energy of the traffic (per bit, ground sites)",
+            _fmt(m.get("transport_energy_j"), ".6g"),
+            "J",
+        ),
+        ("Type-IV transfers put off", _fmt(m.get("bulk_events_deferred"), "d"), "count"),
         ("Handovers", _fmt(m.get("handovers"), "d"), "count"),
         *(
             (f"Handover {label} {q}", _fmt(block.get(q), ".3f"), "ms")
@@ -522,6 +537,16 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         ("Memory slots used", _fmt(m.get("memory_slots_used"), "d"), "slots"),
     ]
     out += _table(("Metric", "Value", "Unit"), rows, ("---", "---:", "---"))
+
+    deferrals = m.get("bulk_deferrals") or []
+    if deferrals:
+        out += ["", "### Type-IV transfers put off (carbon-aware deferral)", ""]
+        out += _table(
+            ("Flow", "Event", "Was to start [s]", "Put off by [s]"),
+            [(d["flow"], d["event"], _fmt(d["start_s"], "g"), _fmt(d["delay_s"], "g"))
+             for d in deferrals],
+            ("---", "---", "---:", "---:"),
+        )  # fmt: skip
 
     keys, e2e = _sub(m, "keys"), _sub(m, "e2e_keys")
     ledger_header: tuple[str, ...] = ("Key ledger [bit]", "QKD links")

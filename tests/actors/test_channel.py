@@ -309,7 +309,7 @@ def test_an_environment_reply_gives_the_battery_steps_or_is_refused():
 
 def tick_reply(**change) -> list:
     """A well-formed reply to a tick command, with the items named in ``change`` set."""
-    counters = [10, 20, 15, {"type_i": [5, 9, 4], "type_ii": [0, 0, 0]}]
+    counters = [10, 20, 15, {"type_i": [5, 9, 4], "type_ii": [0, 0, 0]}, {"munich-factory": 10}]
     reply = {"next_round": 3_004, "counters": counters, "link_bits": 100, "pool_bits": 40}
     for key, value in change.items():
         if key.startswith("counter_"):
@@ -342,6 +342,9 @@ def test_a_well_formed_reply_gives_the_superstep_result():
         tick_reply(counter_3={"type-9": [5, 9]}),  # no such traffic class
         tick_reply(link_bits=None),
         tick_reply(pool_bits="40"),
+        tick_reply(counter_4=[["munich-factory", 10]]),  # bits through: a map
+        tick_reply(counter_4={"munich-factory": 10.0}),
+        tick_reply(counter_4={7: 10}),  # nodes by name
     ],
 )
 def test_a_malformed_reply_is_refused_naming_the_host_and_command(reply):

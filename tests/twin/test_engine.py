@@ -143,3 +143,38 @@ def test_ground_stations_carbon_follows_the_grid_at_the_scenarios_time_of_day():
         )
         want = float(np.sum(carbon_g(power_w, scenario.time.tick_s, intensity)))
         assert record.carbon_g == pytest.approx(want, rel=1e-12)
+
+
+def test_each_bit_costs_every_ground_site_it_crosses_its_energy_and_carbon():
+    """The traffic-dependent energy: 10 nJ (the scenario's ground_node_j_per_bit) per bit per
+    ground site of its path, counted from the flows' fibre paths (constant over the minute),
+    and added to the run's energy and carbon; 0 J/bit leaves only the fixed power."""
+    from twin.network.messages import MessageKind
+
+    scenario = load_scenario("small")
+    assert scenario.equipment.ground_node_j_per_bit == 1e-8
+    engine = Engine(scenario, controller="static-sp", flows=FLOWS)
+    engine.trace = []
+    result = engine.run(duration_s=60.0)
+    paths = {}
+    for envelope in engine.trace:
+        if envelope.kind is MessageKind.FORWARDING_UPDATE:
+            paths.setdefault(envelope.payload["flow"], set()).add(tuple(envelope.payload["path"]))
+    sites = {s.name for s in scenario.sites}
+    crossings = 0
+    for name, state in result.flows.items():
+        (path,) = paths[name]  # one path all minute
+        crossings += state.delivered_bits * sum(node in sites for node in path)
+    assert crossings > 0
+    assert result.transport_energy_j == pytest.approx(1e-8 * crossings, rel=1e-12)
+    assert 0 < result.transport_carbon_g < result.carbon_total_g
+
+    free = scenario.model_copy(
+        update={"equipment": scenario.equipment.model_copy(update={"ground_node_j_per_bit": 0})}
+    )
+    fixed = Engine(free, controller="static-sp", flows=FLOWS).run(duration_s=60.0)
+    assert fixed.transport_energy_j == fixed.transport_carbon_g == 0.0
+    assert result.energy_j - fixed.energy_j == pytest.approx(result.transport_energy_j, rel=1e-6)
+    assert result.carbon_total_g - fixed.carbon_total_g == pytest.approx(
+        result.transport_carbon_g, rel=1e-6
+    )

@@ -297,3 +297,23 @@ def test_wrong_kinds_are_clear_errors(tmp_path, no_plots):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="not a directory"):
         write_outputs(tmp_path / "file", make_metrics(), records)
+
+
+def test_report_shows_the_traffics_energy_and_the_bulk_put_off():
+    metrics = make_metrics()
+    metrics["metrics"].update(
+        transport_carbon_g=0.0123,
+        transport_energy_j=45.5,
+        bulk_events_deferred=1,
+        bulk_deferrals=[
+            {"flow": "oxford-firmware-update", "event": "plc-fw", "start_s": 18000.0,
+             "delay_s": 2400.0}
+        ],
+    )  # fmt: skip
+    text = render_report(metrics)
+    assert "| Carbon of the traffic (per bit, ground sites) | 0.0123 | g CO2e |" in text
+    assert "| Type-IV transfers put off | 1 | count |" in text
+    assert "| oxford-firmware-update | plc-fw | 18000 | 2400 |" in text
+    assert "Other metrics" not in text or "bulk_deferrals" not in text
+    plain = render_report(make_metrics())
+    assert "Type-IV transfers put off (carbon-aware" not in plain

@@ -6,7 +6,8 @@ them and the network (twin.control.shield).
 The edge tier routes around the stations the contact plan predicts blocked (site diversity
 ahead of a cloud front: the flows move while their links are still up); the observer's outage
 risk is not among the edge policy's own features (the shipped policy was trained without it).
-What it does not do yet: the MPC tier plans no Type-IV deferral.
+The cloud tier also puts Type-IV bulk off to greener hours within its deadline
+(twin.control.mpc.bulk_deferral), as ``mpc-only`` does.
 """
 
 from __future__ import annotations

@@ -46,7 +46,10 @@ The plan of the cloud tier takes effect a planning period (a minute) after the s
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
 thread while the engine ticks. With the energy plan (solved again every five minutes, carried
 on between) it carries the satellites in QKD turbo mode (:func:`turbo_satellites`) and the OGS
-contact plan (:class:`ContactPlan`, for ``ai-sdqn``), both made afresh every minute.
+contact plan (:class:`ContactPlan`, for ``ai-sdqn``), both made afresh every minute, and the
+Type-IV bulk transfers put off to greener hours (:func:`bulk_deferral`: each forecast event
+decided once, from the observer's carbon forecast, when it is announced and can still be moved).
+Without satellites there is no plan, and so no deferral either.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ __all__ = [
     "MpcOnly",
     "PlanWeights",
     "SweepStart",
+    "bulk_deferral",
     "energy_forecast",
     "forward_backward_sweep",
     "turbo_satellites",
@@ -526,6 +530,41 @@ class LaserSchedule:
     turbo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """(K,) int64, ascending: the satellites (indices from the first) whose terminals run in
     QKD turbo mode while awake, for the period the plan is in effect (:func:`turbo_satellites`)"""
+    deferrals: tuple[tuple[str, str, int], ...] = ()
+    """(flow, event, delay ns): the Type-IV forecast events put off so far
+    (:func:`bulk_deferral`); the engine takes each once, before the event starts"""
+
+
+# assumptions of carbon-aware deferral of Type-IV bulk (main paper sec. X-B: "delaying
+# non-critical (Type-IV) bulk transfers to times when ... [grids had] low carbon intensity"):
+# a transfer may start later on a grid of DEFER_STEP_S, within its deadline, and is put off
+# only when the forecast says that saves at least DEFER_MIN_SAVING of its transport carbon (a
+# smaller gain is not worth giving up slack against outages). Its carbon is taken as that of
+# its two end sites (the bits cross both; the ground stations between depend on the path)
+DEFER_STEP_S = 60.0
+DEFER_MIN_SAVING = 0.01
+
+
+def bulk_deferral(event, t_ns: int, forecast: Callable[[np.ndarray], np.ndarray]) -> int:
+    """How long to put off forecast event ``event`` (ns, a multiple of ``DEFER_STEP_S``; 0:
+    start as announced), from a forecast issued at ``t_ns``: ``forecast(leads_s)`` gives the
+    carbon intensity (gCO2e/kWh) of the flow's two end sites per lead, shape (2, len(leads)).
+    The transfer's forecast carbon at delay ``d`` is the sum, over its steps, of the two
+    sites' intensities at the steps' middles (its rate is uniform); the delay is the one with
+    the least, the earliest on a tie, and 0 unless it saves ``DEFER_MIN_SAVING``."""
+    step_ns = round(DEFER_STEP_S * 1e9)
+    max_shift = event.slack_ns // step_ns
+    if max_shift <= 0:
+        return 0
+    n_steps = -(-event.duration_ns // step_ns)  # the transfer's steps, the last maybe partial
+    middles_ns = event.start_ns + (np.arange(n_steps + max_shift) + 0.5) * step_ns
+    leads_s = (middles_ns - t_ns) / 1e9
+    per_step = forecast(leads_s).sum(axis=0)
+    window = np.convolve(per_step, np.ones(n_steps), mode="valid")  # window[i]: delay i steps
+    best = int(np.argmin(window))
+    if window[best] > (1.0 - DEFER_MIN_SAVING) * window[0]:
+        return 0
+    return best * step_ns
 
 
 # assumptions of QKD turbo mode (main paper sec. VIII.C: "If a Type-I flow is consuming keys
@@ -620,7 +659,8 @@ class MpcOnly:
     terminal awake. The QP is solved again every :data:`ENERGY_REPLAN_S`; the plans between
     carry the last solution on (its schedule runs an hour ahead). Every plan also names the
     satellites to run in QKD turbo mode (:func:`turbo_satellites`: links short of key, a
-    battery with room), whose terminals the engine runs at the turbo level. Routing is
+    battery with room), whose terminals the engine runs at the turbo level, and the Type-IV
+    transfers it has put off to greener hours (:func:`bulk_deferral`). Routing is
     :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up; it does not
     read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s edge tier does, made afresh
     with every plan).
@@ -642,6 +682,7 @@ class MpcOnly:
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
         self._observer = None  # the observer of the contact plan, made when first needed
         self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
+        self._bulk: dict[tuple[str, str], int] = {}  # (flow, event) -> delay ns, once decided
 
     def bind(self, scenario) -> None:
         """The scenario the plans are for (the orbits, the satellites' power model)."""
@@ -658,16 +699,21 @@ class MpcOnly:
             state["_observer"].topology = None
         return state
 
-    def _contact_plan(self, t_ns: int) -> ContactPlan | None:
-        """The observer's OGS contact plan at ``t_ns`` (:class:`ContactPlan`); None without
-        optical ground stations. Called once per plan, in time order (the filters run
-        forward)."""
+    def _the_observer(self):
+        """The observer (sensors and filters), made when first needed."""
         from twin.control.observer import Observer
 
         if self._observer is None:
             self._observer = Observer(self._scenario, self._topology, self._scenario.seed)
         elif self._observer.topology is None:  # restored from a checkpoint
             self._observer.topology = self._topology
+        return self._observer
+
+    def _contact_plan(self, t_ns: int) -> ContactPlan | None:
+        """The observer's OGS contact plan at ``t_ns`` (:class:`ContactPlan`); None without
+        optical ground stations. Called once per plan, in time order (the filters run
+        forward)."""
+        self._the_observer()
         if not self._observer.stations:
             return None
         observation = self._observer.observe(t_ns, lead_s=CONTACT_LEAD_S)
@@ -713,7 +759,38 @@ class MpcOnly:
         }
         if self.plans_contacts:
             made["contacts"] = self._contact_plan(view.t_ns)
+        made["deferrals"] = self._deferrals(view)
         return dataclasses.replace(energy, **made)
+
+    def _deferrals(self, view) -> tuple[tuple[str, str, int], ...]:
+        """Every Type-IV forecast event put off so far, deciding those announced by
+        ``view.t_ns`` that start once this plan is in effect (:func:`bulk_deferral`, from the
+        observer's carbon forecast); an event that starts sooner keeps its start. Each event
+        is decided once."""
+        from twin.network.traffic import TrafficClass
+
+        tick_ns = round(self._scenario.time.tick_s * 1e9)
+        effect_ns = view.t_ns + self.plan_every_ticks * tick_ns  # when this plan takes effect
+        sites = {s.name: i for i, s in enumerate(self._scenario.sites)}
+        # (a planner's view may carry the charge alone, as turbo_satellites allows)
+        for flow in getattr(view, "flows", None) or ():
+            if flow.traffic_class is not TrafficClass.TYPE_IV:
+                continue
+            rows = [sites[flow.src_site], sites[flow.dst_site]]
+            for event in flow.events:
+                key = (flow.name, event.name)
+                if key in self._bulk or event.announce_ns > view.t_ns:
+                    continue
+                if event.start_ns < effect_ns:
+                    self._bulk[key] = 0  # too late to move
+                    continue
+                observer = self._the_observer()
+
+                def forecast(leads_s, rows=rows, observer=observer):
+                    return observer.carbon_forecast_g_per_kwh(view.t_ns, leads_s)[rows]
+
+                self._bulk[key] = bulk_deferral(event, view.t_ns, forecast)
+        return tuple((f, e, d) for (f, e), d in sorted(self._bulk.items()) if d > 0)
 
     def _plan_energy(self, view) -> LaserSchedule:
         """The energy plan's QP solved from ``view``'s battery charge, as a schedule."""

@@ -166,14 +166,6 @@ class Observer:
         draws = np.array([stream(self.seed, name, round(t_s), "nowcast").normal()
                           for name in self.stations])  # fmt: skip
         nowcast = np.maximum(zenith + sigma_db * draws, 0.0)
-        truth_ci = np.atleast_1d(
-            carbon_intensity_g_per_kwh(self._regions, self._day_s + ahead_s, self._lon_rad)
-        )
-        rel = CARBON_FORECAST_SIGMA + CARBON_FORECAST_SIGMA_PER_DAY * lead_s / 86_400.0
-        names = [s.name for s in self.scenario.sites]
-        errors = np.array(
-            [stream(self.seed, name, round(t_s), "carbon").normal() for name in names]
-        )
         return Observation(
             t_ns=int(t_ns),
             stations=self.stations,
@@ -183,8 +175,35 @@ class Observer:
             nowcast_lead_s=float(lead_s),
             nowcast_zenith_db=nowcast,
             nowcast_sigma_db=sigma_db,
-            carbon_forecast_g_per_kwh=truth_ci * np.maximum(1.0 + rel * errors, 0.0),
+            carbon_forecast_g_per_kwh=self.carbon_forecast_g_per_kwh(t_ns, lead_s),
         )
+
+    def carbon_forecast_g_per_kwh(self, t_ns: int, lead_s) -> np.ndarray:
+        """The grid carbon-intensity forecast issued at ``t_ns`` for ``lead_s`` later (a lead
+        or a 1-D array of leads, s >= 0), per site in scenario order (and per lead, columns):
+        the truth times ``1 + rel * e``, ``rel`` growing with the lead and ``e`` one standard
+        normal draw per site and issue time (a forecast's errors at different leads are of
+        one run of the forecaster). Reads and changes no filter: call it any number of times."""
+        leads = np.asarray(lead_s, dtype=float)
+        if leads.ndim > 1 or not np.all(leads >= 0):
+            raise ValueError(f"lead_s must be a lead or a 1-D array of leads >= 0, got {lead_s}")
+        t_s = t_ns / NS_PER_S
+        ahead_s = t_s + leads
+        column = leads.ndim == 0
+        if column:
+            truth = carbon_intensity_g_per_kwh(self._regions, self._day_s + ahead_s, self._lon_rad)
+        else:
+            truth = carbon_intensity_g_per_kwh(
+                self._regions[:, None], self._day_s + ahead_s[None, :], self._lon_rad[:, None]
+            )
+        rel = CARBON_FORECAST_SIGMA + CARBON_FORECAST_SIGMA_PER_DAY * leads / 86_400.0
+        names = [s.name for s in self.scenario.sites]
+        errors = np.array(
+            [stream(self.seed, name, round(t_s), "carbon").normal() for name in names]
+        )
+        if column:
+            return np.atleast_1d(truth) * np.maximum(1.0 + rel * errors, 0.0)
+        return truth * np.maximum(1.0 + rel[None, :] * errors[:, None], 0.0)
 
     def zenith_outage_probability(self, observation: Observation) -> np.ndarray:
         """Per station, the probability that the weather's extra loss at its zenith exceeds

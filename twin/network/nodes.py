@@ -65,7 +65,7 @@ nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,6 +148,10 @@ class TickCounters:
     )
     """class -> [served ns, active ns, secure ns] (FlowState's served_ns, active_ns and
     secure_ns of the class's flows, over the tick)"""
+    bits_through: dict[str, int] = field(default_factory=dict)
+    """node name -> data bits sent through it this tick (every node of each path that carried
+    data, its ends included): the traffic-dependent part of the nodes' energy (the engine
+    charges the ground nodes')"""
 
     def add(self, other: TickCounters) -> None:
         self.delivered_bits += other.delivered_bits
@@ -157,6 +161,9 @@ class TickCounters:
             mine = self.served_ns[c]
             for i, value in enumerate(counts):
                 mine[i] += value
+        through = self.bits_through
+        for name, bits in other.bits_through.items():
+            through[name] = through.get(name, 0) + bits
 
 
 @dataclass(frozen=True)
@@ -250,12 +257,15 @@ def forwarding_update(
     gap_ns: int,
     t_ns: int,
     seq: int,
+    defer_ns: Mapping[str, int] | None = None,
 ) -> Envelope:
     """The controller's per-tick update of one flow's table entry at its source.
 
     ``path`` (node names, None: no path this tick), the propagation latency of each hop (int
     ns) and of the whole path (s, the latency the flow's class target is checked against), and
-    the nanoseconds of the tick the flow spends in a handover gap.
+    the nanoseconds of the tick the flow spends in a handover gap. ``defer_ns``: the forecast
+    events the controller has put off, by name, and by how long (``Flow.deferred``): the
+    source sends their bulk on that schedule.
     """
     payload = {
         "flow": flow,
@@ -264,6 +274,8 @@ def forwarding_update(
         "latency_s": float(latency_s),
         "gap_ns": int(gap_ns),
     }
+    if defer_ns:
+        payload["defer_ns"] = {str(name): int(ns) for name, ns in sorted(defer_ns.items())}
     return Envelope(CONTROLLER, src_site, MessageKind.FORWARDING_UPDATE, t_ns, seq, t_ns, payload)
 
 
@@ -340,6 +352,7 @@ class NodeSet:
         self._dirty: set[int] = set()  # slots whose buffer changed outside generation
         self._t_ns = 0
         self._counters = TickCounters()
+        self._deferred: dict[tuple, Flow] = {}  # (flow, deferrals) -> the deferred flow
         self._touched: dict[str, Node] = {}
         """nodes that handled a message this tick (end_tick checks them)"""
 
@@ -710,6 +723,8 @@ class NodeSet:
     def _on_update(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
         p = envelope.payload
         flow = node.flows[p["flow"]]
+        if "defer_ns" in p:
+            flow = self._deferred_flow(flow, p["defer_ns"])
         path = None if p["path"] is None else tuple(p["path"])
         if path is None:
             node.flow_table.pop(flow.name, None)
@@ -776,6 +791,15 @@ class NodeSet:
             at = path.index(owner)
             delay = sum(service.hop_latency_ns[:at])
             self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
+
+    def _deferred_flow(self, flow: Flow, defer_ns: dict[str, int]) -> Flow:
+        """``flow`` with the deferrals of its forwarding update applied (made once per
+        deferral: a deferral, once made, stays the same)."""
+        key = (flow.name, tuple(sorted(defer_ns.items())))
+        deferred = self._deferred.get(key)
+        if deferred is None:
+            deferred = self._deferred[key] = flow.deferred(defer_ns)
+        return deferred
 
     def _on_grant(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
         p = envelope.payload
@@ -844,6 +868,11 @@ class NodeSet:
             counters.served_ns[cls.value][2] += service.up_ns
             if cls is TrafficClass.TYPE_I:
                 counters.type_i_secure_ns += service.up_ns
+            # the data went out (with its keys), late or not: every node on its path forwarded it
+            if service.sent_bits:
+                through = counters.bits_through
+                for name in service.path:
+                    through[name] = through.get(name, 0) + service.sent_bits
 
     # the link owner's side
 

@@ -30,6 +30,7 @@ these plain dataclasses; the schema may validate it with pydantic and build the 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -489,6 +490,26 @@ class ForecastEvent:
     def mean_rate_bps(self) -> Fraction:
         return Fraction(self.volume_bits * NS_PER_S, self.duration_ns)
 
+    @property
+    def slack_ns(self) -> int:
+        """How long the transfer may be put off and still end by its deadline (0 without one)."""
+        return 0 if self.deadline_ns is None else self.deadline_ns - self.end_ns
+
+    def deferred(self, delay_ns: int) -> ForecastEvent:
+        """The same transfer started ``delay_ns`` later (a deferring controller's choice: main
+        paper sec. X-B, Type-IV bulk put off to greener hours): same volume, pace, announcement
+        and deadline. ``delay_ns`` must be within [0, :attr:`slack_ns`]."""
+        delay = _int_ns(delay_ns, f"delay_ns of event {self.name!r}", minimum=0)
+        if delay > self.slack_ns:
+            raise ValueError(
+                f"event {self.name!r} cannot be put off {delay} ns: it must end by its deadline, "
+                f"so at most {self.slack_ns} ns (deadline_ns - start_ns - duration_ns)"
+            )
+        return ForecastEvent(
+            self.name, self.start_ns + delay, self.volume_bits, self.duration_ns,
+            self.announce_ns, self.deadline_ns,
+        )  # fmt: skip
+
     def cumulative_bits(self, t_ns: int) -> int:
         elapsed = min(max(t_ns - self.start_ns, 0), self.duration_ns)
         return (self.volume_bits * elapsed) // self.duration_ns
@@ -585,6 +606,30 @@ class Flow:
     @property
     def events(self) -> tuple[ForecastEvent, ...]:
         return tuple(c for c in self.demand if isinstance(c, ForecastEvent))
+
+    def deferred(self, delays_ns: Mapping[str, int]) -> Flow:
+        """This flow with its forecast events named in ``delays_ns`` started that much later
+        (:meth:`ForecastEvent.deferred`); its other demand unchanged."""
+        names = [e.name for e in self.events]
+        unknown = sorted(set(delays_ns) - set(names))
+        if unknown:
+            raise ValueError(
+                f"flow {self.name!r} has no forecast event {unknown[0]!r} to defer; its events: "
+                f"{', '.join(names) or 'none'}"
+            )
+        twice = sorted({n for n in delays_ns if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"flow {self.name!r} has more than one forecast event named {twice[0]!r}: "
+                "name them apart to defer one"
+            )
+        demand = tuple(
+            c.deferred(delays_ns[c.name])
+            if isinstance(c, ForecastEvent) and c.name in delays_ns
+            else c
+            for c in self.demand
+        )
+        return dataclasses.replace(self, demand=demand)
 
 
 def cumulative_bits(flow: Flow, t_ns: int) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 from twin.units import SOLAR_CONSTANT_W_PER_M2, WH_J
 
 __all__ = [
+    "GROUND_NODE_J_PER_BIT",
     "BatteryStep",
     "GroundStationPowerModel",
     "HapsPowerModel",
@@ -575,6 +576,17 @@ class HapsPowerModel:
 # --------------------------------------------------------------------------------------------
 # Energy and energy per bit
 # --------------------------------------------------------------------------------------------
+
+
+# Traffic-dependent energy of a ground node (assumption, the order of magnitude the literature
+# gives): every bit a site or OGS forwards costs 10 nJ on top of the node's fixed power, about
+# an IP router's energy per bit at full load (R. S. Tucker, "Green optical communications -
+# Part II: energy limitations in networks", IEEE J. Sel. Top. Quantum Electron. 17(2), 2011).
+# It is an upper bound on the marginal part: most of a router's power does not depend on its
+# load (Vishwanath et al., "Modeling energy consumption in high-capacity routers and switches",
+# IEEE J. Sel. Areas Commun. 32(8), 2014). Satellites and HAPS are not charged per bit: their
+# loads are their terminals' (SatellitePowerModel, HapsPowerModel), drawn from the sun.
+GROUND_NODE_J_PER_BIT = 1e-8
 
 
 def energy_j(power_w, dt_s):

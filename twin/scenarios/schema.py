@@ -45,7 +45,12 @@ from twin.control.objective import ObjectiveWeights
 from twin.network.handover import HandoverParams
 from twin.network.traffic import DAY_NS, Flow, TrafficClass, exact_rate_bps, flows_from_mapping
 from twin.physics.carbon import grid_regions
-from twin.physics.energy import GroundStationPowerModel, HapsPowerModel, SatellitePowerModel
+from twin.physics.energy import (
+    GROUND_NODE_J_PER_BIT,
+    GroundStationPowerModel,
+    HapsPowerModel,
+    SatellitePowerModel,
+)
 from twin.physics.geometry import great_circle_distance_m as geometry_great_circle_distance_m
 from twin.units import DEG, EARTH_MEAN_RADIUS_M, NM, NS, NS_PER_S, URAD, WH_J
 
@@ -681,6 +686,12 @@ class Equipment(_Strict):
     satellite: SatelliteEquipment
     ogs: OgsEquipment
     haps: HapsEquipment | None = None
+    ground_node_j_per_bit: float = Field(
+        default=GROUND_NODE_J_PER_BIT,
+        ge=0,
+        le=1e-3,
+        description="energy each bit costs every ground site it crosses, J/bit (grid power)",
+    )
 
 
 # --------------------------------------------------------------------------------------------

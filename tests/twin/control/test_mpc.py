@@ -1,5 +1,6 @@
 """The MPC tier's energy plan (eq. 6; twin.control.mpc) against a cvxpy oracle, and mpc-only."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -328,3 +329,94 @@ def test_a_warm_start_moves_on_by_the_steps_the_horizon_moved():
     assert _moved_on(values, 4, 1).tolist() == [1, 2, 3, 3, 5, 6, 7, 7, 9, 10, 11, 11]
     assert _moved_on(values, 4, 0) is values
     assert _moved_on(values, 4, 9).tolist() == [3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11]
+
+
+# --- carbon-aware deferral of Type-IV bulk -------------------------------------------------
+
+S_NS = 10**9
+
+
+def _bulk(start_s=600.0, duration_s=1200.0, slack_s=3600.0):
+    from twin.network.traffic import ForecastEvent
+
+    return ForecastEvent(
+        "backup", round(start_s * S_NS), 10**9, round(duration_s * S_NS), 0,
+        round((start_s + duration_s + slack_s) * S_NS),
+    )  # fmt: skip
+
+
+def _forecast_of(intensity):
+    """A forecast of two sites at ``intensity(t_s)`` each, t_s from the issue time (0)."""
+    return lambda leads_s: np.vstack([intensity(leads_s), intensity(leads_s)])
+
+
+def test_bulk_is_put_off_to_the_greenest_window_its_deadline_allows():
+    from twin.control.mpc import DEFER_MIN_SAVING, DEFER_STEP_S, bulk_deferral
+
+    event = _bulk()  # 20 min from 10 min, an hour of slack
+    # falling intensity: as late as the deadline allows (the slack is a whole number of steps)
+    assert bulk_deferral(event, 0, _forecast_of(lambda t: 500.0 - 0.05 * t)) == 3600 * S_NS
+    # rising: as announced
+    assert bulk_deferral(event, 0, _forecast_of(lambda t: 300.0 + 0.05 * t)) == 0
+    # a green trough at 50 min (40 min after the start): the 20-minute transfer centred on
+    # it, from 40 min, i.e. put off 30 min
+    trough = _forecast_of(lambda t: 400.0 - 300.0 * np.exp(-(((t - 3000.0) / 300.0) ** 2)))
+    delay = bulk_deferral(event, 0, trough)
+    assert delay == 1800 * S_NS and delay % round(DEFER_STEP_S * S_NS) == 0
+    # a saving below DEFER_MIN_SAVING is not worth the slack; one above it is
+    for saving, want in ((DEFER_MIN_SAVING / 2, 0), (DEFER_MIN_SAVING * 2, 3600 * S_NS)):
+        slope = saving / 3600.0  # the intensity falls by ``saving`` over the hour of slack
+        falling = _forecast_of(lambda t, slope=slope: 400.0 * (1 - slope * t))
+        assert bulk_deferral(event, 0, falling) == want
+    # no slack (no deadline, or one at the end): nothing to move
+    assert bulk_deferral(_bulk(slack_s=0.0), 0, _forecast_of(lambda t: 500.0 - 0.05 * t)) == 0
+    assert bulk_deferral(_bulk(slack_s=59.0), 0, _forecast_of(lambda t: 500.0 - 0.05 * t)) == 0
+
+
+def _night_bulk_flows():
+    """small's flows and a 6 GB Type-IV backup, Hamburg to Munich, at 120 s for 600 s with two
+    hours' slack: at 00:00 UTC Germany's grid grows greener towards the morning."""
+    from twin.network.traffic import Flow, ForecastEvent, TrafficClass
+
+    backup = ForecastEvent("backup", 120 * S_NS, 6 * 10**9, 600 * S_NS, 0, 7200 * S_NS)
+    scenario = load_scenario("small")
+    bulk = Flow("night-backup", "hamburg-port", "munich-factory", TrafficClass.TYPE_IV, backup)
+    return scenario, [*scenario.flows(), bulk]
+
+
+def test_mpc_only_puts_off_bulk_to_greener_hours_and_the_sources_send_it_then():
+    """The plan of t = 0 (in effect at 60 s) puts the backup off to its deadline (Germany's
+    intensity falls all night): its source sends nothing at 120-240 s while key-aware's sends
+    it as announced, and the data's transport energy falls by the backup's. The planner
+    decides once: later plans repeat the deferral, and a plan moving it again is refused."""
+    from twin.engine import DeferredEvent
+
+    scenario, flows = _night_bulk_flows()
+    runs = {}
+    for controller in ("key-aware", "mpc-only"):
+        engine = Engine(scenario, controller=controller, flows=flows)
+        result = engine.run(duration_s=240)
+        runs[controller] = (engine, result, compute_metrics(result, engine)["metrics"])
+    greedy, planned = runs["key-aware"], runs["mpc-only"]
+    assert greedy[1].deferrals == []
+    assert planned[1].deferrals == [
+        DeferredEvent("night-backup", "backup", 120 * S_NS, (7200 - 720) * S_NS)
+    ]
+    assert planned[2]["bulk_deferrals"] == [
+        {"flow": "night-backup", "event": "backup", "start_s": 120.0, "delay_s": 6480.0}
+    ]
+    assert greedy[1].flows["night-backup"].delivered_bits == 6 * 10**9 * 120 // 600
+    assert planned[1].flows["night-backup"].delivered_bits == 0
+    # the 1.2 Gbit not sent cost 10 nJ/bit at each ground site of its (fibre) path
+    saved_j = greedy[2]["transport_energy_j"] - planned[2]["transport_energy_j"]
+    sites = saved_j / (6 * 10**9 * 120 // 600) / 1e-8
+    assert sites == pytest.approx(round(sites), abs=1e-6) and 2 <= round(sites) <= 8
+    assert planned[2]["transport_carbon_g"] < greedy[2]["transport_carbon_g"]
+    # the engine takes a deferral once: the same again changes nothing, another is refused
+    engine = planned[0]
+    plan = engine._plan
+    engine._take_deferrals(plan, engine._end_ns)
+    assert len(engine.deferrals) == 1
+    moved = dataclasses.replace(plan, deferrals=(("night-backup", "backup", 60 * S_NS),))
+    with pytest.raises(RuntimeError, match="a deferral is made once"):
+        engine._take_deferrals(moved, engine._end_ns)

@@ -217,6 +217,29 @@ def test_forecast_events_are_known_from_their_announcement():
         ForecastEvent("x", start_ns=10, volume_bits=1, duration_ns=5, deadline_ns=12)
 
 
+def test_a_deferred_event_moves_its_whole_volume_later_and_no_past_its_deadline():
+    flow, event = firmware_flow()  # 03:00-04:00, deadline 06:00: two hours of slack
+    assert event.slack_ns == 2 * H
+    later = flow.deferred({"firmware-update": 2 * H})
+    minute = 60 * S
+    per_minute = [demand_bits(later, k * minute, minute) - 60_000 for k in range(8 * 60)]
+    assert [k for k, b in enumerate(per_minute) if b] == list(range(300, 360))  # 05:00-06:00
+    assert sum(per_minute) == 160 * 10**9
+    (moved,) = later.events
+    assert (moved.announce_ns, moved.deadline_ns, moved.duration_ns) == (0, 6 * H, H)
+    assert flow.deferred({}) == flow and later.demand[1] == flow.demand[1]  # the 1 kbit/s kept
+    with pytest.raises(ValueError, match=r"at most 7200000000000 ns"):
+        flow.deferred({"firmware-update": 2 * H + 1})
+    with pytest.raises(ValueError, match="delay_ns"):
+        flow.deferred({"firmware-update": -1})
+    with pytest.raises(ValueError, match="no forecast event 'nightly'.*firmware-update"):
+        flow.deferred({"nightly": H})
+    no_deadline = ForecastEvent("x", start_ns=H, volume_bits=8, duration_ns=S)
+    assert no_deadline.slack_ns == 0
+    with pytest.raises(ValueError, match="at most 0 ns"):
+        no_deadline.deferred(1)
+
+
 # --- packets ------------------------------------------------------------------------------
 
 
