@@ -504,16 +504,9 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
         ("Energy per delivered bit", _fmt(m.get("energy_j_per_bit"), ".4e"), "J/bit"),
         ("Carbon, total", _fmt(m.get("carbon_g"), ".6g"), "g CO2e"),
         ("Energy, total", _fmt(m.get("energy_j"), ".6g"), "J"),
-        (
-            "Carbon of the traffic (per bit, ground sites)",
-            _fmt(m.get("transport_carbon_g"), ".6g"),
-            "g CO2e",
-        ),
-        (
-            "Energy of the traffic (per bit, ground sites)",
-            _fmt(m.get("transport_energy_j"), ".6g"),
-            "J",
-        ),
+        # the traffic's own part of the two above (per bit, at the ground sites it crosses)
+        ("Carbon of the traffic", _fmt(m.get("transport_carbon_g"), ".6g"), "g CO2e"),
+        ("Energy of the traffic", _fmt(m.get("transport_energy_j"), ".6g"), "J"),
         ("Type-IV transfers put off", _fmt(m.get("bulk_events_deferred"), "d"), "count"),
         ("Handovers", _fmt(m.get("handovers"), "d"), "count"),
         *(

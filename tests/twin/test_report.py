@@ -311,7 +311,7 @@ def test_report_shows_the_traffics_energy_and_the_bulk_put_off():
         ],
     )  # fmt: skip
     text = render_report(metrics)
-    assert "| Carbon of the traffic (per bit, ground sites) | 0.0123 | g CO2e |" in text
+    assert "| Carbon of the traffic | 0.0123 | g CO2e |" in text
     assert "| Type-IV transfers put off | 1 | count |" in text
     assert "| oxford-firmware-update | plc-fw | 18000 | 2400 |" in text
     assert "Other metrics" not in text or "bulk_deferrals" not in text
