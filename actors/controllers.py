@@ -341,11 +341,11 @@ class CloudPlanner(_HostedController):
     for a scenario (``bind``: the MPC's forecasts) gets it here."""
 
     def __init__(self, controller, flows, node_names, jurisdictions, flow_endpoints,
-                 scenario=None) -> None:  # fmt: skip
+                 scenario=None, seed=None) -> None:  # fmt: skip
         super().__init__(controller, flows, node_names, jurisdictions, flow_endpoints)
         bind = getattr(self.controller, "bind", None)
         if bind is not None and scenario is not None:
-            bind(scenario)
+            bind(scenario, seed=seed)
 
     def plan(self, snapshot: list, battery_soc: bytes | None = None, fill: list | None = None):
         view = self._view(snapshot, None, fill)
@@ -443,6 +443,7 @@ class RayControllers:
         edge_actors: int | str | None = "auto",
         bus_kwargs: dict | None = None,
         scenario=None,
+        seed: int | None = None,
     ) -> None:
         import ray
 
@@ -504,7 +505,7 @@ class RayControllers:
                 self.cloud = _Actor(
                     CloudPlanner,
                     f"qntwin-cloud-{run_id}",
-                    (*args(range(len(flows))), scenario),
+                    (*args(range(len(flows))), scenario, seed),
                 )
             self._ray = ray
         except BaseException:

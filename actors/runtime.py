@@ -977,6 +977,7 @@ def ray_engine(
                 edge_actors=edge_actors,
                 bus_kwargs=bus_kwargs,
                 scenario=engine.scenario,
+                seed=engine.seed,
             )
         )
         return started[-1]

@@ -205,9 +205,14 @@ def _claims(summary: dict) -> list[tuple[str, str, str]]:
         uptime if have_base else f"needs {BASELINE} among the controllers",
         why,
     ))  # fmt: skip
+
+    def traffic_share(name: str) -> str:
+        part, whole = _mean(summary, name, "transport_carbon_g"), _mean(summary, name, "carbon_g")
+        return f"{part / whole:.1e}" if part is not None and whole else "n/a"
+
     carbon = "; ".join(
         f"{n}: per bit {change('carbon_g_per_bit', n)}, the traffic's own "
-        f"{change('transport_carbon_g', n)}, "
+        f"{change('transport_carbon_g', n)} (a share {traffic_share(n)} of all carbon), "
         f"{_fmt(_mean(summary, n, 'bulk_events_deferred'))} bulk transfers put off"
         for n in best
     )
@@ -217,7 +222,8 @@ def _claims(summary: dict) -> list[tuple[str, str, str]]:
         "nearly all of the twin's carbon is fixed power: the ground stations' cryocoolers, "
         "drives and IT (kW each, at all times; satellites run on the sun), which no routing or "
         "deferral moves, so carbon per bit moves with the bits delivered. The traffic's own "
-        "part, 10 nJ per bit at each ground site it crosses, is 1e-5 of it or less: "
+        "part (equipment.ground_node_j_per_bit at each ground site a bit crosses, 10 nJ by "
+        "default) is a small share of it (measured): "
         "mpc-only and ai-sdqn put a Type-IV transfer off within its deadline where the "
         "carbon forecast of its two end sites says that saves at least 1 %, which moves "
         "only that part (the packaged deadlines leave at most 40 minutes of slack, in which a "

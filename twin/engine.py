@@ -424,6 +424,7 @@ class Engine:
         self._served_flows = list(self.flows)
         self._flow_at = {f.name: k for k, f in enumerate(self.flows)}
         self._deferrals: dict[int, dict[str, int]] = {}  # flow index -> event -> delay ns
+        self._planned_delays: dict[int, dict[str, int]] = {}  # as the plans gave them (unclipped)
         self.deferrals: list[DeferredEvent] = []
         """the forecast events a plan has put off, in the order taken"""
         self.flow_endpoints = [
@@ -451,7 +452,7 @@ class Engine:
         self._next_plan: Callable[[], object] | None = None  # the one being computed
         bind = getattr(self.controller, "bind", None)
         if bind is not None:  # a planner forecasts from the scenario (orbits, power models)
-            bind(scenario)
+            bind(scenario, seed=self.seed)
         # the laser schedule's bookkeeping (_apply_schedule): the step being spent, and each
         # satellite's time awake in it
         self._awake_step: tuple[int, int] | None = None
@@ -1131,31 +1132,37 @@ class Engine:
     def _take_deferrals(self, plan, t_ns: int) -> None:
         """Put off the forecast events a plan taking effect at ``t_ns`` defers (its
         ``deferrals``: (flow, event, delay ns)): their sources send the bulk that much later
-        (``Flow.deferred``). A deferral is made once, before its event starts; a plan repeats
-        the ones it made (the same again changes nothing)."""
+        (``Flow.deferred``), at most until the run's end. A deferral is made once, before its
+        event starts; a plan repeats the ones it made (the same again changes nothing)."""
         for flow_name, event, delay_ns in getattr(plan, "deferrals", None) or ():
             k = self._flow_at.get(flow_name)
             if k is None:
-                raise RuntimeError(
-                    f"the plan defers an event of flow {flow_name!r}, not a flow here"
-                )
-            made = self._deferrals.setdefault(k, {})
-            if event in made:
-                if made[event] != delay_ns:
+                raise RuntimeError(f"the plan defers an event of {flow_name!r}, not a flow here")
+            planned = self._planned_delays.setdefault(k, {})
+            if event in planned:
+                if planned[event] != delay_ns:
                     raise RuntimeError(
                         f"the plan puts off event {event!r} of flow {flow_name!r} by {delay_ns} "
-                        f"ns after putting it off by {made[event]} ns: a deferral is made once"
+                        f"ns after putting it off by {planned[event]} ns: a deferral is made once"
                     )
                 continue
-            start_ns = next((e.start_ns for e in self.flows[k].events if e.name == event), None)
-            if start_ns is not None and start_ns < t_ns:
+            planned[event] = delay_ns
+            announced = next((e for e in self.flows[k].events if e.name == event), None)
+            if announced is None:
+                raise RuntimeError(f"the plan defers event {event!r}, which {flow_name!r} lacks")
+            if announced.start_ns < t_ns:
                 raise RuntimeError(
                     f"the plan taking effect at {t_ns} ns puts off event {event!r} of flow "
-                    f"{flow_name!r}, which started at {start_ns} ns: defer before the start"
+                    f"{flow_name!r}, which started at {announced.start_ns} ns: defer before it"
                 )
-            self._served_flows[k] = self._served_flows[k].deferred({event: int(delay_ns)})
-            made[event] = int(delay_ns)
-            self.deferrals.append(DeferredEvent(flow_name, event, start_ns, int(delay_ns)))
+            # the transfer stays inside the run (a run shorter than the scenario clips the
+            # delay), so a deferring controller is compared on the same bits, not on bits it
+            # pushed past the end
+            delay = min(int(delay_ns), max(self._end_ns - announced.end_ns, 0))
+            if delay > 0:
+                self._deferrals.setdefault(k, {})[event] = delay
+                self._served_flows[k] = self._served_flows[k].deferred({event: delay})
+                self.deferrals.append(DeferredEvent(flow_name, event, announced.start_ns, delay))
 
     def _energy_inputs(self, snap, t_ns: int) -> _PowerInputs:
         """The tick's loads, the batteries' steps to take, and the ground stations' carbon."""

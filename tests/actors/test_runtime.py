@@ -288,11 +288,11 @@ def test_bulk_deferral_runs_on_the_actors_as_in_one_process(ray_local):
 
     scenario, flows = _night_bulk_flows()
     local = Engine(scenario, controller="mpc-only", flows=flows)
-    expected = metrics_json(compute_metrics(local.run(duration_s=180), local))
+    expected = metrics_json(compute_metrics(local.run(duration_s=240), local))
     engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
                         controller="mpc-only", flows=flows)  # fmt: skip
     try:
-        got = metrics_json(compute_metrics(engine.run(duration_s=180), engine))
+        got = metrics_json(compute_metrics(engine.run(duration_s=240), engine))
     finally:
         engine.close()
 

@@ -545,15 +545,24 @@ DEFER_STEP_S = 60.0
 DEFER_MIN_SAVING = 0.01
 
 
-def bulk_deferral(event, t_ns: int, forecast: Callable[[np.ndarray], np.ndarray]) -> int:
+def bulk_deferral(
+    event,
+    t_ns: int,
+    forecast: Callable[[np.ndarray], np.ndarray],
+    latest_end_ns: int | None = None,
+) -> int:
     """How long to put off forecast event ``event`` (ns, a multiple of ``DEFER_STEP_S``; 0:
     start as announced), from a forecast issued at ``t_ns``: ``forecast(leads_s)`` gives the
     carbon intensity (gCO2e/kWh) of the flow's two end sites per lead, shape (2, len(leads)).
-    The transfer's forecast carbon at delay ``d`` is the sum, over its steps, of the two
-    sites' intensities at the steps' middles (its rate is uniform); the delay is the one with
-    the least, the earliest on a tie, and 0 unless it saves ``DEFER_MIN_SAVING``."""
+    The transfer must end by its deadline and by ``latest_end_ns`` (the plan's horizon, if
+    given). Its forecast carbon at delay ``d`` is the sum, over its steps, of the two sites'
+    intensities at the steps' middles (its rate is uniform); the delay is the one with the
+    least, the earliest on a tie, and 0 unless it saves ``DEFER_MIN_SAVING``."""
     step_ns = round(DEFER_STEP_S * 1e9)
-    max_shift = event.slack_ns // step_ns
+    room_ns = event.slack_ns
+    if latest_end_ns is not None:
+        room_ns = min(room_ns, latest_end_ns - event.end_ns)
+    max_shift = room_ns // step_ns
     if max_shift <= 0:
         return 0
     n_steps = -(-event.duration_ns // step_ns)  # the transfer's steps, the last maybe partial
@@ -677,6 +686,7 @@ class MpcOnly:
         self._router = KeyAwareGreedy()
         self._planner: EnergyPlanner | None = None
         self._scenario = None
+        self._seed = 0  # the run's seed (bind)
         self._topology = None  # the scenario's TopologyModel, made when first needed
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
@@ -684,9 +694,11 @@ class MpcOnly:
         self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
         self._bulk: dict[tuple[str, str], int] = {}  # (flow, event) -> delay ns, once decided
 
-    def bind(self, scenario) -> None:
-        """The scenario the plans are for (the orbits, the satellites' power model)."""
+    def bind(self, scenario, seed: int | None = None) -> None:
+        """The scenario the plans are for (the orbits, the satellites' power model), and the
+        run's seed, which the observer's sensor noise is drawn from (the scenario's if None)."""
         self._scenario = scenario
+        self._seed = scenario.seed if seed is None else int(seed)
         self._topology = None
 
     def __getstate__(self) -> dict:
@@ -704,7 +716,7 @@ class MpcOnly:
         from twin.control.observer import Observer
 
         if self._observer is None:
-            self._observer = Observer(self._scenario, self._topology, self._scenario.seed)
+            self._observer = Observer(self._scenario, self._topology, self._seed)
         elif self._observer.topology is None:  # restored from a checkpoint
             self._observer.topology = self._topology
         return self._observer
@@ -765,12 +777,13 @@ class MpcOnly:
     def _deferrals(self, view) -> tuple[tuple[str, str, int], ...]:
         """Every Type-IV forecast event put off so far, deciding those announced by
         ``view.t_ns`` that start once this plan is in effect (:func:`bulk_deferral`, from the
-        observer's carbon forecast); an event that starts sooner keeps its start. Each event
-        is decided once."""
+        observer's carbon forecast, within the scenario's span); an event that starts sooner
+        keeps its start. Each event is decided once."""
         from twin.network.traffic import TrafficClass
 
         tick_ns = round(self._scenario.time.tick_s * 1e9)
         effect_ns = view.t_ns + self.plan_every_ticks * tick_ns  # when this plan takes effect
+        scenario_end_ns = round(self._scenario.time.duration_s * 1e9)  # the plan's horizon
         sites = {s.name: i for i, s in enumerate(self._scenario.sites)}
         # (a planner's view may carry the charge alone, as turbo_satellites allows)
         for flow in getattr(view, "flows", None) or ():
@@ -789,7 +802,7 @@ class MpcOnly:
                 def forecast(leads_s, rows=rows, observer=observer):
                     return observer.carbon_forecast_g_per_kwh(view.t_ns, leads_s)[rows]
 
-                self._bulk[key] = bulk_deferral(event, view.t_ns, forecast)
+                self._bulk[key] = bulk_deferral(event, view.t_ns, forecast, scenario_end_ns)
         return tuple((f, e, d) for (f, e), d in sorted(self._bulk.items()) if d > 0)
 
     def _plan_energy(self, view) -> LaserSchedule:

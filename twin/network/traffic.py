@@ -569,6 +569,13 @@ class Flow:
             )
         object.__setattr__(self, "traffic_class", TrafficClass.parse(self.traffic_class))
         object.__setattr__(self, "demand", _as_components(self.demand))
+        names = [c.name for c in self.demand if isinstance(c, ForecastEvent)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # (a deferring controller names the event it puts off)
+            raise ValueError(
+                f"flow {self.name!r} has more than one forecast event named {twice[0]!r}: "
+                "give each event of a flow its own name"
+            )
         if isinstance(self.forbidden_jurisdictions, str):
             raise ValueError(
                 f"forbidden_jurisdictions of flow {self.name!r} must be a list of codes, got the "
@@ -616,12 +623,6 @@ class Flow:
             raise ValueError(
                 f"flow {self.name!r} has no forecast event {unknown[0]!r} to defer; its events: "
                 f"{', '.join(names) or 'none'}"
-            )
-        twice = sorted({n for n in delays_ns if names.count(n) > 1})
-        if twice:
-            raise ValueError(
-                f"flow {self.name!r} has more than one forecast event named {twice[0]!r}: "
-                "name them apart to defer one"
             )
         demand = tuple(
             c.deferred(delays_ns[c.name])

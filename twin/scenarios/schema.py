@@ -1399,6 +1399,19 @@ class TrafficFlow(_Strict):
                     f"allowed: any site other than {self.src!r}",
                 )
             )
+        seen: set[str] = set()
+        for k, component in enumerate(self.demand or ()):
+            if isinstance(component, ForecastDemand):
+                if component.name in seen:  # (a plan defers an event by its name)
+                    problems.append(
+                        Problem(
+                            ("demand", k, "name"),
+                            component.name,
+                            f"this flow has another forecast event named {component.name!r}; "
+                            "give each event of a flow its own name",
+                        )
+                    )
+                seen.add(component.name)
         if problems:
             raise ScenarioProblems(problems)
         return self

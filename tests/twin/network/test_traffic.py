@@ -234,6 +234,8 @@ def test_a_deferred_event_moves_its_whole_volume_later_and_no_past_its_deadline(
         flow.deferred({"firmware-update": -1})
     with pytest.raises(ValueError, match="no forecast event 'nightly'.*firmware-update"):
         flow.deferred({"nightly": H})
+    with pytest.raises(ValueError, match="more than one forecast event named 'firmware-update'"):
+        Flow("fw2", "frankfurt-hub", "munich-factory", "type-iv", [event, event])
     no_deadline = ForecastEvent("x", start_ns=H, volume_bits=8, duration_ns=S)
     assert no_deadline.slack_ns == 0
     with pytest.raises(ValueError, match="at most 0 ns"):

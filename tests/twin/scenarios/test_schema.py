@@ -1211,6 +1211,22 @@ BASE_FLOW = {
             {**BASE_FLOW, "demand": [{"kind": "constant", "rate_bps": 5, "start_s": 3}]},
             ["traffic.flows[0].demand[0].start_s", "unknown key", "kind, rate_bps"],
         ),
+        (  # a plan puts an event off by its name: two of one name would be ambiguous
+            {
+                **BASE_FLOW,
+                "demand": [
+                    {
+                        "kind": "forecast",
+                        "name": "backup",
+                        "start_s": t,
+                        "volume_bits": 8,
+                        "duration_s": 10,
+                    }
+                    for t in (0, 100)
+                ],
+            },  # fmt: skip
+            ["traffic.flows[0].demand[1].name", "another forecast event named 'backup'"],
+        ),
     ],
 )
 def test_bad_flows_and_demand_components(flow, expected):
