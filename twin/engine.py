@@ -151,10 +151,9 @@ from twin.network.routing import NodeIndex
 from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind, Snapshot, TopologyModel
 from twin.network.traffic import TrafficClass, demand_bits
 from twin.physics.carbon import (
-    DIURNAL_AMPLITUDE,
     annual_carbon_intensity_g_per_kwh,
     carbon_g,
-    carbon_intensity_g_per_kwh,
+    diurnal_amplitude,
     diurnal_factor,
     local_solar_time_s,
 )
@@ -317,8 +316,8 @@ class _PowerInputs:
     ``NodeGroup.step_batteries``"""
     power_w: float
     carbon_g: float
-    ogs_intensity_g_per_kwh: np.ndarray
-    """each OGS's grid carbon intensity at the tick's start, in site order"""
+    site_intensity_g_per_kwh: np.ndarray
+    """each site's grid carbon intensity at the tick's start, in site order"""
 
 
 @dataclass(frozen=True)
@@ -535,9 +534,8 @@ class Engine:
         # the control objective's weights, and the nodes that draw grid power for its carbon
         # term (eq. 5: only the OGS; twin.control.objective)
         self.objective_weights = scenario.objective.weights()
+        # (sites come first in G(t)'s node order: these are also the OGS' rows among the sites)
         self._ogs_nodes = np.array([self._index[s.name] for s in self._ogs_sites], dtype=np.int64)
-        self._ogs_regions = np.array([s.grid_region for s in self._ogs_sites])
-        self._ogs_lon_rad = np.array([s.lon_rad for s in self._ogs_sites], dtype=float)
         # static per-tick inputs of the energy and handover phases, built once (same values as
         # building them each tick): edge-kind masks as lookup tables indexed by a snapshot's
         # kind, the satellite load per number of active terminals, the HAPS load unlinked and
@@ -577,19 +575,13 @@ class Engine:
         # from that site's grid (twin.physics.energy.GROUND_NODE_J_PER_BIT)
         self.ground_node_j_per_bit = float(equipment.ground_node_j_per_bit)
         self._site_at = {s.name: i for i, s in enumerate(scenario.sites)}
-        self._site_regions = np.array([s.grid_region for s in scenario.sites])
-        self._site_lon_rad = np.array([s.lon_rad for s in scenario.sites], dtype=float)
         self._ogs_power_total_w = float(self._ogs_power_w.sum())
-        # the region lookups of carbon_intensity_g_per_kwh, once: each OGS's annual intensity
-        # and diurnal amplitude (a region without an amplitude of its own keeps the per-tick
-        # call, which applies the default)
-        codes = [str(r).strip().upper() for r in self._ogs_regions]
-        self._ogs_annual_g_per_kwh = annual_carbon_intensity_g_per_kwh(self._ogs_regions)
-        self._ogs_amplitude = (
-            np.array([DIURNAL_AMPLITUDE[c] for c in codes], dtype=float)
-            if all(c in DIURNAL_AMPLITUDE for c in codes)
-            else None
-        )
+        # the region lookups of carbon_intensity_g_per_kwh, once: each site's annual intensity
+        # and diurnal amplitude (every tick takes annual x the diurnal factor, as it does)
+        regions = np.array([s.grid_region for s in scenario.sites])
+        self._site_annual_g_per_kwh = annual_carbon_intensity_g_per_kwh(regions)
+        self._site_amplitude = diurnal_amplitude(regions)
+        self._site_lon_rad = np.array([s.lon_rad for s in scenario.sites], dtype=float)
         # the baselines hand over break-before-make; the manager plays every protocol role
         self.handover = HandoverManager(scenario.handover.params())
         self._open_gaps: dict[str, _Gap] = {}  # handover id -> gap, until its record arrives
@@ -1083,7 +1075,9 @@ class Engine:
             else float("nan")
         )
         energy = self._energy_tick(power, step.batteries)
-        transport_j, transport_g = self._transport_energy(counters.bits_through, t_ns)
+        transport_j, transport_g = self._transport_energy(
+            counters.bits_through, power.site_intensity_g_per_kwh
+        )
         if transport_j:
             energy = dataclasses.replace(
                 energy,
@@ -1114,19 +1108,20 @@ class Engine:
         totals.below_reserve_ticks += int(energy.below_reserve > 0)
         totals.haps_below_reserve_ticks += int(energy.haps_below_reserve > 0)
 
-    def _transport_energy(self, bits_through: dict[str, int], t_ns: int) -> tuple[float, float]:
+    def _transport_energy(
+        self, bits_through: dict[str, int], site_intensity_g_per_kwh: np.ndarray
+    ) -> tuple[float, float]:
         """The energy (J) and carbon (g) a tick's data cost the ground sites it crossed: the
         bits through each site x ``ground_node_j_per_bit``, at the site's grid intensity at the
-        tick's start (satellites and HAPS are not charged per bit: twin.physics.energy)."""
+        tick's start (``site_intensity_g_per_kwh``; satellites and HAPS are not charged per
+        bit: twin.physics.energy)."""
         sites = sorted((self._site_at[name], bits) for name, bits in bits_through.items()
                        if name in self._site_at)  # fmt: skip
         if not sites or not self.ground_node_j_per_bit:
             return 0.0, 0.0
         rows = np.array([i for i, _ in sites], dtype=np.int64)
         energy_j = self.ground_node_j_per_bit * np.array([b for _, b in sites], dtype=float)
-        intensity = carbon_intensity_g_per_kwh(
-            self._site_regions[rows], self._day_s + t_ns / NS_PER_S, self._site_lon_rad[rows]
-        )
+        intensity = site_intensity_g_per_kwh[rows]
         return float(np.sum(energy_j)), float(np.sum(carbon_g(energy_j, 1.0, intensity)))
 
     def _take_deferrals(self, plan, t_ns: int) -> None:
@@ -1209,27 +1204,20 @@ class Engine:
             load = self._haps_load_by_linked_w[linked.view(np.uint8)]
             steps.append(("haps", sun_el, load, self.haps_power, dt_s))
             haps_power_w = float(np.sum(load))
+        # every site's grid intensity at the tick's start (carbon_intensity_g_per_kwh: the
+        # annual intensity x the diurnal factor), for the OGS' power and the traffic's energy
+        local_s = local_solar_time_s(self._day_s + t_s, self._site_lon_rad)
+        intensity = self._site_annual_g_per_kwh * diurnal_factor(local_s, self._site_amplitude)
         carbon = 0.0
-        if self._ogs_power_w.size:
-            if self._ogs_amplitude is None:
-                intensity = carbon_intensity_g_per_kwh(
-                    self._ogs_regions, self._day_s + t_s, self._ogs_lon_rad
-                )
-            else:  # carbon_intensity_g_per_kwh: the annual intensity x the diurnal factor
-                local_s = local_solar_time_s(self._day_s + t_s, self._ogs_lon_rad)
-                intensity = self._ogs_annual_g_per_kwh * diurnal_factor(
-                    local_s, self._ogs_amplitude
-                )
-            # carbon_g(power, dt_s, intensity), its constant factor taken once
-            for c_g in (self._ogs_carbon_g_per_intensity * intensity).tolist():  # site order
-                carbon += c_g
-        else:
-            intensity = np.zeros(0)
+        # carbon_g(power, dt_s, intensity), its constant factor taken once
+        ogs_carbon_g = self._ogs_carbon_g_per_intensity * intensity[self._ogs_nodes]
+        for c_g in ogs_carbon_g.tolist():  # site order
+            carbon += c_g
         return _PowerInputs(
             battery_steps=tuple(steps),
             power_w=sat_power_w + haps_power_w + self._ogs_power_total_w,
             carbon_g=carbon,
-            ogs_intensity_g_per_kwh=np.asarray(intensity, dtype=float),
+            site_intensity_g_per_kwh=np.asarray(intensity, dtype=float),
         )
 
     def _path_terms(self, snap, paths, edges, active, power: _PowerInputs) -> tuple[float, float]:
@@ -1238,7 +1226,7 @@ class Engine:
         carbon rates, kg CO2e/h (0, 0 when no active flow has a path)."""
         rate = np.zeros(snap.n_nodes)
         rate[self._ogs_nodes] = carbon_rate_kg_per_h(
-            self._ogs_power_w, power.ogs_intensity_g_per_kwh
+            self._ogs_power_w, power.site_intensity_g_per_kwh[self._ogs_nodes]
         )
         routed = [k for k in edges if active[k]]
         if not routed:

@@ -687,6 +687,7 @@ class MpcOnly:
         self._planner: EnergyPlanner | None = None
         self._scenario = None
         self._seed = 0  # the run's seed (bind)
+        self._power = None  # the satellites' power model (bind)
         self._topology = None  # the scenario's TopologyModel, made when first needed
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
@@ -699,6 +700,7 @@ class MpcOnly:
         run's seed, which the observer's sensor noise is drawn from (the scenario's if None)."""
         self._scenario = scenario
         self._seed = scenario.seed if seed is None else int(seed)
+        self._power = scenario.equipment.satellite.power_model()
         self._topology = None
 
     def __getstate__(self) -> dict:
@@ -763,10 +765,9 @@ class MpcOnly:
         energy = self._energy
         if energy is None or view.t_ns - energy.t0_ns >= round(ENERGY_REPLAN_S * 1e9):
             energy = self._energy = self._plan_energy(view)
-        model = self._scenario.equipment.satellite.power_model()
         made = {
-            "turbo": turbo_satellites(view, model.reserve_fraction)
-            if model.turbo_key_rate_gain > 1  # (a turbo level stronger than "on")
+            "turbo": turbo_satellites(view, self._power.reserve_fraction)
+            if self._power.turbo_key_rate_gain > 1  # (a turbo level stronger than "on")
             else np.zeros(0, dtype=np.int64)
         }
         if self.plans_contacts:
@@ -808,7 +809,7 @@ class MpcOnly:
     def _plan_energy(self, view) -> LaserSchedule:
         """The energy plan's QP solved from ``view``'s battery charge, as a schedule."""
         soc = view.battery_soc
-        model = self._scenario.equipment.satellite.power_model()
+        model = self._power
         forecast = energy_forecast(self._topology, model, view.t_ns, soc, cache=self._forecasts)
         if self._planner is None:
             self._planner = EnergyPlanner(soc.size, PLAN_HORIZON)

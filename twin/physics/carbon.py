@@ -41,6 +41,7 @@ __all__ = [
     "carbon_g",
     "carbon_intensity_g_per_kwh",
     "carbon_per_bit_g",
+    "diurnal_amplitude",
     "diurnal_factor",
     "grid_regions",
     "local_solar_time_s",
@@ -106,7 +107,11 @@ def annual_carbon_intensity_g_per_kwh(region):
     return np.asarray(flat, dtype=float).reshape(regions.shape)
 
 
-def _amplitude(region):
+def diurnal_amplitude(region):
+    """The relative amplitude of ``region``'s daily profile (:data:`DIURNAL_AMPLITUDE`, the
+    default for a region without its own); a code or an array of codes, as
+    :func:`annual_carbon_intensity_g_per_kwh` takes them."""
+
     def one(r) -> float:
         _lookup(r)
         return DIURNAL_AMPLITUDE.get(str(r).strip().upper(), _DEFAULT_AMPLITUDE)
@@ -159,7 +164,7 @@ def carbon_intensity_g_per_kwh(region, t_utc_s=None, lon_rad=0.0):
     annual = annual_carbon_intensity_g_per_kwh(region)
     if t_utc_s is None:
         return annual
-    factor = diurnal_factor(local_solar_time_s(t_utc_s, lon_rad), _amplitude(region))
+    factor = diurnal_factor(local_solar_time_s(t_utc_s, lon_rad), diurnal_amplitude(region))
     out = np.asarray(annual * factor)
     return out[()] if out.ndim == 0 else out
 
