@@ -100,18 +100,30 @@ def pack_snapshot(snapshot: Snapshot) -> list:
 
 
 def pack_key_fill(fill: KeyFill | None) -> list | None:
-    """The key buffers' fill report as ``[t_ns, codes bytes, bits bytes]`` (None: none)."""
+    """The key buffers' fill report as ``[t_ns, codes bytes, bits bytes, trend bytes]``
+    (int64, int64, float64; None: none)."""
     if fill is None:
         return None
-    return [int(fill.t_ns), pack_array(fill.codes, np.int64), pack_array(fill.bits, np.int64)]
+    return [
+        int(fill.t_ns),
+        pack_array(fill.codes, np.int64),
+        pack_array(fill.bits, np.int64),
+        pack_array(fill.trend_bps, np.float64),
+    ]
 
 
 def unpack_key_fill(packed: list | None, n_nodes: int) -> KeyFill | None:
     """The :class:`KeyFill` of :func:`pack_key_fill`."""
     if packed is None:
         return None
-    t_ns, codes, bits = packed
-    return KeyFill(t_ns, n_nodes, unpack_array(codes, np.int64), unpack_array(bits, np.int64))
+    t_ns, codes, bits, trend = packed
+    return KeyFill(
+        t_ns,
+        n_nodes,
+        unpack_array(codes, np.int64),
+        unpack_array(bits, np.int64),
+        unpack_array(trend, np.float64),
+    )
 
 
 def decide_command(packed: list, fill: list | None = None) -> list:
@@ -138,11 +150,12 @@ def _decide_arguments(command: list, seq: int, actor: int) -> tuple[list, list |
             f"edge actor {actor}: command {seq}: G(t) must be an int t_ns, the edge arrays "
             "bytes and the satellite positions bytes or None"
         )
-    if not (fill is None or (type(fill) is list and len(fill) == 3 and type(fill[0]) is int
-                             and packed_key_fill(*fill[1:]))):  # fmt: skip
+    if not (fill is None or (type(fill) is list and len(fill) == 4 and type(fill[0]) is int
+                             and packed_key_fill(*fill[1:3]) and type(fill[3]) is bytes
+                             and len(fill[3]) == len(fill[1]))):  # fmt: skip
         raise BusError(
             f"edge actor {actor}: command {seq}: the fill report must be None or [t_ns, "
-            "codes, bits] (int64 bytes of one length)"
+            "codes, bits, trend] (int64, int64 and float64 bytes of one length)"
         )
     return command[1:-1], fill
 

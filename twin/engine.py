@@ -1065,7 +1065,7 @@ class Engine:
         counters = step.counters
         reward = totals.objective.add(TickTerms.of_tick(counters.served_ns, *path_terms))
         if step.key_fill is not None:
-            self._key_fill = KeyFill(t_ns + self.dt_ns, len(self.node_index.names), *step.key_fill)
+            self._key_fill = KeyFill.following(self._key_fill, t_ns + self.dt_ns, *step.key_fill)
         served_fraction = {
             c: (s / n if n else float("nan")) for c, (s, n, _) in counters.served_ns.items()
         }

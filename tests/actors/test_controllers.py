@@ -206,7 +206,7 @@ def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
 
     packed = pack_snapshot(TopologyModel(load_scenario("small")).snapshot(0))
     assert _decide_arguments(decide_command(packed), 3, 1) == (packed, None)
-    fill = [7, bytes(16), bytes(16)]
+    fill = [7, bytes(16), bytes(16), bytes(16)]
     assert _decide_arguments(decide_command(packed, fill), 3, 1) == (packed, fill)
     for command in (
         ["decide", *packed],
@@ -214,9 +214,12 @@ def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
         ["decide", 1.5, *packed[1:], None],
         ["decide", packed[0], "a", *packed[2:], None],
         ["decide", *packed[:-1], [1.0], None],
-        ["decide", *packed, [7, bytes(16), bytes(8)]],
-        ["decide", *packed, [7, bytes(12), bytes(12)]],
-        ["decide", *packed, [7.0, bytes(8), bytes(8)]],
+        ["decide", *packed, [7, bytes(16), bytes(8), bytes(16)]],
+        ["decide", *packed, [7, bytes(12), bytes(12), bytes(12)]],
+        ["decide", *packed, [7.0, bytes(8), bytes(8), bytes(8)]],
+        ["decide", *packed, [7, bytes(16), bytes(16)]],  # no trend
+        ["decide", *packed, [7, bytes(16), bytes(16), bytes(8)]],
+        ["decide", *packed, [7, bytes(16), bytes(16), [0.0, 1.0]]],
         ["decide", *packed, "fill"],
     ):
         with pytest.raises(BusError, match="edge actor 1: command 3"):

@@ -518,6 +518,12 @@ class EdgeLookup:
             out[k] = value
         return out
 
+    def hop_edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """(H,) int64: the fastest up edge of each hop (u[i], v[i]) (-1 where none)."""
+        if self.pair_keys.size == 0:
+            return np.full(np.shape(u), -1, dtype=np.int64)
+        return self._edges(np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64))
+
     def _edges(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Fastest up edge of each hop (u[i], v[i]) (-1 where none); needs pair_keys."""
         want = np.minimum(u, v) * self.n_nodes + np.maximum(u, v)

@@ -4,7 +4,10 @@ with it too, twin.control.ai_sdqn).
 
 The policy is one small network shared by every flow of every edge agent: it maps one flow's
 features (:data:`FLOW_FEATURES` values, :func:`flow_features`) to a logit per candidate path
-(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path). Sharing
+(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path), from
+each candidate's key, latency, runway and loss (the issue's key buffer levels, neighbour loads
+and link transmittance or RSSI; the queues the paper's edge agents see are the key buffers
+here, as the twin queues no data). Sharing
 it per flow keeps it independent of how many flows a scenario or an edge site has (the same
 weights route ``small``, ``case-grid-eclipse`` and ``mega``) and makes a tick's inference one
 batched torch call over all flows (:meth:`EdgePolicy.choose`). It is trained with RLlib's PPO on
@@ -15,7 +18,8 @@ The policy acts on each flow's most likely candidate. (Drawing from its probabil
 explores, made returns a matter of luck: on case-munich-pretoria's first two minutes the
 uniformly random policy scored from -58 to -18 depending on its draws.)
 
-A flow's choice depends on G(t), its own history (its current path) and the weights only, so
+A flow's choice depends on G(t), the fill report (every edge actor gets the whole one), its own
+history (its current path) and the weights only, so
 splitting the flows over edge actors (the Ray runtime) changes no path: inference runs in
 float64, whose per-row results do not depend on how many rows a batch holds here (the Ray test
 pins the metrics byte for byte).
@@ -54,9 +58,11 @@ __all__ = [
 ]
 
 K_CANDIDATES = 3  # keep, fastest keyed, fastest
-FLOW_FEATURES = 2 * K_CANDIDATES + 1  # key over need and latency per candidate, then active
+# per candidate key over need, latency, runway and loss, then active (flow_features)
+FLOW_FEATURES = 4 * K_CANDIDATES + 1
 FEATURE_CLIP = 10.0
 LATENCY_UNIT_S = 10e-3  # feature unit of latency
+LOSS_UNIT_DB = 10.0  # feature unit of a hop's loss
 HIDDEN = (32, 32)
 SHIPPED_POLICY = "edge_policy.pt"  # in twin/control/data
 
@@ -101,7 +107,7 @@ class CandidatePaths:
             for k, path in found.items():
                 keyed[k] = path
         self._found = (fastest, tuple(keyed))
-        previous = self._previous if len(self._previous) == len(flows) else (None,) * len(flows)
+        previous = self.current(len(flows))
         intact = view.edges().paths_intact(previous)
         keep = [previous[k] if intact[k] else fastest[k] for k in flows]
         return [(keep[k], keyed[k], fastest[k]) for k in flows]
@@ -110,34 +116,110 @@ class CandidatePaths:
         """The paths the decision took (the next decision's "keep")."""
         self._previous = tuple(paths)
 
+    def current(self, n_flows: int) -> tuple:
+        """Each flow's path of the last decision (None before the first)."""
+        return self._previous if len(self._previous) == n_flows else (None,) * n_flows
+
+    def features(self, view: NetworkView, candidates) -> np.ndarray:
+        """:func:`flow_features` of ``candidates`` (this build's), from the flows' current
+        paths."""
+        return flow_features(view, candidates, self.greedy, self.current(len(view.flows)))
+
 
 def path_latencies_s(view: NetworkView, paths) -> list[float | None]:
     """Each path's latency, s (None for no path, or one with a hop down)."""
     return [x if np.isfinite(x) else None for x in view.edges().paths_latency_s(paths)]
 
 
-def flow_features(view: NetworkView, candidates, greedy: KeyAwareGreedy) -> np.ndarray:
-    """(F, FLOW_FEATURES) float32: per flow, for each candidate the key its weakest hop holds
-    over the flow's 10 s need (Table 2's key-buffer-fill-level; FEATURE_CLIP when the flow needs
-    none) and its latency in units of 10 ms, then whether the flow is active (needs key now);
-    a missing candidate reads 0, 0. Clipped to [0, FEATURE_CLIP]."""
-    out = np.zeros((len(view.flows), FLOW_FEATURES), dtype=np.float32)
-    top = np.iinfo(np.int64).max
+def flow_features(
+    view: NetworkView, candidates, greedy: KeyAwareGreedy, current: Sequence | None = None
+) -> np.ndarray:
+    """(F, FLOW_FEATURES) float32: per flow, four blocks of one value per candidate, then
+    whether the flow is active (needs key now). Clipped to [0, FEATURE_CLIP]:
+
+    - key: what its weakest hop's buffer holds over the flow's need (:meth:`KeyAwareGreedy.
+      need_bits`, 10 s of OTP demand or a rekey; Table 2's key-buffer-fill-level);
+      FEATURE_CLIP when the flow needs none;
+    - latency, in units of 10 ms;
+    - runway, in units of the need's 10 s: how long its hops' buffers last at the pace the
+      fill report saw them fill or drain (``KeyFill.trend_bps``: a link's key rate less the
+      draw of the flows routed over it, the neighbours' load), with the flow's own draw (its
+      need over 10 s) added on the hops it is not on yet (``current``: each flow's current
+      path); the hop that empties first counts. FEATURE_CLIP for a hop that does not drain
+      and for a flow that needs no key;
+    - loss, in units of 10 dB: its weakest hop's channel loss (the snapshot's transmittance,
+      detector included: what a receiver's RSSI reads, for a fixed transmit power).
+
+    A missing candidate (no path) reads 0 for key, latency and runway and FEATURE_CLIP for
+    loss (no signal)."""
+    n_flows = len(view.flows)
+    k_ = K_CANDIDATES
     every = [path for paths in candidates for path in paths]  # (one lookup for all)
-    latencies = path_latencies_s(view, every)
-    weakest = view.key_fill.weakest(every, initial=top)
-    for k, flow in enumerate(view.flows):
-        need = greedy.need_bits(flow, view.t_ns)
-        latency = latencies[k * K_CANDIDATES : (k + 1) * K_CANDIDATES]
-        for c, path in enumerate(candidates[k]):
-            if path is None:
-                continue
-            held = weakest[k * K_CANDIDATES + c]
-            out[k, c] = FEATURE_CLIP if need == 0 else min(held / need, FEATURE_CLIP)
-            if latency[c] is not None:
-                out[k, K_CANDIDATES + c] = min(latency[c] / LATENCY_UNIT_S, FEATURE_CLIP)
-        out[k, -1] = float(need > 0)
+    needs = np.array([greedy.need_bits(flow, view.t_ns) for flow in view.flows], dtype=float)
+    need = np.repeat(needs, k_)  # per path in ``every``
+    latency_s = np.array([np.nan if x is None else x for x in path_latencies_s(view, every)])
+    held = np.full(len(every), np.nan)
+    runway_s = np.full(len(every), np.nan)
+    loss_db = np.full(len(every), np.nan)
+    # every hop of every candidate of at least one hop: its path's place in ``every``, its ends
+    given = [j for j, p in enumerate(every) if p is not None and len(p) > 1]
+    if given:
+        nodes = [np.asarray(every[j], dtype=np.int64) for j in given]
+        hops = np.array([x.size - 1 for x in nodes])
+        starts = np.cumsum(hops) - hops
+        u = np.concatenate([x[:-1] for x in nodes])
+        v = np.concatenate([x[1:] for x in nodes])
+        bits, trend_bps = view.key_fill.of_pairs_with_trend(u, v)
+        held[given] = np.minimum.reduceat(bits, starts)
+        # the flow's own draw (its need over the lookahead) on the hops its current path
+        # does not hold: there it is not in the buffer's trend yet
+        flow_of = np.repeat(given, hops) // k_
+        n = view.snapshot.n_nodes
+        hop = flow_of * (n * n) + np.minimum(u, v) * n + np.maximum(u, v)
+        own_bps = np.where(np.isin(hop, _hop_codes(current, n)), 0.0, needs[flow_of])
+        drain_bps = own_bps / greedy.lookahead_s - trend_bps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lasts_s = np.where(drain_bps > 0, bits / drain_bps, np.inf)
+        runway_s[given] = np.minimum.reduceat(lasts_s, starts)
+        edges = view.edges().hop_edges(u, v)
+        with np.errstate(divide="ignore"):
+            hop_loss_db = -10.0 * np.log10(view.snapshot.transmittance[np.maximum(edges, 0)])
+        hop_loss_db[edges < 0] = np.inf
+        loss_db[given] = np.maximum.reduceat(hop_loss_db, starts)
+    hopped = np.zeros(len(every), dtype=bool)
+    hopped[given] = True
+    alone = np.array([p is not None and len(p) < 2 for p in every], dtype=bool)
+    keyless = need == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        key = np.where(keyless, FEATURE_CLIP, held / need)
+        runway = np.where(keyless, FEATURE_CLIP, runway_s / greedy.lookahead_s)
+    # a candidate of no hop (source and destination at one node) crosses nothing: key and
+    # runway without limit, no loss; a missing one: 0, 0 and no signal
+    key = np.where(hopped, key, np.where(alone, FEATURE_CLIP, 0.0))
+    runway = np.where(hopped, runway, np.where(alone, FEATURE_CLIP, 0.0))
+    loss = np.where(hopped, loss_db / LOSS_UNIT_DB, np.where(alone, 0.0, FEATURE_CLIP))
+    latency = np.nan_to_num(latency_s / LATENCY_UNIT_S, nan=0.0)
+    out = np.empty((n_flows, FLOW_FEATURES), dtype=np.float32)
+    for block, values in enumerate((key, latency, runway, loss)):
+        out[:, block * k_ : (block + 1) * k_] = np.minimum(values, FEATURE_CLIP).reshape(-1, k_)
+    out[:, -1] = needs > 0
     return out
+
+
+def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
+    """``flow * n_nodes**2 + lower * n_nodes + higher`` of every hop of each flow's path in
+    ``paths`` (None, or a flow's None: no hop)."""
+    nodes = [
+        (k, np.asarray(p, dtype=np.int64))
+        for k, p in enumerate(paths if paths is not None else ())
+        if p is not None and len(p) > 1
+    ]
+    if not nodes:
+        return np.zeros(0, dtype=np.int64)
+    flow = np.concatenate([np.full(x.size - 1, k, dtype=np.int64) for k, x in nodes])
+    u = np.concatenate([x[:-1] for _, x in nodes])
+    v = np.concatenate([x[1:] for _, x in nodes])
+    return flow * (n_nodes * n_nodes) + np.minimum(u, v) * n_nodes + np.maximum(u, v)
 
 
 class FlowPolicyNet(torch.nn.Module):
@@ -203,7 +285,13 @@ class EdgePolicy:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.to(torch.float32) for k, v in self.net.state_dict().items()}
         torch.save(
-            {"hidden": list(self.net.hidden), "state": state, "meta": json.dumps(self.meta)}, path
+            {
+                "hidden": list(self.net.hidden),
+                "features": FLOW_FEATURES,
+                "state": state,
+                "meta": json.dumps(self.meta),
+            },
+            path,
         )
         return path
 
@@ -213,11 +301,20 @@ class EdgePolicy:
         path = Path(path)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
+            features = saved.get("features", 7)  # (files before the feature count: 7)
+            if features != FLOW_FEATURES:
+                raise _OtherFeatures(features)
             net = FlowPolicyNet(saved["hidden"])
             net.load_state_dict(saved["state"])
             meta = json.loads(saved["meta"])
         except FileNotFoundError:
             raise ValueError(f"policy file {str(path)!r} not found") from None
+        except _OtherFeatures as err:
+            raise ValueError(
+                f"{str(path)!r} is an edge policy for {err.args[0]} features per flow; this "
+                f"qntwin's policies read {FLOW_FEATURES} (twin.control.drl.flow_features): "
+                "train one with `qntwin train`"
+            ) from None
         except Exception as err:
             # (torch's own message is long and suggests weights_only=False, which would run
             # the file's code: only its first line is shown)
@@ -227,6 +324,10 @@ class EdgePolicy:
                 "give a policy.pt that `qntwin train` wrote"
             ) from None
         return cls(net, meta)
+
+
+class _OtherFeatures(Exception):
+    """A policy file of another feature layout (its feature count)."""
 
 
 @functools.cache
@@ -252,7 +353,7 @@ class DrlOnly:
         """The policy's paths; ``avoid``: stations to route around (``ai-sdqn``'s contact
         plan, twin.control.mpc.ContactPlan), see :func:`route_around`."""
         candidates = self.candidates.build(view)
-        choice = self.policy.choose(flow_features(view, candidates, self.candidates.greedy))
+        choice = self.policy.choose(self.candidates.features(view, candidates))
         paths = tuple(candidates[k][c] for k, c in enumerate(choice.tolist()))
         if avoid:
             paths = route_around(view, paths, avoid, self.candidates.greedy)

@@ -9,12 +9,17 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
   the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand (key-aware's),
   2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths). The twin carries a flow
   on one path, so the paper's "next-hop split ratios" become this choice; laser power is the
-  MPC tier's (twin.control.mpc).
+  MPC tier's (twin.control.mpc: the satellites' terminal schedule and turbo mode).
   Slots beyond the agent's flows are ignored.
-- **Observation** (``Box(0, 10)``, F x (2K + 1) values): per flow and candidate the key its
+- **Observation** (``Box(0, 10)``, F x (4K + 1) values): per flow and candidate the key its
   weakest hop holds over the flow's 10 s need (Table 2's key-buffer-fill-level; 10 when the
-  flow needs none) and the candidate's latency in units of 10 ms, then whether the flow is
-  active (twin.control.drl.flow_features); zeros for the empty slots. Clipped to [0, 10].
+  flow needs none), its latency in units of 10 ms, its runway (how long its buffers last at
+  the pace they filled or drained over the last tick, the neighbours' load, with the flow's
+  own draw, in units of 10 s) and its weakest hop's loss in units of 10 dB (the link's
+  transmittance: what RSSI reads), then whether the flow is active
+  (twin.control.drl.flow_features); zeros for the empty slots. Clipped to [0, 10]. The
+  paper's queue depths are the key buffers here: the twin queues no data (a link carries
+  what its flows send; key, not capacity, is what runs short).
 - **Reward**, eq. (7) per agent over its flows since its last step:
   ``alpha SKR_meas/SKR_target - beta L - delta I(KeyOutage)``: the keyed share of its Type-I/II
   flows' active time (the secure ratio of eq. 4), the mean latency of its chosen paths in units
@@ -42,7 +47,6 @@ from twin.control.drl import (
     FLOW_FEATURES,
     K_CANDIDATES,
     CandidatePaths,
-    flow_features,
     path_latencies_s,
 )
 from twin.network.traffic import TrafficClass
@@ -77,7 +81,7 @@ class _EnvController:
 
     def decide(self, view: NetworkView) -> Decision:
         candidates = self.candidates.build(view)
-        features = flow_features(view, candidates, self.candidates.greedy)
+        features = self.candidates.features(view, candidates)
         self.env._to_env.put(("decide", view, (candidates, features)))
         message = self.env._from_env.get()
         if message is None:

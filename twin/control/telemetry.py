@@ -3,7 +3,10 @@
 The main paper's SDQN controller holds a global view built from node telemetry (sec. V-B,
 Table 2); ``key-buffer-fill-level`` ("current status of the key store (bits)") is the one that
 key-aware routing and the shield read. Here it is every QKD link buffer's bits at the end of a
-tick, as the node sets hold them (``NodeSet.key_fill``).
+tick, as the node sets hold them (``NodeSet.key_fill``), and how fast each buffer filled or
+drained since the report before (the engine's difference of two reports): a buffer's key rate
+less what the flows routed over it draw, the load the neighbours put on a link, which the DRL
+tier's features read (twin.control.drl).
 
 Timing. A controller decides the paths at the end of the tick after the one being run (the
 engine decides one tick ahead, so that controller actors work while the tick runs), and it
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.units import NS_PER_S
+
 __all__ = ["KeyFill"]
 
 
@@ -30,13 +35,16 @@ class KeyFill:
     ``t_ns``: the end of the tick described (-1: no tick has closed yet, and no buffer is
     known); ``n_nodes``: G(t)'s node count; ``codes`` (L,) int64: each link as ``lower node
     index * n_nodes + higher``, ascending; ``bits`` (L,) int64: its buffer's bits. A link with
-    no buffer (never up, or not a QKD link) holds no key: 0.
+    no buffer (never up, or not a QKD link) holds no key: 0. ``trend_bps`` (L,) float64: each
+    buffer's change since the report before, bits/s (:meth:`following`; zeros when there was
+    none).
     """
 
     t_ns: int
     n_nodes: int
     codes: np.ndarray
     bits: np.ndarray
+    trend_bps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.codes.shape != self.bits.shape or self.codes.ndim != 1:
@@ -44,6 +52,24 @@ class KeyFill:
                 f"codes and bits must be 1-D of one length, got {self.codes.shape} and "
                 f"{self.bits.shape}"
             )
+        if self.trend_bps is None:
+            object.__setattr__(self, "trend_bps", np.zeros(self.codes.shape))
+        elif self.trend_bps.shape != self.codes.shape:
+            raise ValueError(
+                f"trend_bps must be of the codes' shape {self.codes.shape}, got "
+                f"{self.trend_bps.shape}"
+            )
+
+    @classmethod
+    def following(cls, before: KeyFill, t_ns: int, codes: np.ndarray, bits: np.ndarray) -> KeyFill:
+        """The report of ``bits`` at ``t_ns``, with each buffer's trend since ``before`` (a
+        buffer ``before`` lacks held 0 then; no trend after :meth:`none_yet`)."""
+        if before.t_ns < 0 or t_ns <= before.t_ns:
+            return cls(int(t_ns), before.n_nodes, codes, bits)
+        n = before.n_nodes
+        was = before.of_pairs(codes // n, codes % n)
+        trend_bps = (bits - was) / ((t_ns - before.t_ns) / NS_PER_S)
+        return cls(int(t_ns), n, codes, bits, trend_bps)
 
     @classmethod
     def none_yet(cls, n_nodes: int) -> KeyFill:
@@ -54,18 +80,40 @@ class KeyFill:
     def of_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """(H,) int64: the bits of the buffer between nodes ``u[i]`` and ``v[i]`` (either
         order; 0 where there is none)."""
+        return self._lookup(self.bits, u, v)
+
+    def trend_of_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """(H,) float64: the trend (bits/s) of the buffer between ``u[i]`` and ``v[i]`` (0
+        where there is none)."""
+        return self._lookup(self.trend_bps, u, v)
+
+    def of_pairs_with_trend(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`of_pairs` as float64, :meth:`trend_of_pairs`), with one lookup."""
+        at, hit = self._find(u, v)
+        bits = np.zeros(hit.shape)
+        trend_bps = np.zeros(hit.shape)
+        bits[hit] = self.bits[at[hit]]
+        trend_bps[hit] = self.trend_bps[at[hit]]
+        return bits, trend_bps
+
+    def _lookup(self, values: np.ndarray, u, v) -> np.ndarray:
+        at, hit = self._find(u, v)
+        out = np.zeros(hit.shape, dtype=values.dtype)
+        out[hit] = values[at[hit]]
+        return out
+
+    def _find(self, u, v) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's place in ``codes`` and whether it is there."""
         u = np.asarray(u, dtype=np.int64)
         v = np.asarray(v, dtype=np.int64)
         want = np.minimum(u, v) * self.n_nodes + np.maximum(u, v)
-        out = np.zeros(want.shape, dtype=np.int64)
+        hit = np.zeros(want.shape, dtype=bool)
         if not self.codes.size:
-            return out
+            return np.zeros(want.shape, dtype=np.int64), hit
         at = np.searchsorted(self.codes, want)
         inside = at < self.codes.size
-        hit = np.zeros(want.shape, dtype=bool)
         hit[inside] = self.codes[at[inside]] == want[inside]
-        out[hit] = self.bits[at[hit]]
-        return out
+        return at, hit
 
     def of_path(self, path) -> np.ndarray:
         """(hops,) int64: the bits of each hop's buffer along ``path`` (node indices)."""

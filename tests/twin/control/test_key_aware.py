@@ -48,6 +48,28 @@ def test_a_fill_report_gives_each_hops_bits_in_either_order_and_0_without_a_buff
         KeyFill(0, 3, np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64))
 
 
+def test_a_fill_report_carries_each_buffers_trend_since_the_report_before():
+    # the engine makes each report from the one before (KeyFill.following): bits/s of change,
+    # a buffer the report before lacked counted from 0, none after none_yet (nothing known)
+    first = KeyFill.following(KeyFill.none_yet(3), 10**9, *_arrays({(0, 1): 500, (1, 2): 70}))
+    assert first.trend_bps.tolist() == [0.0, 0.0]
+    later = KeyFill.following(first, 3 * 10**9,
+                              *_arrays({(0, 1): 100, (0, 2): 30, (1, 2): 70}))  # fmt: skip
+    # (0, 1) drained 400 bits in 2 s, (0, 2) came up with 30, (1, 2) held
+    assert later.trend_of_pairs(np.array([1, 2, 2, 0]), np.array([0, 0, 1, 2])).tolist() == [
+        -200.0, 15.0, 0.0, 15.0,
+    ]  # fmt: skip
+    assert later.trend_of_pairs(np.array([0]), np.array([0])).tolist() == [0.0]  # no buffer
+    assert fill({(0, 1): 5}).trend_bps.tolist() == [0.0]  # given none: zeros
+    with pytest.raises(ValueError, match="trend_bps must be of the codes' shape"):
+        KeyFill(0, 3, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64), np.zeros(1))
+
+
+def _arrays(bits_by_pair):
+    report = fill(bits_by_pair)
+    return report.codes, report.bits
+
+
 def test_key_aware_takes_the_fastest_path_whose_hops_hold_the_flows_need():
     controller = KeyAwareGreedy()
     need = controller.need_bits(Flow("f", "a", "b", TrafficClass.TYPE_I, 1_000), 0)
