@@ -818,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
     p.add_argument("--iterations", type=int, default=20, help="PPO iterations (default 20)")
     p.add_argument(
-        "--episode-s", type=float, default=120.0, help="simulated seconds per episode (120)"
+        "--episode-s", type=float, default=900.0, help="simulated seconds per episode (900)"
     )
     p.add_argument("--steps", type=int, default=2000, help="env steps per iteration (2000)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")

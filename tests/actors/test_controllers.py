@@ -195,6 +195,23 @@ def test_a_packed_snapshot_comes_back_exactly_and_travels_as_plain_values():
         unpack_snapshot(short, snap.node_names)
 
 
+def test_a_packed_fill_report_comes_back_with_its_trend():
+    # the edge tier's runway feature reads each buffer's trend: the edge actors must get the
+    # engine's, to the bit, or the Ray runtime routes otherwise
+    from actors.controllers import pack_key_fill, unpack_key_fill
+    from twin.control.telemetry import KeyFill
+
+    codes = np.array([1, 2, 5], dtype=np.int64)  # (0, 1), (0, 2), (1, 2) of 3 nodes
+    before = KeyFill(10**9, 3, codes, np.array([10, 20, 30], dtype=np.int64))
+    report = KeyFill.following(before, 3 * 10**9, codes, np.array([13, 0, 31], dtype=np.int64))
+    back = unpack_key_fill(pack_key_fill(report), 3)
+    assert back.t_ns == report.t_ns and back.n_nodes == 3
+    for field in ("codes", "bits", "trend_bps"):
+        assert np.array_equal(getattr(back, field), getattr(report, field))
+    assert back.trend_bps.tolist() == [1.5, -10.0, 0.5]
+    assert unpack_key_fill(pack_key_fill(None), 3) is None
+
+
 def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
     from actors.bus import BusError
     from actors.controllers import (

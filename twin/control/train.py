@@ -181,7 +181,7 @@ def train_policy(
     out: str | Path,
     *,
     iterations: int = 20,
-    episode_s: float = 120.0,
+    episode_s: float = 900.0,
     seed: int = 0,
     steps_per_iteration: int = 2000,
     eval_episodes: int = 10,
@@ -196,8 +196,8 @@ def train_policy(
     After each iteration the policy is evaluated as it is deployed (each flow's most likely
     candidate; the env is deterministic, so one episode gives the exact return) and the best
     one is kept: PPO's policy on this problem does not improve monotonically (on
-    case-munich-pretoria the evaluated return went from -56 to +29 and back between
-    iterations). The checkpoint is the last iteration's. ``progress(iteration,
+    case-munich-pretoria's first 15 minutes the evaluated return went from 602.6 to 669.5 and
+    back to 580.9 between iterations; on its first 2 minutes from -56 to +29 and back). The checkpoint is the last iteration's. ``progress(iteration,
     sampled_return, evaluated_return)`` is called after each iteration (sampled: RLlib's mean
     over its recent training episodes, exploring)."""
     import ray
