@@ -197,9 +197,10 @@ def train_policy(
     candidate; the env is deterministic, so one episode gives the exact return) and the best
     one is kept: PPO's policy on this problem does not improve monotonically (on
     case-munich-pretoria's first 15 minutes the evaluated return went from 602.6 to 669.5 and
-    back to 580.9 between iterations; on its first 2 minutes from -56 to +29 and back). The checkpoint is the last iteration's. ``progress(iteration,
-    sampled_return, evaluated_return)`` is called after each iteration (sampled: RLlib's mean
-    over its recent training episodes, exploring)."""
+    back to 580.9 between iterations; on its first 2 minutes from -56 to +29 and back). The
+    checkpoint is the last iteration's. ``progress(iteration, sampled_return,
+    evaluated_return)`` is called after each iteration (sampled: RLlib's mean over its recent
+    training episodes, exploring)."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
