@@ -178,3 +178,25 @@ def test_each_bit_costs_every_ground_site_it_crosses_its_energy_and_carbon():
     assert result.carbon_total_g - fixed.carbon_total_g == pytest.approx(
         result.transport_carbon_g, rel=1e-6
     )
+
+
+def test_the_engine_builds_one_edge_lookup_per_snapshot_with_a_planning_controller(monkeypatch):
+    # a planning controller's view of the unscheduled snapshot adds a lookup; kept three by
+    # order of building, that began a cycle in which every later tick built two (mega:
+    # 1,395 for 721 snapshots), each losing its memos
+    import twin.engine
+
+    built = []
+
+    class Counted(twin.engine.EdgeLookup):
+        def __init__(self, snapshot):
+            built.append(snapshot.t_ns)
+            super().__init__(snapshot)
+
+    monkeypatch.setattr(twin.engine, "EdgeLookup", Counted)
+    scenario = load_scenario("case-grid-eclipse")
+    engine = Engine(scenario, controller="mpc-only")
+    engine.run(duration_s=150)
+    ticks = round(150 / scenario.time.tick_s)
+    plans = 3  # at the decisions of 0, 60 and 120 s
+    assert len(built) <= ticks + 2 + plans, (len(built), ticks)
