@@ -103,8 +103,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         controllers = parse_controllers(args.controllers, list(CONTROLLERS))
     except ValueError as err:
         raise CliError(str(err)) from None
+    policy = _policy(args, [name for name, _ in controllers])
     scenario = load_scenario(args.scenario)
     seeds = [scenario.seed + i for i in range(args.seeds)]
+
+    def policy_of(name: str):
+        from twin.control.baselines import POLICY_CONTROLLERS
+
+        return policy if name in POLICY_CONTROLLERS else None
+
     duration_s = None if args.hours is None else args.hours * 3600.0
     out_dir = Path(args.out or f"results/{scenario.name}-compare")
 
@@ -120,7 +127,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         def make(name: str, seed: int, shield: bool):
             return ray_engine(
                 scenario, placement_mode=args.placement or "auto", hosts=args.hosts,
-                controller=name, seed=seed, shield=shield or None,
+                controller=name, seed=seed, shield=shield or None, policy=policy_of(name),
                 controller_actors=edge_actors != "none", edge_actors=edge_actors,
             )  # fmt: skip
 
@@ -132,7 +139,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
 
         def make(name: str, seed: int, shield: bool):
-            return Engine(scenario, controller=name, seed=seed, shield=shield or None)
+            return Engine(
+                scenario, controller=name, seed=seed, shield=shield or None, policy=policy_of(name)
+            )
 
         runs = run_comparison(controllers, seeds, make, duration_s, progress)
     written = write_comparison(out_dir, runs)
@@ -202,6 +211,31 @@ def _check_runtime_flags(args: argparse.Namespace) -> None:
         raise CliError(f"--hosts must be a whole number >= 1, got {args.hosts}")
 
 
+POLICY_HELP = (
+    "the edge policy drl-only and ai-sdqn route with: a policy.pt that `qntwin train` wrote "
+    "(default: the one shipped in twin/control/data)"
+)
+
+
+def _policy(args: argparse.Namespace, controllers: list[str]):
+    """The edge policy of ``--policy`` (None without the flag); CliError for a file that is no
+    policy, or when none of ``controllers`` routes with one."""
+    if args.policy is None:
+        return None
+    from twin.control.baselines import POLICY_CONTROLLERS
+    from twin.control.drl import EdgePolicy
+
+    if not set(controllers) & set(POLICY_CONTROLLERS):
+        raise CliError(
+            f"--policy applies to {' and '.join(POLICY_CONTROLLERS)}, which route with an edge "
+            f"policy, not to {', '.join(controllers)}: drop it or run one of them"
+        )
+    try:
+        return EdgePolicy.load(args.policy)
+    except ValueError as err:
+        raise CliError(f"--policy: {err}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
 
     from twin.engine import Engine
@@ -215,6 +249,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"--hours must be within (0, 8784], got {args.hours:g}")
     if args.seed is not None and args.seed < 0:
         raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
+    policy = _policy(args, [args.controller])
     scenario = load_scenario(args.scenario)
     if args.runtime == "ray":
         # the runtime lives in actors/ (which builds on twin); reached only from here, lazily
@@ -237,6 +272,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     controller=args.controller,
                     seed=args.seed,
                     shield=args.shield or None,
+                    policy=policy,
                     controller_actors=edge_actors != "none",
                     edge_actors=edge_actors,
                     bus_kwargs=bus_kwargs,
@@ -250,7 +286,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_engine(
         args,
         scenario,
-        Engine(scenario, controller=args.controller, seed=args.seed, shield=args.shield or None),
+        Engine(
+            scenario,
+            controller=args.controller,
+            seed=args.seed,
+            shield=args.shield or None,
+            policy=policy,
+        ),
     )
 
 
@@ -674,8 +716,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(
         f"policy: {result.policy_path}; RLlib checkpoint: {result.checkpoint_path}\n"
-        "(drl-only and ai-sdqn route with the policy shipped in twin/control/data/"
-        "edge_policy.pt: copy policy.pt there to route with this one)"
+        f"(drl-only and ai-sdqn route with it given --policy {result.policy_path}; without, "
+        "with the policy shipped in twin/control/data/edge_policy.pt)"
     )
     return 0
 
@@ -698,6 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="static-sp (default), dijkstra-distance, key-aware, mpc-only, drl-only or ai-sdqn",
     )
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
+    p.add_argument("--policy", metavar="FILE", help=POLICY_HELP)
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
     p.add_argument("--out", help="output directory (default results/SCENARIO-CONTROLLER-SEED)")
     p.add_argument(
@@ -758,6 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="seeds per controller (default 1)")
     p.add_argument("--hours", type=float, help="simulated hours (default: the scenario's duration)")
     p.add_argument("--out", help="output directory (default results/SCENARIO-compare)")
+    p.add_argument("--policy", metavar="FILE", help=POLICY_HELP)
     p.add_argument(
         "--runtime",
         choices=["local", "ray"],

@@ -121,7 +121,13 @@ from fractions import Fraction
 
 import numpy as np
 
-from twin.control.baselines import Decision, EdgeLookup, NetworkView, make_controller
+from twin.control.baselines import (
+    ControllerSpec,
+    Decision,
+    EdgeLookup,
+    NetworkView,
+    make_controller,
+)
 from twin.control.mpc import LaserSchedule
 from twin.control.objective import (
     LATENCY_REFERENCE_S,
@@ -405,10 +411,21 @@ class Engine:
         node_group=None,
         controllers=None,
         shield: bool | None = None,
+        policy=None,
     ):
         self.scenario = scenario
-        # a name (twin.control), or a controller object (the DRL environment drives its own)
-        self.controller = make_controller(controller) if isinstance(controller, str) else controller
+        # a name (twin.control), or a controller object (the DRL environment drives its own);
+        # ``policy``: the edge policy a controller by name routes with (drl-only, ai-sdqn;
+        # None: the shipped one)
+        if isinstance(controller, str):
+            self.controller = make_controller(controller, policy)
+            spec = controller if policy is None else ControllerSpec(controller, policy)
+        elif policy is not None:
+            raise ValueError("a policy goes with a controller given by name")
+        else:
+            self.controller, spec = controller, controller
+        self.edge_policy = getattr(self.controller, "policy", None)
+        """the edge policy the controller routes with (twin.control.drl.EdgePolicy), if any"""
         self.seed = scenario.seed if seed is None else int(seed)
         self.topology = TopologyModel(scenario)
         self.dt_ns = int(round(scenario.time.tick_s * NS_PER_S))
@@ -433,7 +450,7 @@ class Engine:
         # name and this engine (the Ray runtime passes one that spreads it over controller
         # actors, actors.controllers); it must decide as the controller does here
         if controllers is not None:
-            self.controller = controllers(controller, self)
+            self.controller = controllers(spec, self)
         self.reads_key_fill = bool(getattr(self.controller, "reads_key_fill", False))
         # the shield (twin.control.shield) between the controller and the network: the
         # controller's own choice (``shielded``) unless the caller says; every run is audited

@@ -127,6 +127,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "flows": len(engine.flows),
             "nodes": len(engine.topology.node_names),
             "battery_reserve_fraction": engine.sat_power.reserve_fraction,
+            **_edge_policy(engine),
         },
         "metrics": {
             "secure_session_uptime_pct": uptime,
@@ -198,6 +199,13 @@ def json_safe(value):
     if isinstance(value, list):
         return [json_safe(v) for v in value]
     return value
+
+
+def _edge_policy(engine) -> dict[str, str]:
+    """``edge_policy``: the fingerprint of the edge policy the run routed with (drl-only and
+    ai-sdqn: results depend on it as on the code), for a controller that has one."""
+    policy = getattr(engine, "edge_policy", None)
+    return {} if policy is None else {"edge_policy": policy.fingerprint()}
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:

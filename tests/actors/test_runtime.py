@@ -299,3 +299,36 @@ def test_bulk_deferral_runs_on_the_actors_as_in_one_process(ray_local):
     assert _without_wall_time(got) == _without_wall_time(expected)
     metrics = json.loads(got)["metrics"]
     assert metrics["bulk_deferrals"] and metrics["transport_energy_j"] > 0
+
+
+def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_local):
+    # drl-only with a policy of its own (always the fastest candidate), not the shipped one:
+    # the edge actors get it with the controller (a ControllerSpec, pickled) and route as the
+    # local engine does; the shipped policy routes otherwise, and metrics.json names the policy
+    import torch
+
+    from actors.runtime import ray_engine
+    from twin.control.drl import EdgePolicy, FlowPolicyNet
+
+    net = FlowPolicyNet()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        net.body[-1].bias[2] = 1.0  # every flow's fastest candidate (static-sp's)
+    fastest = EdgePolicy(net)
+    scenario = load_scenario("case-grid-eclipse")
+    local = Engine(scenario, controller="drl-only", policy=fastest)
+    expected = metrics_json(compute_metrics(local.run(duration_s=120), local))
+    shipped = Engine(scenario, controller="drl-only")
+    other = metrics_json(compute_metrics(shipped.run(duration_s=120), shipped))
+    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
+                        controller="drl-only", policy=fastest)  # fmt: skip
+    try:
+        got = metrics_json(compute_metrics(engine.run(duration_s=120), engine))
+    finally:
+        engine.close()
+
+    assert _without_wall_time(got) == _without_wall_time(expected)
+    assert _without_wall_time(other)["metrics"] != _without_wall_time(expected)["metrics"]
+    assert json.loads(got)["config"]["edge_policy"] == fastest.fingerprint()
+    assert json.loads(other)["config"]["edge_policy"] != fastest.fingerprint()

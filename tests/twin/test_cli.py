@@ -241,3 +241,21 @@ def test_train_bad_options_are_one_clear_line(capsys, argv, expected):
     code, out, err = run_cli(capsys, "train", *argv)
     assert code == 2 and out == ""
     assert expected in err and "Traceback" not in err
+
+
+def test_policy_flag_errors_are_one_clear_line(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a policy")
+    cases = [
+        (["run", "small", "--policy", str(bad)], "--policy applies to drl-only and ai-sdqn"),
+        (["compare", "small", "--controllers", "static-sp,key-aware", "--policy", str(bad)],
+         "not to static-sp, key-aware: drop it or run one of them"),
+        (["run", "small", "--controller", "drl-only", "--policy", str(tmp_path / "none.pt")],
+         "--policy: policy file"),
+        (["run", "small", "--controller", "ai-sdqn", "--policy", str(bad)],
+         "is not a qntwin edge policy"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and out == ""
+        assert expected in err and "Traceback" not in err, err

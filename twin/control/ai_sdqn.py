@@ -32,6 +32,11 @@ class AiSdqn(MpcOnly):
         super().__init__()
         self._router = DrlOnly(policy)
 
+    @property
+    def policy(self) -> EdgePolicy:
+        """The edge policy the DRL tier routes with."""
+        return self._router.policy
+
     def decide(self, view):
         plan = view.plan
         contacts = plan.contacts if isinstance(plan, LaserSchedule) else None

@@ -40,7 +40,9 @@ from twin.units import NS_PER_S
 
 __all__ = [
     "CONTROLLERS",
+    "POLICY_CONTROLLERS",
     "Controller",
+    "ControllerSpec",
     "Decision",
     "DijkstraDistance",
     "EdgeLookup",
@@ -364,8 +366,8 @@ def _imported(module: str, cls: str):
     controllers pull in OSQP, the topology or torch (and the shipped policy), which a run of a
     baseline need not load."""
 
-    def make():
-        return getattr(importlib.import_module(module), cls)()
+    def make(*args):
+        return getattr(importlib.import_module(module), cls)(*args)
 
     return make
 
@@ -375,14 +377,36 @@ CONTROLLERS["drl-only"] = _imported("twin.control.drl", "DrlOnly")
 CONTROLLERS["ai-sdqn"] = _imported("twin.control.ai_sdqn", "AiSdqn")
 
 
-def make_controller(name: str) -> Controller:
-    """A controller by name; ValueError naming the known ones for an unknown name."""
-    try:
+# the controllers that route with the DRL tier's edge policy (twin.control.drl)
+POLICY_CONTROLLERS = ("drl-only", "ai-sdqn")
+
+
+def make_controller(name: str, policy=None) -> Controller:
+    """A controller by name; ValueError naming the known ones for an unknown name.
+    ``policy``: the edge policy (twin.control.drl.EdgePolicy) that ``drl-only`` and
+    ``ai-sdqn`` route with (None: the shipped one); ValueError for another controller."""
+    if name not in CONTROLLERS:
+        raise ValueError(f"unknown controller {name!r}; known: {', '.join(sorted(CONTROLLERS))}")
+    if policy is None:
         return CONTROLLERS[name]()
-    except KeyError:
+    if name not in POLICY_CONTROLLERS:
         raise ValueError(
-            f"unknown controller {name!r}; known: {', '.join(sorted(CONTROLLERS))}"
-        ) from None
+            f"controller {name!r} routes with no edge policy; a policy is for "
+            f"{' and '.join(POLICY_CONTROLLERS)}"
+        )
+    return CONTROLLERS[name](policy)
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """A controller by name with the edge policy it routes with, made where it runs: called,
+    it makes the controller (a controller actor gets the spec, pickled, and makes its own)."""
+
+    name: str
+    policy: object = None
+
+    def __call__(self) -> Controller:
+        return make_controller(self.name, self.policy)
 
 
 class EdgeLookup:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -279,6 +280,16 @@ class EdgePolicy:
     def choose(self, features: np.ndarray) -> np.ndarray:
         """The candidate each flow takes: its most likely one (module docstring)."""
         return self.probabilities(features).argmax(axis=1)
+
+    def fingerprint(self) -> str:
+        """The first 16 hex digits of the SHA-256 of the weights as :meth:`save` writes them
+        (float32, in the state's order): what names the policy a run routed with
+        (metrics.json's ``config.edge_policy``)."""
+        digest = hashlib.sha256()
+        for name, value in self.net.state_dict().items():
+            digest.update(name.encode())
+            digest.update(value.to(torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
