@@ -20,6 +20,23 @@ def _without_wall_time(text: str) -> dict:
     return m
 
 
+def _local_and_on_ray(scenario, duration_s: float, **engine_kw) -> tuple[str, str]:
+    """metrics.json of ``scenario`` run by the local engine and by the Ray runtime (two
+    sharded hosts, an edge actor per site), with the same engine arguments."""
+    from actors.runtime import ray_engine
+
+    local = Engine(scenario, **engine_kw)
+    expected = metrics_json(compute_metrics(local.run(duration_s=duration_s), local))
+    engine = ray_engine(
+        scenario, placement_mode="sharded", hosts=2, edge_actors="per-site", **engine_kw
+    )
+    try:
+        got = metrics_json(compute_metrics(engine.run(duration_s=duration_s), engine))
+    finally:
+        engine.close()
+    return expected, got
+
+
 def metrics_of(engine, progress=None) -> str:
     result = engine.run(duration_s=DURATION_S, progress=progress)
     metrics = json.loads(metrics_json(compute_metrics(result, engine)))
@@ -283,19 +300,10 @@ def test_bulk_deferral_runs_on_the_actors_as_in_one_process(ray_local):
     # takes it, and the hosts' sources send the bulk on the deferred schedule (their
     # forwarding updates carry it); the ground sites' per-bit energy comes back with the
     # hosts' counters: the metrics are the local engine's byte for byte
-    from actors.runtime import ray_engine
     from tests.twin.control.test_mpc import _night_bulk_flows
 
     scenario, flows = _night_bulk_flows()
-    local = Engine(scenario, controller="mpc-only", flows=flows)
-    expected = metrics_json(compute_metrics(local.run(duration_s=240), local))
-    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
-                        controller="mpc-only", flows=flows)  # fmt: skip
-    try:
-        got = metrics_json(compute_metrics(engine.run(duration_s=240), engine))
-    finally:
-        engine.close()
-
+    expected, got = _local_and_on_ray(scenario, 240, controller="mpc-only", flows=flows)
     assert _without_wall_time(got) == _without_wall_time(expected)
     metrics = json.loads(got)["metrics"]
     assert metrics["bulk_deferrals"] and metrics["transport_energy_j"] > 0
@@ -307,7 +315,6 @@ def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_loc
     # local engine does; the shipped policy routes otherwise, and metrics.json names the policy
     import torch
 
-    from actors.runtime import ray_engine
     from twin.control.drl import EdgePolicy, FlowPolicyNet
 
     net = FlowPolicyNet()
@@ -317,17 +324,9 @@ def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_loc
         net.body[-1].bias[2] = 1.0  # every flow's fastest candidate (static-sp's)
     fastest = EdgePolicy(net)
     scenario = load_scenario("case-grid-eclipse")
-    local = Engine(scenario, controller="drl-only", policy=fastest)
-    expected = metrics_json(compute_metrics(local.run(duration_s=120), local))
+    expected, got = _local_and_on_ray(scenario, 120, controller="drl-only", policy=fastest)
     shipped = Engine(scenario, controller="drl-only")
     other = metrics_json(compute_metrics(shipped.run(duration_s=120), shipped))
-    engine = ray_engine(scenario, placement_mode="sharded", hosts=2, edge_actors="per-site",
-                        controller="drl-only", policy=fastest)  # fmt: skip
-    try:
-        got = metrics_json(compute_metrics(engine.run(duration_s=120), engine))
-    finally:
-        engine.close()
-
     assert _without_wall_time(got) == _without_wall_time(expected)
     assert _without_wall_time(other)["metrics"] != _without_wall_time(expected)["metrics"]
     assert json.loads(got)["config"]["edge_policy"] == fastest.fingerprint()
