@@ -90,7 +90,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         summarize,
         write_comparison,
     )
-    from twin.control.baselines import CONTROLLERS
+    from twin.control.baselines import CONTROLLERS, POLICY_CONTROLLERS
     from twin.engine import Engine
     from twin.scenarios import load_scenario
 
@@ -108,8 +108,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     seeds = [scenario.seed + i for i in range(args.seeds)]
 
     def policy_of(name: str):
-        from twin.control.baselines import POLICY_CONTROLLERS
-
         return policy if name in POLICY_CONTROLLERS else None
 
     duration_s = None if args.hours is None else args.hours * 3600.0

@@ -473,8 +473,9 @@ class Engine:
         # satellite's time awake in it
         self._awake_step: tuple[int, int] | None = None
         self._awake_spent_ns = np.zeros(0, dtype=np.int64)
-        # the satellites in turbo mode in each scheduled snapshot (the last three, as the
-        # edge lookups: a tick's energy phase reads its start's)
+        # the satellites in turbo mode in each scheduled snapshot (the last three scheduled:
+        # the tick's start, its end and the next tick's end; a tick's energy phase reads its
+        # start's)
         self._turbo_of: list[tuple[Snapshot, np.ndarray]] = []
         equipment = scenario.equipment
         self.sat_power = equipment.satellite.power_model()

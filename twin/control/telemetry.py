@@ -80,27 +80,20 @@ class KeyFill:
     def of_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """(H,) int64: the bits of the buffer between nodes ``u[i]`` and ``v[i]`` (either
         order; 0 where there is none)."""
-        return self._lookup(self.bits, u, v)
-
-    def trend_of_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """(H,) float64: the trend (bits/s) of the buffer between ``u[i]`` and ``v[i]`` (0
-        where there is none)."""
-        return self._lookup(self.trend_bps, u, v)
+        at, hit = self._find(u, v)
+        out = np.zeros(hit.shape, dtype=np.int64)
+        out[hit] = self.bits[at[hit]]
+        return out
 
     def of_pairs_with_trend(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(:meth:`of_pairs` as float64, :meth:`trend_of_pairs`), with one lookup."""
+        """(H,) float64 twice: :meth:`of_pairs`'s bits, and the trend (bits/s) of the same
+        buffers (0 where there is none), with one lookup."""
         at, hit = self._find(u, v)
         bits = np.zeros(hit.shape)
         trend_bps = np.zeros(hit.shape)
         bits[hit] = self.bits[at[hit]]
         trend_bps[hit] = self.trend_bps[at[hit]]
         return bits, trend_bps
-
-    def _lookup(self, values: np.ndarray, u, v) -> np.ndarray:
-        at, hit = self._find(u, v)
-        out = np.zeros(hit.shape, dtype=values.dtype)
-        out[hit] = values[at[hit]]
-        return out
 
     def _find(self, u, v) -> tuple[np.ndarray, np.ndarray]:
         """Each pair's place in ``codes`` and whether it is there."""

@@ -56,10 +56,9 @@ def test_a_fill_report_carries_each_buffers_trend_since_the_report_before():
     later = KeyFill.following(first, 3 * 10**9,
                               *_arrays({(0, 1): 100, (0, 2): 30, (1, 2): 70}))  # fmt: skip
     # (0, 1) drained 400 bits in 2 s, (0, 2) came up with 30, (1, 2) held
-    assert later.trend_of_pairs(np.array([1, 2, 2, 0]), np.array([0, 0, 1, 2])).tolist() == [
-        -200.0, 15.0, 0.0, 15.0,
-    ]  # fmt: skip
-    assert later.trend_of_pairs(np.array([0]), np.array([0])).tolist() == [0.0]  # no buffer
+    _, trend_bps = later.of_pairs_with_trend(np.array([1, 2, 2, 0]), np.array([0, 0, 1, 2]))
+    assert trend_bps.tolist() == [-200.0, 15.0, 0.0, 15.0]
+    assert later.of_pairs_with_trend(np.array([0]), np.array([0]))[1].tolist() == [0.0]  # none
     assert fill({(0, 1): 5}).trend_bps.tolist() == [0.0]  # given none: zeros
     with pytest.raises(ValueError, match="trend_bps must be of the codes' shape"):
         KeyFill(0, 3, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64), np.zeros(1))
