@@ -161,17 +161,26 @@ def _decide_arguments(command: list, seq: int, actor: int) -> tuple[list, list |
 
 
 def decide_result(body, actor: int, seq: int, n_flows: int, n_nodes: int) -> list:
-    """The paths of an edge actor's reply to decide command ``seq`` (checked: a list holding,
-    for each of the actor's ``n_flows`` flows, None or a list of node indices below
-    ``n_nodes``); a BusError names what is wrong."""
-    if not (type(body) is list and len(body) == n_flows and all(
-        path is None or (type(path) is list and all(type(n) is int and 0 <= n < n_nodes
-                                                    for n in path))
-        for path in body
-    )):  # fmt: skip
+    """The [paths, boost] of an edge actor's reply to decide command ``seq`` (checked: a list
+    holding, for each of the actor's ``n_flows`` flows, None or a list of node indices below
+    ``n_nodes``, and the flows' ``Decision.boost``: empty or one bool per flow); a BusError
+    names what is wrong."""
+    if not (type(body) is list and len(body) == 2 and type(body[0]) is list
+            and len(body[0]) == n_flows and all(
+                path is None or (type(path) is list and all(type(n) is int and 0 <= n < n_nodes
+                                                            for n in path))
+                for path in body[0])):  # fmt: skip
         raise BusError(
-            f"edge actor {actor}'s reply to command {seq} must be a list of {n_flows} paths "
-            f"(None or a list of node indices below {n_nodes} each), got {body!r:.80}"
+            f"edge actor {actor}'s reply to command {seq} must be [paths, boost] with a list "
+            f"of {n_flows} paths (None or a list of node indices below {n_nodes} each), got "
+            f"{body!r:.80}"
+        )
+    boost = body[1]
+    if not (type(boost) is list and len(boost) in (0, n_flows)
+            and all(type(b) is bool for b in boost)):  # fmt: skip
+        raise BusError(
+            f"edge actor {actor}'s reply to command {seq}: its boost must be an empty list or "
+            f"{n_flows} bools, got {boost!r:.80}"
         )
     return body
 
@@ -331,11 +340,13 @@ class EdgeController(_HostedController):
         return True
 
     def decide(self, snapshot: list, fill: list | None = None) -> list:
-        """This site's flows' paths for G(t) ``snapshot`` (:func:`pack_snapshot`) and the key
-        buffers' fill report ``fill`` (:func:`pack_key_fill`), in its flow order, each a list
-        of node indices or None (plain lists: msgpack's values)."""
-        paths = self.controller.decide(self._view(snapshot, self.plan, fill)).paths
-        return [None if path is None else list(map(int, path)) for path in paths]
+        """[paths, boost]: this site's flows' paths for G(t) ``snapshot``
+        (:func:`pack_snapshot`) and the key buffers' fill report ``fill``
+        (:func:`pack_key_fill`), in its flow order, each a list of node indices or None, and
+        their ``Decision.boost`` (plain lists: msgpack's values)."""
+        decision = self.controller.decide(self._view(snapshot, self.plan, fill))
+        paths = [None if path is None else list(map(int, path)) for path in decision.paths]
+        return [paths, [bool(b) for b in decision.boost]]
 
     def serve(self, first_seq: int) -> int:
         """Decide on the driver's commands over the bus, from command ``first_seq`` on, until
@@ -647,13 +658,16 @@ class RayControllers:
 
         def collect() -> Decision:
             paths: list = [None] * self._n_flows
+            boost = [False] * self._n_flows
             results = self._wait([*calls, *decides], "decide")[len(calls) :]
-            for (_, members), site_paths in zip(self.groups, results, strict=True):
+            for (_, members), (site_paths, site_boost) in zip(self.groups, results, strict=True):
                 for k, path in zip(members, site_paths, strict=True):
                     paths[k] = None if path is None else tuple(path)
+                for k, wanted in zip(members, site_boost, strict=False):  # ([] for none)
+                    boost[k] = wanted
             if self._ticks % self.checkpoint_every == 0:
                 self._checkpoint()
-            return Decision(paths=tuple(paths))
+            return Decision(paths=tuple(paths), boost=tuple(boost) if any(boost) else ())
 
         return collect
 

@@ -84,23 +84,25 @@ envelopes, and the entanglement service runs ``distribute`` over the path nodes'
 call: the node group lends them to the engine for the request and takes them back after.
 
 Control plane (twin.control). The controller's decision passes the shield when the controller
-carries one or the caller asks (``shield=True``), and every decision that serves a tick is
-audited against the shield's rules (``shield_violations``); both read the last closed tick's
-key-buffer fill report, which the nodes therefore send every tick. Each tick is scored by the
-objective of eq. (4) (``TickRecord.reward``, J in ``RunResult.objective``). A planning
-controller's plan that schedules the satellites' terminals (``twin.control.mpc.LaserSchedule``,
-the laser schedule) is applied to each snapshot before it is decided on: a satellite whose
-planned time awake in the current step is spent has its optical links down, and idle terminals
-sleep (OFF) rather than stand by; an awake satellite the plan puts in QKD turbo mode
-(``LaserSchedule.turbo``) runs its terminals at the turbo level and its optical links make key
-faster (``Engine.turbo_skr_gain``). A plan takes effect one planning period after the state it
-was computed from (the cloud tier plans while the network runs: ``submit_plan`` computes it on
-the controller's own thread or the cloud actor, and the engine collects it a period later), so
-the first period runs without one; where and how fast it was computed changes nothing. A plan
-may put Type-IV forecast events off (``LaserSchedule.deferrals``, carbon-aware deferral): the
-engine takes each once, before the event starts, and the flow's forwarding updates carry the
-delay to its source, which sends the bulk that much later (``Flow.deferred``); controllers
-still see the flows as announced (the same in both runtimes).
+carries one or the caller asks (``shield=True``), and every decision that serves a tick is audited
+against the shield's rules (``shield_violations``); both read the last closed tick's key-buffer fill
+report, which the nodes therefore send every tick. Each tick is scored by the objective of eq. (4)
+(``TickRecord.reward``, J in ``RunResult.objective``). A planning controller's plan that schedules
+the satellites' terminals (``twin.control.mpc.LaserSchedule``, the laser schedule) is applied to
+each snapshot before it is decided on: a satellite whose planned time awake in the current step is
+spent has its optical links down, and idle terminals sleep (OFF) rather than stand by; an awake
+satellite the plan puts in QKD turbo mode (``LaserSchedule.turbo``) runs its terminals at the turbo
+level and its optical links make key faster (``Engine.turbo_skr_gain``). The edge tier's laser power
+(``Decision.boost``, past the shield's ``battery_reserve`` rule) runs the satellites of each boosted
+flow's path at the turbo level the same way, plan or none, in the snapshot after the one decided on
+(the decision for G(t) is collected before G(t + dt) is scheduled, in both runtimes). A plan takes
+effect one planning period after the state it was computed from (the cloud tier plans while the
+network runs: ``submit_plan`` computes it on the controller's own thread or the cloud actor, and the
+engine collects it a period later), so the first period runs without one; where and how fast it was
+computed changes nothing. A plan may put Type-IV forecast events off (``LaserSchedule.deferrals``,
+carbon-aware deferral): the engine takes each once, before the event starts, and the flow's
+forwarding updates carry the delay to its source, which sends the bulk that much later
+(``Flow.deferred``); controllers still see the flows as announced (the same in both runtimes).
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would
@@ -135,7 +137,7 @@ from twin.control.objective import (
     TickTerms,
     carbon_rate_kg_per_h,
 )
-from twin.control.shield import RULES, Shield, audit
+from twin.control.shield import RULES, Shield, audit, boosted_satellites
 from twin.control.telemetry import KeyFill
 from twin.network.entanglement_distribution import (
     NodeLayer,
@@ -458,9 +460,9 @@ class Engine:
         own = bool(getattr(self.controller, "shielded", False))
         if shield is None:
             shield = own
-        self.shield = Shield() if shield else None
+        shielded = bool(shield)
         # what results name the controller by: its name, marked when the caller added a shield
-        self.controller_label = self.controller.name + ("+shield" if shield and not own else "")
+        self.controller_label = self.controller.name + ("+shield" if shielded and not own else "")
         self.shield_violations = dict.fromkeys(RULES, 0)
         self._end_ns = 0  # the run's end: decisions at or after it serve no tick (no audit)
         self._decisions = 0  # decide calls so far: a planning controller plans every N
@@ -482,6 +484,17 @@ class Engine:
         # QKD turbo mode: the optical links of a satellite in turbo make key this many times
         # faster (1: the scenario's terminals have no turbo mode, and no plan names one)
         self.turbo_skr_gain = self.sat_power.turbo_key_rate_gain
+        self.shield = Shield(reserve_fraction=self.sat_power.reserve_fraction) if shielded else None
+        # the satellites the last collected decision boosts (its flows' Decision.boost, after
+        # the shield): the next snapshot scheduled runs them at the turbo level
+        self._boosted = np.zeros(0, dtype=np.int64)
+        # the satellites' charge (fraction of capacity, satellite order) after the last closed
+        # tick's battery step, for the shield's battery-reserve rule (None before one; set
+        # empty below for a scenario without satellites)
+        self._sat_soc: np.ndarray | None = None
+        self.turbo_satellite_ticks = {"plan": 0, "edge": 0}
+        """satellite-ticks run at the QKD turbo level, by who asked: the plan
+        (LaserSchedule.turbo) or, where the plan did not, the edge tier (Decision.boost)"""
         self.ogs_power = equipment.ogs.power_model()
         # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
         self.haps_power = (
@@ -526,6 +539,8 @@ class Engine:
         )
         self._key_fill = KeyFill.none_yet(len(names))
         """the last closed tick's fill report (the controller's view of the key buffers)"""
+        if self._sat0 == len(names):  # no satellite: no charge to wait for
+            self._sat_soc = np.zeros(0)
         self._controller_seq: dict[str, int] = {}  # per destination (twin.network.nodes)
         self.trace: list[Envelope] | None = None
         """set to a list to record every envelope the nodes handle (tests, debugging)"""
@@ -562,29 +577,21 @@ class Engine:
         self._optical_kind = np.isin(kind_codes, OPTICAL_TERMINAL_KINDS)
         self._space_kind = np.isin(kind_codes, SPACE_EDGE_KINDS)
         terminals = self.sat_power.laser_terminals
-        self._sat_load_by_active_w = self.sat_power.load_w(
-            np.where(
-                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
-                int(LaserLevel.ON),
-                int(LaserLevel.STANDBY),
-            )
-        )
-        # under a laser schedule the idle terminals sleep (OFF) instead of standing by, and a
+
+        def load_by_active_w(active: LaserLevel, idle: LaserLevel) -> np.ndarray:
+            """A satellite's load per number of active terminals (0..all), the active ones at
+            level ``active`` and the others at ``idle``."""
+            is_active = np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None]
+            return self.sat_power.load_w(np.where(is_active, int(active), int(idle)))
+
+        self._sat_load_by_active_w = load_by_active_w(LaserLevel.ON, LaserLevel.STANDBY)
+        # under a laser schedule the idle terminals sleep (OFF) instead of standing by; a
         # satellite in turbo mode runs its active ones at the turbo level
-        self._sat_load_by_active_asleep_w = self.sat_power.load_w(
-            np.where(
-                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
-                int(LaserLevel.ON),
-                int(LaserLevel.OFF),
-            )
-        )
-        self._sat_load_by_active_turbo_w = self.sat_power.load_w(
-            np.where(
-                np.arange(terminals)[None, :] < np.arange(terminals + 1)[:, None],
-                int(LaserLevel.TURBO),
-                int(LaserLevel.OFF),
-            )
-        )
+        self._sat_load_by_active_asleep_w = load_by_active_w(LaserLevel.ON, LaserLevel.OFF)
+        self._sat_load_by_active_turbo_w = {
+            True: load_by_active_w(LaserLevel.TURBO, LaserLevel.OFF),  # under a schedule
+            False: load_by_active_w(LaserLevel.TURBO, LaserLevel.STANDBY),
+        }
         self._haps_load_by_linked_w = self.haps_power.load_w(
             np.array([False, True]), np.array([False, True])
         )
@@ -1196,15 +1203,15 @@ class Engine:
             lit = sunlit_fraction(snap.satellite_positions_m, sun[:, None])
             active = np.bincount(optical_b[optical_b >= sat0] - sat0, minlength=n_sats)
             terminals = self.sat_power.laser_terminals
+            scheduled = isinstance(self._plan, LaserSchedule)
             by_active = (
-                self._sat_load_by_active_asleep_w
-                if isinstance(self._plan, LaserSchedule)
-                else self._sat_load_by_active_w
+                self._sat_load_by_active_asleep_w if scheduled else self._sat_load_by_active_w
             )
             load = by_active[np.minimum(active, terminals)]
             turbo = self._turbo_satellites(snap)
             if turbo.size:
-                load[turbo] = self._sat_load_by_active_turbo_w[np.minimum(active[turbo], terminals)]
+                by_active_turbo = self._sat_load_by_active_turbo_w[scheduled]
+                load[turbo] = by_active_turbo[np.minimum(active[turbo], terminals)]
             steps.append(("satellite", lit, load, self.sat_power, dt_s))
             sat_power_w = float(np.sum(load))
         if n_haps:
@@ -1264,6 +1271,7 @@ class Engine:
             if platform == "satellite":
                 below = int(np.sum(below_reserve))
                 capacity = self.sat_power.battery_capacity_j
+                self._sat_soc = np.asarray(soc_j, dtype=float) / capacity
                 soc_mean = float(np.mean(soc_j) / capacity)
                 soc_min = float(np.min(soc_j) / capacity)
             else:
@@ -1306,8 +1314,14 @@ class Engine:
         snap = self._apply_schedule(snap)
         # the shield and the audit see what the controller sees, with the fill report in any
         # case; the controller sees the report only if it reads it
-        checked = self._view(snap, plan=self._plan if every > 0 else None)
-        view = checked if self.reads_key_fill else dataclasses.replace(checked, key_fill=None)
+        checked = self._view(
+            snap, plan=self._plan if every > 0 else None, battery_soc=self._sat_soc
+        )
+        # (the battery charge is the planner's and the shield's: edge controllers decide
+        # from G(t), the fill report and the plan, in both runtimes)
+        view = dataclasses.replace(
+            checked, battery_soc=None, key_fill=checked.key_fill if self.reads_key_fill else None
+        )
         self._decisions += 1
         submit = getattr(self.controller, "submit_decide", None)
         decided = submit(view) if submit is not None else _given(self.controller.decide(view))
@@ -1318,8 +1332,19 @@ class Engine:
             if self.shield is not None:
                 decision = self.shield.filter(checked, decision, count=serves)
             if serves:
-                for rule, n in audit(checked, decision.paths).items():
+                found = audit(
+                    checked, decision.paths, boost=decision.boost,
+                    reserve_fraction=self.sat_power.reserve_fraction,
+                )  # fmt: skip
+                for rule, n in found.items():
                     self.shield_violations[rule] += n
+            # the next snapshot scheduled runs the boosted flows' satellites at the turbo level
+            boosted = [
+                boosted_satellites(path, self._sat0)
+                for k, path in enumerate(decision.paths)
+                if decision.boosted(k)
+            ]
+            self._boosted = np.unique(np.concatenate(boosted)) if boosted else self._boosted[:0]
             return decision
 
         return snap, collect
@@ -1347,35 +1372,51 @@ class Engine:
         )
 
     def _apply_schedule(self, snap):
-        """``snap`` with the optical links of sleeping satellites down (the laser schedule).
+        """``snap`` with the optical links of sleeping satellites down (the laser schedule)
+        and those of satellites in QKD turbo mode making key faster.
 
         Under a :class:`LaserSchedule` a satellite's terminals run at a tick when it has an
         optical contact (an up FSO edge to an OGS or a HAPS) and its time awake in the plan's
         current step is not spent; otherwise they sleep (OFF: no standby load) and its optical
-        links carry nothing. Called once per snapshot in time order, so the time spent is a
-        function of the schedule and G(t) alone."""
-        schedule = self._plan
-        if not isinstance(schedule, LaserSchedule):
+        links carry nothing. Without one, every satellite in contact is awake. An awake
+        satellite runs at the turbo level when the plan puts it in turbo mode or the last
+        collected decision boosts it (``Decision.boost``; none where the terminals have no
+        turbo mode). Called once per snapshot in time order, so the time spent is a function
+        of the schedule, the decisions and G(t) alone."""
+        schedule = self._plan if isinstance(self._plan, LaserSchedule) else None
+        boosted = self._boosted if self.turbo_skr_gain > 1 else self._boosted[:0]
+        if schedule is None and boosted.size == 0:
             return snap
-        step = min((snap.t_ns - schedule.t0_ns) // schedule.step_ns, schedule.awake_ns.shape[1] - 1)
-        if self._awake_step != (schedule.t0_ns, step):
-            self._awake_step = (schedule.t0_ns, step)
-            self._awake_spent_ns = np.zeros(schedule.awake_ns.shape[0], dtype=np.int64)
         sat0 = self._sat0
         optical = self._optical_kind.take(snap.kind) & snap.up & (snap.b >= sat0)
         in_contact = np.unique(snap.b[optical] - sat0)
-        awake = in_contact[self._awake_spent_ns[in_contact] < schedule.awake_ns[in_contact, step]]
-        self._awake_spent_ns[awake] += self.dt_ns
-        asleep = np.setdiff1d(in_contact, awake, assume_unique=True)
-        turbo = np.intersect1d(awake, schedule.turbo) if schedule.turbo.size else awake[:0]
+        if schedule is not None:
+            step = min(
+                (snap.t_ns - schedule.t0_ns) // schedule.step_ns, schedule.awake_ns.shape[1] - 1
+            )
+            if self._awake_step != (schedule.t0_ns, step):
+                self._awake_step = (schedule.t0_ns, step)
+                self._awake_spent_ns = np.zeros(schedule.awake_ns.shape[0], dtype=np.int64)
+            spent = self._awake_spent_ns[in_contact]
+            awake = in_contact[spent < schedule.awake_ns[in_contact, step]]
+            self._awake_spent_ns[awake] += self.dt_ns
+            asleep = np.setdiff1d(in_contact, awake, assume_unique=True)
+            planned = np.intersect1d(awake, schedule.turbo)
+        else:
+            awake, asleep, planned = in_contact, in_contact[:0], in_contact[:0]
+        asked = np.setdiff1d(np.intersect1d(awake, boosted), planned, assume_unique=True)
+        if snap.t_ns < self._end_ns:  # (the snapshot after the last tick serves none)
+            self.turbo_satellite_ticks["plan"] += int(planned.size)
+            self.turbo_satellite_ticks["edge"] += int(asked.size)
+        turbo = np.union1d(planned, asked)
         if asleep.size == 0 and turbo.size == 0:
             return snap
         up, skr_bps = snap.up, snap.skr_bps
         if asleep.size:
             up = up & ~(optical & np.isin(snap.b - sat0, asleep))
         if turbo.size:
-            boosted = optical & np.isin(snap.b - sat0, turbo)
-            skr_bps = np.where(boosted, skr_bps * self.turbo_skr_gain, skr_bps)
+            boosted_links = optical & np.isin(snap.b - sat0, turbo)
+            skr_bps = np.where(boosted_links, skr_bps * self.turbo_skr_gain, skr_bps)
         scheduled = dataclasses.replace(snap, up=up, skr_bps=skr_bps)
         if turbo.size:
             self._turbo_of = [*self._turbo_of[-2:], (scheduled, turbo)]

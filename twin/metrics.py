@@ -32,6 +32,10 @@ the active time, and a handover gap counts against both):
 - ``bulk_deferrals``: the forecast events (Type-IV bulk) a plan put off: flow, event, when it
   was to start and by how long it was put off (s after the scenario start); how many in
   ``bulk_events_deferred``.
+- ``turbo_satellite_ticks``: satellite-ticks run at the QKD turbo level (``Engine.
+  turbo_skr_gain`` times the key rate on their optical links, at the turbo level's load), by
+  who asked: the cloud tier's plan (``plan``) or, for satellites the plan left at "on", the
+  edge tier's laser power (``edge``, ``Decision.boost``).
 - ``key_utilization_pct``: key bits consumed by applications over key bits generated on QKD
   links.
 - ``keys``: the ledger of all QKD link buffers (generated = consumed + expired + discarded +
@@ -41,8 +45,9 @@ the active time, and a handover gap counts against both):
 - ``latency_ms[class]``: mean propagation latency of the paths used.
 - ``shield_violations``: executed paths (one per flow and decided tick) that broke a rule of
   the shield (twin.control.shield: data residency, Type-I key continuity, Type-I latency SLO)
-  while some path met that rule and the rules before it, by the independent audit, for every
-  controller; by rule in ``shield_violations_by_rule``. ``shield_rejections`` /
+  while some path met that rule and the rules before it, and boosts that ran a satellite below
+  its battery reserve (``battery_reserve``), by the independent audit, for every controller;
+  by rule in ``shield_violations_by_rule``. ``shield_rejections`` /
   ``shield_unsatisfiable``: per rule, the paths the shield replaced and the moments no path
   could meet the rule (None for a run without the shield).
 - ``objective``: J of the control problem, main paper eq. (4)-(5) (twin.control.objective:
@@ -153,6 +158,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "handovers": handovers["handovers"],
             "handovers_by_kind": handovers["handovers_by_kind"],
             "space_segment_events": dict(sorted(result.space_events.items())),
+            "turbo_satellite_ticks": dict(engine.turbo_satellite_ticks),
             "key_utilization_pct": _pct(used, links.generated_bits),
             "keys": links.as_dict(),
             "e2e_keys": pools.as_dict(),

@@ -313,16 +313,9 @@ def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_loc
     # drl-only with a policy of its own (always the fastest candidate), not the shipped one:
     # the edge actors get it with the controller (a ControllerSpec, pickled) and route as the
     # local engine does; the shipped policy routes otherwise, and metrics.json names the policy
-    import torch
+    from ..twin.control.test_drl import constant_policy
 
-    from twin.control.drl import EdgePolicy, FlowPolicyNet
-
-    net = FlowPolicyNet()
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.zero_()
-        net.body[-1].bias[2] = 1.0  # every flow's fastest candidate (static-sp's)
-    fastest = EdgePolicy(net)
+    fastest = constant_policy(2, 0)  # every flow's fastest candidate (static-sp's), no boost
     scenario = load_scenario("case-grid-eclipse")
     expected, got = _local_and_on_ray(scenario, 120, controller="drl-only", policy=fastest)
     shipped = Engine(scenario, controller="drl-only")
@@ -331,3 +324,21 @@ def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_loc
     assert _without_wall_time(other)["metrics"] != _without_wall_time(expected)["metrics"]
     assert json.loads(got)["config"]["edge_policy"] == fastest.fingerprint()
     assert json.loads(other)["config"]["edge_policy"] != fastest.fingerprint()
+
+
+def test_ai_sdqns_boosts_pass_the_shield_and_run_on_ray_as_in_one_process(ray_local):
+    # the edge tier's laser power over the bus (the edge actors' [paths, boost] replies):
+    # ai-sdqn with a policy that boosts every flow's keyed candidate, on case-grid-eclipse's
+    # first 2 minutes (past the first plan), gives the local engine's metrics byte for byte,
+    # with satellites run at the turbo level at the edge's request and the shield's refusals
+    # of the first decisions (no charge reported yet)
+    from ..twin.control.test_drl import constant_policy
+
+    scenario = load_scenario("case-grid-eclipse")
+    boosting = constant_policy(1, 1)
+    expected, got = _local_and_on_ray(scenario, 120, controller="ai-sdqn", policy=boosting)
+    assert _without_wall_time(got) == _without_wall_time(expected)
+    metrics = json.loads(got)["metrics"]
+    assert metrics["turbo_satellite_ticks"]["edge"] > 0
+    assert metrics["shield_rejections"]["battery_reserve"] > 0
+    assert metrics["shield_violations"] == 0

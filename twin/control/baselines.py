@@ -102,6 +102,15 @@ class Decision:
     paths: tuple[tuple[int, ...] | None, ...]
     """one path (node indices, src first) per flow, in flow order; None: no route"""
     notes: dict[str, float] = field(default_factory=dict)
+    boost: tuple[bool, ...] = ()
+    """the edge tier's laser power, per flow in flow order (empty: no flow's): True asks for
+    the satellites of the flow's path to run their terminals at the turbo level over the
+    tick after the one its path serves (QKD turbo mode, main paper sec. VIII.C; twin.engine
+    applies it, the shield's ``battery_reserve`` rule may refuse it)"""
+
+    def boosted(self, k: int) -> bool:
+        """Whether flow ``k`` asks for its path's satellites at the turbo level."""
+        return bool(self.boost[k]) if self.boost else False
 
 
 class Controller(Protocol):

@@ -4,7 +4,10 @@ with it too, twin.control.ai_sdqn).
 
 The policy is one small network shared by every flow of every edge agent: it maps one flow's
 features (:data:`FLOW_FEATURES` values, :func:`flow_features`) to a logit per candidate path
-(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path), from
+(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path) and one
+per laser level (:data:`LASER_LEVELS`: the terminals "on", or the QKD turbo level for the
+satellites of the flow's path over the next tick, ``Decision.boost``; the paper's laser power
+action, sec. VII-B; the shield refuses a boost that would run a battery near its reserve), from
 each candidate's key, latency, runway and loss (the issue's key buffer levels, neighbour loads
 and link transmittance or RSSI; the queues the paper's edge agents see are the key buffers
 here, as the twin queues no data). Sharing
@@ -14,9 +17,9 @@ batched torch call over all flows (:meth:`EdgePolicy.choose`). It is trained wit
 :class:`twin.control.rl_env.RoutingEnv` (twin.control.train, ``qntwin train``); the policy
 shipped in ``twin/control/data`` is used when none is given.
 
-The policy acts on each flow's most likely candidate. (Drawing from its probabilities, as PPO
-explores, made returns a matter of luck: on case-munich-pretoria's first two minutes the
-uniformly random policy scored from -58 to -18 depending on its draws.)
+The policy acts on each flow's most likely candidate and laser level. (Drawing from its
+probabilities, as PPO explores, made returns a matter of luck: on case-munich-pretoria's first
+two minutes the uniformly random policy scored from -58 to -18 depending on its draws.)
 
 A flow's choice depends on G(t), the fill report (every edge actor gets the whole one), its own
 history (its current path) and the weights only, so
@@ -48,8 +51,10 @@ from twin.control.baselines import (
 )
 
 __all__ = [
+    "ACTION_LOGITS",
     "FLOW_FEATURES",
     "K_CANDIDATES",
+    "LASER_LEVELS",
     "CandidatePaths",
     "DrlOnly",
     "EdgePolicy",
@@ -59,6 +64,8 @@ __all__ = [
 ]
 
 K_CANDIDATES = 3  # keep, fastest keyed, fastest
+LASER_LEVELS = 2  # on, turbo (Decision.boost)
+ACTION_LOGITS = K_CANDIDATES + LASER_LEVELS  # per flow: the path's logits, then the laser's
 # per candidate key over need, latency, runway and loss, then active (flow_features)
 FLOW_FEATURES = 4 * K_CANDIDATES + 1
 FEATURE_CLIP = 10.0
@@ -224,12 +231,12 @@ def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
 
 
 class FlowPolicyNet(torch.nn.Module):
-    """FLOW_FEATURES -> K_CANDIDATES logits, the same weights for every flow: an input of
-    (..., F * FLOW_FEATURES) gives (..., F * K_CANDIDATES), flow by flow (RLlib's
-    MultiDiscrete layout). ``outputs=1`` makes the value net PPO trains beside it
-    (twin.control.train)."""
+    """FLOW_FEATURES -> ACTION_LOGITS logits (K_CANDIDATES for the path, then LASER_LEVELS
+    for the laser), the same weights for every flow: an input of (..., F * FLOW_FEATURES)
+    gives (..., F * ACTION_LOGITS), flow by flow (RLlib's MultiDiscrete layout).
+    ``outputs=1`` makes the value net PPO trains beside it (twin.control.train)."""
 
-    def __init__(self, hidden=HIDDEN, outputs: int = K_CANDIDATES) -> None:
+    def __init__(self, hidden=HIDDEN, outputs: int = ACTION_LOGITS) -> None:
         super().__init__()
         layers: list[torch.nn.Module] = []
         width = FLOW_FEATURES
@@ -268,18 +275,26 @@ class EdgePolicy:
         self.net = net.to(torch.float64).eval()
         self.meta = dict(meta or {})
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(F, K_CANDIDATES) float64: each flow's probability of each candidate, one batched
-        forward pass over the (F, FLOW_FEATURES) features."""
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(F, ACTION_LOGITS) float64: each flow's logits (its candidates', then its laser
+        levels'), one batched forward pass over the (F, FLOW_FEATURES) features."""
         if len(features) == 0:
-            return np.zeros((0, K_CANDIDATES))
+            return np.zeros((0, ACTION_LOGITS))
         with torch.no_grad(), _one_torch_thread():
             logits = self.net(torch.from_numpy(np.asarray(features, dtype=np.float64)))
-            return torch.softmax(logits.reshape(-1, K_CANDIDATES), dim=1).numpy()
+            return logits.reshape(-1, ACTION_LOGITS).numpy()
 
     def choose(self, features: np.ndarray) -> np.ndarray:
-        """The candidate each flow takes: its most likely one (module docstring)."""
-        return self.probabilities(features).argmax(axis=1)
+        """(F, 2) int64: the candidate each flow takes and its laser level (1: turbo), its
+        most likely ones (module docstring)."""
+        logits = self.logits(features)
+        return np.stack(
+            [
+                logits[:, :K_CANDIDATES].argmax(axis=1),
+                logits[:, K_CANDIDATES:].argmax(axis=1),
+            ],
+            axis=1,
+        )
 
     def fingerprint(self) -> str:
         """The first 16 hex digits of the SHA-256 of the weights as :meth:`save` writes them
@@ -299,6 +314,7 @@ class EdgePolicy:
             {
                 "hidden": list(self.net.hidden),
                 "features": FLOW_FEATURES,
+                "actions": [K_CANDIDATES, LASER_LEVELS],
                 "state": state,
                 "meta": json.dumps(self.meta),
             },
@@ -312,19 +328,23 @@ class EdgePolicy:
         path = Path(path)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            features = saved.get("features", 7)  # (files before the feature count: 7)
-            if features != FLOW_FEATURES:
-                raise _OtherFeatures(features)
+            # (files before the feature count: 7 features; before the laser: 3 paths alone)
+            layout = (saved.get("features", 7), list(saved.get("actions", [K_CANDIDATES])))
+            if layout != (FLOW_FEATURES, [K_CANDIDATES, LASER_LEVELS]):
+                raise _OtherLayout(*layout)
             net = FlowPolicyNet(saved["hidden"])
             net.load_state_dict(saved["state"])
             meta = json.loads(saved["meta"])
         except FileNotFoundError:
             raise ValueError(f"policy file {str(path)!r} not found") from None
-        except _OtherFeatures as err:
+        except _OtherLayout as err:
+            features, actions = err.args
             raise ValueError(
-                f"{str(path)!r} is an edge policy for {err.args[0]} features per flow; this "
-                f"qntwin's policies read {FLOW_FEATURES} (twin.control.drl.flow_features): "
-                "train one with `qntwin train`"
+                f"{str(path)!r} is an edge policy reading {features} features per flow and "
+                f"choosing among {' x '.join(map(str, actions))} actions; this qntwin's "
+                f"policies read {FLOW_FEATURES} (twin.control.drl.flow_features) and choose "
+                f"among {K_CANDIDATES} paths x {LASER_LEVELS} laser levels: train one with "
+                "`qntwin train`"
             ) from None
         except Exception as err:
             # (torch's own message is long and suggests weights_only=False, which would run
@@ -337,8 +357,8 @@ class EdgePolicy:
         return cls(net, meta)
 
 
-class _OtherFeatures(Exception):
-    """A policy file of another feature layout (its feature count)."""
+class _OtherLayout(Exception):
+    """A policy file of another layout (its feature count and action sizes)."""
 
 
 @functools.cache
@@ -349,8 +369,8 @@ def shipped_policy() -> EdgePolicy:
 
 
 class DrlOnly:
-    """``drl-only``: every flow takes the candidate path the edge policy picks; no energy plan
-    and no shield (``ai-sdqn`` adds both, twin.control.ai_sdqn.AiSdqn)."""
+    """``drl-only``: every flow takes the candidate path and the laser level the edge policy
+    picks; no energy plan and no shield (``ai-sdqn`` adds both, twin.control.ai_sdqn.AiSdqn)."""
 
     name = "drl-only"
     plan_every_ticks = 0
@@ -365,11 +385,12 @@ class DrlOnly:
         plan, twin.control.mpc.ContactPlan), see :func:`route_around`."""
         candidates = self.candidates.build(view)
         choice = self.policy.choose(self.candidates.features(view, candidates))
-        paths = tuple(candidates[k][c] for k, c in enumerate(choice.tolist()))
+        paths = tuple(candidates[k][c] for k, c in enumerate(choice[:, 0].tolist()))
         if avoid:
             paths = route_around(view, paths, avoid, self.candidates.greedy)
         self.candidates.chosen(paths)
-        return Decision(paths=paths)
+        boost = tuple(choice[:, 1].astype(bool).tolist())
+        return Decision(paths=paths, boost=boost if any(boost) else ())
 
 
 def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:

@@ -4,13 +4,15 @@ engine, one agent per edge node.
 Agents: one per site that sources flows (the edge node whose SD-WAN gateway routes them; main
 paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (one tick of G(t)).
 
-- **Action** (``MultiDiscrete([K] * F)``, F the most flows any agent has): per flow of the agent,
-  one of ``K_CANDIDATES`` candidate paths: 0 keep the current path (while every hop is up; else
-  the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand (key-aware's),
-  2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths). The twin carries a flow
-  on one path, so the paper's "next-hop split ratios" become this choice; laser power is the
-  MPC tier's (twin.control.mpc: the satellites' terminal schedule and turbo mode).
-  Slots beyond the agent's flows are ignored.
+- **Action** (``MultiDiscrete`` of shape (F, 2), F the most flows any agent has): per flow of
+  the agent, one of ``K_CANDIDATES`` candidate paths: 0 keep the current path (while every hop
+  is up; else the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand
+  (key-aware's), 2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths); and its
+  laser power, one of ``LASER_LEVELS``: 0 the terminals as they are, 1 the satellites of its
+  path at the QKD turbo level over the next tick (``Decision.boost``: their optical links make
+  key ``turbo_skr_gain`` times faster, at the turbo level's load). The twin carries a flow on
+  one path, so the paper's "next-hop split ratios" become the choice of path. Slots beyond the
+  agent's flows are ignored.
 - **Observation** (``Box(0, 10)``, F x (4K + 1) values): per flow and candidate the key its
   weakest hop holds over the flow's 10 s need (Table 2's key-buffer-fill-level; 10 when the
   flow needs none), its latency in units of 10 ms, its runway (how long its buffers last at
@@ -21,11 +23,14 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
   paper's queue depths are the key buffers here: the twin queues no data (a link carries
   what its flows send; key, not capacity, is what runs short).
 - **Reward**, eq. (7) per agent over its flows since its last step:
-  ``alpha SKR_meas/SKR_target - beta L - delta I(KeyOutage)``: the keyed share of its Type-I/II
-  flows' active time (the secure ratio of eq. 4), the mean latency of its chosen paths in units
-  of the 1 ms SLO, and an indicator that one of its Type-I flows went without key; the carbon
-  term (gamma) is left out, as the paths' carbon does not depend on the choice among these
-  candidates in the packaged scenarios' grids (one region per country).
+  ``alpha SKR_meas/SKR_target - beta L - delta I(KeyOutage) - epsilon P_boost``: the keyed
+  share of its Type-I/II flows' active time (the secure ratio of eq. 4), the mean latency of
+  its chosen paths in units of the 1 ms SLO, an indicator that one of its Type-I flows went
+  without key, and the extra laser power its boosts ask for (turbo over "on", W, per satellite
+  of each boosted path; none where the terminals have no turbo mode). The carbon term (gamma)
+  is left out, as the paths' carbon does not depend on the choice among these candidates in
+  the packaged scenarios' grids (one region per country), and satellites run on solar power:
+  the boost's price is the battery's energy, which epsilon stands for.
 
 The engine runs in a worker thread and hands each decision over (queues): the env's ``step`` is
 the controller's ``decide``. Everything stays a function of (scenario, seed, actions).
@@ -46,22 +51,27 @@ from twin.control.drl import (
     FEATURE_CLIP,
     FLOW_FEATURES,
     K_CANDIDATES,
+    LASER_LEVELS,
     CandidatePaths,
     path_latencies_s,
 )
+from twin.control.shield import boosted_satellites
 from twin.network.traffic import TrafficClass
 
-__all__ = ["K_CANDIDATES", "RewardWeights", "RoutingEnv"]
+__all__ = ["K_CANDIDATES", "LASER_LEVELS", "RewardWeights", "RoutingEnv"]
 
 
 @dataclass(frozen=True)
 class RewardWeights:
-    """alpha, beta, delta of eq. (7); assumptions (the paper gives none): the key outage costs
-    as much as the whole secure ratio, 10 ms of latency a tenth of it."""
+    """alpha, beta, delta of eq. (7) and epsilon of the boost's power; assumptions (the paper
+    gives none): the key outage costs as much as the whole secure ratio, 10 ms of latency a
+    tenth of it, and a satellite's turbo level (20 W over "on" with the default terminals) a
+    fiftieth of it per second: a boost pays where it keeps 2 % more of a flow keyed."""
 
     alpha: float = 1.0
     beta: float = 0.01
     delta: float = 1.0
+    epsilon_per_w: float = 1e-3
 
 
 class _Stop(Exception):
@@ -86,9 +96,10 @@ class _EnvController:
         message = self.env._from_env.get()
         if message is None:
             raise _Stop
-        paths = tuple(candidates[k][c] for k, c in enumerate(message))
+        choice, boost = message
+        paths = tuple(candidates[k][c] for k, c in enumerate(choice))
         self.candidates.chosen(paths)
-        return Decision(paths=paths)
+        return Decision(paths=paths, boost=tuple(boost) if any(boost) else ())
 
 
 class RoutingEnv(ParallelEnv):
@@ -118,7 +129,9 @@ class RoutingEnv(ParallelEnv):
         self._obs_space = spaces.Box(
             0.0, FEATURE_CLIP, shape=(self.max_flows * FLOW_FEATURES,), dtype=np.float32
         )
-        self._act_space = spaces.MultiDiscrete([K_CANDIDATES] * self.max_flows)
+        self._act_space = spaces.MultiDiscrete(
+            np.tile([K_CANDIDATES, LASER_LEVELS], (self.max_flows, 1))
+        )
         self.agents: list[str] = []
         self._thread: threading.Thread | None = None
         self._to_env: queue.Queue = queue.Queue()
@@ -179,23 +192,35 @@ class RoutingEnv(ParallelEnv):
             raise RuntimeError("step after the episode ended: call reset()")
         view, (candidates, _) = self._last
         choice = [0] * len(self._flows)
+        boost = [False] * len(self._flows)
         for agent in self.agents:
-            action = np.asarray(actions.get(agent, np.zeros(self.max_flows, dtype=np.int64)))
+            action = np.asarray(actions.get(agent, np.zeros((self.max_flows, 2), np.int64)))
+            if action.size != 2 * self.max_flows:
+                raise ValueError(
+                    f"the action of {agent} must hold ({self.max_flows}, 2) values (a candidate "
+                    f"path and a laser level per flow slot), got shape {action.shape}"
+                )
+            action = action.reshape(self.max_flows, 2)
             for slot, k in enumerate(self._members[agent]):
-                choice[k] = int(action[slot])
-        self._from_env.put(choice)
+                choice[k], boost[k] = int(action[slot, 0]), bool(action[slot, 1])
+        self._from_env.put((choice, boost))
         chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
         latency = path_latencies_s(view, chosen)
+        boost_w = self._boost_w(chosen, boost)
         done = self._next() is None
         deltas = self._deltas()
-        rewards = {a: self._reward(self._members[a], deltas, latency) for a in self.agents}
+        rewards = {a: self._reward(self._members[a], deltas, latency, boost_w) for a in self.agents}
         observations = {a: self._observe(a) for a in self.agents}
         flags = dict.fromkeys(self.agents, done)
         truncations = dict.fromkeys(self.agents, False)
         # each of the agent's flows rewarded by eq. (7) as if it were an agent of its own (the
         # per-flow credit training uses, twin.control.train)
         infos = {
-            a: {"flow_rewards": [self._reward([k], deltas, latency) for k in self._members[a]]}
+            a: {
+                "flow_rewards": [
+                    self._reward([k], deltas, latency, boost_w) for k in self._members[a]
+                ]
+            }
             for a in self.agents
         }
         if done:
@@ -228,7 +253,21 @@ class RoutingEnv(ParallelEnv):
             self._seen[flow.name] = (state.secure_ns, state.active_ns)
         return out
 
-    def _reward(self, members, deltas, latency) -> float:
+    def _boost_w(self, paths, boost) -> list[float]:
+        """Per flow, the extra laser power its boost asks for, W: the turbo level over "on"
+        for each satellite of its path (0 unboosted, or where the terminals have no turbo
+        mode). A satellite two boosted flows share is charged to both: each asked for it."""
+        engine = self._engine
+        if engine.turbo_skr_gain <= 1:
+            return [0.0] * len(paths)
+        extra_w = engine.sat_power.laser_turbo_w - engine.sat_power.laser_on_w
+        sat0 = engine.topology.satellite_offset
+        return [
+            extra_w * boosted_satellites(path, sat0).size if wanted else 0.0
+            for path, wanted in zip(paths, boost, strict=True)
+        ]
+
+    def _reward(self, members, deltas, latency, boost_w) -> float:
         """Eq. (7) over the flows ``members`` since the last step (module docstring)."""
         secure = active = 0
         outage = False
@@ -244,4 +283,5 @@ class RoutingEnv(ParallelEnv):
         mine = [latency[k] for k in members if latency[k] is not None]
         mean_latency_ms = 1e3 * float(np.mean(mine)) if mine else 0.0
         w = self.weights
-        return float(w.alpha * ratio - w.beta * mean_latency_ms - w.delta * outage)
+        boost_cost = w.epsilon_per_w * sum(boost_w[k] for k in members)
+        return float(w.alpha * ratio - w.beta * mean_latency_ms - w.delta * outage - boost_cost)

@@ -20,10 +20,18 @@ that does), then the second. A rule that no path can meet at that moment is *uns
 (counted apart: no action could have met it, so it is no rejection and no violation); the
 shield cannot make key or a short path appear.
 
-The battery-reserve and memory-capacity constraints of sec. IV-B are not a path's to break in
-the twin (a satellite's load follows its visible links, not the flows routed over them, and
-entanglement requests that find a memory full fail on their own; twin.engine): the planner's
-schedule is where they bind.
+4. ``battery_reserve`` (sec. IV-B's battery reserve): the edge tier's laser power
+   (``Decision.boost``: a flow asking for its path's satellites at the QKD turbo level) is
+   refused for a flow whose path crosses a satellite whose battery holds less than its reserve
+   plus ``TURBO_SOC_MARGIN`` of capacity (the margin the MPC tier's turbo mode keeps,
+   twin.control.mpc), read from the last closed tick's charge (Table 2's
+   battery-state-of-charge; before any is reported, a run's first decisions, every boost is
+   refused). Not boosting always meets it, so it is never unsatisfiable; it judges the boost
+   of the path the rules above leave, and moves no path.
+
+Paths do not touch the battery reserve otherwise (a satellite's base load follows its visible
+links, not the flows routed over them), and the memory-capacity constraint is not an action's
+to break (entanglement requests that find a memory full fail on their own; twin.engine).
 
 :func:`audit` checks executed paths against the same rules with code of its own (a plain
 Dijkstra of scipy over the view's graph, not the routing module the shield searches with), so
@@ -48,13 +56,21 @@ from twin.control.baselines import (
     _route_all,
     keyed_latency_graph,
 )
+from twin.control.mpc import TURBO_SOC_MARGIN
 from twin.network.routing import no_transit_mask
 from twin.network.traffic import Flow, TrafficClass, demand_bits, requirements
 from twin.units import NS_PER_S
 
-__all__ = ["RULES", "Shield", "ShieldCounts", "audit", "critical_key_bits"]
+__all__ = [
+    "RULES",
+    "Shield",
+    "ShieldCounts",
+    "audit",
+    "boosted_satellites",
+    "critical_key_bits",
+]
 
-RULES = ("residency", "key_continuity", "latency_slo")
+RULES = ("residency", "key_continuity", "latency_slo", "battery_reserve")
 # assumption: the rule's Critical_Threshold (sec. VII-C gives none): a hop is key-starved for
 # a Type-I flow once its buffer holds less than one second of the flow's one-time-pad demand
 CRITICAL_KEY_S = 1.0
@@ -76,13 +92,28 @@ class ShieldCounts:
     unsatisfiable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RULES, 0))
 
 
-class Shield:
-    """The deterministic safety layer of sec. VII-C over a decision (module docstring)."""
+def boosted_satellites(path, sat0: int) -> np.ndarray:
+    """The satellites (ascending indices from the first; G(t)'s nodes from ``sat0`` on)
+    ``path`` crosses: those a boost of its flow runs at the turbo level."""
+    if path is None:
+        return np.zeros(0, dtype=np.int64)
+    nodes = np.asarray(path, dtype=np.int64)
+    return np.unique(nodes[nodes >= sat0] - sat0)
 
-    def __init__(self, critical_key_s: float = CRITICAL_KEY_S) -> None:
+
+class Shield:
+    """The deterministic safety layer of sec. VII-C over a decision (module docstring).
+    ``reserve_fraction``: the satellites' battery reserve, fraction of capacity (the
+    scenario's; the ``battery_reserve`` rule keeps boosts ``TURBO_SOC_MARGIN`` above it)."""
+
+    def __init__(self, critical_key_s: float = CRITICAL_KEY_S, reserve_fraction: float = 0.0
+                 ) -> None:  # fmt: skip
         if not critical_key_s >= 0:
             raise ValueError(f"critical_key_s must be >= 0, got {critical_key_s}")
+        if not 0 <= reserve_fraction <= 1:
+            raise ValueError(f"reserve_fraction must be in [0, 1], got {reserve_fraction}")
         self.critical_key_s = float(critical_key_s)
+        self.reserve_fraction = float(reserve_fraction)
         self.counts = ShieldCounts()
 
     def filter(self, view: NetworkView, decision: Decision, *, count: bool = True) -> Decision:
@@ -104,8 +135,27 @@ class Shield:
         latencies_s = view.edges().paths_latency_s(paths)
         for k, flow in enumerate(view.flows):
             paths[k] = self._shield(view, k, flow, paths[k], graphs, held[k], latencies_s[k])
+        boost = self._boosts(view, decision, paths)
         self.counts = kept
-        return Decision(paths=tuple(paths), notes=decision.notes)
+        return Decision(paths=tuple(paths), notes=decision.notes, boost=boost)
+
+    def _boosts(self, view: NetworkView, decision: Decision, paths) -> tuple[bool, ...]:
+        """The decision's boosts that the ``battery_reserve`` rule lets through, for the
+        shielded ``paths`` (module docstring)."""
+        if not any(decision.boost):
+            return decision.boost
+        floor = self.reserve_fraction + TURBO_SOC_MARGIN
+        soc = view.battery_soc
+        boost = list(decision.boost)
+        for k, wanted in enumerate(decision.boost):
+            if not wanted or paths[k] is None:
+                continue
+            # no charge reported yet (a run's first decisions): nothing to check it against
+            if soc is None or np.any(soc[boosted_satellites(paths[k], view.snapshot.n_nodes
+                                                            - soc.size)] < floor):  # fmt: skip
+                boost[k] = False
+                self.counts.rejected["battery_reserve"] += 1
+        return tuple(boost)
 
     def _shield(
         self, view: NetworkView, k: int, flow: Flow, proposed, graphs: _KeyedGraphs,
@@ -211,20 +261,29 @@ def _broken(
 
 
 def audit(
-    view: NetworkView, paths: Sequence, critical_key_s: float = CRITICAL_KEY_S
-) -> dict[str, int]:
+    view: NetworkView, paths: Sequence, critical_key_s: float = CRITICAL_KEY_S,
+    boost: Sequence[bool] = (), reserve_fraction: float = 0.0,
+) -> dict[str, int]:  # fmt: skip
     """Per rule, how many of ``paths`` (one per flow of ``view``) break it while some path
     met it and every rule before it (module docstring). Independent of :class:`Shield`: hops
     are matched to the view's up edges by node pair here, and the graph is searched by scipy's
-    Dijkstra over float latencies, not by the routing module."""
+    Dijkstra over float latencies, not by the routing module. ``boost``: the flows' executed
+    laser power (``Decision.boost``); a boost that runs a satellite of its path below
+    ``reserve_fraction`` of charge (the reserve itself: the shield's margin is its own
+    caution) breaks ``battery_reserve``, which no boost at all always meets."""
     violations = dict.fromkeys(RULES, 0)
     snap = view.snapshot
     names = view.node_index.names
     graph = None
+    soc = view.battery_soc
     for k, flow in enumerate(view.flows):
         path = paths[k]
         if path is None:
             continue
+        if boost and boost[k] and soc is not None:
+            sat0 = snap.n_nodes - soc.size
+            if any(soc[v - sat0] < reserve_fraction for v in path if v >= sat0):
+                violations["battery_reserve"] += 1
         forbidden = {j.upper() for j in flow.forbidden_jurisdictions}
         if forbidden and any(
             str(view.jurisdictions.get(names[v]) or "").upper() in forbidden for v in path[1:-1]

@@ -35,6 +35,7 @@ from twin.control.drl import (
     FLOW_FEATURES,
     HIDDEN,
     K_CANDIDATES,
+    LASER_LEVELS,
     EdgePolicy,
     FlowPolicyNet,
 )
@@ -57,14 +58,15 @@ class TrainResult:
     trained_return: float  # the kept policy's (the best after an iteration)
     best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
     random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
-    keyed_return: float  # always the fastest keyed path (key-aware's choice)
+    keyed_return: float  # always the fastest keyed path (key-aware's choice), never boosting
     policy_path: str
     checkpoint_path: str
 
 
 def episode_return(scenario, episode_s: float, choose, *, seed: int | None = None) -> float:
     """Total eq. (7) reward of every agent over one episode; ``choose(features)`` gives each
-    flow's candidate from its (F, FLOW_FEATURES) features (an agent's flows, padded)."""
+    flow's (candidate, laser level) from its (F, FLOW_FEATURES) features (an agent's flows,
+    padded): (F, 2) integers."""
     from twin.control.rl_env import RoutingEnv
 
     env = RoutingEnv(scenario, duration_s=episode_s)
@@ -87,7 +89,7 @@ def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 
         rng = np.random.default_rng([seed, n])
 
         def uniform(features, rng=rng):
-            return rng.integers(0, K_CANDIDATES, len(features))
+            return rng.integers(0, [K_CANDIDATES, LASER_LEVELS], (len(features), 2))
 
         totals.append(episode_return(scenario, episode_s, uniform))
     return float(np.mean(totals))
@@ -96,17 +98,22 @@ def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 
 def _module_class():
     """FlowPPOModule, made on first use (importing RLlib takes seconds)."""
     from ray.rllib.core.columns import Columns
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
     from ray.rllib.core.rl_module.apis import ValueFunctionAPI
     from ray.rllib.core.rl_module.torch import TorchRLModule
 
     class FlowPPOModule(TorchRLModule, ValueFunctionAPI):
-        """PPO's module: the per-flow policy net (Discrete(K) over one flow's features) and a
-        value net of the same shape."""
+        """PPO's module: the per-flow policy net (MultiDiscrete([K, LASER_LEVELS]) over one
+        flow's features: a categorical over its candidates and one over its laser levels) and
+        a value net of the same shape."""
 
         def setup(self):
             hidden = tuple(self.model_config.get("hidden", HIDDEN))
             self.pi = FlowPolicyNet(hidden)
             self.vf = FlowPolicyNet(hidden, outputs=1)
+            self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
+                input_lens=[K_CANDIDATES, LASER_LEVELS]
+            )
 
         def _forward(self, batch, **kwargs):
             return {Columns.ACTION_DIST_INPUTS: self.pi(batch[Columns.OBS])}
@@ -119,7 +126,8 @@ def _module_class():
 
 def _make_env(config):
     """RLlib's view of :class:`RoutingEnv` for training: each edge agent's flows act as agents
-    of their own (``<agent>/<slot>``, one flow's features in, one candidate out, eq. (7) over
+    of their own (``<agent>/<slot>``, one flow's features in, one candidate and one laser level
+    out, eq. (7) over
     that flow as the reward; the env's ``flow_rewards``). They share one policy, so this is the
     edge agents' shared per-flow policy with the credit of each choice given to the flow it
     moved: summed over an agent's flows (and its empty slots), PPO did not learn at all
@@ -140,7 +148,7 @@ def _make_env(config):
             }
             self.agents = self.possible_agents = list(self.slots)
             observation = spaces.Box(0.0, FEATURE_CLIP, (FLOW_FEATURES,), dtype=np.float32)
-            action = spaces.Discrete(K_CANDIDATES)
+            action = spaces.MultiDiscrete([K_CANDIDATES, LASER_LEVELS])
             self.observation_spaces = dict.fromkeys(self.agents, observation)
             self.action_spaces = dict.fromkeys(self.agents, action)
 
@@ -157,9 +165,9 @@ def _make_env(config):
         def step(self, action_dict):
             actions = {}
             for agent in self.env.agents:
-                action = np.zeros(self.env.max_flows, dtype=np.int64)
+                action = np.zeros((self.env.max_flows, 2), dtype=np.int64)
                 for slot in range(len(self.env._members[agent])):
-                    action[slot] = int(action_dict.get(f"{agent}/{slot}", 0))
+                    action[slot] = action_dict.get(f"{agent}/{slot}", (0, 0))
                 actions[agent] = action
             obs, _, terminated, _, infos = self.env.step(actions)
             done = all(terminated.values())
@@ -289,7 +297,9 @@ def train_policy(
         trained_return=trained_return,
         best_iteration=best_iteration,
         random_return=random_return(scenario, episode_s, episodes=eval_episodes, seed=seed),
-        keyed_return=episode_return(scenario, episode_s, lambda f: np.ones(len(f), np.int64)),
+        keyed_return=episode_return(
+            scenario, episode_s, lambda f: np.tile(np.array([1, 0], np.int64), (len(f), 1))
+        ),
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),
     )

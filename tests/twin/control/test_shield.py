@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from twin.control.baselines import Decision, NetworkView
-from twin.control.shield import Shield, audit, critical_key_bits
+from twin.control.shield import RULES, Shield, audit, critical_key_bits
 from twin.engine import Engine
 from twin.metrics import compute_metrics
 from twin.network.routing import NodeIndex
@@ -47,7 +47,7 @@ def test_a_type_i_path_over_a_starved_hop_is_rejected_for_a_keyed_one():
     assert path == (0, 2, 1)
     assert counts.rejected["key_continuity"] == 1 and counts.rejected["latency_slo"] == 1
     assert audit(v, [(0, 1)])["key_continuity"] == 1
-    assert audit(v, [path]) == {"residency": 0, "key_continuity": 0, "latency_slo": 0}
+    assert audit(v, [path]) == dict.fromkeys(RULES, 0)
 
 
 def test_a_keyed_path_over_the_slo_is_rejected_only_for_a_keyed_path_within_it():
@@ -112,6 +112,49 @@ def test_a_compliant_path_and_no_path_pass_untouched():
     for proposal in ((0, 2, 1), None):
         path, counts = shielded(view(SLOW_DIRECT, keyed), proposal)
         assert path == proposal and sum(counts.rejected.values()) == 0
+
+
+def test_a_boost_through_a_satellite_near_its_reserve_is_refused():
+    """The battery_reserve rule: node c plays a satellite (the view's one battery is G(t)'s
+    last node's). A boost of a path through it is kept while c holds its reserve plus the
+    turbo margin, refused (counted) below that or before any charge is reported; a path
+    without a satellite keeps its boost. The audit counts a boost run below the reserve
+    itself, and none at all breaks nothing."""
+    import dataclasses
+
+    from twin.control.mpc import TURBO_SOC_MARGIN
+
+    keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+    reserve = 0.3
+    floor = reserve + TURBO_SOC_MARGIN
+
+    def boosted(path, soc):
+        v = dataclasses.replace(
+            view(SLOW_DIRECT, keyed, TrafficClass.TYPE_II),  # (no path rule in the way)
+            battery_soc=None if soc is None else np.array([soc]),
+        )
+        shield = Shield(reserve_fraction=reserve)
+        decision = shield.filter(v, Decision(paths=(path,), boost=(True,)))
+        assert decision.paths == (path,)  # (the rule moves no path)
+        return decision.boost, shield.counts.rejected["battery_reserve"], v
+
+    assert boosted((0, 2, 1), floor)[:2] == ((True,), 0)
+    assert boosted((0, 2, 1), floor - 1e-9)[:2] == ((False,), 1)
+    assert boosted((0, 2, 1), None)[:2] == ((False,), 1)
+    assert boosted((0, 1), 0.0)[:2] == ((True,), 0)  # no satellite on it
+    unboosted = Shield(reserve_fraction=reserve).filter(
+        view(SLOW_DIRECT, keyed), Decision(paths=((0, 2, 1),))
+    )
+    assert unboosted.boost == ()
+    _, _, low = boosted((0, 2, 1), reserve - 0.01)
+    checks = {"reserve_fraction": reserve}
+    assert audit(low, [(0, 2, 1)], boost=[True], **checks)["battery_reserve"] == 1
+    assert audit(low, [(0, 2, 1)], boost=[False], **checks)["battery_reserve"] == 0
+    assert audit(low, [(0, 1)], boost=[True], **checks)["battery_reserve"] == 0
+    _, _, near = boosted((0, 2, 1), reserve + 0.01)  # the shield's margin, not a violation
+    assert audit(near, [(0, 2, 1)], boost=[True], **checks)["battery_reserve"] == 0
+    with pytest.raises(ValueError, match="reserve_fraction must be in"):
+        Shield(reserve_fraction=1.5)
 
 
 def test_the_shield_needs_the_fill_report():
