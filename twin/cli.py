@@ -697,6 +697,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    init = None
+    if args.init is not None:
+        from twin.control.drl import EdgePolicy
+
+        try:
+            init = EdgePolicy.load(args.init, paths_only=True)
+        except ValueError as err:
+            raise CliError(f"--init: {err}") from None
     result = train_policy(
         args.scenario,
         out,
@@ -704,6 +712,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         episode_s=args.episode_s,
         seed=args.seed,
         steps_per_iteration=args.steps,
+        init=init,
         progress=progress,
     )
     print(
@@ -865,6 +874,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2000, help="env steps per iteration (2000)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--out", help="output directory (default results/SCENARIO-policy-SEED)")
+    p.add_argument(
+        "--init",
+        metavar="POLICY",
+        help="start from this policy.pt (fine-tune it; a policy choosing paths alone gets a "
+        "laser head that keeps the terminals on) instead of a fresh network",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("bench", help="run a performance benchmark (from a source checkout)")

@@ -66,6 +66,7 @@ __all__ = [
 K_CANDIDATES = 3  # keep, fastest keyed, fastest
 LASER_LEVELS = 2  # on, turbo (Decision.boost)
 ACTION_LOGITS = K_CANDIDATES + LASER_LEVELS  # per flow: the path's logits, then the laser's
+LASER_ON_LOGIT = 1.0  # the laser head a path-only policy gets (EdgePolicy.with_laser_head)
 # per candidate key over need, latency, runway and loss, then active (flow_features)
 FLOW_FEATURES = 4 * K_CANDIDATES + 1
 FEATURE_CLIP = 10.0
@@ -323,13 +324,21 @@ class EdgePolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> EdgePolicy:
-        """A policy :meth:`save` wrote; ValueError naming the file for anything else."""
+    def load(cls, path: str | Path, *, paths_only: bool = False) -> EdgePolicy:
+        """A policy :meth:`save` wrote; ValueError naming the file for anything else.
+        ``paths_only``: a file of the layout before the laser level (this one's features,
+        a choice among the candidate paths alone) is taken too, with a laser head that keeps
+        the terminals "on" (:meth:`with_laser_head`): the start ``qntwin train --init`` may
+        fine-tune."""
         path = Path(path)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             # (files before the feature count: 7 features; before the laser: 3 paths alone)
             layout = (saved.get("features", 7), list(saved.get("actions", [K_CANDIDATES])))
+            if paths_only and layout == (FLOW_FEATURES, [K_CANDIDATES]):
+                net = FlowPolicyNet(saved["hidden"], outputs=K_CANDIDATES)
+                net.load_state_dict(saved["state"])
+                return cls.with_laser_head(net, json.loads(saved["meta"]))
             if layout != (FLOW_FEATURES, [K_CANDIDATES, LASER_LEVELS]):
                 raise _OtherLayout(*layout)
             net = FlowPolicyNet(saved["hidden"])
@@ -354,6 +363,24 @@ class EdgePolicy:
                 f"{str(path)!r} is not a qntwin edge policy ({type(err).__name__}: {first}); "
                 "give a policy.pt that `qntwin train` wrote"
             ) from None
+        return cls(net, meta)
+
+    @classmethod
+    def with_laser_head(cls, paths_net: FlowPolicyNet, meta: dict | None = None) -> EdgePolicy:
+        """A policy that chooses paths as ``paths_net`` (K_CANDIDATES outputs) does and keeps
+        every terminal "on": its laser logits are (LASER_ON_LOGIT, 0) whatever it sees, so
+        that PPO, starting from it, explores the turbo level a quarter of the time."""
+        net = FlowPolicyNet(paths_net.hidden)
+        state = paths_net.state_dict()
+        last = f"body.{len(net.body) - 1}"
+        with torch.no_grad():
+            for name, value in net.state_dict().items():
+                if name.startswith(last):
+                    value.zero_()
+                    value[:K_CANDIDATES] = state[name]
+                else:
+                    value.copy_(state[name])
+            net.body[-1].bias[K_CANDIDATES] = LASER_ON_LOGIT
         return cls(net, meta)
 
 

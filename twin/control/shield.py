@@ -106,8 +106,9 @@ class Shield:
     ``reserve_fraction``: the satellites' battery reserve, fraction of capacity (the
     scenario's; the ``battery_reserve`` rule keeps boosts ``TURBO_SOC_MARGIN`` above it)."""
 
-    def __init__(self, critical_key_s: float = CRITICAL_KEY_S, reserve_fraction: float = 0.0
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self, critical_key_s: float = CRITICAL_KEY_S, reserve_fraction: float = 0.0
+    ) -> None:
         if not critical_key_s >= 0:
             raise ValueError(f"critical_key_s must be >= 0, got {critical_key_s}")
         if not 0 <= reserve_fraction <= 1:
@@ -151,8 +152,12 @@ class Shield:
             if not wanted or paths[k] is None:
                 continue
             # no charge reported yet (a run's first decisions): nothing to check it against
-            if soc is None or np.any(soc[boosted_satellites(paths[k], view.snapshot.n_nodes
-                                                            - soc.size)] < floor):  # fmt: skip
+            if soc is None:
+                refused = True
+            else:
+                satellites = boosted_satellites(paths[k], view.snapshot.n_nodes - soc.size)
+                refused = bool(np.any(soc[satellites] < floor))
+            if refused:
                 boost[k] = False
                 self.counts.rejected["battery_reserve"] += 1
         return tuple(boost)

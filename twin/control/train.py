@@ -194,6 +194,7 @@ def train_policy(
     steps_per_iteration: int = 2000,
     eval_episodes: int = 10,
     lr: float = 1e-3,
+    init: EdgePolicy | None = None,
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -206,7 +207,9 @@ def train_policy(
     one is kept: PPO's policy on this problem does not improve monotonically (on
     case-munich-pretoria's first 15 minutes the evaluated return went from 602.6 to 669.5 and
     back to 580.9 between iterations; on its first 2 minutes from -56 to +29 and back). The
-    checkpoint is the last iteration's. ``progress(iteration, sampled_return,
+    checkpoint is the last iteration's. ``init``: the policy PPO starts from (its policy
+    net's weights; the value net starts afresh), e.g. a trained one to fine-tune; None: a
+    fresh network. ``progress(iteration, sampled_return,
     evaluated_return)`` is called after each iteration (sampled: RLlib's mean over its recent
     training episodes, exploring)."""
     import ray
@@ -264,6 +267,13 @@ def train_policy(
     )
     algo = config.build_algo()
     try:
+        if init is not None:
+            module = algo.get_module(MODULE_ID)
+            module.pi.load_state_dict(
+                {k: v.to(torch.float32) for k, v in init.net.state_dict().items()}
+            )
+            # the learner's copy is the one trained; the env runner's samples with the same
+            algo.learner_group.set_weights({MODULE_ID: module.get_state()})
 
         def current() -> EdgePolicy:
             return EdgePolicy(copy.deepcopy(algo.get_module(MODULE_ID).pi).cpu())

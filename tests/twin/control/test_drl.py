@@ -311,3 +311,61 @@ def test_the_shield_refuses_boosts_near_the_reserve_and_the_audit_counts_them_un
     # (measured: 21 satellite-ticks at the turbo level shielded, 173 unshielded; 265 boosts
     # refused, 229 run under the reserve)
     assert 0 < shielded_turbo["edge"] < unshielded_turbo["edge"] / 2
+
+
+def test_a_policy_choosing_paths_alone_loads_for_fine_tuning_with_the_terminals_on(tmp_path):
+    """EdgePolicy.load(..., paths_only=True): a file of the layout before the laser level (the
+    same features, three path logits) chooses the same paths and never boosts; without
+    paths_only it is refused."""
+    torch.manual_seed(6)
+    paths_net = FlowPolicyNet((16,), outputs=K_CANDIDATES)
+    path = tmp_path / "paths.pt"
+    state = {k: v.to(torch.float32) for k, v in paths_net.state_dict().items()}
+    torch.save({"hidden": [16], "features": FLOW_FEATURES, "state": state, "meta": "{}"}, path)
+    with pytest.raises(ValueError, match="choosing among 3 actions"):
+        EdgePolicy.load(path)
+    policy = EdgePolicy.load(path, paths_only=True)
+    features = random_features(500, seed=2)
+    with torch.no_grad():
+        want = paths_net(torch.from_numpy(features)).reshape(-1, K_CANDIDATES).argmax(1)
+    choice = policy.choose(features)
+    assert np.array_equal(choice[:, 0], want.numpy()) and not choice[:, 1].any()
+
+
+def test_training_from_a_given_policy_starts_where_it_is(tmp_path):
+    """train_policy(init=...): PPO starts from the given policy's weights, on the learner
+    too (with a learning rate of 1e-12 the first iteration's policy still scores what the
+    given one does; the learner's own fresh weights, synced back, scored -43.4). On
+    fibre-ring the always-keyed policy scores 35.6, seed 2's fresh network -43.4."""
+    pytest.importorskip("ray.rllib")
+    from twin.control import train
+
+    returns = []
+
+    def recorded(*args, **kwargs):
+        returns.append(episode_return(*args, **kwargs))
+        return returns[-1]
+
+    episode_return = train.episode_return
+    keyed = constant_policy(1, 0)
+    try:
+        train.episode_return = recorded
+        result = train.train_policy(
+            str(FIBRE_RING), tmp_path, iterations=1, episode_s=60, steps_per_iteration=300,
+            seed=2, lr=1e-12, init=keyed, eval_episodes=1,
+        )  # fmt: skip
+    finally:
+        train.episode_return = episode_return
+    assert result.initial_return == pytest.approx(35.6, abs=0.05)
+    assert returns[1] == result.initial_return  # the first iteration's policy
+
+
+def test_qntwin_train_refuses_an_init_that_is_no_policy(tmp_path, capsys):
+    from twin.cli import main
+
+    bad = tmp_path / "bad.pt"
+    bad.write_text("no policy")
+    code = main(["train", str(FIBRE_RING), "--init", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--init:" in err and "not a qntwin edge policy" in err
+    assert "Traceback" not in err
