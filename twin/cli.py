@@ -717,7 +717,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(
         f"kept iteration {result.best_iteration}: return {result.trained_return:.1f} over "
-        f"{result.episode_s:g} s (untrained {result.initial_return:.1f}, uniformly random "
+        f"{result.episode_s:g} s ({'the --init policy' if init else 'untrained'} "
+        f"{result.initial_return:.1f}, uniformly random "
         f"{result.random_return:.1f}, always keyed {result.keyed_return:.1f}); "
         f"{result.env_steps} env steps in {result.wall_s:.0f} s"
     )

@@ -1404,11 +1404,14 @@ class Engine:
             planned = np.intersect1d(awake, schedule.turbo)
         else:
             awake, asleep, planned = in_contact, in_contact[:0], in_contact[:0]
-        asked = np.setdiff1d(np.intersect1d(awake, boosted), planned, assume_unique=True)
+        if boosted.size:
+            asked = np.setdiff1d(np.intersect1d(awake, boosted), planned, assume_unique=True)
+            turbo = np.union1d(planned, asked)
+        else:
+            asked, turbo = planned[:0], planned
         if snap.t_ns < self._end_ns:  # (the snapshot after the last tick serves none)
             self.turbo_satellite_ticks["plan"] += int(planned.size)
             self.turbo_satellite_ticks["edge"] += int(asked.size)
-        turbo = np.union1d(planned, asked)
         if asleep.size == 0 and turbo.size == 0:
             return snap
         up, skr_bps = snap.up, snap.skr_bps
