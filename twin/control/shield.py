@@ -14,7 +14,7 @@ decides, in priority order (a rule is enforced only as far as the rules before i
 3. ``latency_slo``: a Type-I path meets its latency target (Table 1, < 1 ms; the SLO
    constraint of sec. IV-B).
 
-A rejected path is replaced by the fastest path that meets all three rules; when none exists
+A rejected path is replaced by the fastest path that meets all three path rules; when none exists
 the last rule is relaxed (the proposal is kept if it meets the first two, else the fastest path
 that does), then the second. A rule that no path can meet at that moment is *unsatisfiable*
 (counted apart: no action could have met it, so it is no rejection and no violation); the
@@ -184,7 +184,7 @@ class Shield:
             return proposed
         best = _route_all(view, graphs.holding(need), [k]).paths[k]
         if best is not None and not _broken(view, flow, best, need):
-            chosen = best  # meets all three rules
+            chosen = best  # meets all three path rules
         else:
             self.counts.unsatisfiable["latency_slo"] += flow.traffic_class is TrafficClass.TYPE_I
             if best is not None:  # keyed, too slow: the proposal if it is keyed, else this
