@@ -667,7 +667,7 @@ class RayControllers:
                     boost[k] = wanted
             if self._ticks % self.checkpoint_every == 0:
                 self._checkpoint()
-            return Decision(paths=tuple(paths), boost=tuple(boost) if any(boost) else ())
+            return Decision(paths=tuple(paths), boost=tuple(boost))
 
         return collect
 

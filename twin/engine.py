@@ -488,10 +488,6 @@ class Engine:
         # the satellites the last collected decision boosts (its flows' Decision.boost, after
         # the shield): the next snapshot scheduled runs them at the turbo level
         self._boosted = np.zeros(0, dtype=np.int64)
-        # the satellites' charge (fraction of capacity, satellite order) after the last closed
-        # tick's battery step, for the shield's battery-reserve rule (None before one; set
-        # empty below for a scenario without satellites)
-        self._sat_soc: np.ndarray | None = None
         self.turbo_satellite_ticks = {"plan": 0, "edge": 0}
         """satellite-ticks run at the QKD turbo level, by who asked: the plan
         (LaserSchedule.turbo) or, where the plan did not, the edge tier (Decision.boost)"""
@@ -539,8 +535,10 @@ class Engine:
         )
         self._key_fill = KeyFill.none_yet(len(names))
         """the last closed tick's fill report (the controller's view of the key buffers)"""
-        if self._sat0 == len(names):  # no satellite: no charge to wait for
-            self._sat_soc = np.zeros(0)
+        # the satellites' charge (fraction of capacity, satellite order) after the last closed
+        # tick's battery step, for the shield's battery-reserve rule: None before one, empty
+        # without satellites (no charge to wait for)
+        self._sat_soc: np.ndarray | None = None if self._sat0 < len(names) else np.zeros(0)
         self._controller_seq: dict[str, int] = {}  # per destination (twin.network.nodes)
         self.trace: list[Envelope] | None = None
         """set to a list to record every envelope the nodes handle (tests, debugging)"""

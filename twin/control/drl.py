@@ -416,8 +416,7 @@ class DrlOnly:
         if avoid:
             paths = route_around(view, paths, avoid, self.candidates.greedy)
         self.candidates.chosen(paths)
-        boost = tuple(choice[:, 1].astype(bool).tolist())
-        return Decision(paths=paths, boost=boost if any(boost) else ())
+        return Decision(paths=paths, boost=tuple(choice[:, 1].astype(bool).tolist()))
 
 
 def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:

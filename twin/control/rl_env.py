@@ -99,7 +99,7 @@ class _EnvController:
         choice, boost = message
         paths = tuple(candidates[k][c] for k, c in enumerate(choice))
         self.candidates.chosen(paths)
-        return Decision(paths=paths, boost=tuple(boost) if any(boost) else ())
+        return Decision(paths=paths, boost=tuple(boost))
 
 
 class RoutingEnv(ParallelEnv):
