@@ -702,7 +702,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from twin.control.drl import EdgePolicy
 
         try:
-            init = EdgePolicy.load(args.init, paths_only=True)
+            init = EdgePolicy.load(args.init, earlier=True)
         except ValueError as err:
             raise CliError(f"--init: {err}") from None
     result = train_policy(
@@ -878,8 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         metavar="POLICY",
-        help="start from this policy.pt (fine-tune it; a policy choosing paths alone gets a "
-        "laser head that keeps the terminals on) instead of a fresh network",
+        help="start from this policy.pt (fine-tune it; a policy of an earlier layout gets the "
+        "heads it lacks at their first level: terminals on, key relayed over the path) instead "
+        "of a fresh network",
     )
     p.set_defaults(func=_cmd_train)
 

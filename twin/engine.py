@@ -491,6 +491,8 @@ class Engine:
         self.turbo_satellite_ticks = {"plan": 0, "edge": 0}
         """satellite-ticks run at the QKD turbo level, by who asked: the plan
         (LaserSchedule.turbo) or, where the plan did not, the edge tier (Decision.boost)"""
+        self.relay_split_flow_ticks = 0
+        """forwarding updates that split their flow's key relay among paths (Decision.relay)"""
         self.ogs_power = equipment.ogs.power_model()
         # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
         self.haps_power = (
@@ -1053,16 +1055,19 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, paths, edges, t_ns: int):
+    def _serve_flows(self, snap, paths, edges, t_ns: int, relay=()):
         """Serve every flow over ``[t_ns, t_ns + dt)`` outside its handover gaps, by messages:
         the controller sends each flow's source its forwarding update, and the nodes run the
         trusted-relay protocol (twin.network.nodes) until no message is left
-        (``NodeGroup.superstep``). Returns the callable that gives the node phase's result,
-        with the battery steps of the tick's start (:meth:`_close_tick` takes it)."""
+        (``NodeGroup.superstep``). ``relay``: the decision's key relay splits
+        (``Decision.relay``). Returns the callable that gives the node phase's result, with
+        the battery steps of the tick's start (:meth:`_close_tick` takes it)."""
         names = self.topology.node_names
         dt = self.dt_ns
         inbox: list[Envelope] = []
         for k, flow in enumerate(self.flows):
+            routes = self._relay_routes(snap, k, relay[k]) if relay and relay[k] else None
+            self.relay_split_flow_ticks += routes is not None
             gap_ns = self._gap_ns(flow.name, t_ns, t_ns + dt)
             path = paths[k]
             if path is None:
@@ -1076,10 +1081,39 @@ class Engine:
                 forwarding_update(
                     flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,
                     self._controller_seq.get(flow.src_site, 0), self._deferrals.get(k),
+                    routes,
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
         return self.nodes.submit_superstep(inbox, self.trace)
+
+    def _relay_routes(self, snap, k: int, split) -> list | None:
+        """Flow ``k``'s key relay split (``Decision.relay``) as its forwarding update names it:
+        (node names, hop latencies in ns, parts) of each of its paths whose hops are all up in
+        ``snap`` (a path with a hop down carries no share: it relays nothing this tick); None
+        when none is, and the key goes with the data. A path that does not join the flow's
+        ends, or parts that are not positive ints, is the controller's error, named."""
+        names = self.topology.node_names
+        ends = self.flow_endpoints[k]
+        lookup = self._edge_lookup(snap)
+        routes = []
+        for path, parts in split:
+            if (
+                len(path) < 2
+                or (path[0], path[-1]) != ends
+                or not (isinstance(parts, (int, np.integer)) and parts > 0)
+            ):
+                raise ValueError(
+                    f"{self.controller_label}: flow {self.flows[k].name!r}'s key relay split "
+                    f"names path {list(path)} with parts {parts!r}; each must run from node "
+                    f"{ends[0]} to {ends[1]} with positive int parts"
+                )
+            hops = lookup.path_edges(path)
+            if np.any(hops < 0):
+                continue
+            hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[hops]]
+            routes.append(([names[i] for i in path], hop_ns, int(parts)))
+        return routes or None
 
     def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
         """Take a tick's node phase back, record the tick and add it to the run's totals."""
@@ -1332,7 +1366,7 @@ class Engine:
             if serves:
                 found = audit(
                     checked, decision.paths, boost=decision.boost,
-                    reserve_fraction=self.sat_power.reserve_fraction,
+                    reserve_fraction=self.sat_power.reserve_fraction, relay=decision.relay,
                 )  # fmt: skip
                 for rule, n in found.items():
                     self.shield_violations[rule] += n
@@ -1461,7 +1495,7 @@ class Engine:
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         snap, first = self._decide(snap)
-        paths = first.paths
+        paths, relay = first.paths, first.relay
         if n_ticks:
             snap_next, decided = self._submit_decide(self.topology.snapshot(self.dt_ns))
         for tick in range(n_ticks):
@@ -1472,7 +1506,8 @@ class Engine:
             power = self._energy_inputs(snap, t_ns)
             self.nodes.environment(snap, t_ns, power.battery_steps)
             # the graph and the paths at the tick's end bound what happens inside it
-            next_paths = decided().paths
+            next_decision = decided()
+            next_paths = next_decision.paths
             if tick + 1 < n_ticks:
                 # the next tick's end is decided while this tick runs: the same decisions in
                 # the same order (one per snapshot), and controller actors work meanwhile
@@ -1496,9 +1531,10 @@ class Engine:
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            finish = self._serve_flows(snap, paths, edges, t_ns)
+            finish = self._serve_flows(snap, paths, edges, t_ns, relay)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, path_terms, finish)
             snap, paths = snap_next, self._served(next_paths, t_end)
+            relay = next_decision.relay
             if tick + 1 < n_ticks:
                 snap_next = snap_after
             if progress is not None:

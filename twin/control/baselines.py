@@ -108,9 +108,20 @@ class Decision:
     tick after the one its path serves (QKD turbo mode, main paper sec. VIII.C; twin.engine
     applies it, the shield's ``battery_reserve`` rule may refuse it)"""
 
+    relay: tuple[tuple[tuple[tuple[int, ...], int], ...], ...] = ()
+    """the split ratios of the flows' key relays, per flow in flow order (empty: no flow's):
+    (path, parts) pairs, the paths (node indices from the flow's source to its destination)
+    over which the source relays the key its end-to-end pool is short of, each a share in
+    proportion to its parts (a positive int; twin.network.nodes). A flow's empty tuple: its
+    key is relayed over its path, with its data"""
+
     def boosted(self, k: int) -> bool:
         """Whether flow ``k`` asks for its path's satellites at the turbo level."""
         return bool(self.boost[k]) if self.boost else False
+
+    def relay_split(self, k: int) -> tuple[tuple[tuple[int, ...], int], ...]:
+        """Flow ``k``'s (path, parts) key relay split; () relays over its path."""
+        return self.relay[k] if self.relay else ()
 
 
 class Controller(Protocol):

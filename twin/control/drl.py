@@ -51,22 +51,29 @@ from twin.control.baselines import (
 )
 
 __all__ = [
+    "ACTION_HEADS",
     "ACTION_LOGITS",
     "FLOW_FEATURES",
     "K_CANDIDATES",
     "LASER_LEVELS",
+    "RELAY_LEVELS",
     "CandidatePaths",
     "DrlOnly",
     "EdgePolicy",
     "FlowPolicyNet",
     "flow_features",
     "shipped_policy",
+    "spread_relays",
 ]
 
 K_CANDIDATES = 3  # keep, fastest keyed, fastest
 LASER_LEVELS = 2  # on, turbo (Decision.boost)
-ACTION_LOGITS = K_CANDIDATES + LASER_LEVELS  # per flow: the path's logits, then the laser's
-LASER_ON_LOGIT = 1.0  # the laser head a path-only policy gets (EdgePolicy.with_laser_head)
+RELAY_LEVELS = 2  # the key relayed over the flow's path, or spread over its candidates
+ACTION_HEADS = (K_CANDIDATES, LASER_LEVELS, RELAY_LEVELS)  # a flow's action, head by head
+ACTION_LOGITS = sum(ACTION_HEADS)  # per flow: the path's logits, the laser's, the relay's
+# the logit of the first level (the terminals "on", the key over the path) of each head that a
+# policy of an earlier layout lacks (EdgePolicy.with_heads): kept at 73% (e / (e + 1))
+FIRST_LEVEL_LOGIT = 1.0
 # per candidate key over need, latency, runway and loss, then active (flow_features)
 FLOW_FEATURES = 4 * K_CANDIDATES + 1
 FEATURE_CLIP = 10.0
@@ -232,9 +239,10 @@ def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
 
 
 class FlowPolicyNet(torch.nn.Module):
-    """FLOW_FEATURES -> ACTION_LOGITS logits (K_CANDIDATES for the path, then LASER_LEVELS
-    for the laser), the same weights for every flow: an input of (..., F * FLOW_FEATURES)
-    gives (..., F * ACTION_LOGITS), flow by flow (RLlib's MultiDiscrete layout).
+    """FLOW_FEATURES -> ACTION_LOGITS logits (one per level of each of ACTION_HEADS: the
+    path, the laser, the key relay), the same weights for every flow: an input of
+    (..., F * FLOW_FEATURES) gives (..., F * ACTION_LOGITS), flow by flow (RLlib's
+    MultiDiscrete layout).
     ``outputs=1`` makes the value net PPO trains beside it (twin.control.train)."""
 
     def __init__(self, hidden=HIDDEN, outputs: int = ACTION_LOGITS) -> None:
@@ -277,8 +285,8 @@ class EdgePolicy:
         self.meta = dict(meta or {})
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        """(F, ACTION_LOGITS) float64: each flow's logits (its candidates', then its laser
-        levels'), one batched forward pass over the (F, FLOW_FEATURES) features."""
+        """(F, ACTION_LOGITS) float64: each flow's logits (its candidates', its laser levels',
+        its relay levels'), one batched forward pass over the (F, FLOW_FEATURES) features."""
         if len(features) == 0:
             return np.zeros((0, ACTION_LOGITS))
         with torch.no_grad(), _one_torch_thread():
@@ -286,14 +294,12 @@ class EdgePolicy:
             return logits.reshape(-1, ACTION_LOGITS).numpy()
 
     def choose(self, features: np.ndarray) -> np.ndarray:
-        """(F, 2) int64: the candidate each flow takes and its laser level (1: turbo), its
-        most likely ones (module docstring)."""
+        """(F, 3) int64: per flow the candidate it takes, its laser level (1: turbo) and its
+        relay level (1: spread), each its head's most likely one (module docstring)."""
         logits = self.logits(features)
+        bounds = np.cumsum((0, *ACTION_HEADS))
         return np.stack(
-            [
-                logits[:, :K_CANDIDATES].argmax(axis=1),
-                logits[:, K_CANDIDATES:].argmax(axis=1),
-            ],
+            [logits[:, a:b].argmax(axis=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
             axis=1,
         )
 
@@ -315,7 +321,7 @@ class EdgePolicy:
             {
                 "hidden": list(self.net.hidden),
                 "features": FLOW_FEATURES,
-                "actions": [K_CANDIDATES, LASER_LEVELS],
+                "actions": list(ACTION_HEADS),
                 "state": state,
                 "meta": json.dumps(self.meta),
             },
@@ -324,36 +330,37 @@ class EdgePolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, paths_only: bool = False) -> EdgePolicy:
+    def load(cls, path: str | Path, *, earlier: bool = False) -> EdgePolicy:
         """A policy :meth:`save` wrote; ValueError naming the file for anything else.
-        ``paths_only``: a file of the layout before the laser level (this one's features,
-        a choice among the candidate paths alone) is taken too, with a laser head that keeps
-        the terminals "on" (:meth:`with_laser_head`): the start ``qntwin train --init`` may
-        fine-tune."""
+        ``earlier``: a file of an earlier layout (this one's features and the first heads of
+        ACTION_HEADS: the paths alone, or the paths and the laser) is taken too, the heads it
+        lacks keeping their first level (:meth:`with_heads`): the start ``qntwin train
+        --init`` may fine-tune."""
         path = Path(path)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             # (files before the feature count: 7 features; before the laser: 3 paths alone)
-            layout = (saved.get("features", 7), list(saved.get("actions", [K_CANDIDATES])))
-            if paths_only and layout == (FLOW_FEATURES, [K_CANDIDATES]):
-                net = FlowPolicyNet(saved["hidden"], outputs=K_CANDIDATES)
-                net.load_state_dict(saved["state"])
-                return cls.with_laser_head(net, json.loads(saved["meta"]))
-            if layout != (FLOW_FEATURES, [K_CANDIDATES, LASER_LEVELS]):
-                raise _OtherLayout(*layout)
-            net = FlowPolicyNet(saved["hidden"])
+            features, heads = saved.get("features", 7), tuple(saved.get("actions", [3]))
+            earlier_layout = 0 < len(heads) < len(ACTION_HEADS) and (
+                heads == ACTION_HEADS[: len(heads)]
+            )
+            if features != FLOW_FEATURES or not (
+                heads == ACTION_HEADS or (earlier and earlier_layout)
+            ):
+                raise _OtherLayout(features, heads)
+            net = FlowPolicyNet(saved["hidden"], outputs=sum(heads))
             net.load_state_dict(saved["state"])
             meta = json.loads(saved["meta"])
         except FileNotFoundError:
             raise ValueError(f"policy file {str(path)!r} not found") from None
         except _OtherLayout as err:
-            features, actions = err.args
+            features, heads = err.args
             raise ValueError(
                 f"{str(path)!r} is an edge policy reading {features} features per flow and "
-                f"choosing among {' x '.join(map(str, actions))} actions; this qntwin's "
+                f"choosing among {' x '.join(map(str, heads))} actions; this qntwin's "
                 f"policies read {FLOW_FEATURES} (twin.control.drl.flow_features) and choose "
-                f"among {K_CANDIDATES} paths x {LASER_LEVELS} laser levels: train one with "
-                "`qntwin train`"
+                f"among {K_CANDIDATES} paths x {LASER_LEVELS} laser levels x {RELAY_LEVELS} "
+                "relay levels: train one with `qntwin train`"
             ) from None
         except Exception as err:
             # (torch's own message is long and suggests weights_only=False, which would run
@@ -363,25 +370,33 @@ class EdgePolicy:
                 f"{str(path)!r} is not a qntwin edge policy ({type(err).__name__}: {first}); "
                 "give a policy.pt that `qntwin train` wrote"
             ) from None
+        if heads != ACTION_HEADS:
+            return cls.with_heads(net, meta)
         return cls(net, meta)
 
     @classmethod
-    def with_laser_head(cls, paths_net: FlowPolicyNet, meta: dict | None = None) -> EdgePolicy:
-        """A policy that chooses paths as ``paths_net`` (K_CANDIDATES outputs) does and keeps
-        every terminal "on": its laser logits are (LASER_ON_LOGIT, 0) whatever it sees, so
-        that PPO, starting from it, explores the turbo level a quarter of the time."""
-        net = FlowPolicyNet(paths_net.hidden)
-        state = paths_net.state_dict()
-        last = f"body.{len(net.body) - 1}"
+    def with_heads(cls, net: FlowPolicyNet, meta: dict | None = None) -> EdgePolicy:
+        """A policy that decides the first heads of ACTION_HEADS as ``net`` (a policy of an
+        earlier layout: its outputs are those heads' logits) does and keeps the first level
+        of the heads it lacks (the terminals "on", the key over the flow's path): their
+        logits are (FIRST_LEVEL_LOGIT, 0, ...) whatever it sees, so that PPO, starting from
+        it, explores the other levels a quarter of the time."""
+        full = FlowPolicyNet(net.hidden)
+        state = net.state_dict()
+        last = f"body.{len(full.body) - 1}"
+        given = net.body[-1].out_features
         with torch.no_grad():
-            for name, value in net.state_dict().items():
+            for name, value in full.state_dict().items():
                 if name.startswith(last):
                     value.zero_()
-                    value[:K_CANDIDATES] = state[name]
+                    value[:given] = state[name]
                 else:
                     value.copy_(state[name])
-            net.body[-1].bias[K_CANDIDATES] = LASER_ON_LOGIT
-        return cls(net, meta)
+            bounds = np.cumsum((0, *ACTION_HEADS))
+            for start in bounds[:-1]:
+                if start >= given:
+                    full.body[-1].bias[int(start)] = FIRST_LEVEL_LOGIT
+        return cls(full, meta)
 
 
 class _OtherLayout(Exception):
@@ -416,7 +431,41 @@ class DrlOnly:
         if avoid:
             paths = route_around(view, paths, avoid, self.candidates.greedy)
         self.candidates.chosen(paths)
-        return Decision(paths=paths, boost=tuple(choice[:, 1].astype(bool).tolist()))
+        return Decision(
+            paths=paths,
+            boost=tuple(choice[:, 1].astype(bool).tolist()),
+            relay=spread_relays(view, candidates, paths, choice[:, 2], avoid),
+        )
+
+
+def spread_relays(view: NetworkView, candidates, paths, spread, avoid: Sequence[str] = ()) -> tuple:
+    """``Decision.relay`` of the flows whose relay level is "spread" (``spread[k]`` 1): the
+    key a flow's pool is short of is split among its distinct candidate paths (and its own
+    path, if another) in proportion to what each one's weakest hop holds in the fill report,
+    so that each path gives what it can and the pool gets the sum; a path whose weakest hop
+    holds nothing, or through a station of ``avoid``, gets no share. () for every other flow,
+    and for one left with its own path alone (the key goes with its data); () overall when
+    no flow spreads."""
+    flows = [k for k, level in enumerate(spread.tolist()) if level and paths[k] is not None]
+    if not flows:
+        return ()
+    blocked = set(view.node_index.indices(avoid).tolist()) if avoid else set()
+    options = {
+        k: [
+            tuple(p)
+            for p in dict.fromkeys((paths[k], *candidates[k]))
+            if p is not None and len(p) > 1 and blocked.isdisjoint(p)
+        ]
+        for k in flows
+    }
+    every = [p for k in flows for p in options[k]]
+    held = iter(view.key_fill.weakest(every, initial=np.iinfo(np.int64).max))
+    relay: list[tuple] = [()] * len(paths)
+    for k in flows:
+        split = tuple((p, bits) for p in options[k] if (bits := int(next(held))) > 0)
+        if split and [p for p, _ in split] != [tuple(paths[k])]:
+            relay[k] = split
+    return tuple(relay)
 
 
 def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:

@@ -4,15 +4,17 @@ engine, one agent per edge node.
 Agents: one per site that sources flows (the edge node whose SD-WAN gateway routes them; main
 paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (one tick of G(t)).
 
-- **Action** (``MultiDiscrete`` of shape (F, 2), F the most flows any agent has): per flow of
+- **Action** (``MultiDiscrete`` of shape (F, 3), F the most flows any agent has): per flow of
   the agent, one of ``K_CANDIDATES`` candidate paths: 0 keep the current path (while every hop
   is up; else the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand
-  (key-aware's), 2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths); and its
+  (key-aware's), 2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths); its
   laser power, one of ``LASER_LEVELS``: 0 the terminals as they are, 1 the satellites of its
   path at the QKD turbo level over the next tick (``Decision.boost``: their optical links make
-  key ``turbo_skr_gain`` times faster, at the turbo level's load). The twin carries a flow on
-  one path, so the paper's "next-hop split ratios" become the choice of path. Slots beyond the
-  agent's flows are ignored.
+  key ``turbo_skr_gain`` times faster, at the turbo level's load); and its key relay, one of
+  ``RELAY_LEVELS``: 0 over its path, with its data, 1 split among its candidate paths in
+  proportion to their weakest hops' key (``Decision.relay``, twin.control.drl.spread_relays:
+  the paper's split ratios, applied to what the twin's links run short of, key; a flow's data
+  goes one path). Slots beyond the agent's flows are ignored.
 - **Observation** (``Box(0, 10)``, F x (4K + 1) values): per flow and candidate the key its
   weakest hop holds over the flow's 10 s need (Table 2's key-buffer-fill-level; 10 when the
   flow needs none), its latency in units of 10 ms, its runway (how long its buffers last at
@@ -48,17 +50,20 @@ from pettingzoo import ParallelEnv
 
 from twin.control.baselines import Decision, NetworkView
 from twin.control.drl import (
+    ACTION_HEADS,
     FEATURE_CLIP,
     FLOW_FEATURES,
     K_CANDIDATES,
     LASER_LEVELS,
+    RELAY_LEVELS,
     CandidatePaths,
     path_latencies_s,
+    spread_relays,
 )
 from twin.control.shield import boosted_satellites
 from twin.network.traffic import TrafficClass
 
-__all__ = ["K_CANDIDATES", "LASER_LEVELS", "RewardWeights", "RoutingEnv"]
+__all__ = ["K_CANDIDATES", "LASER_LEVELS", "RELAY_LEVELS", "RewardWeights", "RoutingEnv"]
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,11 @@ class _EnvController:
         message = self.env._from_env.get()
         if message is None:
             raise _Stop
-        choice, boost = message
+        choice, boost, spread = message
         paths = tuple(candidates[k][c] for k, c in enumerate(choice))
         self.candidates.chosen(paths)
-        return Decision(paths=paths, boost=tuple(boost))
+        relay = spread_relays(view, candidates, paths, np.asarray(spread, dtype=np.int64))
+        return Decision(paths=paths, boost=tuple(boost), relay=relay)
 
 
 class RoutingEnv(ParallelEnv):
@@ -129,9 +135,7 @@ class RoutingEnv(ParallelEnv):
         self._obs_space = spaces.Box(
             0.0, FEATURE_CLIP, shape=(self.max_flows * FLOW_FEATURES,), dtype=np.float32
         )
-        self._act_space = spaces.MultiDiscrete(
-            np.tile([K_CANDIDATES, LASER_LEVELS], (self.max_flows, 1))
-        )
+        self._act_space = spaces.MultiDiscrete(np.tile(ACTION_HEADS, (self.max_flows, 1)))
         self.agents: list[str] = []
         self._thread: threading.Thread | None = None
         self._to_env: queue.Queue = queue.Queue()
@@ -193,17 +197,21 @@ class RoutingEnv(ParallelEnv):
         view, (candidates, _) = self._last
         choice = [0] * len(self._flows)
         boost = [False] * len(self._flows)
+        spread = [0] * len(self._flows)
+        heads = len(ACTION_HEADS)
         for agent in self.agents:
-            action = np.asarray(actions.get(agent, np.zeros((self.max_flows, 2), np.int64)))
-            if action.size != 2 * self.max_flows:
+            action = np.asarray(actions.get(agent, np.zeros((self.max_flows, heads), np.int64)))
+            if action.size != heads * self.max_flows:
                 raise ValueError(
-                    f"the action of {agent} must hold ({self.max_flows}, 2) values (a candidate "
-                    f"path and a laser level per flow slot), got shape {action.shape}"
+                    f"the action of {agent} must hold ({self.max_flows}, {heads}) values (a "
+                    "candidate path, a laser level and a relay level per flow slot), got shape "
+                    f"{action.shape}"
                 )
-            action = action.reshape(self.max_flows, 2)
+            action = action.reshape(self.max_flows, heads)
             for slot, k in enumerate(self._members[agent]):
                 choice[k], boost[k] = int(action[slot, 0]), bool(action[slot, 1])
-        self._from_env.put((choice, boost))
+                spread[k] = int(action[slot, 2])
+        self._from_env.put((choice, boost, spread))
         chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
         latency = path_latencies_s(view, chosen)
         boost_w = self._boost_w(chosen, boost)

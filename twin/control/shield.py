@@ -137,8 +137,26 @@ class Shield:
         for k, flow in enumerate(view.flows):
             paths[k] = self._shield(view, k, flow, paths[k], graphs, held[k], latencies_s[k])
         boost = self._boosts(view, decision, paths)
+        relay = self._relays(view, decision)
         self.counts = kept
-        return Decision(paths=tuple(paths), notes=decision.notes, boost=boost)
+        return Decision(paths=tuple(paths), notes=decision.notes, boost=boost, relay=relay)
+
+    def _relays(self, view: NetworkView, decision: Decision) -> tuple:
+        """The decision's key relay splits without the paths that transit a forbidden
+        jurisdiction (``residency``: a trusted relay holds the key it passes on in the clear);
+        a flow left with none relays over its path."""
+        if not any(decision.relay):
+            return decision.relay
+        relay = list(decision.relay)
+        for k, split in enumerate(decision.relay):
+            flow = view.flows[k]
+            if not (split and flow.forbidden_jurisdictions):
+                continue
+            kept = tuple((path, parts) for path, parts in split
+                         if not _transits(view, flow, path))  # fmt: skip
+            self.counts.rejected["residency"] += len(split) - len(kept)
+            relay[k] = kept
+        return tuple(relay)
 
     def _boosts(self, view: NetworkView, decision: Decision, paths) -> tuple[bool, ...]:
         """The decision's boosts that the ``battery_reserve`` rule lets through, for the
@@ -267,7 +285,7 @@ def _broken(
 
 def audit(
     view: NetworkView, paths: Sequence, critical_key_s: float = CRITICAL_KEY_S,
-    boost: Sequence[bool] = (), reserve_fraction: float = 0.0,
+    boost: Sequence[bool] = (), reserve_fraction: float = 0.0, relay: Sequence = (),
 ) -> dict[str, int]:  # fmt: skip
     """Per rule, how many of ``paths`` (one per flow of ``view``) break it while some path
     met it and every rule before it (module docstring). Independent of :class:`Shield`: hops
@@ -275,12 +293,21 @@ def audit(
     Dijkstra over float latencies, not by the routing module. ``boost``: the flows' executed
     laser power (``Decision.boost``); a boost that runs a satellite of its path below
     ``reserve_fraction`` of charge (the reserve itself: the shield's margin is its own
-    caution) breaks ``battery_reserve``, which no boost at all always meets."""
+    caution) breaks ``battery_reserve``, which no boost at all always meets. ``relay``: the
+    flows' key relay splits (``Decision.relay``); each relay path through a forbidden
+    jurisdiction breaks ``residency`` (the flow's own path always meets it)."""
     violations = dict.fromkeys(RULES, 0)
     snap = view.snapshot
     names = view.node_index.names
     graph = None
     soc = view.battery_soc
+    for k, split in enumerate(relay):
+        forbidden = {j.upper() for j in view.flows[k].forbidden_jurisdictions}
+        for route, _ in split if forbidden else ():
+            violations["residency"] += any(
+                str(view.jurisdictions.get(names[v]) or "").upper() in forbidden
+                for v in route[1:-1]
+            )
     for k, flow in enumerate(view.flows):
         path = paths[k]
         if path is None:

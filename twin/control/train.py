@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from twin.control.drl import (
+    ACTION_HEADS,
     FEATURE_CLIP,
     FLOW_FEATURES,
     HIDDEN,
-    K_CANDIDATES,
-    LASER_LEVELS,
     EdgePolicy,
     FlowPolicyNet,
 )
@@ -58,15 +57,15 @@ class TrainResult:
     trained_return: float  # the kept policy's (the best after an iteration)
     best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
     random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
-    keyed_return: float  # always the fastest keyed path (key-aware's choice), never boosting
+    keyed_return: float  # the fastest keyed path (key-aware's), no boost, relay on the path
     policy_path: str
     checkpoint_path: str
 
 
 def episode_return(scenario, episode_s: float, choose, *, seed: int | None = None) -> float:
     """Total eq. (7) reward of every agent over one episode; ``choose(features)`` gives each
-    flow's (candidate, laser level) from its (F, FLOW_FEATURES) features (an agent's flows,
-    padded): (F, 2) integers."""
+    flow's (candidate, laser level, relay level) from its (F, FLOW_FEATURES) features (an
+    agent's flows, padded): (F, 3) integers."""
     from twin.control.rl_env import RoutingEnv
 
     env = RoutingEnv(scenario, duration_s=episode_s)
@@ -89,7 +88,7 @@ def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 
         rng = np.random.default_rng([seed, n])
 
         def uniform(features, rng=rng):
-            return rng.integers(0, [K_CANDIDATES, LASER_LEVELS], (len(features), 2))
+            return rng.integers(0, ACTION_HEADS, (len(features), len(ACTION_HEADS)))
 
         totals.append(episode_return(scenario, episode_s, uniform))
     return float(np.mean(totals))
@@ -103,16 +102,16 @@ def _module_class():
     from ray.rllib.core.rl_module.torch import TorchRLModule
 
     class FlowPPOModule(TorchRLModule, ValueFunctionAPI):
-        """PPO's module: the per-flow policy net (MultiDiscrete([K, LASER_LEVELS]) over one
-        flow's features: a categorical over its candidates and one over its laser levels) and
-        a value net of the same shape."""
+        """PPO's module: the per-flow policy net (MultiDiscrete(ACTION_HEADS) over one flow's
+        features: a categorical over its candidates, one over its laser levels and one over
+        its relay levels) and a value net of the same shape."""
 
         def setup(self):
             hidden = tuple(self.model_config.get("hidden", HIDDEN))
             self.pi = FlowPolicyNet(hidden)
             self.vf = FlowPolicyNet(hidden, outputs=1)
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
-                input_lens=[K_CANDIDATES, LASER_LEVELS]
+                input_lens=list(ACTION_HEADS)
             )
 
         def _forward(self, batch, **kwargs):
@@ -126,12 +125,12 @@ def _module_class():
 
 def _make_env(config):
     """RLlib's view of :class:`RoutingEnv` for training: each edge agent's flows act as agents
-    of their own (``<agent>/<slot>``, one flow's features in, one candidate and one laser level
-    out, eq. (7) over
-    that flow as the reward; the env's ``flow_rewards``). They share one policy, so this is the
-    edge agents' shared per-flow policy with the credit of each choice given to the flow it
-    moved: summed over an agent's flows (and its empty slots), PPO did not learn at all
-    (entropy still 97 % of uniform after 8,000 steps on case-munich-pretoria)."""
+    of their own (``<agent>/<slot>``, one flow's features in, its candidate, laser level and
+    relay level out, eq. (7) over that flow as the reward; the env's ``flow_rewards``). They
+    share one policy, so this is the edge agents' shared per-flow policy with the credit of
+    each choice given to the flow it moved: summed over an agent's flows (and its empty
+    slots), PPO did not learn at all (entropy still 97 % of uniform after 8,000 steps on
+    case-munich-pretoria)."""
     from gymnasium import spaces
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
@@ -148,7 +147,7 @@ def _make_env(config):
             }
             self.agents = self.possible_agents = list(self.slots)
             observation = spaces.Box(0.0, FEATURE_CLIP, (FLOW_FEATURES,), dtype=np.float32)
-            action = spaces.MultiDiscrete([K_CANDIDATES, LASER_LEVELS])
+            action = spaces.MultiDiscrete(list(ACTION_HEADS))
             self.observation_spaces = dict.fromkeys(self.agents, observation)
             self.action_spaces = dict.fromkeys(self.agents, action)
 
@@ -165,9 +164,9 @@ def _make_env(config):
         def step(self, action_dict):
             actions = {}
             for agent in self.env.agents:
-                action = np.zeros((self.env.max_flows, 2), dtype=np.int64)
+                action = np.zeros((self.env.max_flows, len(ACTION_HEADS)), dtype=np.int64)
                 for slot in range(len(self.env._members[agent])):
-                    action[slot] = action_dict.get(f"{agent}/{slot}", (0, 0))
+                    action[slot] = action_dict.get(f"{agent}/{slot}", 0)
                 actions[agent] = action
             obs, _, terminated, _, infos = self.env.step(actions)
             done = all(terminated.values())
@@ -308,7 +307,7 @@ def train_policy(
         best_iteration=best_iteration,
         random_return=random_return(scenario, episode_s, episodes=eval_episodes, seed=seed),
         keyed_return=episode_return(
-            scenario, episode_s, lambda f: np.tile(np.array([1, 0], np.int64), (len(f), 1))
+            scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0], np.int64), (len(f), 1))
         ),
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),

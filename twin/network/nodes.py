@@ -91,6 +91,7 @@ __all__ = [
     "merge_key_fills",
     "node_partitions",
     "quantum_kind_table",
+    "split_bits",
 ]
 
 CONTROLLER = "controller"
@@ -194,8 +195,36 @@ class _Service:
     latency_s: float
     path: tuple[str, ...]
     hop_latency_ns: tuple[int, ...]
-    wanted_bits: int = 0
+    open_relays: int = 0
+    """relays of the tick not yet granted in full (the flow consumes its key after the last)"""
+
+
+@dataclass
+class _Relay:
+    """One trusted relay of a flow's tick, at its source: the key it asks every hop of
+    ``path`` for, and the hops' grants so far."""
+
+    service: _Service
+    path: tuple[str, ...]
+    hop_latency_ns: tuple[int, ...]
+    wanted_bits: int
     grants: dict[int, int] = field(default_factory=dict)
+
+
+def split_bits(bits: int, parts: Sequence[int]) -> list[int]:
+    """``bits`` divided in proportion to ``parts`` (non-negative ints, some positive), in whole
+    bits that sum to ``bits``: each share rounded down, the bits left over one each to the
+    first shares with parts (deterministic, so every runtime splits alike)."""
+    total = sum(parts)
+    shares = [bits * q // total for q in parts]
+    left = bits - sum(shares)
+    for i, q in enumerate(parts):
+        if left == 0:
+            break
+        if q > 0:
+            shares[i] += 1
+            left -= 1
+    return shares
 
 
 class Node:
@@ -236,8 +265,8 @@ class Node:
         self.pool_pending_bits: dict[str, int] = {}
         """destination -> bits asked for by relays of the current tick not yet answered"""
         self._seq: dict[str, int] = {}
-        self._relays: dict[str, _Service] = {}
-        """relay id -> the service waiting for its grants (at the source)"""
+        self._relays: dict[str, _Relay] = {}
+        """relay id -> the relay waiting for its grants (at the source)"""
 
     def next_seq(self, dst: str) -> int:
         """The next sequence number on the channel to ``dst``: sequences count per (src, dst),
@@ -258,6 +287,7 @@ def forwarding_update(
     t_ns: int,
     seq: int,
     defer_ns: Mapping[str, int] | None = None,
+    relay: Sequence[tuple[Sequence[str], Sequence[int], int]] | None = None,
 ) -> Envelope:
     """The controller's per-tick update of one flow's table entry at its source.
 
@@ -265,7 +295,10 @@ def forwarding_update(
     ns) and of the whole path (s, the latency the flow's class target is checked against), and
     the nanoseconds of the tick the flow spends in a handover gap. ``defer_ns``: the forecast
     events the controller has put off, by name, and by how long (``Flow.deferred``): the
-    source sends their bulk on that schedule.
+    source sends their bulk on that schedule. ``relay``: the split ratios of the flow's key
+    relay, (path of node names from the source to the destination, its hops' latencies in
+    ns, parts) per path that carries a share (``Decision.relay``); None: the key is relayed
+    over ``path``, as the data goes.
     """
     payload = {
         "flow": flow,
@@ -276,6 +309,17 @@ def forwarding_update(
     }
     if defer_ns:
         payload["defer_ns"] = {str(name): int(ns) for name, ns in sorted(defer_ns.items())}
+    if relay:
+        for route, hop_ns, parts in relay:
+            if len(route) < 2 or len(hop_ns) != len(route) - 1 or not int(parts) > 0:
+                raise ValueError(
+                    f"flow {flow!r}: a relay path needs two nodes or more, a latency per hop and "
+                    f"parts > 0, got path {list(route)}, {len(hop_ns)} latencies, parts {parts}"
+                )
+        payload["relay"] = [
+            {"path": list(route), "hop_latency_ns": [int(x) for x in hop_ns], "parts": int(parts)}
+            for route, hop_ns, parts in relay
+        ]
     return Envelope(CONTROLLER, src_site, MessageKind.FORWARDING_UPDATE, t_ns, seq, t_ns, payload)
 
 
@@ -771,26 +815,37 @@ class NodeSet:
         if wanted <= 0:
             self._consume(node, service)
             return
-        relay_id = f"{flow.name}@{t}"
-        service.wanted_bits = wanted
-        node._relays[relay_id] = service
+        # the key relay, over the data's path or split among the paths the update names
+        # (each share its own relay: every hop of a path spends the same bits)
+        if "relay" in p:
+            routes = [(tuple(r["path"]), tuple(r["hop_latency_ns"])) for r in p["relay"]]
+            shares = split_bits(wanted, [int(r["parts"]) for r in p["relay"]])
+            relays = [
+                (f"{flow.name}@{t}/{i}", *route, share)
+                for i, (route, share) in enumerate(zip(routes, shares, strict=True))
+                if share > 0
+            ]
+        else:
+            relays = [(f"{flow.name}@{t}", path, service.hop_latency_ns, wanted)]
         node.pool_pending_bits[flow.dst_site] = pending + wanted
+        service.open_relays = len(relays)
         critical = cls is TrafficClass.TYPE_I
         sent_ns = envelope.arrival_ns
-        for hop in range(len(path) - 1):
-            a, b = path[hop], path[hop + 1]
-            owner = self.owner(a, b)
-            payload = {
-                "step": "reserve",
-                "relay": relay_id,
-                "hop": hop,
-                "peer": b if owner == a else a,
-                "bits": wanted,
-                "critical": critical,
-            }
-            at = path.index(owner)
-            delay = sum(service.hop_latency_ns[:at])
-            self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
+        for relay_id, route, hop_ns, share in relays:
+            node._relays[relay_id] = _Relay(service, route, hop_ns, share)
+            for hop in range(len(route) - 1):
+                a, b = route[hop], route[hop + 1]
+                owner = self.owner(a, b)
+                payload = {
+                    "step": "reserve",
+                    "relay": relay_id,
+                    "hop": hop,
+                    "peer": b if owner == a else a,
+                    "bits": share,
+                    "critical": critical,
+                }
+                delay = sum(hop_ns[: route.index(owner)])
+                self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
 
     def _deferred_flow(self, flow: Flow, defer_ns: dict[str, int]) -> Flow:
         """``flow`` with the deferrals of its forwarding update applied (made once per
@@ -803,22 +858,23 @@ class NodeSet:
 
     def _on_grant(self, node: Node, envelope: Envelope, out: list[Envelope]) -> None:
         p = envelope.payload
-        service = node._relays[p["relay"]]
-        service.grants[int(p["hop"])] = int(p["bits"])
-        hops = len(service.path) - 1
-        if len(service.grants) < hops:
+        relay = node._relays[p["relay"]]
+        relay.grants[int(p["hop"])] = int(p["bits"])
+        hops = len(relay.path) - 1
+        if len(relay.grants) < hops:
             return
         del node._relays[p["relay"]]
-        node.pool_pending_bits[service.flow.dst_site] -= service.wanted_bits
+        service = relay.service
+        node.pool_pending_bits[service.flow.dst_site] -= relay.wanted_bits
         # every hop spends the same bits: the smallest grant (all the shortfall when every hop
         # holds it, else what the poorest hop can give now; nothing if one hop has none)
-        bits = min(service.grants.values())
+        bits = min(relay.grants.values())
         if bits:
             pool = self._pool(node, service.flow.dst_site)
             stored = pool.generate(bits, self._t_ns)
             if stored is None or stored.bits != bits:
                 raise RuntimeError(f"pool {pool.name!r} lost relayed key bits despite free room")
-        path = service.path
+        path = relay.path
         sent_ns = envelope.arrival_ns  # the last grant is in (grants are handled in arrival order)
         for hop in range(hops):
             a, b = path[hop], path[hop + 1]
@@ -829,14 +885,15 @@ class NodeSet:
                 "hop": hop,
                 "peer": b if owner == a else a,
                 "bits": bits,
-                "granted": service.grants[hop],
+                "granted": relay.grants[hop],
                 "critical": service.flow.traffic_class is TrafficClass.TYPE_I,
                 "pool": f"pool:{node.name}>{service.flow.dst_site}",
             }
-            at = path.index(owner)
-            delay = sum(service.hop_latency_ns[:at])
+            delay = sum(relay.hop_latency_ns[: path.index(owner)])
             self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
-        self._consume(node, service)
+        service.open_relays -= 1
+        if service.open_relays == 0:  # (the flow's last relay: its pool has all it will get)
+            self._consume(node, service)
 
     def _consume(self, node: Node, service: _Service) -> None:
         flow = service.flow

@@ -107,6 +107,25 @@ def test_residency_is_never_relaxed_and_holds_for_every_class():
     assert shielded(v, (0, 2, 1))[0] is None
 
 
+def test_a_key_relay_split_through_a_forbidden_jurisdiction_loses_that_path():
+    """Residency holds for the key relay too (Decision.relay): a trusted relay holds the key
+    it passes on, so a relay path through c (forbidden) is dropped from the split and counted,
+    the compliant one stays; the audit counts the dropped one for an unshielded decision. A
+    flow that forbids nothing keeps its whole split."""
+    keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+    split = (((0, 1), 3), ((0, 2, 1), 1))
+    v = view(SLOW_DIRECT, keyed, TrafficClass.TYPE_IV, forbidden=("XX",), jurisdiction="XX")
+    shield = Shield()
+    decision = shield.filter(v, Decision(paths=((0, 1),), relay=(split,)))
+    assert decision.paths == ((0, 1),) and decision.relay == ((((0, 1), 3),),)
+    assert shield.counts.rejected["residency"] == 1
+    assert audit(v, [(0, 1)], relay=[split])["residency"] == 1
+    assert audit(v, [(0, 1)], relay=decision.relay) == dict.fromkeys(RULES, 0)
+    free = view(SLOW_DIRECT, keyed, TrafficClass.TYPE_IV, jurisdiction="XX")
+    assert Shield().filter(free, Decision(paths=((0, 1),), relay=(split,))).relay == (split,)
+    assert audit(free, [(0, 1)], relay=[split]) == dict.fromkeys(RULES, 0)
+
+
 def test_a_compliant_path_and_no_path_pass_untouched():
     keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
     for proposal in ((0, 2, 1), None):

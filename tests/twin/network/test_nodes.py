@@ -27,6 +27,7 @@ from twin.network.nodes import (
     NodeGroup,
     NodeSet,
     forwarding_update,
+    split_bits,
 )
 from twin.network.topology import EdgeKind
 from twin.network.traffic import Flow, TrafficClass
@@ -249,6 +250,72 @@ def test_three_hop_relay_moves_the_smallest_grant_everywhere():
     assert {k: b.consumed_bits for k, b in nodes.link_buffers().items()} == dict.fromkeys(
         nodes.link_buffers(), 250
     )
+
+
+def test_split_bits_divides_in_proportion_in_whole_bits():
+    assert split_bits(150, [1, 1]) == [75, 75]
+    assert split_bits(151, [1, 1, 1]) == [51, 50, 50]  # the bits left over go to the first
+    assert split_bits(10, [0, 3, 1]) == [0, 8, 2]  # (7.5 -> 7 + 1, 2.5 -> 2): no part, no bit
+    assert split_bits(7, [2_000_000_000_000, 1]) == [7, 0]
+    assert sum(split_bits(1_000_003, [7, 11, 13])) == 1_000_003
+
+
+def test_a_split_relay_fills_the_pool_over_two_paths_at_once():
+    """The forwarding update's relay split (Decision.relay): the source asks each path for
+    its share of the shortfall (split_bits of the parts), each path's hops spend the smallest
+    grant of that path, the pool gets the sum, and the flow consumes once every relay is in.
+    Over a -> b -> d alone the poorest hop (b, d) holds 60 bits, short of the flow's 150: one
+    path's relay leaves it unkeyed; split 2:1 with a -> c -> d it gets 100 + 50."""
+    flow = otp("ctl", "a", "d")
+    links = {("a", "b"): 1_000, ("b", "d"): 60, ("a", "c"): 1_000, ("c", "d"): 1_000}
+    alone = make_nodes([flow])
+    alone.environment(snapshot(links), 0)
+    rounds(alone, [Controller().update(flow, ["a", "b", "d"], [1_000, 1_000], 0)])
+    alone.end_tick()
+    assert alone.pools()[("a", "d")].generated_bits == 60
+    assert alone.flow_states()["ctl"].secure_ns == 0
+
+    nodes = make_nodes([flow])
+    nodes.environment(snapshot(links), 0)
+    update = forwarding_update(
+        "ctl", "a", ["a", "b", "d"], [1_000, 1_000], 2e-6, 0, 0, 0,
+        relay=[(["a", "b", "d"], [1_000, 1_000], 1), (["a", "c", "d"], [500, 700], 2)],
+    )  # fmt: skip
+    batches = rounds(nodes, [update])
+    counters = nodes.end_tick()
+    reserves = relay_steps(batches, "reserve")
+    assert sorted((e.payload["relay"], e.dst, e.payload["bits"]) for e in reserves) == [
+        ("ctl@0/0", "a", 50), ("ctl@0/0", "b", 50), ("ctl@0/1", "a", 100), ("ctl@0/1", "c", 100),
+    ]  # fmt: skip
+    # each path's reserve takes that path's latency to its owner
+    assert {e.dst: e.arrival_ns - e.t_ns for e in reserves} == {"a": 0, "b": 1_000, "c": 500}
+    commits = relay_steps(batches, "commit")
+    assert sorted((e.payload["relay"], e.dst, e.payload["bits"]) for e in commits) == [
+        ("ctl@0/0", "a", 50), ("ctl@0/0", "b", 50), ("ctl@0/1", "a", 100), ("ctl@0/1", "c", 100),
+    ]  # fmt: skip
+    pool = nodes.pools()[("a", "d")]
+    assert pool.generated_bits == TYPE_I_WANT == 150
+    spent = {k: b.consumed_bits for k, b in nodes.link_buffers().items()}
+    assert spent == {("a", "b"): 50, ("b", "d"): 50, ("a", "c"): 100, ("c", "d"): 100}
+    state = nodes.flow_states()["ctl"]
+    assert state.key_bits_used == pool.consumed_bits == 100
+    assert state.secure_ns == counters.type_i_secure_ns == DT_NS
+    for buffer in list(nodes.link_buffers().values()) + [pool]:
+        buffer.check_ledger(deep=True)
+    assert all(not n.reserved_bits and not n.pool_pending_bits and not n._relays
+               for n in nodes.nodes.values())  # fmt: skip
+    # data goes the flow's path, with or without the split
+    assert counters.bits_through == {"a": 100, "b": 100, "d": 100}
+
+
+def test_a_relay_split_the_update_cannot_carry_is_refused_naming_it():
+    for relay, what in (
+        ([(["a"], [], 1)], r"path \['a'\]"),
+        ([(["a", "b"], [1, 2], 1)], "2 latencies"),
+        ([(["a", "b"], [1], 0)], "parts 0"),
+    ):
+        with pytest.raises(ValueError, match=f"flow 'ctl': a relay path needs.*{what}"):
+            forwarding_update("ctl", "a", ["a", "b"], [1], 1e-9, 0, 0, 0, relay=relay)
 
 
 def test_a_flow_without_path_or_inside_a_gap_relays_nothing():
