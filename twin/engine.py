@@ -1065,9 +1065,10 @@ class Engine:
         names = self.topology.node_names
         dt = self.dt_ns
         inbox: list[Envelope] = []
+        relay_routes = self._relay_routes(snap, relay) if any(relay) else {}
+        self.relay_split_flow_ticks += len(relay_routes)
         for k, flow in enumerate(self.flows):
-            routes = self._relay_routes(snap, k, relay[k]) if relay and relay[k] else None
-            self.relay_split_flow_ticks += routes is not None
+            routes = relay_routes.get(k)
             gap_ns = self._gap_ns(flow.name, t_ns, t_ns + dt)
             path = paths[k]
             if path is None:
@@ -1087,33 +1088,32 @@ class Engine:
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
         return self.nodes.submit_superstep(inbox, self.trace)
 
-    def _relay_routes(self, snap, k: int, split) -> list | None:
-        """Flow ``k``'s key relay split (``Decision.relay``) as its forwarding update names it:
-        (node names, hop latencies in ns, parts) of each of its paths whose hops are all up in
-        ``snap`` (a path with a hop down carries no share: it relays nothing this tick); None
-        when none is, and the key goes with the data. A path that does not join the flow's
-        ends, or parts that are not positive ints, is the controller's error, named."""
+    def _relay_routes(self, snap, relay) -> dict[int, list]:
+        """The decision's key relay splits (``Decision.relay``) as the forwarding updates name
+        them: per flow whose split keeps a path, (node names, hop latencies in ns, parts) of
+        each of its paths whose hops are all up in ``snap`` (a path with a hop down carries no
+        share this tick; a flow left with none relays with its data, and is not in the dict).
+        A path that does not join its flow's ends, or parts that are not positive ints, is the
+        controller's error, named. One edge lookup for every path."""
         names = self.topology.node_names
-        ends = self.flow_endpoints[k]
-        lookup = self._edge_lookup(snap)
-        routes = []
-        for path, parts in split:
-            if (
-                len(path) < 2
-                or (path[0], path[-1]) != ends
-                or not (isinstance(parts, (int, np.integer)) and parts > 0)
+        given = [(k, path, parts) for k, split in enumerate(relay) for path, parts in split]
+        for k, path, parts in given:
+            ends = self.flow_endpoints[k]
+            if len(path) < 2 or (path[0], path[-1]) != ends or not (
+                isinstance(parts, (int, np.integer)) and parts > 0
             ):
                 raise ValueError(
                     f"{self.controller_label}: flow {self.flows[k].name!r}'s key relay split "
                     f"names path {list(path)} with parts {parts!r}; each must run from node "
                     f"{ends[0]} to {ends[1]} with positive int parts"
                 )
-            hops = lookup.path_edges(path)
-            if np.any(hops < 0):
-                continue
-            hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[hops]]
-            routes.append(([names[i] for i in path], hop_ns, int(parts)))
-        return routes or None
+        hops = self._edge_lookup(snap).paths_edges([path for _, path, _ in given])
+        routes: dict[int, list] = {}
+        for (k, path, parts), edges in zip(given, hops, strict=True):
+            if np.all(edges >= 0):
+                hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[edges]]
+                routes.setdefault(k, []).append(([names[i] for i in path], hop_ns, int(parts)))
+        return routes
 
     def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
         """Take a tick's node phase back, record the tick and add it to the run's totals."""

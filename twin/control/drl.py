@@ -4,10 +4,14 @@ with it too, twin.control.ai_sdqn).
 
 The policy is one small network shared by every flow of every edge agent: it maps one flow's
 features (:data:`FLOW_FEATURES` values, :func:`flow_features`) to a logit per candidate path
-(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path) and one
+(:data:`K_CANDIDATES`: keep the current path, the fastest keyed path, the fastest path), one
 per laser level (:data:`LASER_LEVELS`: the terminals "on", or the QKD turbo level for the
 satellites of the flow's path over the next tick, ``Decision.boost``; the paper's laser power
-action, sec. VII-B; the shield refuses a boost that would run a battery near its reserve), from
+action, sec. VII-B; the shield refuses a boost that would run a battery near its reserve) and
+one per relay level (:data:`RELAY_LEVELS`: the key the flow's pool is short of relayed over its
+path, or spread over its candidates in proportion to their weakest hops' key,
+:func:`spread_relays`, ``Decision.relay``: the paper's next-hop split ratios, applied to what
+the twin's links run short of; the data goes one path), from
 each candidate's key, latency, runway and loss (the issue's key buffer levels, neighbour loads
 and link transmittance or RSSI; the queues the paper's edge agents see are the key buffers
 here, as the twin queues no data). Sharing
@@ -17,9 +21,10 @@ batched torch call over all flows (:meth:`EdgePolicy.choose`). It is trained wit
 :class:`twin.control.rl_env.RoutingEnv` (twin.control.train, ``qntwin train``); the policy
 shipped in ``twin/control/data`` is used when none is given.
 
-The policy acts on each flow's most likely candidate and laser level. (Drawing from its
-probabilities, as PPO explores, made returns a matter of luck: on case-munich-pretoria's first
-two minutes the uniformly random policy scored from -58 to -18 depending on its draws.)
+The policy acts on each flow's most likely candidate, laser level and relay level. (Drawing
+from its probabilities, as PPO explores, made returns a matter of luck: on
+case-munich-pretoria's first two minutes the uniformly random policy scored from -58 to -18
+depending on its draws.)
 
 A flow's choice depends on G(t), the fill report (every edge actor gets the whole one), its own
 history (its current path) and the weights only, so
@@ -411,8 +416,9 @@ def shipped_policy() -> EdgePolicy:
 
 
 class DrlOnly:
-    """``drl-only``: every flow takes the candidate path and the laser level the edge policy
-    picks; no energy plan and no shield (``ai-sdqn`` adds both, twin.control.ai_sdqn.AiSdqn)."""
+    """``drl-only``: every flow takes the candidate path, the laser level and the relay level
+    the edge policy picks; no energy plan and no shield (``ai-sdqn`` adds both,
+    twin.control.ai_sdqn.AiSdqn)."""
 
     name = "drl-only"
     plan_every_ticks = 0

@@ -6,7 +6,10 @@ breaks a rule is rejected and replaced. Its rules are the constraints of sec. IV
 decides, in priority order (a rule is enforced only as far as the rules before it allow):
 
 1. ``residency`` (regulatory): no flow transits a site of a jurisdiction it forbids (data
-   residency, e.g. GDPR). Never relaxed: without a compliant path the flow gets no path.
+   residency, e.g. GDPR). Never relaxed: without a compliant path the flow gets no path. The
+   paths a flow's key relay is split over (``Decision.relay``) are held to it too, as a
+   trusted relay holds the key it passes on: one that transits such a site is dropped from
+   the split (counted; with none left the key goes with the data).
 2. ``key_continuity`` (safety): a Type-I flow (one-time pad) is not put on a path with a hop
    whose key buffer holds less than ``critical_key_s`` of its demand (the paper's rule: "IF
    Key_Buffer < Critical_Threshold AND Traffic_Class == Type-I THEN REJECT"), read from the

@@ -39,6 +39,14 @@ all or nothing for the bits it moves, as ``twin.network.keys.relay_key``):
    ``commit`` (the amount; zero releases the grant);
 5. each owner spends the amount, oldest key first, and releases the rest of its grant.
 
+Split relays (the next-hop split ratios of the edge tier, ``Decision.relay``): an update may
+name several paths between the flow's ends, each with parts; the source then splits the
+shortfall among them in proportion to the parts (:func:`split_bits`) and runs steps 2-5 on
+each path as a relay of its own (id ``flow@t/i``), so the pool gets the sum of what each path
+gives, and the flow consumes its key once the last of them is in. Each path's hops spend the
+same bits; two paths sharing a hop reserve from its buffer one after the other, as two flows
+would. The data goes on the flow's path (one per tick: handover state is per path).
+
 Batched generation: a link's key of a tick is handed to its buffer at once only when
 ``KeyBuffer.generate`` would do more than extend the newest chunk (a new birth after the
 coalescing window, a full buffer, keys due to expire, the first key); otherwise it is held as

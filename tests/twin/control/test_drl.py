@@ -385,12 +385,14 @@ def test_a_relay_path_with_a_hop_down_carries_no_share():
     k = next(k for k, p in enumerate(engine.controller.decide(view).paths) if p and len(p) > 2)
     path = engine.controller.decide(view).paths[k]
     names = engine.topology.node_names
-    routes = engine._relay_routes(snap, k, ((path, 2),))
-    assert routes is not None and [r[0] for r in routes] == [[names[i] for i in path]]
-    assert routes[0][2] == 2
+    relay = [()] * len(engine.flows)
+    relay[k] = ((path, 2),)
+    routes = engine._relay_routes(snap, relay)
+    assert list(routes) == [k] and [r[0] for r in routes[k]] == [[names[i] for i in path]]
+    assert routes[k][0][2] == 2
     hop = engine._edge_lookup(snap).path_edges(path)[0]
     down = dataclasses.replace(snap, up=snap.up & (np.arange(snap.up.size) != hop))
-    assert engine._relay_routes(down, k, ((path, 2),)) is None
+    assert engine._relay_routes(down, relay) == {}
 
 
 @pytest.mark.parametrize("heads", [[K_CANDIDATES], [K_CANDIDATES, LASER_LEVELS]])
