@@ -1099,8 +1099,10 @@ class Engine:
         given = [(k, path, parts) for k, split in enumerate(relay) for path, parts in split]
         for k, path, parts in given:
             ends = self.flow_endpoints[k]
-            if len(path) < 2 or (path[0], path[-1]) != ends or not (
-                isinstance(parts, (int, np.integer)) and parts > 0
+            if (
+                len(path) < 2
+                or (path[0], path[-1]) != ends
+                or not (isinstance(parts, (int, np.integer)) and parts > 0)
             ):
                 raise ValueError(
                     f"{self.controller_label}: flow {self.flows[k].name!r}'s key relay split "
