@@ -119,10 +119,6 @@ class Decision:
         """Whether flow ``k`` asks for its path's satellites at the turbo level."""
         return bool(self.boost[k]) if self.boost else False
 
-    def relay_split(self, k: int) -> tuple[tuple[tuple[int, ...], int], ...]:
-        """Flow ``k``'s (path, parts) key relay split; () relays over its path."""
-        return self.relay[k] if self.relay else ()
-
 
 class Controller(Protocol):
     """``decide`` once per tick, in time order, over the flows of the view (the engine's, or

@@ -79,6 +79,7 @@ ACTION_LOGITS = sum(ACTION_HEADS)  # per flow: the path's logits, the laser's, t
 # the logit of the first level (the terminals "on", the key over the path) of each head that a
 # policy of an earlier layout lacks (EdgePolicy.with_heads): kept at 73% (e / (e + 1))
 FIRST_LEVEL_LOGIT = 1.0
+_HEAD_BOUNDS = np.cumsum((0, *ACTION_HEADS)).tolist()  # each head's first and end logit
 # per candidate key over need, latency, runway and loss, then active (flow_features)
 FLOW_FEATURES = 4 * K_CANDIDATES + 1
 FEATURE_CLIP = 10.0
@@ -136,6 +137,25 @@ class CandidatePaths:
     def chosen(self, paths) -> None:
         """The paths the decision took (the next decision's "keep")."""
         self._previous = tuple(paths)
+
+    def decision(
+        self, view: NetworkView, candidates, choice: np.ndarray, avoid: Sequence[str] = ()
+    ) -> Decision:
+        """The decision ``choice`` makes of this build's ``candidates``: (F, 3) ints, each
+        flow's candidate, laser level and relay level (:meth:`EdgePolicy.choose`'s); paths
+        through a station of ``avoid`` routed around it (:func:`route_around`), the relays
+        of the flows that spread split (:func:`spread_relays`), and the paths kept as the
+        next decision's "keep". One construction for the deployed policy (:class:`DrlOnly`)
+        and the environment it trains in (twin.control.rl_env), so both act alike."""
+        paths = tuple(candidates[k][c] for k, c in enumerate(choice[:, 0].tolist()))
+        if avoid:
+            paths = route_around(view, paths, avoid, self.greedy)
+        self.chosen(paths)
+        return Decision(
+            paths=paths,
+            boost=tuple(choice[:, 1].astype(bool).tolist()),
+            relay=spread_relays(view, candidates, paths, choice[:, 2], avoid),
+        )
 
     def current(self, n_flows: int) -> tuple:
         """Each flow's path of the last decision (None before the first)."""
@@ -302,11 +322,8 @@ class EdgePolicy:
         """(F, 3) int64: per flow the candidate it takes, its laser level (1: turbo) and its
         relay level (1: spread), each its head's most likely one (module docstring)."""
         logits = self.logits(features)
-        bounds = np.cumsum((0, *ACTION_HEADS))
-        return np.stack(
-            [logits[:, a:b].argmax(axis=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
-            axis=1,
-        )
+        heads = zip(_HEAD_BOUNDS[:-1], _HEAD_BOUNDS[1:], strict=True)
+        return np.stack([logits[:, a:b].argmax(axis=1) for a, b in heads], axis=1)
 
     def fingerprint(self) -> str:
         """The first 16 hex digits of the SHA-256 of the weights as :meth:`save` writes them
@@ -397,10 +414,9 @@ class EdgePolicy:
                     value[:given] = state[name]
                 else:
                     value.copy_(state[name])
-            bounds = np.cumsum((0, *ACTION_HEADS))
-            for start in bounds[:-1]:
+            for start in _HEAD_BOUNDS[:-1]:
                 if start >= given:
-                    full.body[-1].bias[int(start)] = FIRST_LEVEL_LOGIT
+                    full.body[-1].bias[start] = FIRST_LEVEL_LOGIT
         return cls(full, meta)
 
 
@@ -433,15 +449,7 @@ class DrlOnly:
         plan, twin.control.mpc.ContactPlan), see :func:`route_around`."""
         candidates = self.candidates.build(view)
         choice = self.policy.choose(self.candidates.features(view, candidates))
-        paths = tuple(candidates[k][c] for k, c in enumerate(choice[:, 0].tolist()))
-        if avoid:
-            paths = route_around(view, paths, avoid, self.candidates.greedy)
-        self.candidates.chosen(paths)
-        return Decision(
-            paths=paths,
-            boost=tuple(choice[:, 1].astype(bool).tolist()),
-            relay=spread_relays(view, candidates, paths, choice[:, 2], avoid),
-        )
+        return self.candidates.decision(view, candidates, choice, avoid)
 
 
 def spread_relays(view: NetworkView, candidates, paths, spread, avoid: Sequence[str] = ()) -> tuple:

@@ -58,7 +58,6 @@ from twin.control.drl import (
     RELAY_LEVELS,
     CandidatePaths,
     path_latencies_s,
-    spread_relays,
 )
 from twin.control.shield import boosted_satellites
 from twin.network.traffic import TrafficClass
@@ -101,11 +100,8 @@ class _EnvController:
         message = self.env._from_env.get()
         if message is None:
             raise _Stop
-        choice, boost, spread = message
-        paths = tuple(candidates[k][c] for k, c in enumerate(choice))
-        self.candidates.chosen(paths)
-        relay = spread_relays(view, candidates, paths, np.asarray(spread, dtype=np.int64))
-        return Decision(paths=paths, boost=tuple(boost), relay=relay)
+        choice = np.column_stack(message).astype(np.int64)  # (candidate, laser, relay) per flow
+        return self.candidates.decision(view, candidates, choice)
 
 
 class RoutingEnv(ParallelEnv):

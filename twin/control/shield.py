@@ -298,19 +298,23 @@ def audit(
     ``reserve_fraction`` of charge (the reserve itself: the shield's margin is its own
     caution) breaks ``battery_reserve``, which no boost at all always meets. ``relay``: the
     flows' key relay splits (``Decision.relay``); each relay path through a forbidden
-    jurisdiction breaks ``residency`` (the flow's own path always meets it)."""
+    jurisdiction breaks ``residency`` (leaving it out of the split always meets the rule)."""
     violations = dict.fromkeys(RULES, 0)
     snap = view.snapshot
     names = view.node_index.names
     graph = None
     soc = view.battery_soc
+
+    def crosses(path, forbidden: set[str]) -> bool:
+        """Whether ``path`` passes through (not ends at) a site of ``forbidden``."""
+        return any(
+            str(view.jurisdictions.get(names[v]) or "").upper() in forbidden for v in path[1:-1]
+        )
+
     for k, split in enumerate(relay):
         forbidden = {j.upper() for j in view.flows[k].forbidden_jurisdictions}
         for route, _ in split if forbidden else ():
-            violations["residency"] += any(
-                str(view.jurisdictions.get(names[v]) or "").upper() in forbidden
-                for v in route[1:-1]
-            )
+            violations["residency"] += crosses(route, forbidden)
     for k, flow in enumerate(view.flows):
         path = paths[k]
         if path is None:
@@ -320,9 +324,7 @@ def audit(
             if any(soc[v - sat0] < reserve_fraction for v in path if v >= sat0):
                 violations["battery_reserve"] += 1
         forbidden = {j.upper() for j in flow.forbidden_jurisdictions}
-        if forbidden and any(
-            str(view.jurisdictions.get(names[v]) or "").upper() in forbidden for v in path[1:-1]
-        ):
+        if forbidden and crosses(path, forbidden):
             violations["residency"] += 1
             continue  # the other rules are judged among compliant paths only
         if flow.traffic_class is not TrafficClass.TYPE_I:
