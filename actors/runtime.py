@@ -93,6 +93,10 @@ __all__ = ["RayNodeGroup", "RuntimeUnavailable", "ray_engine", "ray_session"]
 # a host that does not answer a call in this long is taken for dead (the call raises)
 CALL_TIMEOUT_S = 120.0
 MAX_RESTARTS = 20  # recoveries in one run before the run gives up (the cluster is unhealthy)
+# the memory a host asks Ray for: a token, because Ray places an actor that asks for no resource
+# at all on a random node whatever its scheduling strategy (ray-project/ray#25360 made an
+# exception for hard node affinity only), and the hosts' placement must be the one asked for
+PLACEMENT_TOKEN_BYTES = 1 << 20
 # round numbers reserved per tick when the hosts run the rounds themselves (the driver numbers
 # the next tick's before this one's come back); a relay takes 4 rounds, a tick ~5
 ROUNDS_PER_TICK_MAX = 1_000
@@ -207,6 +211,23 @@ def _no_answer(what: str) -> RuntimeUnavailable:
         f"an actor (host or controller) did not answer {what} within {CALL_TIMEOUT_S:.0f} s: "
         "the cluster is overloaded or a node is gone"
     )
+
+
+def _round_robin_over_nodes(count: int) -> list:
+    """Scheduling strategies placing ``count`` actors in turn on the cluster's live nodes, the
+    driver's first (one node: all on it), so that a lost node takes its share of them and no
+    more. Soft: a node that died since it was listed gives its actors to the others. (The actors
+    must ask for some resource, :data:`PLACEMENT_TOKEN_BYTES`, for Ray to heed the strategy.)"""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    driver = ray.get_runtime_context().get_node_id()
+    live = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+    order = [driver] + [node for node in live if node != driver]
+    return [
+        NodeAffinitySchedulingStrategy(node_id=order[i % len(order)], soft=True)
+        for i in range(count)
+    ]
 
 
 def _one_more_restart(restarts: int, actors: str, cause) -> int:
@@ -555,13 +576,15 @@ class RayNodeGroup(MergedViews):
                 self.run_id, len(self._groups), bus_kwargs, "host", _host_reply
             )
         self._channel.restarted()  # (after a loss: no host serves, nothing is awaited)
-        # spread over the cluster's nodes (one node: all on it): hosts of no CPU would
-        # otherwise all be packed onto the driver's node, and a lost node takes fewer hosts
         host_class = ray.remote(
-            num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD"
+            num_cpus=0, memory=PLACEMENT_TOKEN_BYTES, max_restarts=0, max_task_retries=0
         )(NodeHost)
+        on_nodes = _round_robin_over_nodes(len(self._groups))
         self.hosts = [
-            host_class.options(name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}").remote(
+            host_class.options(
+                name=f"qntwin-host-{self.run_id}-{self.restarts}-{h}",
+                scheduling_strategy=on_nodes[h],
+            ).remote(
                 self.run_id,
                 h,
                 self.names,
