@@ -161,40 +161,42 @@ def _decide_arguments(command: list, seq: int, actor: int) -> tuple[list, list |
 
 
 def decide_result(body, actor: int, seq: int, n_flows: int, n_nodes: int) -> list:
-    """The [paths, boost, relay] of an edge actor's reply to decide command ``seq`` (checked:
-    a list holding, for each of the actor's ``n_flows`` flows, None or a list of node indices
-    below ``n_nodes``; the flows' ``Decision.boost``: empty or one bool per flow; and their
-    ``Decision.relay``: empty or per flow a list of [path, parts] pairs, each path a list of
-    node indices and parts a positive int); a BusError names what is wrong."""
+    """The [paths, boost, relay, data] of an edge actor's reply to decide command ``seq``
+    (checked: a list holding, for each of the actor's ``n_flows`` flows, None or a list of node
+    indices below ``n_nodes``; the flows' ``Decision.boost``: empty or one bool per flow; and
+    their ``Decision.relay`` and ``Decision.data``: each empty or per flow a list of [path,
+    parts] pairs, each path a list of node indices and parts a positive int); a BusError names
+    what is wrong."""
 
     def is_path(path) -> bool:
         return type(path) is list and all(type(n) is int and 0 <= n < n_nodes for n in path)
 
-    if not (type(body) is list and len(body) == 3 and type(body[0]) is list
+    if not (type(body) is list and len(body) == 4 and type(body[0]) is list
             and len(body[0]) == n_flows
             and all(path is None or is_path(path) for path in body[0])):  # fmt: skip
         raise BusError(
-            f"edge actor {actor}'s reply to command {seq} must be [paths, boost, relay] with a "
-            f"list of {n_flows} paths (None or a list of node indices below {n_nodes} each), "
-            f"got {body!r:.80}"
+            f"edge actor {actor}'s reply to command {seq} must be [paths, boost, relay, data] "
+            f"with a list of {n_flows} paths (None or a list of node indices below {n_nodes} "
+            f"each), got {body!r:.80}"
         )
-    boost, relay = body[1], body[2]
+    boost = body[1]
     if not (type(boost) is list and len(boost) in (0, n_flows)
             and all(type(b) is bool for b in boost)):  # fmt: skip
         raise BusError(
             f"edge actor {actor}'s reply to command {seq}: its boost must be an empty list or "
             f"{n_flows} bools, got {boost!r:.80}"
         )
-    if not (type(relay) is list and len(relay) in (0, n_flows) and all(
-            type(split) is list and all(
-                type(pair) is list and len(pair) == 2 and is_path(pair[0])
-                and type(pair[1]) is int and pair[1] > 0 for pair in split)
-            for split in relay)):  # fmt: skip
-        raise BusError(
-            f"edge actor {actor}'s reply to command {seq}: its relay must be an empty list or "
-            f"per flow a list of [path, parts] pairs (node indices below {n_nodes}, parts a "
-            f"positive int), {n_flows} lists, got {relay!r:.80}"
-        )
+    for what, splits in (("relay", body[2]), ("data", body[3])):
+        if not (type(splits) is list and len(splits) in (0, n_flows) and all(
+                type(split) is list and all(
+                    type(pair) is list and len(pair) == 2 and is_path(pair[0])
+                    and type(pair[1]) is int and pair[1] > 0 for pair in split)
+                for split in splits)):  # fmt: skip
+            raise BusError(
+                f"edge actor {actor}'s reply to command {seq}: its {what} must be an empty list "
+                f"or per flow a list of [path, parts] pairs (node indices below {n_nodes}, "
+                f"parts a positive int), {n_flows} lists, got {splits!r:.80}"
+            )
     return body
 
 
@@ -353,18 +355,18 @@ class EdgeController(_HostedController):
         return True
 
     def decide(self, snapshot: list, fill: list | None = None) -> list:
-        """[paths, boost, relay]: this site's flows' paths for G(t) ``snapshot``
+        """[paths, boost, relay, data]: this site's flows' paths for G(t) ``snapshot``
         (:func:`pack_snapshot`) and the key buffers' fill report ``fill``
         (:func:`pack_key_fill`), in its flow order, each a list of node indices or None,
-        their ``Decision.boost`` and their ``Decision.relay`` (plain lists: msgpack's
-        values)."""
+        their ``Decision.boost``, ``Decision.relay`` and ``Decision.data`` (plain lists:
+        msgpack's values)."""
         decision = self.controller.decide(self._view(snapshot, self.plan, fill))
         paths = [None if path is None else list(map(int, path)) for path in decision.paths]
-        relay = [
-            [[list(map(int, path)), int(parts)] for path, parts in split]
-            for split in decision.relay
-        ]
-        return [paths, [bool(b) for b in decision.boost], relay]
+        relay, data = (
+            [[[list(map(int, path)), int(parts)] for path, parts in split] for split in splits]
+            for splits in (decision.relay, decision.data)
+        )
+        return [paths, [bool(b) for b in decision.boost], relay, data]
 
     def serve(self, first_seq: int) -> int:
         """Decide on the driver's commands over the bus, from command ``first_seq`` on, until
@@ -678,8 +680,9 @@ class RayControllers:
             paths: list = [None] * self._n_flows
             boost = [False] * self._n_flows
             relay: list = [()] * self._n_flows
+            data: list = [()] * self._n_flows
             results = self._wait([*calls, *decides], "decide")[len(calls) :]
-            for (_, members), (site_paths, site_boost, site_relay) in zip(
+            for (_, members), (site_paths, site_boost, site_relay, site_data) in zip(
                 self.groups, results, strict=True
             ):
                 for k, path in zip(members, site_paths, strict=True):
@@ -688,12 +691,15 @@ class RayControllers:
                     boost[k] = wanted
                 for k, split in zip(members, site_relay, strict=False):  # ([] for none)
                     relay[k] = tuple((tuple(path), parts) for path, parts in split)
+                for k, split in zip(members, site_data, strict=False):  # ([] for none)
+                    data[k] = tuple((tuple(path), parts) for path, parts in split)
             if self._ticks % self.checkpoint_every == 0:
                 self._checkpoint()
-            # (no flow's relay split: () as a local controller decides it)
+            # (no flow's split: () as a local controller decides it)
             return Decision(
-                paths=tuple(paths), boost=tuple(boost), relay=tuple(relay) if any(relay) else ()
-            )
+                paths=tuple(paths), boost=tuple(boost), relay=tuple(relay) if any(relay) else (),
+                data=tuple(data) if any(data) else (),
+            )  # fmt: skip
 
         return collect
 

@@ -493,6 +493,8 @@ class Engine:
         (LaserSchedule.turbo) or, where the plan did not, the edge tier (Decision.boost)"""
         self.relay_split_flow_ticks = 0
         """forwarding updates that split their flow's key relay among paths (Decision.relay)"""
+        self.data_split_flow_ticks = 0
+        """forwarding updates that split their flow's data among paths (Decision.data)"""
         self.ogs_power = equipment.ogs.power_model()
         # a scenario without HAPS may leave equipment.haps out; the defaults then size nothing
         self.haps_power = (
@@ -1055,13 +1057,14 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------------------------
 
-    def _serve_flows(self, snap, paths, edges, t_ns: int, relay=()):
+    def _serve_flows(self, snap, paths, edges, t_ns: int, relay=(), data_legs=None):
         """Serve every flow over ``[t_ns, t_ns + dt)`` outside its handover gaps, by messages:
         the controller sends each flow's source its forwarding update, and the nodes run the
         trusted-relay protocol (twin.network.nodes) until no message is left
         (``NodeGroup.superstep``). ``relay``: the decision's key relay splits
-        (``Decision.relay``). Returns the callable that gives the node phase's result, with
-        the battery steps of the tick's start (:meth:`_close_tick` takes it)."""
+        (``Decision.relay``); ``data_legs``: its data splits (:meth:`_data_legs`). Returns the
+        callable that gives the node phase's result, with the battery steps of the tick's
+        start (:meth:`_close_tick` takes it)."""
         names = self.topology.node_names
         dt = self.dt_ns
         inbox: list[Envelope] = []
@@ -1078,11 +1081,16 @@ class Engine:
                 latency_s = snap.latency_s[edges[k]]
                 hop_ns = [round(float(x) * NS_PER_S) for x in latency_s]
                 latency = float(np.sum(latency_s))
+            legs = None
+            if data_legs and k in data_legs and route is not None:
+                own_parts, others = data_legs[k]
+                legs = [(route, hop_ns, latency, gap_ns, own_parts), *others]
+                self.data_split_flow_ticks += 1
             inbox.append(
                 forwarding_update(
                     flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,
                     self._controller_seq.get(flow.src_site, 0), self._deferrals.get(k),
-                    routes,
+                    routes, legs,
                 )
             )  # fmt: skip
             self._controller_seq[flow.src_site] = self._controller_seq.get(flow.src_site, 0) + 1
@@ -1116,6 +1124,68 @@ class Engine:
                 hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[edges]]
                 routes.setdefault(k, []).append(([names[i] for i in path], hop_ns, int(parts)))
         return routes
+
+    def _data_legs(self, snap, snap_next, data, decided) -> dict[int, tuple[int, list]]:
+        """The decision's data splits (``Decision.data``) for the tick from ``snap`` to
+        ``snap_next``: per flow whose split keeps a path besides its own, the parts of its own
+        path (whichever path the flow is served on: its share follows the flow through its
+        handovers) and (node names, hop latencies in ns, latency in s, ns of the tick in a
+        gap, parts) of each other path. Those carry their shares while their hops are up: a
+        path with a hop down at the tick's start carries none; one whose satellite hop sets
+        inside the tick carries its share until then (no handover: the flow's own path and
+        its other paths still send). A split that does not name the flow's decided path
+        once, names a path twice or not joining the flow's ends, or parts that are not
+        positive ints, is the controller's error, named. One edge lookup for every path."""
+        names = self.topology.node_names
+        dt = self.dt_ns
+        own: dict[int, int] = {}
+        given = []
+        for k, split in enumerate(data):
+            if not split:
+                continue
+            ends = self.flow_endpoints[k]
+            paths = [tuple(path) for path, _ in split]
+            for path, parts in split:
+                if (
+                    len(path) < 2
+                    or (path[0], path[-1]) != ends
+                    or not (isinstance(parts, (int, np.integer)) and parts > 0)
+                ):
+                    raise ValueError(
+                        f"{self.controller_label}: flow {self.flows[k].name!r}'s data split "
+                        f"names path {list(path)} with parts {parts!r}; each must run from "
+                        f"node {ends[0]} to {ends[1]} with positive int parts"
+                    )
+            mine = None if decided[k] is None else tuple(decided[k])
+            if len(set(paths)) != len(paths) or paths.count(mine) != 1:
+                raise ValueError(
+                    f"{self.controller_label}: flow {self.flows[k].name!r}'s data split names "
+                    f"paths {[list(x) for x in paths]}: they must be distinct and include the "
+                    f"flow's path {None if mine is None else list(mine)}"
+                )
+            for path, parts in split:
+                if tuple(path) == mine:
+                    own[k] = int(parts)
+                else:
+                    given.append((k, tuple(path), int(parts)))
+        lookup = self._edge_lookup(snap)
+        hops_edges = lookup.paths_edges([path for _, path, _ in given])
+        up = [(g, e) for g, e in zip(given, hops_edges, strict=True) if np.all(e >= 0)]
+        space = self._space_hops(snap, [path for (_, path, _), _ in up], [e for _, e in up])
+        flat = [(i, hop) for i, hops in enumerate(space) for hop in hops]
+        still_up = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
+        up_ns_of = [dt] * len(up)  # each path's ns up inside the tick
+        for (i, hop), stays in zip(flat, still_up, strict=True):
+            if not stays:
+                lost = self._loss_ns(snap, snap_next, hop) - snap.t_ns
+                up_ns_of[i] = min(up_ns_of[i], max(0, min(dt, lost)))
+        legs: dict[int, tuple[int, list]] = {}
+        for ((k, path, parts), edges), up_ns in zip(up, up_ns_of, strict=True):
+            latency_s = snap.latency_s[edges]
+            hop_ns = [round(float(x) * NS_PER_S) for x in latency_s]
+            leg = ([names[i] for i in path], hop_ns, float(np.sum(latency_s)), dt - up_ns, parts)
+            legs.setdefault(k, (own[k], []))[1].append(leg)
+        return legs
 
     def _close_tick(self, unclosed, totals: _RunTotals, records: list[TickRecord]) -> None:
         """Take a tick's node phase back, record the tick and add it to the run's totals."""
@@ -1369,6 +1439,7 @@ class Engine:
                 found = audit(
                     checked, decision.paths, boost=decision.boost,
                     reserve_fraction=self.sat_power.reserve_fraction, relay=decision.relay,
+                    data=decision.data,
                 )  # fmt: skip
                 for rule, n in found.items():
                     self.shield_violations[rule] += n
@@ -1497,7 +1568,7 @@ class Engine:
         unclosed = None  # a tick whose node phase was handed over and is not yet closed
         snap = self.topology.snapshot(0)
         snap, first = self._decide(snap)
-        paths, relay = first.paths, first.relay
+        paths, relay, data, decided_paths = first.paths, first.relay, first.data, first.paths
         if n_ticks:
             snap_next, decided = self._submit_decide(self.topology.snapshot(self.dt_ns))
         for tick in range(n_ticks):
@@ -1533,10 +1604,11 @@ class Engine:
             self._advance_handovers(t_end - 1)
             if tick % self._entanglement_every == 0:
                 self._serve_entanglement(snap, paths, active, t_ns)
-            finish = self._serve_flows(snap, paths, edges, t_ns, relay)
+            data_legs = self._data_legs(snap, snap_next, data, decided_paths) if any(data) else {}
+            finish = self._serve_flows(snap, paths, edges, t_ns, relay, data_legs)
             unclosed = (t_ns, power, len(self.handover.log) - done_before, path_terms, finish)
             snap, paths = snap_next, self._served(next_paths, t_end)
-            relay = next_decision.relay
+            relay, data, decided_paths = next_decision.relay, next_decision.data, next_paths
             if tick + 1 < n_ticks:
                 snap_next = snap_after
             if progress is not None:

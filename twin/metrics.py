@@ -38,6 +38,8 @@ the active time, and a handover gap counts against both):
   edge tier's laser power (``edge``, ``Decision.boost``).
 - ``key_relay_split_flow_ticks``: flow-ticks whose forwarding update split the flow's key
   relay among paths (the edge tier's relay level, ``Decision.relay``; twin.network.nodes).
+- ``data_split_flow_ticks``: flow-ticks whose forwarding update split the flow's data among
+  paths (``Decision.data``; twin.engine).
 - ``key_utilization_pct``: key bits consumed by applications over key bits generated on QKD
   links.
 - ``keys``: the ledger of all QKD link buffers (generated = consumed + expired + discarded +
@@ -162,6 +164,7 @@ def compute_metrics(result, engine) -> dict[str, Any]:
             "space_segment_events": dict(sorted(result.space_events.items())),
             "turbo_satellite_ticks": dict(engine.turbo_satellite_ticks),
             "key_relay_split_flow_ticks": engine.relay_split_flow_ticks,
+            "data_split_flow_ticks": engine.data_split_flow_ticks,
             "key_utilization_pct": _pct(used, links.generated_bits),
             "keys": links.as_dict(),
             "e2e_keys": pools.as_dict(),

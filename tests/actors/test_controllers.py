@@ -241,22 +241,26 @@ def test_a_malformed_decide_command_or_reply_is_refused_naming_the_actor():
     ):
         with pytest.raises(BusError, match="edge actor 1: command 3"):
             _decide_arguments(command, 3, 1)
-    for boost, relay in (([], []), ([True, False], []), ([], [[[[0, 3, 2], 7], [[0, 2], 1]], []])):
-        reply = [[[0, 4, 2], None], boost, relay]
+    split = [[[[0, 3, 2], 7], [[0, 2], 1]], []]
+    for boost, relay, data in (([], [], []), ([True, False], [], []), ([], split, []),
+                               ([], [], split), ([], split, split)):  # fmt: skip
+        reply = [[[0, 4, 2], None], boost, relay, data]
         assert decide_result(reply, 2, 9, 2, 5) == reply
     for paths in ({}, [[0, 1.0], None], [(0, 1), None], ["path", None], [[0, 1]], [[0, 5], None],
                   [[-1, 2], None]):  # fmt: skip
         with pytest.raises(BusError, match="edge actor 2's reply to command 9 must be .paths, b"):
-            decide_result([paths, [], []], 2, 9, 2, 5)
-    with pytest.raises(BusError, match="must be .paths, boost, relay. with a list of 2 paths"):
-        decide_result([[[0, 4, 2], None], []], 2, 9, 2, 5)  # (the reply before the relay)
+            decide_result([paths, [], [], []], 2, 9, 2, 5)
+    with pytest.raises(BusError, match="must be .paths, boost, relay, data. with a list of 2 p"):
+        decide_result([[[0, 4, 2], None], [], []], 2, 9, 2, 5)  # (the reply before the data)
     for boost in ([True], [1, 0], None, [True, False, True]):
         with pytest.raises(BusError, match="its boost must be an empty list or 2 bools"):
-            decide_result([[[0, 4, 2], None], boost, []], 2, 9, 2, 5)
-    for relay in ([[]], None, [[[[0, 2], 0]], []], [[[[0, 2], 1.5]], []], [[[[0, 9], 1]], []],
-                  [[[0, 2], 1], []], [[[[0, 2]]], []]):  # fmt: skip
+            decide_result([[[0, 4, 2], None], boost, [], []], 2, 9, 2, 5)
+    for bad in ([[]], None, [[[[0, 2], 0]], []], [[[[0, 2], 1.5]], []], [[[[0, 9], 1]], []],
+                [[[0, 2], 1], []], [[[[0, 2]]], []]):  # fmt: skip
         with pytest.raises(BusError, match="its relay must be an empty list or per flow a list"):
-            decide_result([[[0, 4, 2], None], [], relay], 2, 9, 2, 5)
+            decide_result([[[0, 4, 2], None], [], bad, []], 2, 9, 2, 5)
+        with pytest.raises(BusError, match="its data must be an empty list or per flow a list"):
+            decide_result([[[0, 4, 2], None], [], [], bad], 2, 9, 2, 5)
 
 
 def test_a_packed_snapshot_holding_what_g_t_cannot_hold_is_refused():

@@ -115,6 +115,14 @@ class Decision:
     proportion to its parts (a positive int; twin.network.nodes). A flow's empty tuple: its
     key is relayed over its path, with its data"""
 
+    data: tuple[tuple[tuple[tuple[int, ...], int], ...], ...] = ()
+    """the split ratios of the flows' data, per flow in flow order (empty: no flow's): (path,
+    parts) pairs, the paths (node indices from the flow's source to its destination, no two
+    alike) over which the source sends its data, each a share in proportion to its parts.
+    One of them is the flow's path: its share follows the flow through its handovers; the
+    others carry theirs while all their hops are up (twin.engine). A flow's empty tuple: all
+    its data over its path"""
+
     def boosted(self, k: int) -> bool:
         """Whether flow ``k`` asks for its path's satellites at the turbo level."""
         return bool(self.boost[k]) if self.boost else False

@@ -11,7 +11,9 @@ action, sec. VII-B; the shield refuses a boost that would run a battery near its
 one per relay level (:data:`RELAY_LEVELS`: the key the flow's pool is short of relayed over its
 path, or spread over its candidates in proportion to their weakest hops' key,
 :func:`spread_relays`, ``Decision.relay``: the paper's next-hop split ratios, applied to what
-the twin's links run short of; the data goes one path), from
+the twin's links run short of) and one per data level (:data:`DATA_LEVELS`: the flow's data
+over its path, or split in equal parts among it and its candidates that meet its latency
+target, :func:`spread_data`, ``Decision.data``: the split ratios applied to the data), from
 each candidate's key, latency, runway and loss (the issue's key buffer levels, neighbour loads
 and link transmittance or RSSI; the queues the paper's edge agents see are the key buffers
 here, as the twin queues no data). Sharing
@@ -21,7 +23,7 @@ batched torch call over all flows (:meth:`EdgePolicy.choose`). It is trained wit
 :class:`twin.control.rl_env.RoutingEnv` (twin.control.train, ``qntwin train``); the policy
 shipped in ``twin/control/data`` is used when none is given.
 
-The policy acts on each flow's most likely candidate, laser level and relay level. (Drawing
+The policy acts on each flow's most likely candidate, laser, relay and data level. (Drawing
 from its probabilities, as PPO explores, made returns a matter of luck: on
 case-munich-pretoria's first two minutes the uniformly random policy scored from -58 to -18
 depending on its draws.)
@@ -54,6 +56,7 @@ from twin.control.baselines import (
     _route_all,
     latency_bounds,
 )
+from twin.network.traffic import requirements
 
 __all__ = [
     "ACTION_HEADS",
@@ -61,6 +64,7 @@ __all__ = [
     "FLOW_FEATURES",
     "K_CANDIDATES",
     "LASER_LEVELS",
+    "DATA_LEVELS",
     "RELAY_LEVELS",
     "CandidatePaths",
     "DrlOnly",
@@ -68,16 +72,19 @@ __all__ = [
     "FlowPolicyNet",
     "flow_features",
     "shipped_policy",
+    "spread_data",
     "spread_relays",
 ]
 
 K_CANDIDATES = 3  # keep, fastest keyed, fastest
 LASER_LEVELS = 2  # on, turbo (Decision.boost)
 RELAY_LEVELS = 2  # the key relayed over the flow's path, or spread over its candidates
-ACTION_HEADS = (K_CANDIDATES, LASER_LEVELS, RELAY_LEVELS)  # a flow's action, head by head
-ACTION_LOGITS = sum(ACTION_HEADS)  # per flow: the path's logits, the laser's, the relay's
-# the logit of the first level (the terminals "on", the key over the path) of each head that a
-# policy of an earlier layout lacks (EdgePolicy.with_heads): kept at 73% (e / (e + 1))
+DATA_LEVELS = 2  # the data sent over the flow's path, or spread over its candidates
+ACTION_HEADS = (K_CANDIDATES, LASER_LEVELS, RELAY_LEVELS, DATA_LEVELS)  # head by head
+ACTION_LOGITS = sum(ACTION_HEADS)  # per flow: the path's logits, the laser's, relay's, data's
+# the logit of the first level (the terminals "on", the key over the path, the data over it) of
+# each head that a policy of an earlier layout lacks (EdgePolicy.with_heads): kept at 73%
+# (e / (e + 1))
 FIRST_LEVEL_LOGIT = 1.0
 _HEAD_BOUNDS = np.cumsum((0, *ACTION_HEADS)).tolist()  # each head's first and end logit
 # per candidate key over need, latency, runway and loss, then active (flow_features)
@@ -141,12 +148,13 @@ class CandidatePaths:
     def decision(
         self, view: NetworkView, candidates, choice: np.ndarray, avoid: Sequence[str] = ()
     ) -> Decision:
-        """The decision ``choice`` makes of this build's ``candidates``: (F, 3) ints, each
-        flow's candidate, laser level and relay level (:meth:`EdgePolicy.choose`'s); paths
-        through a station of ``avoid`` routed around it (:func:`route_around`), the relays
-        of the flows that spread split (:func:`spread_relays`), and the paths kept as the
-        next decision's "keep". One construction for the deployed policy (:class:`DrlOnly`)
-        and the environment it trains in (twin.control.rl_env), so both act alike."""
+        """The decision ``choice`` makes of this build's ``candidates``: (F, 4) ints, each
+        flow's candidate, laser level, relay level and data level (:meth:`EdgePolicy.choose`'s);
+        paths through a station of ``avoid`` routed around it (:func:`route_around`), the
+        relays and the data of the flows that spread split (:func:`spread_relays`,
+        :func:`spread_data`), and the paths kept as the next decision's "keep". One
+        construction for the deployed policy (:class:`DrlOnly`) and the environment it trains
+        in (twin.control.rl_env), so both act alike."""
         paths = tuple(candidates[k][c] for k, c in enumerate(choice[:, 0].tolist()))
         if avoid:
             paths = route_around(view, paths, avoid, self.greedy)
@@ -155,6 +163,7 @@ class CandidatePaths:
             paths=paths,
             boost=tuple(choice[:, 1].astype(bool).tolist()),
             relay=spread_relays(view, candidates, paths, choice[:, 2], avoid),
+            data=spread_data(view, candidates, paths, choice[:, 3], avoid),
         )
 
     def current(self, n_flows: int) -> tuple:
@@ -319,8 +328,9 @@ class EdgePolicy:
             return logits.reshape(-1, ACTION_LOGITS).numpy()
 
     def choose(self, features: np.ndarray) -> np.ndarray:
-        """(F, 3) int64: per flow the candidate it takes, its laser level (1: turbo) and its
-        relay level (1: spread), each its head's most likely one (module docstring)."""
+        """(F, 4) int64: per flow the candidate it takes, its laser level (1: turbo), its
+        relay level and its data level (1: spread), each its head's most likely one (module
+        docstring)."""
         logits = self.logits(features)
         heads = zip(_HEAD_BOUNDS[:-1], _HEAD_BOUNDS[1:], strict=True)
         return np.stack([logits[:, a:b].argmax(axis=1) for a, b in heads], axis=1)
@@ -355,7 +365,8 @@ class EdgePolicy:
     def load(cls, path: str | Path, *, earlier: bool = False) -> EdgePolicy:
         """A policy :meth:`save` wrote; ValueError naming the file for anything else.
         ``earlier``: a file of an earlier layout (this one's features and the first heads of
-        ACTION_HEADS: the paths alone, or the paths and the laser) is taken too, the heads it
+        ACTION_HEADS: the paths alone; the paths and the laser; or those and the relay) is
+        taken too, the heads it
         lacks keeping their first level (:meth:`with_heads`): the start ``qntwin train
         --init`` may fine-tune."""
         path = Path(path)
@@ -382,7 +393,7 @@ class EdgePolicy:
                 f"choosing among {' x '.join(map(str, heads))} actions; this qntwin's "
                 f"policies read {FLOW_FEATURES} (twin.control.drl.flow_features) and choose "
                 f"among {K_CANDIDATES} paths x {LASER_LEVELS} laser levels x {RELAY_LEVELS} "
-                "relay levels: train one with `qntwin train`"
+                f"relay levels x {DATA_LEVELS} data levels: train one with `qntwin train`"
             ) from None
         except Exception as err:
             # (torch's own message is long and suggests weights_only=False, which would run
@@ -400,7 +411,8 @@ class EdgePolicy:
     def with_heads(cls, net: FlowPolicyNet, meta: dict | None = None) -> EdgePolicy:
         """A policy that decides the first heads of ACTION_HEADS as ``net`` (a policy of an
         earlier layout: its outputs are those heads' logits) does and keeps the first level
-        of the heads it lacks (the terminals "on", the key over the flow's path): their
+        of the heads it lacks (the terminals "on", the key and the data over the flow's
+        path): their
         logits are (FIRST_LEVEL_LOGIT, 0, ...) whatever it sees, so that PPO, starting from
         it, explores the other levels a quarter of the time."""
         full = FlowPolicyNet(net.hidden)
@@ -480,6 +492,37 @@ def spread_relays(view: NetworkView, candidates, paths, spread, avoid: Sequence[
         if split and [p for p, _ in split] != [tuple(paths[k])]:
             relay[k] = split
     return tuple(relay)
+
+
+def spread_data(view: NetworkView, candidates, paths, spread, avoid: Sequence[str] = ()) -> tuple:
+    """``Decision.data`` of the flows whose data level is "spread" (``spread[k]`` 1): the
+    flow's data is split in equal parts among its own path and its other distinct candidate
+    paths that meet its class's latency target, so that a handover gap on one of them takes
+    its share alone (the candidates keep the flow's residency; a path through a station of
+    ``avoid`` gets no share). () for every other flow, and for one left with its own path
+    alone; () overall when no flow spreads."""
+    flows = [k for k, level in enumerate(spread.tolist()) if level and paths[k] is not None]
+    if not flows:
+        return ()
+    blocked = set(view.node_index.indices(avoid).tolist()) if avoid else set()
+    others = {
+        k: [
+            tuple(p)
+            for p in dict.fromkeys(candidates[k])
+            if p is not None and len(p) > 1 and tuple(p) != tuple(paths[k])
+            and blocked.isdisjoint(p)
+        ]
+        for k in flows
+    }  # fmt: skip
+    every = [p for k in flows for p in others[k]]
+    latency = iter(view.edges().paths_latency_s(every)) if every else iter(())
+    data: list[tuple] = [()] * len(paths)
+    for k in flows:
+        meets = requirements(view.flows[k].traffic_class).meets_latency
+        fast = [p for p in others[k] if meets(float(next(latency)))]
+        if fast:
+            data[k] = tuple((p, 1) for p in (tuple(paths[k]), *fast))
+    return tuple(data)
 
 
 def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:

@@ -4,7 +4,7 @@ engine, one agent per edge node.
 Agents: one per site that sources flows (the edge node whose SD-WAN gateway routes them; main
 paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (one tick of G(t)).
 
-- **Action** (``MultiDiscrete`` of shape (F, 3), F the most flows any agent has): per flow of
+- **Action** (``MultiDiscrete`` of shape (F, 4), F the most flows any agent has): per flow of
   the agent, one of ``K_CANDIDATES`` candidate paths: 0 keep the current path (while every hop
   is up; else the fastest), 1 the fastest path whose hops hold 10 s of the flow's key demand
   (key-aware's), 2 the fastest path (static-sp's) (twin.control.drl.CandidatePaths); its
@@ -13,8 +13,10 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
   key ``turbo_skr_gain`` times faster, at the turbo level's load); and its key relay, one of
   ``RELAY_LEVELS``: 0 over its path, with its data, 1 split among its candidate paths in
   proportion to their weakest hops' key (``Decision.relay``, twin.control.drl.spread_relays:
-  the paper's split ratios, applied to what the twin's links run short of, key; a flow's data
-  goes one path). Slots beyond the agent's flows are ignored.
+  the paper's split ratios, applied to what the twin's links run short of, key); and its data,
+  one of ``DATA_LEVELS``: 0 over its path, 1 split in equal parts among its path and its
+  candidates that meet its latency target (``Decision.data``, twin.control.drl.spread_data).
+  Slots beyond the agent's flows are ignored.
 - **Observation** (``Box(0, 10)``, F x (4K + 1) values): per flow and candidate the key its
   weakest hop holds over the flow's 10 s need (Table 2's key-buffer-fill-level; 10 when the
   flow needs none), its latency in units of 10 ms, its runway (how long its buffers last at
@@ -51,6 +53,7 @@ from pettingzoo import ParallelEnv
 from twin.control.baselines import Decision, NetworkView
 from twin.control.drl import (
     ACTION_HEADS,
+    DATA_LEVELS,
     FEATURE_CLIP,
     FLOW_FEATURES,
     K_CANDIDATES,
@@ -62,7 +65,14 @@ from twin.control.drl import (
 from twin.control.shield import boosted_satellites
 from twin.network.traffic import TrafficClass
 
-__all__ = ["K_CANDIDATES", "LASER_LEVELS", "RELAY_LEVELS", "RewardWeights", "RoutingEnv"]
+__all__ = [
+    "DATA_LEVELS",
+    "K_CANDIDATES",
+    "LASER_LEVELS",
+    "RELAY_LEVELS",
+    "RewardWeights",
+    "RoutingEnv",
+]
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ class _EnvController:
         message = self.env._from_env.get()
         if message is None:
             raise _Stop
-        choice = np.column_stack(message).astype(np.int64)  # (candidate, laser, relay) per flow
+        choice = np.column_stack(message).astype(np.int64)  # (candidate, laser, relay, data)
         return self.candidates.decision(view, candidates, choice)
 
 
@@ -194,20 +204,21 @@ class RoutingEnv(ParallelEnv):
         choice = [0] * len(self._flows)
         boost = [False] * len(self._flows)
         spread = [0] * len(self._flows)
+        spread_data = [0] * len(self._flows)
         heads = len(ACTION_HEADS)
         for agent in self.agents:
             action = np.asarray(actions.get(agent, np.zeros((self.max_flows, heads), np.int64)))
             if action.size != heads * self.max_flows:
                 raise ValueError(
                     f"the action of {agent} must hold ({self.max_flows}, {heads}) values (a "
-                    "candidate path, a laser level and a relay level per flow slot), got shape "
+                    "candidate path, a laser, a relay and a data level per flow slot), got shape "
                     f"{action.shape}"
                 )
             action = action.reshape(self.max_flows, heads)
             for slot, k in enumerate(self._members[agent]):
                 choice[k], boost[k] = int(action[slot, 0]), bool(action[slot, 1])
-                spread[k] = int(action[slot, 2])
-        self._from_env.put((choice, boost, spread))
+                spread[k], spread_data[k] = int(action[slot, 2]), int(action[slot, 3])
+        self._from_env.put((choice, boost, spread, spread_data))
         chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
         latency = path_latencies_s(view, chosen)
         boost_w = self._boost_w(chosen, boost)

@@ -17,6 +17,11 @@ decides, in priority order (a rule is enforced only as far as the rules before i
 3. ``latency_slo``: a Type-I path meets its latency target (Table 1, < 1 ms; the SLO
    constraint of sec. IV-B).
 
+The other paths a flow's data is split over (``Decision.data``) are held to the three path
+rules as the flow's path is: one that breaks a rule is dropped from the split (counted under
+the first it breaks; its share goes to the flow's other paths, so dropping it always meets
+the rules), and the share named for the flow's path follows the path the shield leaves it.
+
 A rejected path is replaced by the fastest path that meets all three path rules; when none exists
 the last rule is relaxed (the proposal is kept if it meets the first two, else the fastest path
 that does), then the second. A rule that no path can meet at that moment is *unsatisfiable*
@@ -141,8 +146,41 @@ class Shield:
             paths[k] = self._shield(view, k, flow, paths[k], graphs, held[k], latencies_s[k])
         boost = self._boosts(view, decision, paths)
         relay = self._relays(view, decision)
+        data = self._data(view, decision, paths)
         self.counts = kept
-        return Decision(paths=tuple(paths), notes=decision.notes, boost=boost, relay=relay)
+        return Decision(
+            paths=tuple(paths), notes=decision.notes, boost=boost, relay=relay, data=data
+        )
+
+    def _data(self, view: NetworkView, decision: Decision, paths) -> tuple:
+        """The decision's data splits for the shielded ``paths``: the share named for a
+        flow's proposed path goes to the path it got (added to that path's share if the split
+        names it too); the other paths that break a path rule are dropped (module docstring);
+        a flow left with its path alone, or with none, sends all its data over it."""
+        if not any(decision.data):
+            return decision.data
+        data = list(decision.data)
+        for k, split in enumerate(decision.data):
+            if not split:
+                continue
+            flow, proposed = view.flows[k], decision.paths[k]
+            if paths[k] is None or proposed is None:
+                data[k] = ()
+                continue
+            need = critical_key_bits(flow, view.t_ns, self.critical_key_s)
+            shares: dict[tuple, int] = {}
+            for path, parts in split:
+                path = tuple(path)
+                if path == tuple(proposed):
+                    path = tuple(paths[k])
+                else:
+                    broken = _broken(view, flow, path, need)
+                    if broken:
+                        self.counts.rejected[next(r for r in RULES if r in broken)] += 1
+                        continue
+                shares[path] = shares.get(path, 0) + int(parts)
+            data[k] = tuple(shares.items()) if len(shares) > 1 else ()
+        return tuple(data)
 
     def _relays(self, view: NetworkView, decision: Decision) -> tuple:
         """The decision's key relay splits without the paths that transit a forbidden
@@ -289,6 +327,7 @@ def _broken(
 def audit(
     view: NetworkView, paths: Sequence, critical_key_s: float = CRITICAL_KEY_S,
     boost: Sequence[bool] = (), reserve_fraction: float = 0.0, relay: Sequence = (),
+    data: Sequence = (),
 ) -> dict[str, int]:  # fmt: skip
     """Per rule, how many of ``paths`` (one per flow of ``view``) break it while some path
     met it and every rule before it (module docstring). Independent of :class:`Shield`: hops
@@ -298,7 +337,9 @@ def audit(
     ``reserve_fraction`` of charge (the reserve itself: the shield's margin is its own
     caution) breaks ``battery_reserve``, which no boost at all always meets. ``relay``: the
     flows' key relay splits (``Decision.relay``); each relay path through a forbidden
-    jurisdiction breaks ``residency`` (leaving it out of the split always meets the rule)."""
+    jurisdiction breaks ``residency`` (leaving it out of the split always meets the rule).
+    ``data``: the flows' data splits (``Decision.data``); each of a flow's paths there but
+    its own that breaks a path rule is a violation of it (leaving it out always meets it)."""
     violations = dict.fromkeys(RULES, 0)
     snap = view.snapshot
     names = view.node_index.names
@@ -315,6 +356,26 @@ def audit(
         forbidden = {j.upper() for j in view.flows[k].forbidden_jurisdictions}
         for route, _ in split if forbidden else ():
             violations["residency"] += crosses(route, forbidden)
+    for k, split in enumerate(data):
+        flow = view.flows[k]
+        forbidden = {j.upper() for j in flow.forbidden_jurisdictions}
+        for route, _ in split:
+            if paths[k] is not None and tuple(route) == tuple(paths[k]):
+                continue
+            if forbidden and crosses(route, forbidden):
+                violations["residency"] += 1
+            elif flow.traffic_class is TrafficClass.TYPE_I:
+                if graph is None:
+                    graph = _AuditGraph(snap, view.key_fill.of_pairs(snap.a, snap.b))
+                latency_s, starved = graph.path(
+                    route, critical_key_bits(flow, view.t_ns, critical_key_s)
+                )
+                if not math.isfinite(latency_s):
+                    continue  # (a hop down: the path carried no share)
+                if starved:
+                    violations["key_continuity"] += 1
+                elif latency_s > requirements(flow.traffic_class).latency_target_s:
+                    violations["latency_slo"] += 1
     for k, flow in enumerate(view.flows):
         path = paths[k]
         if path is None:

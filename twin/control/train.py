@@ -57,15 +57,15 @@ class TrainResult:
     trained_return: float  # the kept policy's (the best after an iteration)
     best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
     random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
-    keyed_return: float  # the fastest keyed path (key-aware's), no boost, relay on the path
+    keyed_return: float  # the fastest keyed path (key-aware's), no boost, key and data on it
     policy_path: str
     checkpoint_path: str
 
 
 def episode_return(scenario, episode_s: float, choose, *, seed: int | None = None) -> float:
     """Total eq. (7) reward of every agent over one episode; ``choose(features)`` gives each
-    flow's (candidate, laser level, relay level) from its (F, FLOW_FEATURES) features (an
-    agent's flows, padded): (F, 3) integers."""
+    flow's (candidate, laser, relay and data level) from its (F, FLOW_FEATURES) features (an
+    agent's flows, padded): (F, 4) integers."""
     from twin.control.rl_env import RoutingEnv
 
     env = RoutingEnv(scenario, duration_s=episode_s)
@@ -307,7 +307,7 @@ def train_policy(
         best_iteration=best_iteration,
         random_return=random_return(scenario, episode_s, episodes=eval_episodes, seed=seed),
         keyed_return=episode_return(
-            scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0], np.int64), (len(f), 1))
+            scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))
         ),
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),

@@ -191,6 +191,20 @@ class Superstep:
     merged), when the group was asked for it (``NodeGroup.key_telemetry``); else None"""
 
 
+@dataclass(frozen=True)
+class _Leg:
+    """One path a flow's data takes in the current tick, with its share of the data."""
+
+    path: tuple[str, ...]
+    hop_latency_ns: tuple[int, ...]
+    latency_s: float
+    sent_bits: int
+    """its share of the tick's data bits, outside its gap"""
+    parts: int
+    up_ns_parts: int
+    """the ns of the tick it is up (outside its gap) times its parts"""
+
+
 @dataclass
 class _Service:
     """One flow's service in the current tick, from its update to its consumption."""
@@ -198,10 +212,13 @@ class _Service:
     flow: Flow
     sent_bits: int
     up_ns: int
+    """the ns of the tick its data was up, its legs weighted by their parts"""
     key_bits: int
     rekey_ns: int | None
-    latency_s: float
+    legs: tuple[_Leg, ...]
+    total_parts: int
     path: tuple[str, ...]
+    """the path its key is relayed over unless split (its first leg that is up)"""
     hop_latency_ns: tuple[int, ...]
     open_relays: int = 0
     """relays of the tick not yet granted in full (the flow consumes its key after the last)"""
@@ -296,6 +313,7 @@ def forwarding_update(
     seq: int,
     defer_ns: Mapping[str, int] | None = None,
     relay: Sequence[tuple[Sequence[str], Sequence[int], int]] | None = None,
+    data: Sequence[tuple[Sequence[str], Sequence[int], float, int, int]] | None = None,
 ) -> Envelope:
     """The controller's per-tick update of one flow's table entry at its source.
 
@@ -306,7 +324,9 @@ def forwarding_update(
     source sends their bulk on that schedule. ``relay``: the split ratios of the flow's key
     relay, (path of node names from the source to the destination, its hops' latencies in
     ns, parts) per path that carries a share (``Decision.relay``); None: the key is relayed
-    over ``path``, as the data goes.
+    over ``path``, as the data goes. ``data``: the split ratios of the flow's data, (path,
+    its hops' latencies in ns, its latency in s, its ns of the tick in a gap, parts) per path
+    that carries a share (``Decision.data``), ``path`` first; None: all of it over ``path``.
     """
     payload = {
         "flow": flow,
@@ -328,6 +348,24 @@ def forwarding_update(
             {"path": list(route), "hop_latency_ns": [int(x) for x in hop_ns], "parts": int(parts)}
             for route, hop_ns, parts in relay
         ]
+    if data:
+        for route, hop_ns, _, gap, parts in data:
+            if len(route) < 2 or len(hop_ns) != len(route) - 1 or not int(parts) > 0 or gap < 0:
+                raise ValueError(
+                    f"flow {flow!r}: a data path needs two nodes or more, a latency per hop, "
+                    f"gap_ns >= 0 and parts > 0, got path {list(route)}, {len(hop_ns)} "
+                    f"latencies, gap_ns {gap}, parts {parts}"
+                )
+        if path is None or list(data[0][0]) != list(path):
+            raise ValueError(
+                f"flow {flow!r}: a data split starts with the flow's path {path}, got "
+                f"{list(data[0][0])}"
+            )
+        payload["data"] = [
+            {"path": list(route), "hop_latency_ns": [int(x) for x in hop_ns],
+             "latency_s": float(latency), "gap_ns": int(gap), "parts": int(parts)}
+            for route, hop_ns, latency, gap, parts in data
+        ]  # fmt: skip
     return Envelope(CONTROLLER, src_site, MessageKind.FORWARDING_UPDATE, t_ns, seq, t_ns, payload)
 
 
@@ -795,14 +833,16 @@ class NodeSet:
         counters.served_ns[cls.value][1] += dt
         if cls is TrafficClass.TYPE_I:
             counters.type_i_active_ns += dt
-        up_ns = dt - int(p["gap_ns"]) if path is not None else 0
-        sent = bits * up_ns // dt
+        legs, total_parts = self._legs(p, path, bits)
+        up_ns = sum(leg.up_ns_parts for leg in legs) // total_parts
         if up_ns <= 0:
             return
+        sent = sum(leg.sent_bits for leg in legs)
         demand = key_demand_bits(cls, sent, t, dt, state.last_rekey_ns, devices=flow.devices)
+        relayed_over = next(leg for leg in legs if leg.up_ns_parts > 0)
         service = _Service(
-            flow, sent, up_ns, demand.bits, demand.last_rekey_ns, float(p["latency_s"]),
-            path, tuple(p["hop_latency_ns"]),
+            flow, sent, up_ns, demand.bits, demand.last_rekey_ns, legs, total_parts,
+            relayed_over.path, relayed_over.hop_latency_ns,
         )  # fmt: skip
         if demand.bits == 0:
             self._serve(node, service, secure=True)
@@ -854,6 +894,29 @@ class NodeSet:
                 }
                 delay = sum(hop_ns[: route.index(owner)])
                 self._send(node, owner, MessageKind.KEY_RELAY, payload, sent_ns, delay, out)
+
+    def _legs(self, p: dict, path, bits: int) -> tuple[tuple[_Leg, ...], int]:
+        """The paths a forwarding update ``p`` sends the flow's ``bits`` over, and their parts
+        in all: its path alone (one part), or the split it names (each path's share of the
+        bits by its parts, ``split_bits``; each sends outside its own gap)."""
+        dt = self.dt_ns
+        if path is None:
+            return (), 1
+        if "data" not in p:
+            up_ns = dt - int(p["gap_ns"])
+            leg = _Leg(path, tuple(p["hop_latency_ns"]), float(p["latency_s"]),
+                       bits * up_ns // dt, 1, up_ns)  # fmt: skip
+            return (leg,), 1
+        split = p["data"]
+        parts = [int(d["parts"]) for d in split]
+        legs = []
+        for d, share, q in zip(split, split_bits(bits, parts), parts, strict=True):
+            up_ns = dt - int(d["gap_ns"])
+            legs.append(
+                _Leg(tuple(d["path"]), tuple(d["hop_latency_ns"]), float(d["latency_s"]),
+                     share * up_ns // dt, q, up_ns * q)
+            )  # fmt: skip
+        return tuple(legs), sum(parts)
 
     def _deferred_flow(self, flow: Flow, defer_ns: dict[str, int]) -> Flow:
         """``flow`` with the deferrals of its forwarding update applied (made once per
@@ -918,26 +981,34 @@ class NodeSet:
         flow = service.flow
         cls = flow.traffic_class
         state = node.flow_states[flow.name]
-        latency = service.latency_s
-        state.latency_sum_s += latency
+        legs, total_parts = service.legs, service.total_parts
+        if len(legs) == 1:
+            state.latency_sum_s += legs[0].latency_s
+        else:  # (the legs' latencies weighted by their parts)
+            state.latency_sum_s += sum(leg.latency_s * leg.parts for leg in legs) / total_parts
         state.latency_n += 1
-        ok = secure and requirements(cls).meets_latency(latency)
+        # a leg is served when the flow has its keys and the leg meets the latency target
+        meets = requirements(cls).meets_latency
+        ok = [leg for leg in legs if secure and meets(leg.latency_s)]
         counters = self._counters
         if ok:
-            state.served_ns += service.up_ns
-            state.delivered_bits += service.sent_bits
-            counters.delivered_bits += service.sent_bits
-            counters.served_ns[cls.value][0] += service.up_ns
+            served_ns = sum(leg.up_ns_parts for leg in ok) // total_parts
+            delivered = sum(leg.sent_bits for leg in ok)
+            state.served_ns += served_ns
+            state.delivered_bits += delivered
+            counters.delivered_bits += delivered
+            counters.served_ns[cls.value][0] += served_ns
         if secure:
             state.secure_ns += service.up_ns
             counters.served_ns[cls.value][2] += service.up_ns
             if cls is TrafficClass.TYPE_I:
                 counters.type_i_secure_ns += service.up_ns
-            # the data went out (with its keys), late or not: every node on its path forwarded it
-            if service.sent_bits:
-                through = counters.bits_through
-                for name in service.path:
-                    through[name] = through.get(name, 0) + service.sent_bits
+            # the data went out (with its keys), late or not: every node on its legs forwarded it
+            through = counters.bits_through
+            for leg in legs:
+                if leg.sent_bits:
+                    for name in leg.path:
+                        through[name] = through.get(name, 0) + leg.sent_bits
 
     # the link owner's side
 

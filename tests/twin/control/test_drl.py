@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from twin.control.drl import (
+    DATA_LEVELS,
     FEATURE_CLIP,
     FLOW_FEATURES,
     K_CANDIDATES,
@@ -37,11 +38,12 @@ def test_a_flows_choice_does_not_depend_on_the_other_flows_in_the_batch():
     together = policy.choose(features)
     alone = np.concatenate([policy.choose(features[k : k + 1]) for k in range(len(features))])
     assert np.array_equal(together, alone)
-    assert together.shape == (257, 3)
+    assert together.shape == (257, 4)
     assert set(together[:, 0].tolist()) <= set(range(K_CANDIDATES))
     assert set(together[:, 1].tolist()) <= set(range(LASER_LEVELS))
     assert set(together[:, 2].tolist()) <= set(range(RELAY_LEVELS))
-    assert policy.choose(features[:0]).shape == (0, 3)
+    assert set(together[:, 3].tolist()) <= set(range(DATA_LEVELS))
+    assert policy.choose(features[:0]).shape == (0, 4)
 
 
 def test_a_saved_policy_loads_and_chooses_the_same(tmp_path):
@@ -74,7 +76,7 @@ def test_a_policy_of_another_layout_is_refused_naming_the_counts(tmp_path):
         ValueError,
         match=rf"reading 7 features per flow and choosing among 3 actions.*read {FLOW_FEATURES}"
         rf".*among {K_CANDIDATES} paths x {LASER_LEVELS} laser levels x {RELAY_LEVELS} relay "
-        r"levels.*qntwin train",
+        rf"levels x {DATA_LEVELS} data levels.*qntwin train",
     ):
         EdgePolicy.load(path)
     saved["features"] = FLOW_FEATURES  # the runway and loss, no laser: refused too
@@ -225,9 +227,10 @@ def test_routing_around_a_station_moves_only_the_flows_through_it():
     assert route_around(view, fastest, [], KeyAwareGreedy()) == tuple(fastest)
 
 
-def constant_policy(candidate: int, laser: int, relay: int = 0) -> EdgePolicy:
-    """An edge policy that gives every flow candidate ``candidate``, laser level ``laser`` and
-    relay level ``relay`` whatever it sees (zero weights, the biases of those outputs 1)."""
+def constant_policy(candidate: int, laser: int, relay: int = 0, data: int = 0) -> EdgePolicy:
+    """An edge policy that gives every flow candidate ``candidate``, laser level ``laser``,
+    relay level ``relay`` and data level ``data`` whatever it sees (zero weights, the biases
+    of those outputs 1)."""
     net = FlowPolicyNet()
     with torch.no_grad():
         for parameter in net.parameters():
@@ -235,6 +238,7 @@ def constant_policy(candidate: int, laser: int, relay: int = 0) -> EdgePolicy:
         net.body[-1].bias[candidate] = 1.0
         net.body[-1].bias[K_CANDIDATES + laser] = 1.0
         net.body[-1].bias[K_CANDIDATES + LASER_LEVELS + relay] = 1.0
+        net.body[-1].bias[K_CANDIDATES + LASER_LEVELS + RELAY_LEVELS + data] = 1.0
     return EdgePolicy(net)
 
 
@@ -395,12 +399,15 @@ def test_a_relay_path_with_a_hop_down_carries_no_share():
     assert engine._relay_routes(down, relay) == {}
 
 
-@pytest.mark.parametrize("heads", [[K_CANDIDATES], [K_CANDIDATES, LASER_LEVELS]])
+@pytest.mark.parametrize(
+    "heads",
+    [[K_CANDIDATES], [K_CANDIDATES, LASER_LEVELS], [K_CANDIDATES, LASER_LEVELS, RELAY_LEVELS]],
+)
 def test_a_policy_of_an_earlier_layout_loads_for_fine_tuning_at_the_first_levels(tmp_path, heads):
     """EdgePolicy.load(..., earlier=True): a file of an earlier layout (the same features; the
-    path logits alone, or the path and laser logits) decides its heads as before and keeps
-    the heads it lacks at their first level (terminals on, key over the path); without
-    ``earlier`` it is refused."""
+    path logits alone; the path and laser logits; or those and the relay's) decides its heads
+    as before and keeps the heads it lacks at their first level (terminals on, key and data
+    over the path); without ``earlier`` it is refused."""
     torch.manual_seed(6)
     old_net = FlowPolicyNet((16,), outputs=sum(heads))
     path = tmp_path / "earlier.pt"
@@ -417,12 +424,12 @@ def test_a_policy_of_an_earlier_layout_loads_for_fine_tuning_at_the_first_levels
         logits = old_net(torch.from_numpy(features)).reshape(-1, sum(heads))
     choice = policy.choose(features)
     assert np.array_equal(choice[:, 0], logits[:, :K_CANDIDATES].argmax(1).numpy())
-    if len(heads) > 1:
-        assert np.array_equal(choice[:, 1], logits[:, K_CANDIDATES:].argmax(1).numpy())
-        assert choice[:, 1].any()  # (a random laser head boosts some)
-    else:
-        assert not choice[:, 1].any()
-    assert not choice[:, 2].any()
+    bounds = np.cumsum([0, *heads])
+    for head in range(1, len(heads)):  # (a random head picks its second level for some)
+        a, b = bounds[head], bounds[head + 1]
+        assert np.array_equal(choice[:, head], logits[:, a:b].argmax(1).numpy())
+        assert choice[:, head].any()
+    assert not choice[:, len(heads) :].any()
 
 
 def test_training_from_a_given_policy_starts_where_it_is(tmp_path):

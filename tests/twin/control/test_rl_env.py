@@ -64,7 +64,7 @@ def test_choosing_keyed_paths_earns_more_than_the_fastest_on_case_grid_eclipse()
     totals = {}
     for choice in (1, 2):
         env = RoutingEnv("case-grid-eclipse", duration_s=120)
-        always = np.tile([choice, 0, 0], (env.max_flows, 1))
+        always = np.tile([choice, 0, 0, 0], (env.max_flows, 1))
         totals[choice] = sum(episode(env, lambda agent, a=always: a)[0].values())
         env.close()
     assert totals[1] > 1.5 * totals[2]
@@ -73,11 +73,11 @@ def test_choosing_keyed_paths_earns_more_than_the_fastest_on_case_grid_eclipse()
 def test_reset_mid_episode_starts_over_and_bad_use_is_refused():
     env = RoutingEnv("small", duration_s=20)
     first, _ = env.reset(seed=0)
-    env.step({a: np.zeros((env.max_flows, 3), dtype=np.int64) for a in env.agents})
+    env.step({a: np.zeros((env.max_flows, 4), dtype=np.int64) for a in env.agents})
     again, _ = env.reset(seed=0)
     assert all(np.array_equal(first[a], again[a]) for a in first)
     while env.agents:
-        env.step({a: np.zeros((env.max_flows, 3), dtype=np.int64) for a in env.agents})
+        env.step({a: np.zeros((env.max_flows, 4), dtype=np.int64) for a in env.agents})
     with pytest.raises(RuntimeError, match="reset"):
         env.step({})
     env.close()
@@ -91,7 +91,7 @@ def test_a_new_inter_satellite_route_between_the_same_access_satellites_is_no_ha
     satellite and found no new space hop to hand over to (IndexError)."""
     env = RoutingEnv("case-munich-pretoria", duration_s=140)
     try:
-        _, seen = episode(env, lambda agent: np.tile([1, 0, 0], (env.max_flows, 1)))
+        _, seen = episode(env, lambda agent: np.tile([1, 0, 0, 0], (env.max_flows, 1)))
     finally:
         env.close()
     assert len(seen) == 1 + 141  # the reset's observation, then one per 1 s decision to 140 s
