@@ -1084,8 +1084,13 @@ class Engine:
             legs = None
             if data_legs and k in data_legs and route is not None:
                 own_parts, others = data_legs[k]
-                legs = [(route, hop_ns, latency, gap_ns, own_parts), *others]
-                self.data_split_flow_ticks += 1
+                # (a flow held on its old path while its switch runs may be served on one of
+                # its split's other paths: that path's share joins its own)
+                own_parts += sum(leg[-1] for leg in others if leg[0] == route)
+                others = [leg for leg in others if leg[0] != route]
+                if others:
+                    legs = [(route, hop_ns, latency, gap_ns, own_parts), *others]
+                    self.data_split_flow_ticks += 1
             inbox.append(
                 forwarding_update(
                     flow.name, flow.src_site, route, hop_ns, latency, gap_ns, t_ns,

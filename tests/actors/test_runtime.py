@@ -316,11 +316,12 @@ def test_a_given_edge_policy_routes_on_the_edge_actors_as_in_one_process(ray_loc
     from ..twin.control.test_drl import constant_policy
 
     # every flow's fastest candidate (static-sp's), no boost, its key relay spread over the
-    # candidates (the edge actors' relay splits over the bus)
-    fastest = constant_policy(2, 0, 1)
+    # candidates, its data kept on its path (the edge actors' relay splits over the bus)
+    fastest = constant_policy(2, 0, 1, 0)
     scenario = load_scenario("case-grid-eclipse")
     expected, got = _local_and_on_ray(scenario, 120, controller="drl-only", policy=fastest)
     assert json.loads(got)["metrics"]["key_relay_split_flow_ticks"] > 0
+    assert json.loads(got)["metrics"]["data_split_flow_ticks"] == 0
     shipped = Engine(scenario, controller="drl-only")
     other = metrics_json(compute_metrics(shipped.run(duration_s=120), shipped))
     assert _without_wall_time(got) == _without_wall_time(expected)
@@ -338,11 +339,13 @@ def test_ai_sdqns_boosts_pass_the_shield_and_run_on_ray_as_in_one_process(ray_lo
     from ..twin.control.test_drl import constant_policy
 
     scenario = load_scenario("case-grid-eclipse")
-    boosting = constant_policy(1, 1, 1)  # (and spreading the key relay, through the shield)
+    # (and spreading the key relay and the data, through the shield)
+    boosting = constant_policy(1, 1, 1, 1)
     expected, got = _local_and_on_ray(scenario, 120, controller="ai-sdqn", policy=boosting)
     assert _without_wall_time(got) == _without_wall_time(expected)
     metrics = json.loads(got)["metrics"]
     assert metrics["turbo_satellite_ticks"]["edge"] > 0
     assert metrics["key_relay_split_flow_ticks"] > 0
+    assert metrics["data_split_flow_ticks"] > 0
     assert metrics["shield_rejections"]["battery_reserve"] > 0
     assert metrics["shield_violations"] == 0

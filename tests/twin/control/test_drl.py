@@ -15,6 +15,8 @@ from twin.control.drl import (
     K_CANDIDATES,
     LASER_LEVELS,
     RELAY_LEVELS,
+    CandidatePaths,
+    DrlOnly,
     EdgePolicy,
     FlowPolicyNet,
     shipped_policy,
@@ -204,7 +206,7 @@ def test_routing_around_a_station_moves_only_the_flows_through_it():
     without it where one exists, the others keep theirs, and avoiding nothing changes
     nothing."""
     from twin.control.baselines import KeyAwareGreedy
-    from twin.control.drl import CandidatePaths, route_around
+    from twin.control.drl import route_around
 
     engine = Engine(load_scenario("storm"), controller="static-sp")
     engine.run(duration_s=10)
@@ -397,6 +399,108 @@ def test_a_relay_path_with_a_hop_down_carries_no_share():
     hop = engine._edge_lookup(snap).path_edges(path)[0]
     down = dataclasses.replace(snap, up=snap.up & (np.arange(snap.up.size) != hop))
     assert engine._relay_routes(down, relay) == {}
+
+
+def test_spread_data_goes_over_the_candidates_beside_the_flows_path():
+    """The data level (Decision.data): drl-only on every flow's keyed candidate, its data on
+    that path or spread in equal parts over it and its other candidates that meet its latency
+    target (case-munich-pretoria, 3 min). The flows' paths are the same tick by tick; a split's
+    first leg is the flow's path, every leg joins the flow's ends and the others meet its
+    target; Type-II flows are served more of the time (the keyed paths' detours miss the 50 ms
+    target, the shares over faster candidates make it). Measured: Type-II availability 2.8 %
+    -> 26.9 %, 161 split flow-ticks, no residency violation."""
+    runs = {}
+    for data in (0, 1):
+        engine = Engine(
+            load_scenario("case-munich-pretoria"),
+            controller=DrlOnly(constant_policy(1, 0, 0, data)),
+        )
+        engine.trace = []
+        result = engine.run(duration_s=180)
+        updates = [e for e in engine.trace if e.kind.name == "FORWARDING_UPDATE"]
+        runs[data] = (compute_metrics(result, engine)["metrics"], updates)
+    (plain, plain_updates), (spread, updates) = runs[0], runs[1]
+    assert [e.payload["path"] for e in updates] == [e.payload["path"] for e in plain_updates]
+    assert not any("data" in e.payload for e in plain_updates)
+    split = [e for e in updates if "data" in e.payload]
+    assert split and spread["data_split_flow_ticks"] == len(split)
+    for e in split:
+        legs = e.payload["data"]
+        assert legs[0]["path"] == e.payload["path"] and len(legs) > 1
+        assert len({tuple(leg["path"]) for leg in legs}) == len(legs)
+        for leg in legs:
+            assert leg["path"][0] == e.dst and leg["path"][-1] == e.payload["path"][-1]
+            assert leg["parts"] == 1
+        assert all(leg["latency_s"] <= 50e-3 for leg in legs[1:])  # (the flow's own: any)
+    assert plain["data_split_flow_ticks"] == 0
+    assert spread["availability_pct"]["type_ii"] > plain["availability_pct"]["type_ii"] + 5
+    assert spread["shield_violations_by_rule"]["residency"] == 0
+
+
+def _two_paths(engine, snap):
+    """A flow k, its key-aware path and another path between its ends (the key-aware path
+    with the links of one of its inner hops taken down), both up in ``snap``."""
+    from twin.control.baselines import KeyAwareGreedy
+
+    paths = KeyAwareGreedy().decide(engine._view(snap)).paths
+    for k, own in enumerate(paths):
+        for u, v in zip(own[1:-2], own[2:-1], strict=True) if own is not None else ():
+            hop = ((snap.a == u) & (snap.b == v)) | ((snap.a == v) & (snap.b == u))
+            cut = dataclasses.replace(snap, up=snap.up & ~hop)
+            other = KeyAwareGreedy().decide(engine._view(cut)).paths[k]
+            if other is not None and tuple(other) != tuple(own):
+                return k, tuple(own), tuple(other)
+    raise AssertionError("no flow with a second path")
+
+
+def test_a_data_split_that_leaves_out_the_flows_path_is_the_controllers_error():
+    from twin.control.baselines import Decision, KeyAwareGreedy
+
+    engine = Engine(load_scenario("case-grid-eclipse"), controller="key-aware")
+    k, own, other = _two_paths(engine, engine.topology.snapshot(0))
+
+    class Elsewhere:
+        name = "elsewhere"
+        plan_every_ticks = 0
+        reads_key_fill = True
+
+        def __init__(self, split):
+            self.split = split
+
+        def decide(self, view):
+            paths = KeyAwareGreedy().decide(view).paths
+            assert tuple(paths[k]) == own
+            data = [()] * len(paths)
+            data[k] = self.split
+            return Decision(paths=paths, data=tuple(data))
+
+    for split in (((other, 1),), ((own, 1), (other, 1), (other, 2))):
+        engine = Engine(load_scenario("case-grid-eclipse"), controller=Elsewhere(split))
+        with pytest.raises(ValueError, match=r"elsewhere: flow '.*'s data split names paths "
+                           r".*distinct and include the flow's path"):  # fmt: skip
+            engine.run(duration_s=3)
+
+
+def test_a_data_path_with_a_hop_down_carries_no_share():
+    engine = Engine(load_scenario("case-grid-eclipse"), controller="key-aware")
+    snap = engine.topology.snapshot(0)
+    k, own, other = _two_paths(engine, snap)
+    decided = [None] * len(engine.flows)
+    decided[k] = own
+    data = [()] * len(engine.flows)
+    data[k] = ((own, 1), (other, 2))
+    snap_next = engine.topology.snapshot(engine.dt_ns)
+    legs = engine._data_legs(snap, snap_next, data, decided)
+    names = engine.topology.node_names
+    assert list(legs) == [k] and legs[k][0] == 1
+    ((route, hop_ns, latency_s, gap_ns, parts),) = legs[k][1]
+    assert route == [names[i] for i in other] and parts == 2 and gap_ns == 0
+    assert len(hop_ns) == len(other) - 1 and latency_s > 0
+    own_hops = set(zip(own[:-1], own[1:], strict=True))
+    u, v = next(h for h in zip(other[:-1], other[1:], strict=True) if h not in own_hops)
+    hop = ((snap.a == u) & (snap.b == v)) | ((snap.a == v) & (snap.b == u))
+    down = dataclasses.replace(snap, up=snap.up & ~hop)
+    assert engine._data_legs(down, snap_next, data, decided) == {}
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,33 @@ def test_a_key_relay_split_through_a_forbidden_jurisdiction_loses_that_path():
     assert audit(free, [(0, 1)], relay=[split]) == dict.fromkeys(RULES, 0)
 
 
+def test_a_data_split_keeps_the_paths_that_meet_the_rules_and_follows_the_shielded_path():
+    """The data's split (Decision.data) is held to the three path rules: a Type-I flow's
+    data over a -> c -> b (c forbidden) is dropped and counted under residency, the audit
+    counts it for an unshielded decision; the share named for the proposed path goes to the
+    path the shield gives the flow (here the proposal is kept). A Type-I split path slower
+    than the 1 ms target is dropped under latency_slo, and a split left with the flow's path
+    alone is no split."""
+    keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
+    split = (((0, 1), 1), ((0, 2, 1), 1))
+    fast = [(0, 1, 0.2e-3, 1, 0.5), (0, 2, 0.1e-3, 1, 0.5), (1, 2, 0.1e-3, 1, 0.5)]
+    v = view(fast, keyed, TrafficClass.TYPE_I, forbidden=("XX",), jurisdiction="XX")
+    shield = Shield()
+    decision = shield.filter(v, Decision(paths=((0, 1),), data=(split,)))
+    assert decision.paths == ((0, 1),) and decision.data == ((),)
+    assert shield.counts.rejected["residency"] == 1
+    assert audit(v, [(0, 1)], data=[split])["residency"] == 1
+    free = view(fast, keyed, TrafficClass.TYPE_I, jurisdiction="XX")
+    assert Shield().filter(free, Decision(paths=((0, 1),), data=(split,))).data == (split,)
+    assert audit(free, [(0, 1)], data=[split]) == dict.fromkeys(RULES, 0)
+    slow = [(0, 1, 0.2e-3, 1, 0.5), (0, 2, 0.6e-3, 1, 0.5), (1, 2, 0.6e-3, 1, 0.5)]
+    v = view(slow, keyed, TrafficClass.TYPE_I, jurisdiction="XX")
+    shield = Shield()
+    assert shield.filter(v, Decision(paths=((0, 1),), data=(split,))).data == ((),)
+    assert shield.counts.rejected["latency_slo"] == 1
+    assert audit(v, [(0, 1)], data=[split])["latency_slo"] == 1
+
+
 def test_a_compliant_path_and_no_path_pass_untouched():
     keyed = fill({(0, 1): 5_000, (0, 2): 5_000, (1, 2): 5_000})
     for proposal in ((0, 2, 1), None):

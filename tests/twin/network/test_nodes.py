@@ -318,6 +318,52 @@ def test_a_relay_split_the_update_cannot_carry_is_refused_naming_it():
             forwarding_update("ctl", "a", ["a", "b"], [1], 1e-9, 0, 0, 0, relay=relay)
 
 
+def test_a_data_split_sends_each_share_over_its_path_outside_its_own_gap():
+    """The forwarding update's data split (Decision.data): the source splits the tick's 100
+    bits 1:3 (25, 75); the flow's path a -> b -> d is in a handover gap for half the tick
+    (12 of its 25 bits go), a -> c -> d carries its 75 the whole tick but misses the 1 ms
+    target (2 ms): 87 bits go out with their keys, 12 of them in time. Time counts by parts:
+    up 7/8 of the tick, served 1/8. Every node of each leg forwards that leg's bits; the key
+    is relayed over the flow's path (its first leg, up for half the tick)."""
+    flow = otp("ctl", "a", "d")
+    links = {("a", "b"): 1_000, ("b", "d"): 1_000, ("a", "c"): 1_000, ("c", "d"): 1_000}
+    nodes = make_nodes([flow])
+    nodes.environment(snapshot(links), 0)
+    half = DT_NS // 2
+    update = forwarding_update(
+        "ctl", "a", ["a", "b", "d"], [1_000, 1_000], 2e-6, half, 0, 0,
+        data=[(["a", "b", "d"], [1_000, 1_000], 2e-6, half, 1),
+              (["a", "c", "d"], [1_000_000, 1_000_000], 2e-3, 0, 3)],
+    )  # fmt: skip
+    batches = rounds(nodes, [update])
+    counters = nodes.end_tick()
+    state = nodes.flow_states()["ctl"]
+    assert state.active_ns == DT_NS and state.demand_bits == 100
+    assert state.secure_ns == counters.type_i_secure_ns == 7 * DT_NS // 8
+    assert state.served_ns == counters.served_ns["type_i"][0] == DT_NS // 8
+    assert state.delivered_bits == counters.delivered_bits == 12
+    assert state.key_bits_used == 87
+    assert state.latency_sum_s == pytest.approx((2e-6 + 3 * 2e-3) / 4, abs=1e-15)
+    assert counters.bits_through == {"a": 87, "b": 12, "c": 75, "d": 87}
+    reserves = relay_steps(batches, "reserve")
+    assert {e.dst for e in reserves} == {"a", "b"}  # (the key over a -> b -> d)
+    for buffer in [*nodes.link_buffers().values(), *nodes.pools().values()]:
+        buffer.check_ledger(deep=True)
+
+
+def test_a_data_split_the_update_cannot_carry_is_refused_naming_it():
+    leg = (["a", "b"], [1], 1e-9, 0, 1)
+    for data, what in (
+        ([(["a"], [], 1e-9, 0, 1)], r"a data path needs.*path \['a'\]"),
+        ([leg, (["a", "c", "b"], [1], 1e-9, 0, 1)], "1 latencies"),
+        ([leg, (["a", "c", "b"], [1, 1], 1e-9, 0, 0)], "parts 0"),
+        ([leg, (["a", "c", "b"], [1, 1], 1e-9, -1, 1)], "gap_ns -1"),
+        ([(["a", "c", "b"], [1, 1], 1e-9, 0, 1), leg], r"starts with the flow's path \['a', 'b'\]"),
+    ):
+        with pytest.raises(ValueError, match=f"flow 'ctl': .*{what}"):
+            forwarding_update("ctl", "a", ["a", "b"], [1], 1e-9, 0, 0, 0, data=data)
+
+
 def test_a_flow_without_path_or_inside_a_gap_relays_nothing():
     flow = otp("ctl", "a", "b")
     nodes = make_nodes([flow])
