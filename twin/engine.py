@@ -1111,17 +1111,7 @@ class Engine:
         names = self.topology.node_names
         given = [(k, path, parts) for k, split in enumerate(relay) for path, parts in split]
         for k, path, parts in given:
-            ends = self.flow_endpoints[k]
-            if (
-                len(path) < 2
-                or (path[0], path[-1]) != ends
-                or not (isinstance(parts, (int, np.integer)) and parts > 0)
-            ):
-                raise ValueError(
-                    f"{self.controller_label}: flow {self.flows[k].name!r}'s key relay split "
-                    f"names path {list(path)} with parts {parts!r}; each must run from node "
-                    f"{ends[0]} to {ends[1]} with positive int parts"
-                )
+            self._check_split_path(k, path, parts, "key relay")
         hops = self._edge_lookup(snap).paths_edges([path for _, path, _ in given])
         routes: dict[int, list] = {}
         for (k, path, parts), edges in zip(given, hops, strict=True):
@@ -1129,6 +1119,21 @@ class Engine:
                 hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[edges]]
                 routes.setdefault(k, []).append(([names[i] for i in path], hop_ns, int(parts)))
         return routes
+
+    def _check_split_path(self, k: int, path, parts, what: str) -> None:
+        """A ValueError naming the controller unless ``path`` of flow ``k``'s ``what`` split
+        (its key relay's or its data's) joins the flow's ends with positive int ``parts``."""
+        ends = self.flow_endpoints[k]
+        if (
+            len(path) < 2
+            or (path[0], path[-1]) != ends
+            or not (isinstance(parts, (int, np.integer)) and parts > 0)
+        ):
+            raise ValueError(
+                f"{self.controller_label}: flow {self.flows[k].name!r}'s {what} split names "
+                f"path {list(path)} with parts {parts!r}; each must run from node {ends[0]} "
+                f"to {ends[1]} with positive int parts"
+            )
 
     def _data_legs(self, snap, snap_next, data, decided) -> dict[int, tuple[int, list]]:
         """The decision's data splits (``Decision.data``) for the tick from ``snap`` to
@@ -1148,19 +1153,9 @@ class Engine:
         for k, split in enumerate(data):
             if not split:
                 continue
-            ends = self.flow_endpoints[k]
             paths = [tuple(path) for path, _ in split]
             for path, parts in split:
-                if (
-                    len(path) < 2
-                    or (path[0], path[-1]) != ends
-                    or not (isinstance(parts, (int, np.integer)) and parts > 0)
-                ):
-                    raise ValueError(
-                        f"{self.controller_label}: flow {self.flows[k].name!r}'s data split "
-                        f"names path {list(path)} with parts {parts!r}; each must run from "
-                        f"node {ends[0]} to {ends[1]} with positive int parts"
-                    )
+                self._check_split_path(k, path, parts, "data")
             mine = None if decided[k] is None else tuple(decided[k])
             if len(set(paths)) != len(paths) or paths.count(mine) != 1:
                 raise ValueError(
