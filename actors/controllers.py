@@ -689,10 +689,9 @@ class RayControllers:
                     paths[k] = None if path is None else tuple(path)
                 for k, wanted in zip(members, site_boost, strict=False):  # ([] for none)
                     boost[k] = wanted
-                for k, split in zip(members, site_relay, strict=False):  # ([] for none)
-                    relay[k] = tuple((tuple(path), parts) for path, parts in split)
-                for k, split in zip(members, site_data, strict=False):  # ([] for none)
-                    data[k] = tuple((tuple(path), parts) for path, parts in split)
+                for splits, site_splits in ((relay, site_relay), (data, site_data)):
+                    for k, split in zip(members, site_splits, strict=False):  # ([] for none)
+                        splits[k] = tuple((tuple(path), parts) for path, parts in split)
             if self._ticks % self.checkpoint_every == 0:
                 self._checkpoint()
             # (no flow's split: () as a local controller decides it)

@@ -174,6 +174,12 @@ from twin.units import NS_PER_S
 __all__ = ["DeferredEvent", "EntanglementRecord", "Engine", "RunResult", "TickRecord"]
 
 
+def _hop_latencies_ns(latency_s) -> list[int]:
+    """A path's hop latencies (s) as the forwarding updates carry them: whole ns, rounded
+    alike for a flow's path and the paths of its splits."""
+    return [round(float(x) * NS_PER_S) for x in latency_s]
+
+
 def _given(value):
     """A result computed here, handed over as one computed elsewhere is (a callable)."""
     return lambda: value
@@ -1079,7 +1085,7 @@ class Engine:
             else:
                 route = [names[i] for i in path]
                 latency_s = snap.latency_s[edges[k]]
-                hop_ns = [round(float(x) * NS_PER_S) for x in latency_s]
+                hop_ns = _hop_latencies_ns(latency_s)
                 latency = float(np.sum(latency_s))
             legs = None
             if data_legs and k in data_legs and route is not None:
@@ -1116,7 +1122,7 @@ class Engine:
         routes: dict[int, list] = {}
         for (k, path, parts), edges in zip(given, hops, strict=True):
             if np.all(edges >= 0):
-                hop_ns = [round(float(x) * NS_PER_S) for x in snap.latency_s[edges]]
+                hop_ns = _hop_latencies_ns(snap.latency_s[edges])
                 routes.setdefault(k, []).append(([names[i] for i in path], hop_ns, int(parts)))
         return routes
 
@@ -1182,7 +1188,7 @@ class Engine:
         legs: dict[int, tuple[int, list]] = {}
         for ((k, path, parts), edges), up_ns in zip(up, up_ns_of, strict=True):
             latency_s = snap.latency_s[edges]
-            hop_ns = [round(float(x) * NS_PER_S) for x in latency_s]
+            hop_ns = _hop_latencies_ns(latency_s)
             leg = ([names[i] for i in path], hop_ns, float(np.sum(latency_s)), dt - up_ns, parts)
             legs.setdefault(k, (own[k], []))[1].append(leg)
         return legs

@@ -63,8 +63,8 @@ __all__ = [
     "ACTION_LOGITS",
     "FLOW_FEATURES",
     "K_CANDIDATES",
-    "LASER_LEVELS",
     "DATA_LEVELS",
+    "LASER_LEVELS",
     "RELAY_LEVELS",
     "CandidatePaths",
     "DrlOnly",
@@ -274,7 +274,7 @@ def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
 
 class FlowPolicyNet(torch.nn.Module):
     """FLOW_FEATURES -> ACTION_LOGITS logits (one per level of each of ACTION_HEADS: the
-    path, the laser, the key relay), the same weights for every flow: an input of
+    path, the laser, the key relay, the data), the same weights for every flow: an input of
     (..., F * FLOW_FEATURES) gives (..., F * ACTION_LOGITS), flow by flow (RLlib's
     MultiDiscrete layout).
     ``outputs=1`` makes the value net PPO trains beside it (twin.control.train)."""
@@ -320,7 +320,8 @@ class EdgePolicy:
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """(F, ACTION_LOGITS) float64: each flow's logits (its candidates', its laser levels',
-        its relay levels'), one batched forward pass over the (F, FLOW_FEATURES) features."""
+        its relay levels', its data levels'), one batched forward pass over the (F,
+        FLOW_FEATURES) features."""
         if len(features) == 0:
             return np.zeros((0, ACTION_LOGITS))
         with torch.no_grad(), _one_torch_thread():
@@ -366,9 +367,8 @@ class EdgePolicy:
         """A policy :meth:`save` wrote; ValueError naming the file for anything else.
         ``earlier``: a file of an earlier layout (this one's features and the first heads of
         ACTION_HEADS: the paths alone; the paths and the laser; or those and the relay) is
-        taken too, the heads it
-        lacks keeping their first level (:meth:`with_heads`): the start ``qntwin train
-        --init`` may fine-tune."""
+        taken too, the heads it lacks keeping their first level (:meth:`with_heads`): the
+        start ``qntwin train --init`` may fine-tune."""
         path = Path(path)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -412,9 +412,8 @@ class EdgePolicy:
         """A policy that decides the first heads of ACTION_HEADS as ``net`` (a policy of an
         earlier layout: its outputs are those heads' logits) does and keeps the first level
         of the heads it lacks (the terminals "on", the key and the data over the flow's
-        path): their
-        logits are (FIRST_LEVEL_LOGIT, 0, ...) whatever it sees, so that PPO, starting from
-        it, explores the other levels a quarter of the time."""
+        path): their logits are (FIRST_LEVEL_LOGIT, 0, ...) whatever it sees, so that PPO,
+        starting from it, explores the other levels a quarter of the time."""
         full = FlowPolicyNet(net.hidden)
         state = net.state_dict()
         last = f"body.{len(full.body) - 1}"
@@ -444,8 +443,8 @@ def shipped_policy() -> EdgePolicy:
 
 
 class DrlOnly:
-    """``drl-only``: every flow takes the candidate path, the laser level and the relay level
-    the edge policy picks; no energy plan and no shield (``ai-sdqn`` adds both,
+    """``drl-only``: every flow takes the candidate path, the laser level, the relay level and
+    the data level the edge policy picks; no energy plan and no shield (``ai-sdqn`` adds both,
     twin.control.ai_sdqn.AiSdqn)."""
 
     name = "drl-only"
@@ -464,6 +463,22 @@ class DrlOnly:
         return self.candidates.decision(view, candidates, choice, avoid)
 
 
+def _spread_options(view: NetworkView, candidates, paths, spread, avoid: Sequence[str]) -> dict:
+    """Per flow whose ``spread[k]`` level is 1 and that has a path, the distinct paths a split
+    of it may take: its own path, then its other candidates, each joining two nodes or more
+    and clear of the stations of ``avoid``."""
+    flows = [k for k, level in enumerate(spread.tolist()) if level and paths[k] is not None]
+    blocked = set(view.node_index.indices(avoid).tolist()) if avoid and flows else set()
+    return {
+        k: [
+            tuple(p)
+            for p in dict.fromkeys((paths[k], *candidates[k]))
+            if p is not None and len(p) > 1 and blocked.isdisjoint(p)
+        ]
+        for k in flows
+    }
+
+
 def spread_relays(view: NetworkView, candidates, paths, spread, avoid: Sequence[str] = ()) -> tuple:
     """``Decision.relay`` of the flows whose relay level is "spread" (``spread[k]`` 1): the
     key a flow's pool is short of is split among its distinct candidate paths (and its own
@@ -472,22 +487,13 @@ def spread_relays(view: NetworkView, candidates, paths, spread, avoid: Sequence[
     holds nothing, or through a station of ``avoid``, gets no share. () for every other flow,
     and for one left with its own path alone (the key goes with its data); () overall when
     no flow spreads."""
-    flows = [k for k, level in enumerate(spread.tolist()) if level and paths[k] is not None]
-    if not flows:
+    options = _spread_options(view, candidates, paths, spread, avoid)
+    if not options:
         return ()
-    blocked = set(view.node_index.indices(avoid).tolist()) if avoid else set()
-    options = {
-        k: [
-            tuple(p)
-            for p in dict.fromkeys((paths[k], *candidates[k]))
-            if p is not None and len(p) > 1 and blocked.isdisjoint(p)
-        ]
-        for k in flows
-    }
-    every = [p for k in flows for p in options[k]]
+    every = [p for k in options for p in options[k]]
     held = iter(view.key_fill.weakest(every, initial=np.iinfo(np.int64).max))
     relay: list[tuple] = [()] * len(paths)
-    for k in flows:
+    for k in options:
         split = tuple((p, bits) for p in options[k] if (bits := int(next(held))) > 0)
         if split and [p for p, _ in split] != [tuple(paths[k])]:
             relay[k] = split
@@ -501,23 +507,14 @@ def spread_data(view: NetworkView, candidates, paths, spread, avoid: Sequence[st
     its share alone (the candidates keep the flow's residency; a path through a station of
     ``avoid`` gets no share). () for every other flow, and for one left with its own path
     alone; () overall when no flow spreads."""
-    flows = [k for k, level in enumerate(spread.tolist()) if level and paths[k] is not None]
-    if not flows:
+    options = _spread_options(view, candidates, paths, spread, avoid)
+    if not options:
         return ()
-    blocked = set(view.node_index.indices(avoid).tolist()) if avoid else set()
-    others = {
-        k: [
-            tuple(p)
-            for p in dict.fromkeys(candidates[k])
-            if p is not None and len(p) > 1 and tuple(p) != tuple(paths[k])
-            and blocked.isdisjoint(p)
-        ]
-        for k in flows
-    }  # fmt: skip
-    every = [p for k in flows for p in others[k]]
+    others = {k: [p for p in options[k] if p != tuple(paths[k])] for k in options}
+    every = [p for k in others for p in others[k]]
     latency = iter(view.edges().paths_latency_s(every)) if every else iter(())
     data: list[tuple] = [()] * len(paths)
-    for k in flows:
+    for k in others:
         meets = requirements(view.flows[k].traffic_class).meets_latency
         fast = [p for p in others[k] if meets(float(next(latency)))]
         if fast:

@@ -203,8 +203,8 @@ class RoutingEnv(ParallelEnv):
         view, (candidates, _) = self._last
         choice = [0] * len(self._flows)
         boost = [False] * len(self._flows)
-        spread = [0] * len(self._flows)
-        spread_data = [0] * len(self._flows)
+        relay_level = [0] * len(self._flows)
+        data_level = [0] * len(self._flows)
         heads = len(ACTION_HEADS)
         for agent in self.agents:
             action = np.asarray(actions.get(agent, np.zeros((self.max_flows, heads), np.int64)))
@@ -217,8 +217,8 @@ class RoutingEnv(ParallelEnv):
             action = action.reshape(self.max_flows, heads)
             for slot, k in enumerate(self._members[agent]):
                 choice[k], boost[k] = int(action[slot, 0]), bool(action[slot, 1])
-                spread[k], spread_data[k] = int(action[slot, 2]), int(action[slot, 3])
-        self._from_env.put((choice, boost, spread, spread_data))
+                relay_level[k], data_level[k] = int(action[slot, 2]), int(action[slot, 3])
+        self._from_env.put((choice, boost, relay_level, data_level))
         chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
         latency = path_latencies_s(view, chosen)
         boost_w = self._boost_w(chosen, boost)

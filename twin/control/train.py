@@ -103,8 +103,8 @@ def _module_class():
 
     class FlowPPOModule(TorchRLModule, ValueFunctionAPI):
         """PPO's module: the per-flow policy net (MultiDiscrete(ACTION_HEADS) over one flow's
-        features: a categorical over its candidates, one over its laser levels and one over
-        its relay levels) and a value net of the same shape."""
+        features: a categorical over its candidates, one over its laser levels, one over its
+        relay levels and one over its data levels) and a value net of the same shape."""
 
         def setup(self):
             hidden = tuple(self.model_config.get("hidden", HIDDEN))
@@ -125,8 +125,8 @@ def _module_class():
 
 def _make_env(config):
     """RLlib's view of :class:`RoutingEnv` for training: each edge agent's flows act as agents
-    of their own (``<agent>/<slot>``, one flow's features in, its candidate, laser level and
-    relay level out, eq. (7) over that flow as the reward; the env's ``flow_rewards``). They
+    of their own (``<agent>/<slot>``, one flow's features in, its candidate, laser, relay and
+    data level out, eq. (7) over that flow as the reward; the env's ``flow_rewards``). They
     share one policy, so this is the edge agents' shared per-flow policy with the credit of
     each choice given to the flow it moved: summed over an agent's flows (and its empty
     slots), PPO did not learn at all (entropy still 97 % of uniform after 8,000 steps on

@@ -45,7 +45,12 @@ shortfall among them in proportion to the parts (:func:`split_bits`) and runs st
 each path as a relay of its own (id ``flow@t/i``), so the pool gets the sum of what each path
 gives, and the flow consumes its key once the last of them is in. Each path's hops spend the
 same bits; two paths sharing a hop reserve from its buffer one after the other, as two flows
-would. The data goes on the flow's path (one per tick: handover state is per path).
+would.
+
+Split data (``Decision.data``): an update may name the paths the flow's data is split over
+(its own first), each with parts and its own gap; the source splits the tick's bits by the
+parts (:func:`split_bits`), each path sends its share outside its gap and counts as served
+where it meets the class's latency target, and the flow's time counts by parts.
 
 Batched generation: a link's key of a tick is handed to its buffer at once only when
 ``KeyBuffer.generate`` would do more than extend the newest chunk (a new birth after the
@@ -982,10 +987,8 @@ class NodeSet:
         cls = flow.traffic_class
         state = node.flow_states[flow.name]
         legs, total_parts = service.legs, service.total_parts
-        if len(legs) == 1:
-            state.latency_sum_s += legs[0].latency_s
-        else:  # (the legs' latencies weighted by their parts)
-            state.latency_sum_s += sum(leg.latency_s * leg.parts for leg in legs) / total_parts
+        # the legs' latencies weighted by their parts (one leg: its latency, exactly)
+        state.latency_sum_s += sum(leg.latency_s * leg.parts for leg in legs) / total_parts
         state.latency_n += 1
         # a leg is served when the flow has its keys and the leg meets the latency target
         meets = requirements(cls).meets_latency
