@@ -48,7 +48,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csc_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 __all__ = [
@@ -832,12 +832,84 @@ def shortest_paths_between(
             groups.append(([s], _without_rows(csr, others)))
     out: list[list[int] | None] = [None] * len(pairs)
     for group, m in groups:
-        dist_rows = _distance_rows(m, group, targets, limits)
+        dist_rows, pred_rows = _distance_rows(m, group, targets, limits)
         csc = m.tocsc()
-        for k, (s, d) in enumerate(pairs):
-            if s in dist_rows:
-                out[k] = _tight_walk(csc.indptr, csc.indices, csc.data, dist_rows[s], rank, s, d)
+        ours = [k for k, (s, _) in enumerate(pairs) if s in dist_rows]
+        found = _csgraph_paths([pairs[k] for k in ours], dist_rows, pred_rows)
+        agree = _name_tie_break_agrees(csc, [pairs[k] for k in ours], found, dist_rows, rank)
+        for k, path, same in zip(ours, found, agree, strict=True):
+            s, d = pairs[k]
+            out[k] = (
+                path
+                if same
+                else _tight_walk(csc.indptr, csc.indices, csc.data, dist_rows[s], rank, s, d)
+            )
     return out
+
+
+def _csgraph_paths(
+    pairs: list[tuple[int, int]], dist_rows: dict[int, np.ndarray], pred_rows: dict
+) -> list[list[int] | None]:
+    """Each pair's path as csgraph's predecessors give it (None where unreachable): a
+    shortest path, its ties broken csgraph's way (:func:`_name_tie_break_agrees` checks it
+    against the name tie-break)."""
+    out: list[list[int] | None] = []
+    for s, d in pairs:
+        if s == d:
+            out.append([s])
+            continue
+        if not math.isfinite(dist_rows[s][d]):
+            out.append(None)
+            continue
+        pred = pred_rows[s]
+        path = [d]
+        for _ in range(pred.size):  # (d reached: its predecessors lead back to s)
+            path.append(int(pred[path[-1]]))
+            if path[-1] == s:
+                break
+        path.reverse()
+        out.append(path)
+    return out
+
+
+def _name_tie_break_agrees(
+    csc: csc_matrix,
+    pairs: list[tuple[int, int]],
+    paths: list[list[int] | None],
+    dist_rows: dict[int, np.ndarray],
+    rank: np.ndarray,
+) -> list[bool]:
+    """Per pair, whether ``paths`` (shortest paths over the matrix ``csc`` is the CSC form of,
+    with the distances ``dist_rows``) is the path :func:`_tight_walk` reads back: at every
+    node past the source its predecessor on the path is the smallest-rank tight predecessor
+    of the node. Every hop of every path checked at once (a walk in Python per path cost
+    more: mega's edge tier reads back two dozen a tick); a path without hops agrees, and so
+    does no path."""
+    hopped = [k for k, p in enumerate(paths) if p is not None and len(p) > 1]
+    agree = [True] * len(paths)
+    if not hopped:
+        return agree
+    sources = sorted({pairs[k][0] for k in hopped})
+    row_of = {s: i for i, s in enumerate(sources)}
+    dist = np.stack([dist_rows[s] for s in sources])
+    nodes = [np.asarray(paths[k], dtype=np.int64) for k in hopped]
+    hops = np.array([x.size - 1 for x in nodes])
+    v = np.concatenate([x[1:] for x in nodes])  # each hop's head ...
+    u = np.concatenate([x[:-1] for x in nodes])  # ... its predecessor on the path
+    row = np.repeat([row_of[pairs[k][0]] for k in hopped], hops)
+    # every edge into each hop's head (its CSC column), the columns one after the other
+    lo, hi = csc.indptr[v].astype(np.int64), csc.indptr[v + 1].astype(np.int64)
+    width = hi - lo  # >= 1: the head was reached over some edge
+    first = np.cumsum(width) - width
+    entry = np.arange(width.sum()) - np.repeat(first - lo, width)
+    tail = csc.indices[entry].astype(np.int64)
+    entry_row = np.repeat(row, width)
+    tight = dist[entry_row, tail] + csc.data[entry] == np.repeat(dist[row, v], width)
+    best = np.minimum.reduceat(np.where(tight, rank[tail], np.iinfo(np.int64).max), first)
+    wrong = np.repeat(np.arange(len(hopped)), hops)[best != rank[u]]
+    for i in np.unique(wrong).tolist():
+        agree[hopped[i]] = False
+    return agree
 
 
 LIMIT_SPREAD = 2.0  # see _distance_rows
@@ -848,10 +920,12 @@ def _distance_rows(
     sources: list[int],
     targets: dict[int, list[int]],
     limits: dict[int, float | None],
-) -> dict[int, np.ndarray]:
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Per source its Dijkstra distances over ``m``, exact for every node within its
-    destination farthest from it (see :func:`shortest_paths_between`'s ``bounds``)."""
+    destination farthest from it (see :func:`shortest_paths_between`'s ``bounds``), and
+    csgraph's predecessors with them."""
     rows: dict[int, np.ndarray] = {}
+    preds: dict[int, np.ndarray] = {}
     # sources whose limits are within a factor of LIMIT_SPREAD of each other share one search
     # to the largest of them: a node within a source's own limit gets the same exact distance
     # (its row only reaches further), and one scipy call per source cost more in the call than
@@ -864,15 +938,20 @@ def _distance_rows(
             take += 1
         group, bounded = [s for _, s in bounded[:take]], bounded[take:]
         limit = max(limits[s] for s in group)
-        dist = dijkstra(m, directed=True, indices=np.array(group), limit=limit)
-        for row, s in zip(dist, group, strict=True):
+        dist, pred = dijkstra(
+            m, directed=True, indices=np.array(group), limit=limit, return_predecessors=True
+        )
+        for row, pred_row, s in zip(dist, pred, group, strict=True):
             if np.isfinite(row[targets[s]]).all():
-                rows[s] = row
+                rows[s], preds[s] = row, pred_row
     rest = [s for s in sources if s not in rows]
     if rest:
-        dist = dijkstra(m, directed=True, indices=np.array(rest, dtype=np.int64))
+        dist, pred = dijkstra(
+            m, directed=True, indices=np.array(rest, dtype=np.int64), return_predecessors=True
+        )
         rows.update((s, dist[i]) for i, s in enumerate(rest))
-    return rows
+        preds.update((s, pred[i]) for i, s in enumerate(rest))
+    return rows, preds
 
 
 def path_from_predecessors(predecessors: np.ndarray, src: int, dst: int) -> list[int] | None:

@@ -142,6 +142,28 @@ def test_equal_paths_break_ties_by_name_whatever_the_insertion_order():
     }
 
 
+def test_lazy_paths_break_csgraphs_ties_by_rank():
+    # a diamond 0 -> {1, 2} -> 3 of equal weights: csgraph reaches 3 over one of 1 and 2 by
+    # its own order; the name tie-break takes the smaller rank, whichever that is, so one of
+    # the two rankings disagrees with csgraph and its path is walked again (a path the check
+    # passes unchanged would be the other middle node)
+    from scipy.sparse import csr_matrix
+
+    from twin.network.routing import _csgraph_paths, _distance_rows, _name_tie_break_agrees
+
+    rows, cols = [0, 0, 1, 2, 1, 2, 3, 3], [1, 2, 3, 3, 0, 0, 1, 2]
+    csr = csr_matrix((np.full(8, 5.0), (rows, cols)), shape=(4, 4))
+    dist, pred = _distance_rows(csr, [0], {0: [3]}, {0: None})
+    (csgraph_path,) = _csgraph_paths([(0, 3)], dist, pred)
+    verdicts = {}
+    for middle in (1, 2):  # the middle node ranked first
+        rank = np.array([0, 1 if middle == 1 else 2, 1 if middle == 2 else 2, 3])
+        (agrees,) = _name_tie_break_agrees(csr.tocsc(), [(0, 3)], [csgraph_path], dist, rank)
+        verdicts[middle] = agrees
+        assert shortest_paths_between(csr, [(0, 3)], rank=rank) == [[0, middle, 3]]
+    assert verdicts == {csgraph_path[1]: True, 3 - csgraph_path[1]: False}
+
+
 def test_float_sums_do_not_break_exact_ties():
     # 0.1 + 0.2 != 0.3 in floats; quantised to 1 ns both paths weigh the same, so the rule
     # decides, not the rounding
