@@ -144,7 +144,9 @@ class Controller(Protocol):
 def _route_all(
     view: NetworkView, csr, flows: Sequence[int] | None = None, bounds: Sequence | None = None
 ) -> Decision:
-    """Shortest paths of every flow over ``csr``, grouped by their forbidden jurisdictions.
+    """Shortest paths of every flow over ``csr`` (an undirected graph: the latency and
+    distance graphs, :func:`csr_from_edge_arrays`' default), grouped by their forbidden
+    jurisdictions.
 
     ``flows``: route only these flow indices (the others get None); a flow's path does not
     depend on which other flows are routed with it. ``bounds``: per flow index the weight its
@@ -166,6 +168,7 @@ def _route_all(
             rank=view.node_index.rank,
             no_transit=no_transit,
             bounds=None if bounds is None else [bounds[k] for k in members],
+            symmetric=True,
         )
         for k, path in zip(members, found, strict=True):
             paths[k] = tuple(path) if path is not None else None

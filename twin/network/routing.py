@@ -733,22 +733,23 @@ def shortest_paths_from_sources(
 
 
 def _tight_walk(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
+    incoming: csc_matrix | csr_matrix,
     dist: np.ndarray,
     rank: np.ndarray,
     src: int,
     dst: int,
+    tails: np.ndarray | None = None,
 ) -> list[int] | None:
     """The path src -> dst read back from dst: at each node the smallest-rank tight
     predecessor u (``dist[u] + w(u, v) == dist[v]``), as :func:`_tight_predecessors` picks it.
 
-    ``indptr``, ``indices`` and ``data``: the CSC form (column v lists the edges into v) of
-    the matrix the distances ``dist`` (one source's row) were computed on; only the columns
-    of the path's nodes are read, and only their entries of ``dist`` and ``rank`` (a walk
-    reads a few dozen: indexed in place, not converted whole).
+    ``incoming``: the CSC form (column v lists the edges into v) of the matrix the distances
+    ``dist`` (one source's row) were computed on, or a symmetric CSR whose row v lists them
+    with others, those from nodes u not in ``tails`` ((N,) bool; None: all are edges). Only
+    the columns of the path's nodes are read, and only their entries of ``dist`` and ``rank``
+    (a walk reads a few dozen: indexed in place, not converted whole).
     """
+    indptr, indices, data = incoming.indptr, incoming.indices, incoming.data
     if src == dst:
         return [src]
     if not math.isfinite(dist[dst]):
@@ -761,7 +762,11 @@ def _tight_walk(
         best_rank = 0
         lo, hi = indptr[v], indptr[v + 1]
         for u, w in zip(indices[lo:hi].tolist(), data[lo:hi].tolist(), strict=True):
-            if dist[u] + w == dv and (best < 0 or rank[u] < best_rank):
+            if (
+                dist[u] + w == dv
+                and (best < 0 or rank[u] < best_rank)
+                and (tails is None or tails[u])
+            ):
                 best, best_rank = u, int(rank[u])
         if best < 0:  # cannot happen: v was reached through some tight edge
             raise RuntimeError(f"no tight predecessor of node {v}: routing invariant violated")
@@ -780,6 +785,7 @@ def shortest_paths_between(
     rank: np.ndarray | None = None,
     no_transit: np.ndarray | None = None,
     bounds: Sequence[float | None] | None = None,
+    symmetric: bool = False,
 ) -> list[list[int] | None]:
     """The minimum-weight index path of each (src, dst) pair, or None where unreachable.
 
@@ -795,6 +801,10 @@ def shortest_paths_between(
     walk back from a destination within it reads), and in full if a destination is not
     reached; so the paths never depend on the bounds, only the time does (on mega most
     flows' destinations are a few ms of a 40 ms graph away: a seventh of the search).
+
+    ``symmetric``: the caller's word that ``csr`` equals its transpose (an undirected graph,
+    as :func:`csr_from_edge_arrays` builds by default); the walks back then read the edges
+    into a node from its row, without a CSC copy of the matrix (the same paths).
     """
     if not isinstance(csr, csr_matrix):
         csr = csr_matrix(csr)
@@ -833,17 +843,21 @@ def shortest_paths_between(
     out: list[list[int] | None] = [None] * len(pairs)
     for group, m in groups:
         dist_rows, pred_rows = _distance_rows(m, group, targets, limits)
-        csc = m.tocsc()
+        if symmetric:
+            # column v of ``m`` is row v of ``csr`` without the edges from the nodes whose
+            # rows ``m`` lacks (the blocked ones other than the group's own blocked source)
+            incoming, tails = csr, ~blocked
+            tails[[s for s in group if blocked[s]]] = True
+        else:
+            incoming, tails = m.tocsc(), None
         ours = [k for k, (s, _) in enumerate(pairs) if s in dist_rows]
         found = _csgraph_paths([pairs[k] for k in ours], dist_rows, pred_rows)
-        agree = _name_tie_break_agrees(csc, [pairs[k] for k in ours], found, dist_rows, rank)
+        agree = _name_tie_break_agrees(
+            incoming, [pairs[k] for k in ours], found, dist_rows, rank, tails
+        )
         for k, path, same in zip(ours, found, agree, strict=True):
             s, d = pairs[k]
-            out[k] = (
-                path
-                if same
-                else _tight_walk(csc.indptr, csc.indices, csc.data, dist_rows[s], rank, s, d)
-            )
+            out[k] = path if same else _tight_walk(incoming, dist_rows[s], rank, s, d, tails)
     return out
 
 
@@ -873,18 +887,19 @@ def _csgraph_paths(
 
 
 def _name_tie_break_agrees(
-    csc: csc_matrix,
+    incoming: csc_matrix | csr_matrix,
     pairs: list[tuple[int, int]],
     paths: list[list[int] | None],
     dist_rows: dict[int, np.ndarray],
     rank: np.ndarray,
+    tails: np.ndarray | None = None,
 ) -> list[bool]:
-    """Per pair, whether ``paths`` (shortest paths over the matrix ``csc`` is the CSC form of,
-    with the distances ``dist_rows``) is the path :func:`_tight_walk` reads back: at every
-    node past the source its predecessor on the path is the smallest-rank tight predecessor
-    of the node. Every hop of every path checked at once (a walk in Python per path cost
-    more: mega's edge tier reads back two dozen a tick); a path without hops agrees, and so
-    does no path."""
+    """Per pair, whether ``paths`` (shortest paths with the distances ``dist_rows``) is the
+    path :func:`_tight_walk` reads back (``incoming`` and ``tails`` as there): at every node
+    past the source its predecessor on the path is the smallest-rank tight predecessor of
+    the node. Every hop of every path checked at once (a walk in Python per path cost more:
+    mega's edge tier reads back two dozen a tick); a path without hops agrees, and so does
+    no path."""
     hopped = [k for k, p in enumerate(paths) if p is not None and len(p) > 1]
     agree = [True] * len(paths)
     if not hopped:
@@ -898,13 +913,15 @@ def _name_tie_break_agrees(
     u = np.concatenate([x[:-1] for x in nodes])  # ... its predecessor on the path
     row = np.repeat([row_of[pairs[k][0]] for k in hopped], hops)
     # every edge into each hop's head (its CSC column), the columns one after the other
-    lo, hi = csc.indptr[v].astype(np.int64), csc.indptr[v + 1].astype(np.int64)
+    lo, hi = incoming.indptr[v].astype(np.int64), incoming.indptr[v + 1].astype(np.int64)
     width = hi - lo  # >= 1: the head was reached over some edge
     first = np.cumsum(width) - width
     entry = np.arange(width.sum()) - np.repeat(first - lo, width)
-    tail = csc.indices[entry].astype(np.int64)
+    tail = incoming.indices[entry].astype(np.int64)
     entry_row = np.repeat(row, width)
-    tight = dist[entry_row, tail] + csc.data[entry] == np.repeat(dist[row, v], width)
+    tight = dist[entry_row, tail] + incoming.data[entry] == np.repeat(dist[row, v], width)
+    if tails is not None:
+        tight &= tails[tail]
     best = np.minimum.reduceat(np.where(tight, rank[tail], np.iinfo(np.int64).max), first)
     wrong = np.repeat(np.arange(len(hopped)), hops)[best != rank[u]]
     for i in np.unique(wrong).tolist():
