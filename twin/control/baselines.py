@@ -485,7 +485,8 @@ class EdgeLookup:
         self.n_nodes = n
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
         self._graph = None
-        self._entry_fill: tuple | None = None  # (key fill, (nnz,) its bits per graph entry)
+        # (key fill, (nnz,) its bits per graph entry, each entry's row, need -> keyed graph)
+        self._entry_fill: tuple | None = None
         self._latencies: dict[tuple, float] = {}  # paths_latency_s's, per path
 
     def latency_graph(self):
@@ -503,17 +504,21 @@ class EdgeLookup:
         a pair is keyed or not as a whole and keeps its fastest link's weight; the bits per
         entry are looked up once per fill report (the edge tier and the shield ask for a
         graph per need, up to four a tick on mega: 40 us each this way, 130 us built
-        afresh)."""
+        afresh); each graph is kept for the fill report it was made from (the shield's need
+        is mostly one the edge tier asked for). The graphs are shared: not to be changed."""
         graph = self.latency_graph()
         if self._entry_fill is None or self._entry_fill[0] is not key_fill:
             rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
-            self._entry_fill = (key_fill, key_fill.of_pairs(rows, graph.indices), rows)
-        _, bits, rows = self._entry_fill
+            self._entry_fill = (key_fill, key_fill.of_pairs(rows, graph.indices), rows, {})
+        _, bits, rows, made = self._entry_fill
+        if need in made:
+            return made[need]
         keep = bits >= need
         indptr = np.zeros_like(graph.indptr)
         np.cumsum(np.bincount(rows[keep], minlength=graph.shape[0]), out=indptr[1:])
         keyed = csr_matrix((graph.data[keep], graph.indices[keep], indptr), shape=graph.shape)
         keyed.has_sorted_indices = True
+        made[need] = keyed
         return keyed
 
     def path_edges(self, path: Sequence[int]) -> np.ndarray:
