@@ -740,10 +740,12 @@ class MpcOnly:
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
         """:meth:`plan` for ``view`` on this controller's own thread; returns the callable
-        that waits for it (the engine collects it a planning period later). OSQP and the orbit
-        propagation run outside the GIL for much of a plan, so on a second core the plan
-        costs the ticks little (``qntwin bench drl``). One plan at a time, in order, so the
-        planner's warm start is the previous plan's as in :meth:`plan` alone."""
+        that waits for it (the engine collects it a planning period later), so the ticks need
+        not wait for it. They pay for it all the same on this 2-core machine: on mega the
+        first (cold) plan, 0.47-0.49 s alone, slowed the 60 ticks it ran beside by as much
+        in total (README, "The DRL tier"; a forked process did no better). One plan at a
+        time, in order, so the planner's warm start is the previous plan's as in
+        :meth:`plan` alone."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         return self._worker.submit(self.plan, view).result
