@@ -881,6 +881,8 @@ def _csgraph_paths(
             path.append(int(pred[path[-1]]))
             if path[-1] == s:
                 break
+        else:
+            raise RuntimeError(f"csgraph's predecessors of {d} never reach {s}: not a tree")
         path.reverse()
         out.append(path)
     return out

@@ -144,9 +144,9 @@ def test_equal_paths_break_ties_by_name_whatever_the_insertion_order():
 
 def test_lazy_paths_break_csgraphs_ties_by_rank():
     # a diamond 0 -> {1, 2} -> 3 of equal weights: csgraph reaches 3 over one of 1 and 2 by
-    # its own order; the name tie-break takes the smaller rank, whichever that is, so one of
-    # the two rankings disagrees with csgraph and its path is walked again (a path the check
-    # passes unchanged would be the other middle node)
+    # its own order; the name tie-break takes the middle node of smaller rank. The ranking
+    # that puts csgraph's first agrees with it; the other does not, and the path is walked
+    # back by rank instead: either way the smaller-ranked middle node
     from scipy.sparse import csr_matrix
 
     from twin.network.routing import _csgraph_paths, _distance_rows, _name_tie_break_agrees
