@@ -1505,6 +1505,7 @@ class Engine:
         optical_sat = snap.b[optical] - sat0  # the satellite end of each optical edge
         n_sat = snap.n_nodes - sat0
         in_contact = np.flatnonzero(np.bincount(optical_sat, minlength=n_sat))  # ascending
+        in_plan = np.zeros(n_sat, dtype=bool)  # the satellites the plan puts in turbo mode
         if schedule is not None:
             step = min(
                 (snap.t_ns - schedule.t0_ns) // schedule.step_ns, schedule.awake_ns.shape[1] - 1
@@ -1516,16 +1517,15 @@ class Engine:
             has_time = spent < schedule.awake_ns[in_contact, step]
             awake, asleep = in_contact[has_time], in_contact[~has_time]
             self._awake_spent_ns[awake] += self.dt_ns
-            in_turbo = np.zeros(n_sat, dtype=bool)
-            in_turbo[schedule.turbo] = True
-            planned = awake[in_turbo[awake]]
+            in_plan[schedule.turbo] = True
         else:
-            awake, asleep, planned = in_contact, in_contact[:0], in_contact[:0]
-        if boosted.size:
-            asked = np.setdiff1d(np.intersect1d(awake, boosted), planned, assume_unique=True)
-            turbo = np.union1d(planned, asked)
-        else:
-            asked, turbo = planned[:0], planned
+            awake, asleep = in_contact, in_contact[:0]
+        in_asked = np.zeros(n_sat, dtype=bool)  # those the edge tier boosts and the plan does not
+        in_asked[boosted] = True
+        in_asked &= ~in_plan
+        # (subsets of the awake satellites, ascending)
+        planned, asked = awake[in_plan[awake]], awake[in_asked[awake]]
+        turbo = awake[(in_plan | in_asked)[awake]]
         if snap.t_ns < self._end_ns:  # (the snapshot after the last tick serves none)
             self.turbo_satellite_ticks["plan"] += int(planned.size)
             self.turbo_satellite_ticks["edge"] += int(asked.size)
