@@ -681,6 +681,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"--steps must be >= 200 env steps per iteration, got {args.steps}")
     if args.seed < 0:
         raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
+    from twin.control.drl import HEAD_NAMES
+
+    heads = [name.strip() for name in args.heads.split(",") if name.strip()]
+    unknown = [name for name in heads if name not in HEAD_NAMES]
+    if unknown or not heads:
+        raise CliError(
+            f"--heads {args.heads!r}: give some of {','.join(HEAD_NAMES)}, comma-separated "
+            f"(e.g. --heads relay,data)"
+        )
+    if set(heads) != set(HEAD_NAMES) and args.init is None:
+        raise CliError(
+            f"--heads {args.heads}: training some heads keeps the others and the network's "
+            "body as they start, so give the policy to start from with --init POLICY"
+        )
     out = Path(args.out or f"results/{Path(args.scenario).stem}-policy-{args.seed}")
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {str(out)!r} is a file: give a directory")
@@ -713,6 +727,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps_per_iteration=args.steps,
         init=init,
+        heads=heads,
         progress=progress,
     )
     print(
@@ -881,6 +896,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this policy.pt (fine-tune it; a policy of an earlier layout gets the "
         "heads it lacks at their first level: terminals on, key relayed over the path) instead "
         "of a fresh network",
+    )
+    p.add_argument(
+        "--heads",
+        default="path,laser,relay,data",
+        help="the action heads PPO trains, comma-separated (default all: path,laser,relay,"
+        "data); with fewer, the network's body and the other heads stay as --init has them "
+        "(e.g. --heads relay,data learns the key relay and data split over a policy's paths)",
     )
     p.set_defaults(func=_cmd_train)
 

@@ -62,6 +62,7 @@ __all__ = [
     "ACTION_HEADS",
     "ACTION_LOGITS",
     "FLOW_FEATURES",
+    "HEAD_NAMES",
     "K_CANDIDATES",
     "DATA_LEVELS",
     "LASER_LEVELS",
@@ -81,6 +82,7 @@ LASER_LEVELS = 2  # on, turbo (Decision.boost)
 RELAY_LEVELS = 2  # the key relayed over the flow's path, or spread over its candidates
 DATA_LEVELS = 2  # the data sent over the flow's path, or spread over its candidates
 ACTION_HEADS = (K_CANDIDATES, LASER_LEVELS, RELAY_LEVELS, DATA_LEVELS)  # head by head
+HEAD_NAMES = ("path", "laser", "relay", "data")  # ACTION_HEADS' names (qntwin train --heads)
 ACTION_LOGITS = sum(ACTION_HEADS)  # per flow: the path's logits, the laser's, relay's, data's
 # the logit of the first level (the terminals "on", the key over the path, the data over it) of
 # each head that a policy of an earlier layout lacks (EdgePolicy.with_heads): kept at 73%

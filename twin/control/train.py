@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,14 +33,16 @@ import torch
 
 from twin.control.drl import (
     ACTION_HEADS,
+    ACTION_LOGITS,
     FEATURE_CLIP,
     FLOW_FEATURES,
+    HEAD_NAMES,
     HIDDEN,
     EdgePolicy,
     FlowPolicyNet,
 )
 
-__all__ = ["TrainResult", "episode_return", "random_return", "train_policy"]
+__all__ = ["TrainResult", "episode_return", "freeze_all_but", "random_return", "train_policy"]
 
 ENV_NAME = "qntwin-routing"
 MODULE_ID = "edge"
@@ -58,6 +61,7 @@ class TrainResult:
     best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
     random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
     keyed_return: float  # the fastest keyed path (key-aware's), no boost, key and data on it
+    heads: tuple[str, ...]  # the heads trained (HEAD_NAMES); the others and the body kept
     policy_path: str
     checkpoint_path: str
 
@@ -94,6 +98,32 @@ def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 
     return float(np.mean(totals))
 
 
+def freeze_all_but(net: FlowPolicyNet, heads: Sequence[str]) -> None:
+    """Let training change only the output rows of ``heads`` (names of HEAD_NAMES): the
+    gradients of the body (shared by every head: changing it would move the others) and of
+    the other heads' rows are zeroed as they are computed, so PPO's Adam leaves those weights
+    exactly as they are (its moments of gradients that are always zero stay zero). Every head:
+    nothing frozen. Why: PPO's paths overfit their training window (README, "The DRL tier"),
+    so the relay and data levels are trained on top of paths kept as they are."""
+    unknown = sorted(set(heads) - set(HEAD_NAMES))
+    if unknown or not heads:
+        raise ValueError(
+            f"heads must be some of {', '.join(HEAD_NAMES)}, got {', '.join(heads) or 'none'}"
+        )
+    if set(heads) == set(HEAD_NAMES):
+        return
+    bounds = np.cumsum((0, *ACTION_HEADS))
+    trained = torch.zeros(ACTION_LOGITS)
+    for name in heads:
+        head = HEAD_NAMES.index(name)
+        trained[bounds[head] : bounds[head + 1]] = 1.0
+    for param in net.body[:-1].parameters():
+        param.register_hook(torch.zeros_like)
+    output = net.body[-1]
+    output.weight.register_hook(lambda grad: grad * trained.to(grad)[:, None])
+    output.bias.register_hook(lambda grad: grad * trained.to(grad))
+
+
 def _module_class():
     """FlowPPOModule, made on first use (importing RLlib takes seconds)."""
     from ray.rllib.core.columns import Columns
@@ -104,11 +134,13 @@ def _module_class():
     class FlowPPOModule(TorchRLModule, ValueFunctionAPI):
         """PPO's module: the per-flow policy net (MultiDiscrete(ACTION_HEADS) over one flow's
         features: a categorical over its candidates, one over its laser levels, one over its
-        relay levels and one over its data levels) and a value net of the same shape."""
+        relay levels and one over its data levels) and a value net of the same shape; only
+        the policy's heads named in ``model_config["heads"]`` learn (:func:`freeze_all_but`)."""
 
         def setup(self):
             hidden = tuple(self.model_config.get("hidden", HIDDEN))
             self.pi = FlowPolicyNet(hidden)
+            freeze_all_but(self.pi, self.model_config.get("heads", HEAD_NAMES))
             self.vf = FlowPolicyNet(hidden, outputs=1)
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
                 input_lens=list(ACTION_HEADS)
@@ -194,6 +226,7 @@ def train_policy(
     eval_episodes: int = 10,
     lr: float = 1e-3,
     init: EdgePolicy | None = None,
+    heads: Sequence[str] = HEAD_NAMES,
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -208,7 +241,9 @@ def train_policy(
     back to 580.9 between iterations; on its first 2 minutes from -56 to +29 and back). The
     checkpoint is the last iteration's. ``init``: the policy PPO starts from (its policy
     net's weights; the value net starts afresh), e.g. a trained one to fine-tune; None: a
-    fresh network. ``progress(iteration, sampled_return,
+    fresh network. ``heads``: the heads PPO trains (of HEAD_NAMES); with fewer than all, the
+    body and the other heads stay as ``init`` has them (:func:`freeze_all_but`), e.g. the
+    relay and data levels learned over a policy's paths. ``progress(iteration, sampled_return,
     evaluated_return)`` is called after each iteration (sampled: RLlib's mean over its recent
     training episodes, exploring)."""
     import ray
@@ -221,6 +256,8 @@ def train_policy(
 
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    freeze_all_but(FlowPolicyNet(), heads)  # unknown heads fail here, before Ray starts
+    heads = tuple(name for name in HEAD_NAMES if name in heads)  # in HEAD_NAMES' order
     if not episode_s >= 1:
         raise ValueError(f"episode_s must be >= 1 s (one decision a second), got {episode_s}")
     load_scenario(scenario)  # an unknown scenario fails here, with the known names
@@ -242,7 +279,8 @@ def train_policy(
             rl_module_spec=MultiRLModuleSpec(
                 rl_module_specs={
                     MODULE_ID: RLModuleSpec(
-                        module_class=_module_class(), model_config={"hidden": list(HIDDEN)}
+                        module_class=_module_class(),
+                        model_config={"hidden": list(HIDDEN), "heads": list(heads)},
                     )
                 }
             )
@@ -309,6 +347,7 @@ def train_policy(
         keyed_return=episode_return(
             scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))
         ),
+        heads=heads,
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),
     )

@@ -564,6 +564,55 @@ def test_training_from_a_given_policy_starts_where_it_is(tmp_path):
     assert returns[1] == result.initial_return  # the first iteration's policy
 
 
+def test_training_some_heads_keeps_the_body_and_the_other_heads_as_they_were(tmp_path):
+    """train_policy(heads=("relay", "data")): each iteration's policy has the given policy's
+    body and path and laser rows bit for bit (the float32 PPO trains in) while its relay and
+    data rows learn; train.json says which heads were trained."""
+    pytest.importorskip("ray.rllib")
+    from twin.control import train
+
+    policies = []
+
+    def recorded(scenario, episode_s, choose, **kwargs):
+        if isinstance(getattr(choose, "__self__", None), EdgePolicy):
+            policies.append(choose.__self__)
+        return episode_return(scenario, episode_s, choose, **kwargs)
+
+    torch.manual_seed(3)
+    start = EdgePolicy(FlowPolicyNet())  # every weight nonzero: every row has a gradient
+    episode_return = train.episode_return
+    try:
+        train.episode_return = recorded
+        result = train.train_policy(
+            str(FIBRE_RING), tmp_path, iterations=2, episode_s=60, steps_per_iteration=300,
+            seed=2, init=start, heads=("data", "relay"), eval_episodes=1,
+        )  # fmt: skip
+    finally:
+        train.episode_return = episode_return
+    assert result.heads == ("relay", "data")
+    assert json.loads((tmp_path / "train.json").read_text())["heads"] == ["relay", "data"]
+    given = {k: v.to(torch.float32).to(torch.float64) for k, v in start.net.state_dict().items()}
+    trained_rows = slice(K_CANDIDATES + LASER_LEVELS, None)
+    assert len(policies) == 3  # the start's and each iteration's
+    for policy in policies[1:]:
+        now = policy.net.state_dict()
+        output = f"body.{len(policy.net.body) - 1}"
+        for name, value in now.items():
+            if name.startswith(output):
+                assert torch.equal(value[: trained_rows.start], given[name][: trained_rows.start])
+                assert not torch.equal(value[trained_rows], given[name][trained_rows]), name
+            else:
+                assert torch.equal(value, given[name]), name
+
+
+def test_training_refuses_heads_it_does_not_have():
+    from twin.control.train import freeze_all_but
+
+    for heads in [("relay", "speed"), ()]:
+        with pytest.raises(ValueError, match="heads must be some of path, laser, relay, data"):
+            freeze_all_but(FlowPolicyNet(), heads)
+
+
 def test_qntwin_train_refuses_an_init_that_is_no_policy(tmp_path, capsys):
     from twin.cli import main
 
