@@ -834,8 +834,15 @@ class Engine:
             self._advance_handovers(max(t_lost - 1, self.handover.now_ns))
             if pinned:
                 gap = self._pinned[k].gap
-                # not switched yet, and the first loss: a gap until the switch
-                if self.handover.phase(flow.name) is not None and gap.start_ns is None:
+                # not switched yet, and the first loss: a gap until the switch. (The flow may
+                # have switched earlier in the tick, before the controller has heard so: then
+                # the loss is Sat-A's alone, and the protocol leaves it out of its record.)
+                switched = gap.stop_ns is not None
+                if (
+                    self.handover.phase(flow.name) is not None
+                    and gap.start_ns is None
+                    and not switched
+                ):
                     self.handover.report_link_loss(flow.name, t_lost)
                     gap.start_ns = t_lost
                     self._gaps[flow.name].append(gap)
@@ -946,7 +953,11 @@ class Engine:
         for index in range(self._log_seen, len(log)):
             record = log[index]
             gap = self._open_gaps.pop(record.handover_id)
-            if gap.stop_ns != record.t_switch_ns or gap.start_ns != record.t_link_lost_ns:
+            # a loss at the switch's very instant is none (the protocol's rule): a 0 ns gap
+            lost = gap.start_ns
+            if lost is not None and gap.stop_ns is not None and lost >= gap.stop_ns:
+                lost = None
+            if gap.stop_ns != record.t_switch_ns or lost != record.t_link_lost_ns:
                 raise RuntimeError(
                     f"handover {record.handover_id}: the engine's gap [{gap.start_ns}, "
                     f"{gap.stop_ns}) disagrees with the protocol's record "

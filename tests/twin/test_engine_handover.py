@@ -350,3 +350,45 @@ def test_a_flow_moving_from_the_ground_onto_a_satellite_is_no_handover():
     result = engine.run(duration_s=6)
     assert len(result.handovers) == 0
     assert sum(result.space_events.values()) == 0
+
+
+class LeaveTheSharedSatellite:
+    """BULK's fastest path at the first tick (through one satellite both OGS see), then the
+    fastest path that avoids that satellite: a make-before-break handover from t = 0."""
+
+    name = "leave-the-shared-satellite"
+    plan_every_ticks = 0
+
+    def __init__(self, ogs: int) -> None:
+        self.ogs, self.avoid = ogs, None
+
+    def decide(self, view):
+        from twin.control.baselines import Decision, _latency_csr, _route_all
+
+        snap = view.snapshot
+        up = snap.up
+        if self.avoid is not None:
+            up = up & (snap.a != self.avoid) & (snap.b != self.avoid)
+        path = _route_all(view, _latency_csr(snap, up), [0]).paths[0]
+        if self.avoid is None:
+            self.avoid = path[path.index(self.ogs) - 1]  # (madrid-plant comes after its OGS)
+        return Decision(paths=(path,))
+
+
+def test_a_make_before_break_switch_just_before_sat_a_sets_makes_no_gap():
+    """Regression (case-munich-pretoria, ai-sdqn, an hour): a flow's make-before-break switch
+    finished a few ms before Sat-A's link set, in the same tick, before the controller had
+    heard of it; the engine opened a gap at the loss, the protocol (rightly) left the loss out
+    of its record, and the run stopped on their disagreement. Here the acquisition time puts
+    the switch 100 ms before the shared satellite's link to Madrid's OGS sets (14.476 s, found
+    by running the engine), and a 300 ms control latency keeps the controller unaware then."""
+    settings = {"acquisition_s": 12.876, "control_latency_ms": 300.0}
+    scenario = two_plants(1.0, handover=settings, seconds=20)
+    ogs = Engine(scenario, flows=[BULK]).topology.node_names.index("ogs-madrid")
+    engine = Engine(scenario, controller=LeaveTheSharedSatellite(ogs), flows=[BULK])
+    result = engine.run()
+    (record,) = result.handovers.records
+    assert record.kind is HandoverKind.MBB and record.t_switch_ns == 14_376 * MS
+    assert record.t_link_lost_ns is None and record.interruption_ns == 0
+    metrics = compute_metrics(result, engine)["metrics"]
+    assert metrics["handovers_by_kind"] == {"mbb": 1, "bbm": 0}
