@@ -736,6 +736,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{result.initial_return:.1f}, uniformly random "
         f"{result.random_return:.1f}, always keyed {result.keyed_return:.1f}); "
         f"{result.env_steps} env steps in {result.wall_s:.0f} s"
+        + (
+            ""
+            if set(heads) == set(HEAD_NAMES)
+            else f"; trained the {', '.join(result.heads)} heads, the rest as --init has them"
+        )
     )
     print(
         f"policy: {result.policy_path}; RLlib checkpoint: {result.checkpoint_path}\n"

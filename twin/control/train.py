@@ -62,6 +62,7 @@ class TrainResult:
     random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
     keyed_return: float  # the fastest keyed path (key-aware's), no boost, key and data on it
     heads: tuple[str, ...]  # the heads trained (HEAD_NAMES); the others and the body kept
+    init_policy: str | None  # the fingerprint of the policy training started from (None: fresh)
     policy_path: str
     checkpoint_path: str
 
@@ -348,10 +349,13 @@ def train_policy(
             scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))
         ),
         heads=heads,
+        init_policy=None if init is None else init.fingerprint(),
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),
     )
     trained.meta = {k: v for k, v in asdict(result).items() if not k.endswith("_path")}
+    if init is not None:  # where the heads kept as they were came from
+        trained.meta["init_meta"] = init.meta
     trained.save(out / "policy.pt")
     (out / "train.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -567,7 +567,7 @@ def test_training_from_a_given_policy_starts_where_it_is(tmp_path):
 def test_training_some_heads_keeps_the_body_and_the_other_heads_as_they_were(tmp_path):
     """train_policy(heads=("relay", "data")): each iteration's policy has the given policy's
     body and path and laser rows bit for bit (the float32 PPO trains in) while its relay and
-    data rows learn; train.json says which heads were trained."""
+    data rows learn; train.json says which heads were trained, from which policy."""
     pytest.importorskip("ray.rllib")
     from twin.control import train
 
@@ -590,7 +590,9 @@ def test_training_some_heads_keeps_the_body_and_the_other_heads_as_they_were(tmp
     finally:
         train.episode_return = episode_return
     assert result.heads == ("relay", "data")
-    assert json.loads((tmp_path / "train.json").read_text())["heads"] == ["relay", "data"]
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["heads"] == ["relay", "data"]
+    assert report["init_policy"] == start.fingerprint()
     given = {k: v.to(torch.float32).to(torch.float64) for k, v in start.net.state_dict().items()}
     trained_rows = slice(K_CANDIDATES + LASER_LEVELS, None)
     assert len(policies) == 3  # the start's and each iteration's
