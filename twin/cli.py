@@ -695,12 +695,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"--heads {args.heads}: training some heads keeps the others and the network's "
             "body as they start, so give the policy to start from with --init POLICY"
         )
-    out = Path(args.out or f"results/{Path(args.scenario).stem}-policy-{args.seed}")
+    scenarios = [name.strip() for name in args.scenario.split(",") if name.strip()]
+    if not scenarios:
+        raise CliError(f"give a scenario to train on, got {args.scenario!r}")
+    stems = "+".join(Path(name).stem for name in scenarios)
+    out = Path(args.out or f"results/{stems}-policy-{args.seed}")
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {str(out)!r} is a file: give a directory")
     from twin.scenarios import load_scenario
 
-    load_scenario(args.scenario)  # a bad scenario is refused before RLlib loads (seconds)
+    for name in scenarios:  # a bad scenario is refused before RLlib loads (seconds)
+        load_scenario(name)
 
     from twin.control.train import train_policy
 
@@ -720,7 +725,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CliError(f"--init: {err}") from None
     result = train_policy(
-        args.scenario,
+        scenarios,
         out,
         iterations=args.iterations,
         episode_s=args.episode_s,
@@ -732,7 +737,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(
         f"kept iteration {result.best_iteration}: return {result.trained_return:.1f} over "
-        f"{result.episode_s:g} s ({'the --init policy' if init else 'untrained'} "
+        f"{result.episode_s:g} s{' of each scenario' if len(scenarios) > 1 else ''} "
+        f"({'the --init policy' if init else 'untrained'} "
         f"{result.initial_return:.1f}, uniformly random "
         f"{result.random_return:.1f}, always keyed {result.keyed_return:.1f}); "
         f"{result.env_steps} env steps in {result.wall_s:.0f} s"
@@ -887,7 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train the DRL edge policy (drl-only, ai-sdqn) with RLlib's PPO on a scenario",
     )
-    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument(
+        "scenario",
+        help="packaged scenario name or path to a YAML file; several, comma-separated, take "
+        "turns episode by episode and every return is their sum",
+    )
     p.add_argument("--iterations", type=int, default=20, help="PPO iterations (default 20)")
     p.add_argument(
         "--episode-s", type=float, default=900.0, help="simulated seconds per episode (900)"

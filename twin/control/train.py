@@ -50,7 +50,7 @@ MODULE_ID = "edge"
 
 @dataclass(frozen=True)
 class TrainResult:
-    scenario: str
+    scenario: str  # the scenarios trained on, comma-separated
     iterations: int
     episode_s: float
     env_steps: int
@@ -172,17 +172,29 @@ def _make_env(config):
     class FlowAgents(MultiAgentEnv):
         def __init__(self, config):
             super().__init__()
-            self.env = RoutingEnv(config["scenario"], duration_s=config["episode_s"])
-            self.slots = {
-                f"{agent}/{slot}": (agent, slot)
-                for agent in self.env.possible_agents
-                for slot in range(len(self.env._members[agent]))
-            }
-            self.agents = self.possible_agents = list(self.slots)
+            names = config["scenarios"]
+            self.envs = [RoutingEnv(name, duration_s=config["episode_s"]) for name in names]
+            # per scenario, each flow agent's (edge agent, slot); with several scenarios the
+            # ids name the scenario too (<n>:<agent>/<slot>), as two may share an edge node
+            self.slots_of = [
+                {
+                    (f"{n}:" if len(names) > 1 else "") + f"{agent}/{slot}": (agent, slot)
+                    for agent in env.possible_agents
+                    for slot in range(len(env._members[agent]))
+                }
+                for n, env in enumerate(self.envs)
+            ]
+            self.possible_agents = [fid for slots in self.slots_of for fid in slots]
+            self._episodes = 0  # the scenarios take turns, episode by episode
+            self._use(0)
             observation = spaces.Box(0.0, FEATURE_CLIP, (FLOW_FEATURES,), dtype=np.float32)
             action = spaces.MultiDiscrete(list(ACTION_HEADS))
-            self.observation_spaces = dict.fromkeys(self.agents, observation)
-            self.action_spaces = dict.fromkeys(self.agents, action)
+            self.observation_spaces = dict.fromkeys(self.possible_agents, observation)
+            self.action_spaces = dict.fromkeys(self.possible_agents, action)
+
+        def _use(self, n: int) -> None:
+            self.env, self.slots = self.envs[n], self.slots_of[n]
+            self.agents = list(self.slots)
 
         def _split(self, per_agent: dict) -> dict:
             return {
@@ -191,16 +203,19 @@ def _make_env(config):
             }
 
         def reset(self, *, seed=None, options=None):
+            self._use(self._episodes % len(self.envs))
+            self._episodes += 1
             obs, _ = self.env.reset(seed=seed, options=options)
             return self._split(obs), {}
 
         def step(self, action_dict):
-            actions = {}
-            for agent in self.env.agents:
-                action = np.zeros((self.env.max_flows, len(ACTION_HEADS)), dtype=np.int64)
-                for slot in range(len(self.env._members[agent])):
-                    action[slot] = action_dict.get(f"{agent}/{slot}", 0)
-                actions[agent] = action
+            actions = {
+                agent: np.zeros((self.env.max_flows, len(ACTION_HEADS)), dtype=np.int64)
+                for agent in self.env.agents
+            }
+            for fid, (agent, slot) in self.slots.items():
+                if fid in action_dict and agent in actions:
+                    actions[agent][slot] = action_dict[fid]
             obs, _, terminated, _, infos = self.env.step(actions)
             done = all(terminated.values())
             rewards = {
@@ -211,13 +226,14 @@ def _make_env(config):
             return self._split(obs), rewards, terminateds, truncateds, {}
 
         def close(self):
-            self.env.close()
+            for env in self.envs:
+                env.close()
 
     return FlowAgents(config)
 
 
 def train_policy(
-    scenario: str,
+    scenario: str | Sequence[str],
     out: str | Path,
     *,
     iterations: int = 20,
@@ -233,7 +249,9 @@ def train_policy(
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
     simulated seconds, one env step per 1 s decision) for ``iterations`` PPO iterations of
     ``steps_per_iteration`` env steps; write ``out/policy.pt``, ``out/checkpoint/`` and
-    ``out/train.json``.
+    ``out/train.json``. Several scenarios: their episodes take turns, and every return
+    reported is the sum of one episode of each (a policy kept for one scenario's window
+    overfits it: README, "The DRL tier").
 
     After each iteration the policy is evaluated as it is deployed (each flow's most likely
     candidate; the env is deterministic, so one episode gives the exact return) and the best
@@ -261,7 +279,15 @@ def train_policy(
     heads = tuple(name for name in HEAD_NAMES if name in heads)  # in HEAD_NAMES' order
     if not episode_s >= 1:
         raise ValueError(f"episode_s must be >= 1 s (one decision a second), got {episode_s}")
-    load_scenario(scenario)  # an unknown scenario fails here, with the known names
+    scenarios = [str(scenario)] if isinstance(scenario, str | Path) else list(map(str, scenario))
+    if not scenarios:
+        raise ValueError("train on at least one scenario")
+    for name in scenarios:
+        load_scenario(name)  # an unknown scenario fails here, with the known names
+
+    def scored(choose) -> float:  # one deterministic episode of each scenario, summed
+        return sum(episode_return(name, episode_s, choose) for name in scenarios)
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -271,7 +297,7 @@ def train_policy(
     register_env(ENV_NAME, _make_env)
     config = (
         PPOConfig()
-        .environment(ENV_NAME, env_config={"scenario": scenario, "episode_s": float(episode_s)})
+        .environment(ENV_NAME, env_config={"scenarios": scenarios, "episode_s": float(episode_s)})
         .multi_agent(
             policies={MODULE_ID},
             policy_mapping_fn=lambda agent_id, *args, **kwargs: MODULE_ID,
@@ -317,7 +343,7 @@ def train_policy(
             return EdgePolicy(copy.deepcopy(algo.get_module(MODULE_ID).pi).cpu())
 
         initial = current()
-        initial_return = episode_return(scenario, episode_s, initial.choose)
+        initial_return = scored(initial.choose)
         trained, trained_return, best_iteration = initial, initial_return, 0
         env_steps = 0
         for iteration in range(1, iterations + 1):
@@ -325,7 +351,7 @@ def train_policy(
             runners = result.get("env_runners", {})
             env_steps = int(runners.get("num_env_steps_sampled_lifetime", env_steps))
             policy = current()
-            evaluated = episode_return(scenario, episode_s, policy.choose)
+            evaluated = scored(policy.choose)
             if evaluated > trained_return:
                 trained, trained_return, best_iteration = policy, evaluated, iteration
             if progress is not None:
@@ -336,7 +362,7 @@ def train_policy(
         algo.stop()
 
     result = TrainResult(
-        scenario=scenario,
+        scenario=",".join(scenarios),
         iterations=iterations,
         episode_s=float(episode_s),
         env_steps=env_steps,
@@ -344,10 +370,10 @@ def train_policy(
         initial_return=initial_return,
         trained_return=trained_return,
         best_iteration=best_iteration,
-        random_return=random_return(scenario, episode_s, episodes=eval_episodes, seed=seed),
-        keyed_return=episode_return(
-            scenario, episode_s, lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))
+        random_return=sum(
+            random_return(name, episode_s, episodes=eval_episodes, seed=seed) for name in scenarios
         ),
+        keyed_return=scored(lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))),
         heads=heads,
         init_policy=None if init is None else init.fingerprint(),
         policy_path=str(out / "policy.pt"),

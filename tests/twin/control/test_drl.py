@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from twin.control.drl import (
+    ACTION_HEADS,
     DATA_LEVELS,
     FEATURE_CLIP,
     FLOW_FEATURES,
@@ -148,7 +149,8 @@ def test_flow_features_read_key_latency_runway_and_loss_per_candidate():
 
 def test_the_shipped_policy_says_how_it_was_trained_and_beat_random_there():
     meta = shipped_policy().meta
-    load_scenario(meta["scenario"])
+    for name in meta["scenario"].split(","):
+        load_scenario(name)
     assert meta["iterations"] >= 1 and meta["env_steps"] > 0
     assert meta["trained_return"] > meta["random_return"]
 
@@ -605,6 +607,40 @@ def test_training_some_heads_keeps_the_body_and_the_other_heads_as_they_were(tmp
                 assert not torch.equal(value[trained_rows], given[name][trained_rows]), name
             else:
                 assert torch.equal(value, given[name]), name
+
+
+def test_training_on_two_scenarios_takes_turns_and_scores_their_sum(tmp_path):
+    """train_policy([a, b]): RLlib's env plays a's episode, then b's, then a's (the flow
+    agents of the one playing, named after it); every return reported is the sum of one
+    deterministic episode of each."""
+    pytest.importorskip("ray.rllib")
+    from twin.control import train
+
+    ring, small = str(FIBRE_RING), "small"
+    env = train._make_env({"scenarios": [ring, small], "episode_s": 5.0})
+    try:
+        played = []
+        for _ in range(3):
+            obs, _ = env.reset()
+            played.append(sorted({fid.split(":")[0] for fid in obs}))
+            assert set(obs) == set(env.agents) <= set(env.possible_agents)
+            while True:
+                actions = {fid: np.zeros(len(ACTION_HEADS), np.int64) for fid in env.agents}
+                obs, rewards, done, _, _ = env.step(actions)
+                assert set(rewards) == set(env.agents)
+                if done["__all__"]:
+                    break
+        assert played == [["0"], ["1"], ["0"]]
+    finally:
+        env.close()
+    keyed = constant_policy(1, 0)
+    result = train.train_policy(
+        [ring, small], tmp_path, iterations=1, episode_s=20, steps_per_iteration=200, seed=2,
+        init=keyed, lr=1e-12, eval_episodes=1,
+    )  # fmt: skip
+    assert result.scenario == f"{ring},small"
+    each = [train.episode_return(name, 20, keyed.choose) for name in (ring, small)]
+    assert result.initial_return == pytest.approx(sum(each), abs=1e-9)
 
 
 def test_training_refuses_heads_it_does_not_have():
