@@ -13,7 +13,9 @@ policy by it and reports it beside the uniformly random and always-keyed policie
 
 PPO learns unsteadily on this problem (README, "The DRL tier"): the exploring policy stays near
 uniform and the evaluated return jumps between iterations, which is why the best evaluated
-policy is kept rather than the last.
+policy is kept rather than the last; and a policy kept for one scenario's window overfits it,
+which is why several scenarios can take turns. Some heads can be trained alone over a given
+policy (:func:`freeze_all_but`): the shipped policy's relay and data levels were, over its paths.
 
 Training is not bit-reproducible (RLlib's sampling and torch's threads); a trained policy is a
 file, and runs with a given policy file are (twin.control.drl).
@@ -55,11 +57,11 @@ class TrainResult:
     episode_s: float
     env_steps: int
     wall_s: float
-    # returns over one episode (env and policy deterministic: the return is exact)
-    initial_return: float  # the untrained policy's
+    # returns over one episode of each scenario, summed (env and policy deterministic: exact)
+    initial_return: float  # the policy's training started from (``init``, or untrained)
     trained_return: float  # the kept policy's (the best after an iteration)
     best_iteration: int  # the iteration whose policy was kept (0: none beat the untrained)
-    random_return: float  # the uniformly random policy's, mean over ``eval_episodes`` draws
+    random_return: float  # the uniformly random policy's (per scenario the mean of draws)
     keyed_return: float  # the fastest keyed path (key-aware's), no boost, key and data on it
     heads: tuple[str, ...]  # the heads trained (HEAD_NAMES); the others and the body kept
     init_policy: str | None  # the fingerprint of the policy training started from (None: fresh)
