@@ -681,6 +681,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"--steps must be >= 200 env steps per iteration, got {args.steps}")
     if args.seed < 0:
         raise CliError(f"--seed must be a non-negative integer, got {args.seed}")
+    if not (0 < args.lr <= 1):
+        raise CliError(f"--lr must be a learning rate in (0, 1], got {args.lr:g}")
     from twin.control.drl import HEAD_NAMES
 
     heads = [name.strip() for name in args.heads.split(",") if name.strip()]
@@ -731,6 +733,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         episode_s=args.episode_s,
         seed=args.seed,
         steps_per_iteration=args.steps,
+        lr=args.lr,
         init=init,
         heads=heads,
         progress=progress,
@@ -904,6 +907,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=2000, help="env steps per iteration (2000)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--lr", type=float, default=1e-3, help="PPO's learning rate (default 1e-3)")
     p.add_argument("--out", help="output directory (default results/SCENARIO-policy-SEED)")
     p.add_argument(
         "--init",

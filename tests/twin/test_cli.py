@@ -233,6 +233,8 @@ def test_bench_bad_options_are_one_clear_line(capsys, argv, expected):
         (["small", "--episode-s", "5"], "--episode-s must be >= 10 simulated seconds, got 5"),
         (["small", "--steps", "50"], "--steps must be >= 200 env steps per iteration, got 50"),
         (["small", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["small", "--lr", "0"], "--lr must be a learning rate in (0, 1], got 0"),
+        (["small", "--lr", "nan"], "--lr must be a learning rate in (0, 1], got nan"),
         (["small", "--heads", "relay,speed"], "--heads 'relay,speed': give some of path,laser"),
         (["small", "--heads", ","], "--heads ',': give some of path,laser,relay,data"),
         (["small", "--heads", "relay,data"], "give the policy to start from with --init POLICY"),
