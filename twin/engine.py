@@ -730,6 +730,20 @@ class Engine:
             dtype=bool,
         )
 
+    def _hops_lost(self, snap_next, hops_per_path) -> dict[int, list]:
+        """Per path (its index in ``hops_per_path``, each path's space hops as
+        :meth:`_space_hops` gives them) with a hop that is no longer up at ``snap_next``:
+        those hops, in their order (they drop inside the tick)."""
+        flat = [(i, hop) for i, hops in enumerate(hops_per_path) for hop in hops]
+        if not flat:
+            return {}
+        up_next = self._hops_up(snap_next, [hop for _, hop in flat])
+        lost: dict[int, list] = {}
+        for (i, hop), up in zip(flat, up_next, strict=True):
+            if not up:
+                lost.setdefault(i, []).append(hop)
+        return lost
+
     def _loss_ns(self, snap, snap_next, hop) -> int:
         """When a hop up at ``snap`` and gone at ``snap_next`` went down (int ns).
 
@@ -786,12 +800,7 @@ class Engine:
         flows = [k for k in sorted(edges) if active[k]]
         per_flow = self._space_hops(snap, [paths[k] for k in flows], [edges[k] for k in flows])
         hops = dict(zip(flows, per_flow, strict=True))
-        flat = [(k, hop) for k in sorted(hops) for hop in hops[k]]
-        up_next = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
-        lost: dict[int, list] = {}
-        for (k, hop), up in zip(flat, up_next, strict=True):
-            if not up:
-                lost.setdefault(k, []).append(hop)
+        lost = {flows[i]: gone for i, gone in self._hops_lost(snap_next, per_flow).items()}
         losses = []  # (t_lost, flow index, hop, during a make-before-break switch)
         for k in sorted(hops):
             new = next_paths[k]
@@ -1189,13 +1198,10 @@ class Engine:
         hops_edges = lookup.paths_edges([path for _, path, _ in given])
         up = [(g, e) for g, e in zip(given, hops_edges, strict=True) if np.all(e >= 0)]
         space = self._space_hops(snap, [path for (_, path, _), _ in up], [e for _, e in up])
-        flat = [(i, hop) for i, hops in enumerate(space) for hop in hops]
-        still_up = self._hops_up(snap_next, [hop for _, hop in flat]) if flat else []
-        up_ns_of = [dt] * len(up)  # each path's ns up inside the tick
-        for (i, hop), stays in zip(flat, still_up, strict=True):
-            if not stays:
-                lost = self._loss_ns(snap, snap_next, hop) - snap.t_ns
-                up_ns_of[i] = min(up_ns_of[i], max(0, min(dt, lost)))
+        up_ns_of = [dt] * len(up)  # each path's ns up inside the tick: to its first loss
+        for i, gone in self._hops_lost(snap_next, space).items():
+            lost = min(self._loss_ns(snap, snap_next, hop) for hop in gone) - snap.t_ns
+            up_ns_of[i] = max(0, min(dt, lost))
         legs: dict[int, tuple[int, list]] = {}
         for ((k, path, parts), edges), up_ns in zip(up, up_ns_of, strict=True):
             latency_s = snap.latency_s[edges]

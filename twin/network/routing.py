@@ -869,21 +869,9 @@ def _csgraph_paths(
     against the name tie-break)."""
     out: list[list[int] | None] = []
     for s, d in pairs:
-        if s == d:
-            out.append([s])
-            continue
-        if not math.isfinite(dist_rows[s][d]):
-            out.append(None)
-            continue
-        pred = pred_rows[s]
-        path = [d]
-        for _ in range(pred.size):  # (d reached: its predecessors lead back to s)
-            path.append(int(pred[path[-1]]))
-            if path[-1] == s:
-                break
-        else:
+        path = path_from_predecessors(pred_rows[s], s, d)
+        if path is None and math.isfinite(dist_rows[s][d]):
             raise RuntimeError(f"csgraph's predecessors of {d} never reach {s}: not a tree")
-        path.reverse()
         out.append(path)
     return out
 
