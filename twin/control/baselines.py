@@ -21,7 +21,7 @@ import functools
 import importlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -53,6 +53,7 @@ __all__ = [
     "latency_bounds",
     "make_controller",
     "path_edges",
+    "route_around",
 ]
 
 # SPARQ decides connectivity by a transmissivity threshold whose value our text copy of the
@@ -332,7 +333,12 @@ class KeyAwareGreedy:
             return 0
         return REKEY_BITS
 
-    def decide(self, view: NetworkView) -> Decision:
+    def decide(
+        self, view: NetworkView, setting: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Decision:
+        """Each flow's path. ``setting``: (ground, satellite) node pairs whose links the flows
+        leave now (``mpc-only``'s handover schedule, twin.control.mpc.HandoverSchedule), see
+        :func:`route_around`."""
         if view.key_fill is None:
             raise ValueError(
                 f"{self.name} reads the key buffers' fill levels: the view must carry them "
@@ -356,6 +362,8 @@ class KeyAwareGreedy:
         for need in sorted(todo):
             for k, path in self.fastest_keyed(view, todo[need], need).items():
                 paths[k] = path
+        if setting is not None:
+            paths = route_around(view, paths, (), self, setting, previous)
         self._previous = tuple(paths)
         return Decision(paths=self._previous)
 
@@ -379,6 +387,111 @@ class KeyAwareGreedy:
                 fastest = _route_all(view, view.edges().latency_graph(), unkeyed).paths
             paths.update((k, fastest[k]) for k in unkeyed)
         return paths
+
+
+def _members(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``np.isin(values, of)`` by a binary search of ``of`` sorted: the hop codes span
+    flows * nodes**2, too wide for isin's table, and its sort of both arrays cost five times
+    this (40 us on mega's tick)."""
+    if of.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    of = np.sort(of)
+    at = np.minimum(np.searchsorted(of, values), of.size - 1)
+    return of[at] == values
+
+
+def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
+    """``flow * n_nodes**2 + lower * n_nodes + higher`` of every hop of each flow's path in
+    ``paths`` (None, or a flow's None: no hop)."""
+    nodes = [
+        (k, np.asarray(p, dtype=np.int64))
+        for k, p in enumerate(paths if paths is not None else ())
+        if p is not None and len(p) > 1
+    ]
+    if not nodes:
+        return np.zeros(0, dtype=np.int64)
+    flow = np.concatenate([np.full(x.size - 1, k, dtype=np.int64) for k, x in nodes])
+    u = np.concatenate([x[:-1] for _, x in nodes])
+    v = np.concatenate([x[1:] for _, x in nodes])
+    return flow * (n_nodes * n_nodes) + np.minimum(u, v) * n_nodes + np.maximum(u, v)
+
+
+def _crossing(paths, n_nodes: int, nodes: set, codes: np.ndarray) -> list[bool]:
+    """Per path of ``paths``: whether it goes through a node of ``nodes`` or over a hop whose
+    ``lower * n_nodes + higher`` code is in ``codes`` (sorted, unique)."""
+    over = _members(_hop_codes(paths, n_nodes) % (n_nodes * n_nodes), codes)
+    out = []
+    at = 0
+    for p in paths:
+        hops = 0 if p is None else max(len(p) - 1, 0)
+        out.append(p is not None and (not nodes.isdisjoint(p) or bool(over[at : at + hops].any())))
+        at += hops
+    return out
+
+
+def route_around(
+    view: NetworkView,
+    paths,
+    avoid: Sequence[str],
+    greedy: KeyAwareGreedy,
+    setting: tuple[np.ndarray, np.ndarray] | None = None,
+    current: Sequence | None = None,
+) -> tuple:
+    """``paths`` moved off the nodes of ``avoid`` (stations the contact plan leaves,
+    twin.control.mpc.ContactPlan) and the (ground, satellite) node pairs of ``setting``
+    (links the orbits take below their mask within the lead,
+    twin.control.mpc.HandoverSchedule.setting; every link of the pair, RF too: the flow leaves
+    the satellite while its optical link is up, a make-before-break handover).
+
+    A path through them is replaced by the flow's ``current`` path (its last decision's)
+    where that one is clear of them and up, unless the path chosen held the key the flow
+    needs (``KeyAwareGreedy.keep_fraction`` of it, as key-aware keeps a path) and the current
+    one does not: the flow stays put rather than search again every tick of the lead. Else by
+    the fastest keyed path over the links that stay up without them, else the fastest such
+    path (:meth:`KeyAwareGreedy.fastest_keyed`); a flow with no path around them keeps its
+    own (an endpoint may be among the nodes, or they may be the only way through)."""
+    snap = view.snapshot
+    n = snap.n_nodes
+    nodes = set(view.node_index.indices(avoid).tolist()) if avoid else set()
+    codes = np.zeros(0, dtype=np.int64)
+    if setting is not None and setting[0].size:
+        lower, upper = setting
+        codes = np.unique(np.minimum(lower, upper) * n + np.maximum(lower, upper))
+    if not nodes and not codes.size:
+        return tuple(paths)
+    through = [k for k, crosses in enumerate(_crossing(paths, n, nodes, codes)) if crosses]
+    if not through:
+        return tuple(paths)
+    paths = list(paths)
+    needs = {k: greedy.need_bits(view.flows[k], view.t_ns) for k in through}
+    if current is not None:
+        stay = [current[k] for k in through]
+        crosses = _crossing(stay, n, nodes, codes)
+        intact = view.edges().paths_intact(stay)
+        top = np.iinfo(np.int64).max
+        held = view.key_fill.weakest(stay + [paths[k] for k in through], initial=top)
+        kept = set()
+        for j, k in enumerate(through):
+            enough = greedy.keep_fraction * needs[k]
+            keyed_enough = held[j] >= enough or held[len(through) + j] < enough
+            if stay[j] is not None and not crosses[j] and intact[j] and keyed_enough:
+                paths[k] = stay[j]
+                kept.add(k)
+        through = [k for k in through if k not in kept]
+        if not through:
+            return tuple(paths)
+    down = np.zeros(snap.a.size, dtype=bool)
+    if nodes:
+        down |= np.isin(snap.a, list(nodes)) | np.isin(snap.b, list(nodes))
+    if codes.size:
+        down |= _members(np.minimum(snap.a, snap.b) * n + np.maximum(snap.a, snap.b), codes)
+    around = replace(view, snapshot=replace(snap, up=snap.up & ~down), edge_lookup=None)
+    for need in sorted({needs[k] for k in through}):
+        members = [k for k in through if needs[k] == need]
+        for k, path in KeyAwareGreedy.fastest_keyed(around, members, need).items():
+            if path is not None:
+                paths[k] = path
+    return tuple(paths)
 
 
 CONTROLLERS = {

@@ -38,7 +38,6 @@ pins the metrics byte for byte).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -53,8 +52,11 @@ from twin.control.baselines import (
     Decision,
     KeyAwareGreedy,
     NetworkView,
+    _hop_codes,
+    _members,
     _route_all,
     latency_bounds,
+    route_around,
 )
 from twin.network.traffic import requirements
 
@@ -148,7 +150,12 @@ class CandidatePaths:
         self._previous = tuple(paths)
 
     def decision(
-        self, view: NetworkView, candidates, choice: np.ndarray, avoid: Sequence[str] = ()
+        self,
+        view: NetworkView,
+        candidates,
+        choice: np.ndarray,
+        avoid: Sequence[str] = (),
+        setting: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decision:
         """The decision ``choice`` makes of this build's ``candidates``: (F, 4) ints, each
         flow's candidate, laser level, relay level and data level (:meth:`EdgePolicy.choose`'s);
@@ -158,8 +165,9 @@ class CandidatePaths:
         construction for the deployed policy (:class:`DrlOnly`) and the environment it trains
         in (twin.control.rl_env), so both act alike."""
         paths = tuple(candidates[k][c] for k, c in enumerate(choice[:, 0].tolist()))
-        if avoid:
-            paths = route_around(view, paths, avoid, self.greedy)
+        if avoid or setting is not None:
+            current = self.current(len(paths))
+            paths = route_around(view, paths, avoid, self.greedy, setting, current)
         self.chosen(paths)
         return Decision(
             paths=paths,
@@ -256,33 +264,6 @@ def flow_features(
         out[:, block * k_ : (block + 1) * k_] = np.minimum(values, FEATURE_CLIP).reshape(-1, k_)
     out[:, -1] = needs > 0
     return out
-
-
-def _members(values: np.ndarray, of: np.ndarray) -> np.ndarray:
-    """``np.isin(values, of)`` by a binary search of ``of`` sorted: the hop codes span
-    flows * nodes**2, too wide for isin's table, and its sort of both arrays cost five times
-    this (40 us on mega's tick)."""
-    if of.size == 0:
-        return np.zeros(values.shape, dtype=bool)
-    of = np.sort(of)
-    at = np.minimum(np.searchsorted(of, values), of.size - 1)
-    return of[at] == values
-
-
-def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
-    """``flow * n_nodes**2 + lower * n_nodes + higher`` of every hop of each flow's path in
-    ``paths`` (None, or a flow's None: no hop)."""
-    nodes = [
-        (k, np.asarray(p, dtype=np.int64))
-        for k, p in enumerate(paths if paths is not None else ())
-        if p is not None and len(p) > 1
-    ]
-    if not nodes:
-        return np.zeros(0, dtype=np.int64)
-    flow = np.concatenate([np.full(x.size - 1, k, dtype=np.int64) for k, x in nodes])
-    u = np.concatenate([x[:-1] for _, x in nodes])
-    v = np.concatenate([x[1:] for _, x in nodes])
-    return flow * (n_nodes * n_nodes) + np.minimum(u, v) * n_nodes + np.maximum(u, v)
 
 
 class FlowPolicyNet(torch.nn.Module):
@@ -468,12 +449,19 @@ class DrlOnly:
         self.policy = policy or shipped_policy()
         self.candidates = CandidatePaths()
 
-    def decide(self, view: NetworkView, avoid: Sequence[str] = ()) -> Decision:
+    def decide(
+        self,
+        view: NetworkView,
+        avoid: Sequence[str] = (),
+        setting: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Decision:
         """The policy's paths; ``avoid``: stations to route around (``ai-sdqn``'s contact
-        plan, twin.control.mpc.ContactPlan), see :func:`route_around`."""
+        plan, twin.control.mpc.ContactPlan), ``setting``: (ground, satellite) hops to leave
+        (its handover schedule, twin.control.mpc.HandoverSchedule.setting), see
+        :func:`twin.control.baselines.route_around`."""
         candidates = self.candidates.build(view)
         choice = self.policy.choose(self.candidates.features(view, candidates))
-        return self.candidates.decision(view, candidates, choice, avoid)
+        return self.candidates.decision(view, candidates, choice, avoid, setting)
 
 
 def _spread_options(view: NetworkView, candidates, paths, spread, avoid: Sequence[str]) -> dict:
@@ -533,27 +521,3 @@ def spread_data(view: NetworkView, candidates, paths, spread, avoid: Sequence[st
         if fast:
             data[k] = tuple((p, 1) for p in (tuple(paths[k]), *fast))
     return tuple(data)
-
-
-def route_around(view: NetworkView, paths, avoid: Sequence[str], greedy: KeyAwareGreedy) -> tuple:
-    """``paths`` with each path through a node of ``avoid`` replaced by the fastest keyed path
-    over the links that stay up without those nodes, else the fastest such path
-    (:meth:`KeyAwareGreedy.fastest_keyed`); a flow with no path around them keeps its own (an
-    endpoint may be among them, or they may be the only way through)."""
-    nodes = set(view.node_index.indices(avoid).tolist())
-    through = [k for k, p in enumerate(paths) if p is not None and not nodes.isdisjoint(p)]
-    if not through:
-        return tuple(paths)
-    snap = view.snapshot
-    touching = np.isin(snap.a, list(nodes)) | np.isin(snap.b, list(nodes))
-    around = dataclasses.replace(
-        view, snapshot=dataclasses.replace(snap, up=snap.up & ~touching), edge_lookup=None
-    )
-    paths = list(paths)
-    needs = {k: greedy.need_bits(view.flows[k], view.t_ns) for k in through}
-    for need in sorted(set(needs.values())):
-        members = [k for k in through if needs[k] == need]
-        for k, path in KeyAwareGreedy.fastest_keyed(around, members, need).items():
-            if path is not None:
-                paths[k] = path
-    return tuple(paths)

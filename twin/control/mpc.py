@@ -527,6 +527,8 @@ class LaserSchedule:
     plan: EnergyPlan
     contacts: ContactPlan | None = None
     """the OGS contact plan made with it (None: no optical ground station, or not asked)"""
+    handovers: HandoverSchedule | None = None
+    """the pre-scheduled make-before-break handovers made with it (None: not asked)"""
     turbo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """(K,) int64, ascending: the satellites (indices from the first) whose terminals run in
     QKD turbo mode while awake, for the period the plan is in effect (:func:`turbo_satellites`)"""
@@ -656,6 +658,130 @@ class ContactPlan:
         )
 
 
+# assumptions of the pre-scheduled make-before-break handovers (main paper sec. VIII.A step 1:
+# the MPC predicts the "handover horizon" from the orbits and starts the switch early enough
+# to finish before it): the orbits are sampled every HANDOVER_SAMPLE_S and each ground-space
+# link's set (its elevation crossing the link's mask) interpolated between two samples. Over
+# 10 s the line misses the set by at most 1.6 s (p99 0.25 s) against 1 s samples on mega's and
+# case-munich-pretoria's first 10 minutes, inside the protocol's 10 s start guard; 5 s samples
+# (0.36 s at most) cost the planner twice the orbit propagations. A plan lists the sets up to
+# a planning period past the end of the period it is in effect (it takes effect one period
+# after it is made), plus the lead, so every decision it serves sees the whole lead ahead.
+HANDOVER_SAMPLE_S = 10.0
+
+
+def handover_lead_ns(params) -> int:
+    """How long before a link sets the flows over it start their make-before-break switch:
+    the protocol's own prediction of its duration (twin.network.handover.HandoverParams:
+    acquisition, then at most one pool horizon of key warm-up, twin.engine's
+    ``POOL_LOOKAHEAD_S``) plus its start guard ``mbb_guard_ns``; control latencies (ms) are
+    inside the guard. 50 s with the defaults."""
+    from twin.engine import POOL_LOOKAHEAD_S
+    from twin.units import NS_PER_S
+
+    return params.acquisition_ns + POOL_LOOKAHEAD_S * NS_PER_S + params.mbb_guard_ns
+
+
+@dataclass(frozen=True)
+class HandoverSchedule:
+    """The pre-scheduled make-before-break handovers (main paper sec. VII-A and VIII.A): the
+    optical links between ground (OGS, HAPS) and satellites that the orbits take below their
+    mask, each with its predicted set instant; a flow over one of them moves to another
+    satellite ``lead_ns`` before it sets (:meth:`setting`), while the link is still up, so
+    the protocol's switch (acquisition, key warm-up, state transfer) ends before the loss.
+    Weather is not here: the contact plan (:class:`ContactPlan`) covers it."""
+
+    t_ns: int
+    lead_ns: int
+    lower: np.ndarray
+    """(N,) int64 node indices of the ground ends (an OGS or a HAPS)"""
+    upper: np.ndarray
+    """(N,) int64 node indices of the satellites"""
+    set_ns: np.ndarray
+    """(N,) int64: the instant the pair's optical link is predicted to set"""
+
+    def setting(self, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (lower, upper) node pairs with a link that sets in ``[t_ns, t_ns + lead_ns)``:
+        a flow over one should leave it now. (A link already set is out of the graph; the
+        pair's RF link, up after its optical one sets, is usable until its own lead.)"""
+        soon = (self.set_ns >= t_ns) & (self.set_ns < t_ns + self.lead_ns)
+        return self.lower[soon], self.upper[soon]
+
+
+def handover_schedule(
+    topology, t_ns: int, window_ns: int, lead_ns: int, *, sample_s: float = HANDOVER_SAMPLE_S,
+    cache: dict | None = None,
+) -> HandoverSchedule:  # fmt: skip
+    """The :class:`HandoverSchedule` of the optical ground-space links (``topology``, a
+    twin.network.topology.TopologyModel) that set within ``[t_ns, t_ns + window_ns)``, from
+    the orbits sampled on a grid of ``sample_s``: a link sets between two samples where its
+    elevation is at or above its mask at the first and below at the second, at the first ns
+    at or below the mask on the line between them (:func:`predict_crossing_ns`'s rule). For
+    an OGS the RF link's set is listed too (its mask is lower: a flow left on RF after the
+    optical link sets leaves the satellite before it).
+
+    ``cache`` (a dict the caller keeps between plans) holds, per sample, the elevations over
+    the masks and the sets up to the next sample: they depend on the orbits alone, so a plan
+    a minute after the last computes only the samples it gained (on mega 6 of 18, ~7 ms);
+    samples before ``t_ns``'s are dropped from it."""
+    from twin.network.topology import SPACE_EDGE_MASK_RAD, EdgeKind
+    from twin.units import NS_PER_S
+
+    step_ns = round(sample_s * NS_PER_S)
+    first = (t_ns // step_ns) * step_ns
+    times = range(first, t_ns + window_ns + step_ns, step_ns)
+    cache = {} if cache is None else cache
+    for t in [t for t in cache if t < first]:
+        del cache[t]
+    rf_mask = SPACE_EDGE_MASK_RAD[EdgeKind.RF_KA]
+
+    def over_masks(t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) ground nodes and (P, S) elevations over their masks at ``t``: the optical
+        platforms' rows, then the OGS's again over the RF mask."""
+        rows = topology.ground_elevations_rad(topology.satellite_positions_m_at(t))
+        rows += [
+            (nodes[ogs], elevation[ogs], rf_mask)
+            for nodes, elevation, _ in rows[:1]
+            if (ogs := nodes < topology.haps_offset).any()
+        ]
+        return (
+            np.concatenate([nodes for nodes, _, _ in rows]),
+            np.concatenate([elevation - mask for _, elevation, mask in rows]),
+        )
+
+    found = []
+    for t in times[:-1]:
+        entry = cache.get(t)
+        if entry is None:
+            entry = cache[t] = {"over": over_masks(t)}
+        if "sets" not in entry:
+            following = cache.get(t + step_ns)
+            if following is None:
+                following = cache[t + step_ns] = {"over": over_masks(t + step_ns)}
+            lower, before = entry["over"]
+            _, after = following["over"]
+            p, sat = np.nonzero((before >= 0) & (after < 0))
+            b, a = before[p, sat], after[p, sat]
+            entry["sets"] = (lower[p], sat, t + np.ceil(b / (b - a) * step_ns).astype(np.int64))
+        found.append(entry["sets"])
+    empty = np.zeros(0, dtype=np.int64)
+    if not found:
+        return HandoverSchedule(int(t_ns), int(lead_ns), empty, empty, empty)
+    lower = np.concatenate([x[0] for x in found]).astype(np.int64)
+    upper = topology.satellite_offset + np.concatenate([x[1] for x in found]).astype(np.int64)
+    set_ns = np.concatenate([x[2] for x in found])
+    keep = (set_ns >= t_ns) & (set_ns < t_ns + window_ns)
+    lower, upper, set_ns = lower[keep], upper[keep], set_ns[keep]
+    order = np.lexsort((set_ns, upper, lower))
+    return HandoverSchedule(
+        t_ns=int(t_ns),
+        lead_ns=int(lead_ns),
+        lower=lower[order],
+        upper=upper[order],
+        set_ns=set_ns[order],
+    )
+
+
 class MpcOnly:
     """``mpc-only``: the cloud tier's energy plan (eq. 6) over key-aware greedy routing.
 
@@ -679,6 +805,7 @@ class MpcOnly:
     plan_every_ticks = int(PLAN_STEP_S)  # with 1 s ticks; the engine plans every N decisions
     reads_key_fill = True
     plans_contacts = False  # the OGS contact plan: for a router that reads it (ai-sdqn)
+    plans_handovers = True  # the pre-scheduled make-before-break handovers
 
     def __init__(self) -> None:
         from twin.control.baselines import KeyAwareGreedy
@@ -690,6 +817,7 @@ class MpcOnly:
         self._power = None  # the satellites' power model (bind)
         self._topology = None  # the scenario's TopologyModel, made when first needed
         self._forecasts: dict = {}  # energy_forecast's cache of steps
+        self._elevations: dict = {}  # handover_schedule's cache of orbit samples
         self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
         self._observer = None  # the observer of the contact plan, made when first needed
         self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
@@ -707,6 +835,7 @@ class MpcOnly:
         state = dict(self.__dict__)
         state["_topology"] = None  # (its propagator does not pickle; made again from the scenario)
         state["_forecasts"] = {}  # (computed again, to the same values)
+        state["_elevations"] = {}
         state["_worker"] = None
         if self._observer is not None:  # its filters' state is kept, its topology made again
             state["_observer"] = copy.copy(self._observer)
@@ -737,6 +866,14 @@ class MpcOnly:
             stations=observation.stations,
             outage_probability=self._observer.zenith_outage_probability(observation),
         )
+
+    def _handover_schedule(self, t_ns: int) -> HandoverSchedule:
+        """The links that set while this plan is in effect (from a planning period after
+        ``t_ns`` to two), or within the lead after (:func:`handover_schedule`)."""
+        tick_ns = round(self._scenario.time.tick_s * 1e9)
+        lead_ns = handover_lead_ns(self._scenario.handover.params())
+        window_ns = 2 * self.plan_every_ticks * tick_ns + lead_ns
+        return handover_schedule(self._topology, t_ns, window_ns, lead_ns, cache=self._elevations)
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
         """:meth:`plan` for ``view`` on this controller's own thread; returns the callable
@@ -774,6 +911,8 @@ class MpcOnly:
         }
         if self.plans_contacts:
             made["contacts"] = self._contact_plan(view.t_ns)
+        if self.plans_handovers:
+            made["handovers"] = self._handover_schedule(view.t_ns)
         made["deferrals"] = self._deferrals(view)
         return dataclasses.replace(energy, **made)
 
@@ -827,4 +966,8 @@ class MpcOnly:
         return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan)
 
     def decide(self, view):
-        return self._router.decide(view)
+        plan = view.plan
+        handovers = plan.handovers if isinstance(plan, LaserSchedule) else None
+        if handovers is None:
+            return self._router.decide(view)
+        return self._router.decide(view, setting=handovers.setting(view.t_ns))

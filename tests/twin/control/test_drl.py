@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -207,8 +208,7 @@ def test_routing_around_a_station_moves_only_the_flows_through_it():
     """The contact plan's stations (ai-sdqn): a flow through an avoided OGS gets a path
     without it where one exists, the others keep theirs, and avoiding nothing changes
     nothing."""
-    from twin.control.baselines import KeyAwareGreedy
-    from twin.control.drl import route_around
+    from twin.control.baselines import KeyAwareGreedy, route_around
 
     engine = Engine(load_scenario("storm"), controller="static-sp")
     engine.run(duration_s=10)
@@ -229,6 +229,50 @@ def test_routing_around_a_station_moves_only_the_flows_through_it():
                 assert after == before
     assert moves > 0
     assert route_around(view, fastest, [], KeyAwareGreedy()) == tuple(fastest)
+
+
+def test_routing_off_setting_links_moves_the_flows_over_them_or_keeps_their_current_path():
+    """The handover schedule's pairs (ai-sdqn, mpc-only): a flow over a (ground, satellite)
+    hop about to set gets a path off it, between its own ends; the other flows keep theirs;
+    a flow whose current path is clear of it and up stays on that one."""
+    from twin.control.baselines import KeyAwareGreedy, route_around
+
+    engine = Engine(load_scenario("case-munich-pretoria"), controller="static-sp")
+    engine.run(duration_s=10)
+    view = engine._view(engine.topology.snapshot(10 * 10**9))
+    fastest = [c[2] for c in CandidatePaths().build(view)]
+    sat0 = engine.topology.satellite_offset
+    hops = sorted(
+        {
+            (min(u, v), max(u, v))
+            for p in fastest
+            if p
+            for u, v in pairwise(p)
+            if max(u, v) >= sat0 > min(u, v)
+        }
+    )
+    assert hops, "some flow goes up to a satellite"
+    greedy = KeyAwareGreedy()
+    moves = 0
+    for ground, satellite in hops:
+        setting = (np.array([ground]), np.array([satellite]))
+        moved = route_around(view, fastest, (), greedy, setting)
+        for before, after in zip(fastest, moved, strict=True):
+            crossed = before is not None and any(
+                {u, v} == {ground, satellite} for u, v in pairwise(before)
+            )
+            if crossed and after != before:
+                assert not any({u, v} == {ground, satellite} for u, v in pairwise(after))
+                assert (after[0], after[-1]) == (before[0], before[-1])
+                moves += 1
+            else:  # not over it, or no way off it: kept
+                assert after == before
+        # the paths it moved to are clear of the hop and up: kept as they are, not searched
+        again = route_around(view, fastest, (), greedy, setting, current=moved)
+        assert all(a is m for a, m, f in zip(again, moved, fastest, strict=True) if m != f)
+    assert moves > 0
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    assert route_around(view, fastest, (), greedy, none) == tuple(fastest)
 
 
 def constant_policy(candidate: int, laser: int, relay: int = 0, data: int = 0) -> EdgePolicy:

@@ -136,8 +136,11 @@ def test_mpc_only_sleeps_idle_terminals_and_its_turbo_mode_raises_type_i_uptime(
     terminals of satellites without a contact to sleep (no standby load): less energy, the
     flows served as key-aware serves them, more charge kept. With turbo mode the satellites
     whose links run short of key make it faster: Type-I keeps its keys longer (measured 27.0 %
-    against 18.7 %), at more energy than the plan alone and still less than key-aware."""
+    against 18.7 %), at more energy than the plan alone and still less than key-aware. (The
+    handover schedule, which moves flows as key-aware would not, is left out of all three.)"""
     import twin.control.mpc as mpc
+
+    monkeypatch.setattr(MpcOnly, "plans_handovers", False)
 
     def run(controller):
         engine = Engine(load_scenario("case-grid-eclipse"), controller=controller)
@@ -440,3 +443,80 @@ def test_the_planner_draws_its_sensor_noise_from_the_runs_seed():
     assert planner._seed == 3
     planner._topology = TopologyModel(scenario)
     assert planner._the_observer().seed == 3
+
+
+def test_the_handover_schedule_lists_every_ground_space_link_that_sets_and_when():
+    """The MPC tier's handover schedule, from the orbits sampled every 10 s, against G(t)
+    built every second over case-munich-pretoria's first five minutes (OGS and HAPS, optical
+    and RF): every ground-space link that leaves the graph is listed within 2 s of the second
+    it left (the interpolation misses by 1.6 s at most, inside the 10 s start guard), and
+    every listed set is a link leaving the graph. A schedule made from a cache of the plan
+    before is the same as one made afresh."""
+    from twin.control.mpc import handover_schedule
+
+    scenario = load_scenario("case-munich-pretoria")
+    topology = TopologyModel(scenario)
+    ground_space = (EdgeKind.FSO_GROUND_SPACE, EdgeKind.FSO_HAPS_SPACE, EdgeKind.RF_KA)
+    s_ns = 10**9
+    window_s = 300
+
+    def links(t_s):
+        snap = topology.snapshot(t_s * s_ns)
+        kept = np.isin(snap.kind, ground_space)
+        return set(
+            zip(snap.a[kept].tolist(), snap.b[kept].tolist(), snap.kind[kept].tolist(), strict=True)
+        )
+
+    lost = []  # (lower, satellite, the last second the link was in G(t))
+    now = links(0)
+    for t_s in range(window_s):
+        after = links(t_s + 1)
+        lost += [(a, b, t_s) for a, b, _ in now - after]
+        now = after
+    assert len(lost) > 10, "the window holds sets of both kinds"
+    cache: dict = {}
+    handover_schedule(topology, 0, 120 * s_ns, 50 * s_ns, cache=cache)  # (the plan before)
+    schedule = handover_schedule(topology, 60 * s_ns, (window_s - 60) * s_ns, 50 * s_ns)
+    cached = handover_schedule(topology, 60 * s_ns, (window_s - 60) * s_ns, 50 * s_ns, cache=cache)
+    for field_name in ("lower", "upper", "set_ns"):
+        assert np.array_equal(getattr(schedule, field_name), getattr(cached, field_name))
+    listed = list(
+        zip(schedule.lower.tolist(), schedule.upper.tolist(), schedule.set_ns.tolist(), strict=True)
+    )
+    assert all(60 * s_ns <= t < window_s * s_ns for _, _, t in listed)
+    for a, b, t_s in lost:
+        if t_s >= 62:
+            assert any(
+                (lo, up) == (a, b) and (t_s - 2) * s_ns <= t <= (t_s + 3) * s_ns
+                for lo, up, t in listed
+            ), (topology.node_names[a], topology.node_names[b], t_s)
+    for lo, up, t in listed:
+        assert any(
+            (a, b) == (lo, up) and (t_s - 2) * s_ns <= t <= (t_s + 3) * s_ns for a, b, t_s in lost
+        ), (topology.node_names[lo], topology.node_names[up], t / s_ns)
+    lower, upper = schedule.setting(100 * s_ns)
+    soon = [(lo, up) for lo, up, t in listed if 100 * s_ns <= t < 150 * s_ns]
+    assert sorted(zip(lower.tolist(), upper.tolist(), strict=True)) == sorted(soon)
+
+
+@pytest.mark.parametrize("controller", ["mpc-only", "ai-sdqn"])
+def test_pre_scheduled_handovers_leave_every_satellite_before_it_sets(controller, monkeypatch):
+    """case-munich-pretoria, 15 minutes: once the first plan's schedule is in effect (a
+    minute in) and its lead has passed, every handover is make-before-break and switches
+    with no gap; without the schedule the same controller still lost links under its flows
+    (a gap after that time)."""
+    from twin.control.mpc import handover_lead_ns
+
+    scenario = load_scenario("case-munich-pretoria")
+    after_ns = 60 * 10**9 + handover_lead_ns(scenario.handover.params())
+
+    def late_handovers(plans_handovers):
+        monkeypatch.setattr(MpcOnly, "plans_handovers", plans_handovers)
+        engine = Engine(scenario, controller=controller)
+        engine.run(duration_s=900)
+        return [r for r in engine.handover.log if r.t_switch_ns >= after_ns]
+
+    scheduled = late_handovers(True)
+    assert len(scheduled) > 10
+    assert all(r.kind.name == "MBB" and r.interruption_ns == 0 for r in scheduled)
+    assert any(r.interruption_ns > 0 for r in late_handovers(False))
