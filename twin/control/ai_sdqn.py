@@ -1,10 +1,12 @@
 """``ai-sdqn``: the main paper's hierarchical controller (sec. VII): the cloud tier's plan (MPC,
-eq. 6; twin.control.mpc: the satellites' energy plan and the OGS contact plan the observer's
-nowcast makes), the edge tier's learned routing (DRL, twin.control.drl) and the shield between
-them and the network (twin.control.shield).
+eq. 6; twin.control.mpc: the satellites' energy plan, the handover schedule from the orbits
+and the OGS contact plan the observer's nowcast makes), the edge tier's learned routing (DRL,
+twin.control.drl) and the shield between them and the network (twin.control.shield).
 
 The edge tier routes around the stations the contact plan predicts blocked (site diversity
-ahead of a cloud front: the flows move while their links are still up); the observer's outage
+ahead of a cloud front: the flows move while their links are still up) and off the satellites
+whose links the handover schedule says set within its lead (make-before-break handovers
+planned ahead, as ``mpc-only``'s greedy routing does too); the observer's outage
 risk is not among the edge policy's own features (the shipped policy was trained without it).
 The cloud tier also puts Type-IV bulk off to greener hours within its deadline
 (twin.control.mpc.bulk_deferral), as ``mpc-only`` does.
@@ -19,10 +21,10 @@ __all__ = ["AiSdqn"]
 
 
 class AiSdqn(MpcOnly):
-    """MPC energy and contact plans + DRL edge routing + shield: :class:`MpcOnly` with
-    :class:`twin.control.drl.DrlOnly`'s routing in place of key-aware greedy's, around the
-    stations the contact plan avoids, shielded (the engine puts every decision through the
-    shield, ``shielded``)."""
+    """MPC energy, handover and contact plans + DRL edge routing + shield: :class:`MpcOnly`
+    with :class:`twin.control.drl.DrlOnly`'s routing in place of key-aware greedy's, around
+    the stations the contact plan avoids and off the links the handover schedule says set,
+    shielded (the engine puts every decision through the shield, ``shielded``)."""
 
     name = "ai-sdqn"
     shielded = True

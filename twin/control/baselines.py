@@ -22,6 +22,7 @@ import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -400,32 +401,20 @@ def _members(values: np.ndarray, of: np.ndarray) -> np.ndarray:
     return of[at] == values
 
 
-def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
-    """``flow * n_nodes**2 + lower * n_nodes + higher`` of every hop of each flow's path in
-    ``paths`` (None, or a flow's None: no hop)."""
-    nodes = [
-        (k, np.asarray(p, dtype=np.int64))
-        for k, p in enumerate(paths if paths is not None else ())
-        if p is not None and len(p) > 1
-    ]
-    if not nodes:
-        return np.zeros(0, dtype=np.int64)
-    flow = np.concatenate([np.full(x.size - 1, k, dtype=np.int64) for k, x in nodes])
-    u = np.concatenate([x[:-1] for _, x in nodes])
-    v = np.concatenate([x[1:] for _, x in nodes])
-    return flow * (n_nodes * n_nodes) + np.minimum(u, v) * n_nodes + np.maximum(u, v)
-
-
-def _crossing(paths, n_nodes: int, nodes: set, codes: np.ndarray) -> list[bool]:
-    """Per path of ``paths``: whether it goes through a node of ``nodes`` or over a hop whose
-    ``lower * n_nodes + higher`` code is in ``codes`` (sorted, unique)."""
-    over = _members(_hop_codes(paths, n_nodes) % (n_nodes * n_nodes), codes)
+def _crossing(paths, nodes: set, hops: dict) -> list[bool]:
+    """Per path of ``paths``: whether it goes through a node of ``nodes`` or over a hop of
+    ``hops`` (per satellite node, the set of ground nodes whose link to it counts). Plain
+    set lookups: a tick has a few dozen paths, and only those through one of the satellites
+    are walked hop by hop."""
     out = []
-    at = 0
     for p in paths:
-        hops = 0 if p is None else max(len(p) - 1, 0)
-        out.append(p is not None and (not nodes.isdisjoint(p) or bool(over[at : at + hops].any())))
-        at += hops
+        if p is None or (nodes.isdisjoint(p) and hops.keys().isdisjoint(p)):
+            out.append(False)
+            continue
+        out.append(
+            not nodes.isdisjoint(p)
+            or any(v in hops.get(u, ()) or u in hops.get(v, ()) for u, v in pairwise(p))
+        )
     return out
 
 
@@ -451,22 +440,21 @@ def route_around(
     path (:meth:`KeyAwareGreedy.fastest_keyed`); a flow with no path around them keeps its
     own (an endpoint may be among the nodes, or they may be the only way through)."""
     snap = view.snapshot
-    n = snap.n_nodes
     nodes = set(view.node_index.indices(avoid).tolist()) if avoid else set()
-    codes = np.zeros(0, dtype=np.int64)
-    if setting is not None and setting[0].size:
-        lower, upper = setting
-        codes = np.unique(np.minimum(lower, upper) * n + np.maximum(lower, upper))
-    if not nodes and not codes.size:
+    hops: dict[int, set[int]] = {}  # satellite -> the ground ends of its setting links
+    if setting is not None:
+        for ground, satellite in zip(setting[0].tolist(), setting[1].tolist(), strict=True):
+            hops.setdefault(satellite, set()).add(ground)
+    if not nodes and not hops:
         return tuple(paths)
-    through = [k for k, crosses in enumerate(_crossing(paths, n, nodes, codes)) if crosses]
+    through = [k for k, crosses in enumerate(_crossing(paths, nodes, hops)) if crosses]
     if not through:
         return tuple(paths)
     paths = list(paths)
     needs = {k: greedy.need_bits(view.flows[k], view.t_ns) for k in through}
     if current is not None:
         stay = [current[k] for k in through]
-        crosses = _crossing(stay, n, nodes, codes)
+        crosses = _crossing(stay, nodes, hops)
         intact = view.edges().paths_intact(stay)
         top = np.iinfo(np.int64).max
         held = view.key_fill.weakest(stay + [paths[k] for k in through], initial=top)
@@ -483,7 +471,10 @@ def route_around(
     down = np.zeros(snap.a.size, dtype=bool)
     if nodes:
         down |= np.isin(snap.a, list(nodes)) | np.isin(snap.b, list(nodes))
-    if codes.size:
+    if hops:
+        n = snap.n_nodes
+        lower, upper = setting
+        codes = np.unique(np.minimum(lower, upper) * n + np.maximum(lower, upper))
         down |= _members(np.minimum(snap.a, snap.b) * n + np.maximum(snap.a, snap.b), codes)
     around = replace(view, snapshot=replace(snap, up=snap.up & ~down), edge_lookup=None)
     for need in sorted({needs[k] for k in through}):

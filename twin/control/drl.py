@@ -52,7 +52,6 @@ from twin.control.baselines import (
     Decision,
     KeyAwareGreedy,
     NetworkView,
-    _hop_codes,
     _members,
     _route_all,
     latency_bounds,
@@ -264,6 +263,22 @@ def flow_features(
         out[:, block * k_ : (block + 1) * k_] = np.minimum(values, FEATURE_CLIP).reshape(-1, k_)
     out[:, -1] = needs > 0
     return out
+
+
+def _hop_codes(paths: Sequence | None, n_nodes: int) -> np.ndarray:
+    """``flow * n_nodes**2 + lower * n_nodes + higher`` of every hop of each flow's path in
+    ``paths`` (None, or a flow's None: no hop)."""
+    nodes = [
+        (k, np.asarray(p, dtype=np.int64))
+        for k, p in enumerate(paths if paths is not None else ())
+        if p is not None and len(p) > 1
+    ]
+    if not nodes:
+        return np.zeros(0, dtype=np.int64)
+    flow = np.concatenate([np.full(x.size - 1, k, dtype=np.int64) for k, x in nodes])
+    u = np.concatenate([x[:-1] for _, x in nodes])
+    v = np.concatenate([x[1:] for _, x in nodes])
+    return flow * (n_nodes * n_nodes) + np.minimum(u, v) * n_nodes + np.maximum(u, v)
 
 
 class FlowPolicyNet(torch.nn.Module):

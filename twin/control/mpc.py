@@ -45,10 +45,12 @@ tests (not a dependency of the twin).
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
 thread while the engine ticks. With the energy plan (solved again every five minutes, carried
-on between) it carries the satellites in QKD turbo mode (:func:`turbo_satellites`) and the OGS
-contact plan (:class:`ContactPlan`, for ``ai-sdqn``), both made afresh every minute, and the
-Type-IV bulk transfers put off to greener hours (:func:`bulk_deferral`: each forecast event
-decided once, from the observer's carbon forecast, when it is announced and can still be moved).
+on between) it carries the satellites in QKD turbo mode (:func:`turbo_satellites`), the OGS
+contact plan (:class:`ContactPlan`, for ``ai-sdqn``) and the pre-scheduled make-before-break
+handovers (:class:`HandoverSchedule`: the ground-space links the orbits take below their mask,
+which the router leaves a lead ahead), all made afresh every minute, and the Type-IV bulk
+transfers put off to greener hours (:func:`bulk_deferral`: each forecast event decided once,
+from the observer's carbon forecast, when it is announced and can still be moved).
 Without satellites there is no plan, and so no deferral either.
 """
 
@@ -69,6 +71,7 @@ __all__ = [
     "EnergyForecast",
     "EnergyPlan",
     "EnergyPlanner",
+    "HandoverSchedule",
     "LaserSchedule",
     "MpcOnly",
     "PlanWeights",
@@ -76,6 +79,8 @@ __all__ = [
     "bulk_deferral",
     "energy_forecast",
     "forward_backward_sweep",
+    "handover_lead_ns",
+    "handover_schedule",
     "turbo_satellites",
 ]
 
@@ -795,10 +800,12 @@ class MpcOnly:
     carry the last solution on (its schedule runs an hour ahead). Every plan also names the
     satellites to run in QKD turbo mode (:func:`turbo_satellites`: links short of key, a
     battery with room), whose terminals the engine runs at the turbo level, and the Type-IV
-    transfers it has put off to greener hours (:func:`bulk_deferral`). Routing is
-    :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up; it does not
-    read the OGS contact plan (``plans_contacts``: ``ai-sdqn``'s edge tier does, made afresh
-    with every plan).
+    transfers it has put off to greener hours (:func:`bulk_deferral`), and the handover
+    schedule (:class:`HandoverSchedule`, ``plans_handovers``). Routing is
+    :class:`twin.control.baselines.KeyAwareGreedy`'s over the links that stay up, moving each
+    flow off a satellite a lead before the schedule says its link sets; it does not read the
+    OGS contact plan (``plans_contacts``: ``ai-sdqn``'s edge tier does, made afresh with every
+    plan).
     """
 
     name = "mpc-only"
