@@ -690,10 +690,11 @@ def handover_lead_ns(params) -> int:
 @dataclass(frozen=True)
 class HandoverSchedule:
     """The pre-scheduled make-before-break handovers (main paper sec. VII-A and VIII.A): the
-    optical links between ground (OGS, HAPS) and satellites that the orbits take below their
-    mask, each with its predicted set instant; a flow over one of them moves to another
-    satellite ``lead_ns`` before it sets (:meth:`setting`), while the link is still up, so
-    the protocol's switch (acquisition, key warm-up, state transfer) ends before the loss.
+    links between ground (OGS, HAPS) and satellites that the orbits take below their mask (the
+    optical ones, and an OGS's RF link, whose mask is lower), each with its predicted set; a
+    flow over one of them moves to another satellite ``lead_ns`` before it sets
+    (:meth:`setting`), while the link is still up, so the protocol's switch (acquisition, key
+    warm-up, state transfer) ends before the loss.
     Weather is not here: the contact plan (:class:`ContactPlan`) covers it."""
 
     t_ns: int
@@ -703,7 +704,7 @@ class HandoverSchedule:
     upper: np.ndarray
     """(N,) int64 node indices of the satellites"""
     set_ns: np.ndarray
-    """(N,) int64: the instant the pair's optical link is predicted to set"""
+    """(N,) int64: the instant a link of the pair is predicted to set"""
 
     def setting(self, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """The (lower, upper) node pairs with a link that sets in ``[t_ns, t_ns + lead_ns)``:
@@ -717,7 +718,7 @@ def handover_schedule(
     topology, t_ns: int, window_ns: int, lead_ns: int, *, sample_s: float = HANDOVER_SAMPLE_S,
     cache: dict | None = None,
 ) -> HandoverSchedule:  # fmt: skip
-    """The :class:`HandoverSchedule` of the optical ground-space links (``topology``, a
+    """The :class:`HandoverSchedule` of the ground-space links (``topology``, a
     twin.network.topology.TopologyModel) that set within ``[t_ns, t_ns + window_ns)``, from
     the orbits sampled on a grid of ``sample_s``: a link sets between two samples where its
     elevation is at or above its mask at the first and below at the second, at the first ns
@@ -875,8 +876,9 @@ class MpcOnly:
         )
 
     def _handover_schedule(self, t_ns: int) -> HandoverSchedule:
-        """The links that set while this plan is in effect (from a planning period after
-        ``t_ns`` to two), or within the lead after (:func:`handover_schedule`)."""
+        """The links that set from ``t_ns`` to the end of the period this plan is in effect
+        (two planning periods on: it takes effect one period after it is made) and the lead
+        after it (:func:`handover_schedule`)."""
         tick_ns = round(self._scenario.time.tick_s * 1e9)
         lead_ns = handover_lead_ns(self._scenario.handover.params())
         window_ns = 2 * self.plan_every_ticks * tick_ns + lead_ns
