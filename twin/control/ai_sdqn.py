@@ -41,11 +41,9 @@ class AiSdqn(MpcOnly):
 
     def decide(self, view):
         plan = view.plan
-        if not isinstance(plan, LaserSchedule):
-            return self._router.decide(view)
-        contacts, handovers = plan.contacts, plan.handovers
+        contacts = plan.contacts if isinstance(plan, LaserSchedule) else None
         return self._router.decide(
             view,
             avoid=contacts.avoid if contacts is not None else (),
-            setting=handovers.setting(view.t_ns) if handovers is not None else None,
+            setting=self._leaving(view),
         )

@@ -669,9 +669,9 @@ class ContactPlan:
 # link's set (its elevation crossing the link's mask) interpolated between two samples. Over
 # 10 s the line misses the set by at most 1.6 s (p99 0.25 s) against 1 s samples on mega's and
 # case-munich-pretoria's first 10 minutes, inside the protocol's 10 s start guard; 5 s samples
-# (0.36 s at most) cost the planner twice the orbit propagations. A plan lists the sets up to
-# a planning period past the end of the period it is in effect (it takes effect one period
-# after it is made), plus the lead, so every decision it serves sees the whole lead ahead.
+# (0.36 s at most) cost the planner twice the orbit propagations. A plan lists the sets from
+# when it is made to the end of the period it is in effect (it takes effect one period after
+# it is made, for one period), plus the lead, so every decision it serves sees the lead ahead.
 HANDOVER_SAMPLE_S = 10.0
 
 
@@ -722,7 +722,9 @@ def handover_schedule(
     twin.network.topology.TopologyModel) that set within ``[t_ns, t_ns + window_ns)``, from
     the orbits sampled on a grid of ``sample_s``: a link sets between two samples where its
     elevation is at or above its mask at the first and below at the second, at the first ns
-    at or below the mask on the line between them (:func:`predict_crossing_ns`'s rule). For
+    at or below the mask on the line between them (the rule of
+    twin.network.handover.predict_crossing_ns, which takes one pair's samples: here every
+    pair's at once, ~100,000 on mega). For
     an OGS the RF link's set is listed too (its mask is lower: a flow left on RF after the
     optical link sets leaves the satellite before it).
 
@@ -975,8 +977,12 @@ class MpcOnly:
         return LaserSchedule(view.t_ns, step_ns, awake_ms * 1_000_000, plan)
 
     def decide(self, view):
+        return self._router.decide(view, setting=self._leaving(view))
+
+    @staticmethod
+    def _leaving(view) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (ground, satellite) pairs the flows leave at ``view.t_ns`` by the plan in
+        effect's handover schedule (:meth:`HandoverSchedule.setting`); None without one."""
         plan = view.plan
         handovers = plan.handovers if isinstance(plan, LaserSchedule) else None
-        if handovers is None:
-            return self._router.decide(view)
-        return self._router.decide(view, setting=handovers.setting(view.t_ns))
+        return None if handovers is None else handovers.setting(view.t_ns)
