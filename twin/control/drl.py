@@ -333,7 +333,7 @@ class EdgePolicy:
         FLOW_FEATURES) features."""
         if len(features) == 0:
             return np.zeros((0, ACTION_LOGITS))
-        with torch.no_grad(), _one_torch_thread():
+        with torch.inference_mode(), _one_torch_thread():
             logits = self.net(torch.from_numpy(np.asarray(features, dtype=np.float64)))
             return logits.reshape(-1, ACTION_LOGITS).numpy()
 

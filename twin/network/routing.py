@@ -949,7 +949,7 @@ def _distance_rows(
             m, directed=True, indices=np.array(group), limit=limit, return_predecessors=True
         )
         for row, pred_row, s in zip(dist, pred, group, strict=True):
-            if np.isfinite(row[targets[s]]).all():
+            if np.isfinite(row[targets[s]]).all() or _whole_component(m, row):
                 rows[s], preds[s] = row, pred_row
     rest = [s for s in sources if s not in rows]
     if rest:
@@ -959,6 +959,22 @@ def _distance_rows(
         rows.update((s, dist[i]) for i, s in enumerate(rest))
         preds.update((s, pred[i]) for i, s in enumerate(rest))
     return rows, preds
+
+
+def _whole_component(m: csr_matrix, row: np.ndarray) -> bool:
+    """Whether the nodes a bounded search reached (``row`` finite) are all that its source
+    reaches over ``m``: no edge leaves them. Then the search stopped short of no node, its
+    row is the full search's, and a destination it missed is unreachable; a keyed graph
+    splits into pieces, and on mega the edge tier asked for a few flows a tick whose keyed
+    path does not exist (2,855 searches in 720 ticks ran again in full to learn it)."""
+    reached = np.flatnonzero(np.isfinite(row))
+    lo, hi = m.indptr[reached], m.indptr[reached + 1]
+    width = hi - lo
+    if not width.any():
+        return True
+    first = np.cumsum(width) - width
+    heads = m.indices[np.arange(width.sum()) - np.repeat(first - lo, width)]
+    return bool(np.isfinite(row[heads]).all())
 
 
 def path_from_predecessors(predecessors: np.ndarray, src: int, dst: int) -> list[int] | None:

@@ -164,6 +164,34 @@ def test_lazy_paths_break_csgraphs_ties_by_rank():
     assert verdicts == {csgraph_path[1]: True, 3 - csgraph_path[1]: False}
 
 
+def test_a_bounded_search_that_reached_its_whole_piece_of_the_graph_is_not_run_again():
+    """A destination a bounded search misses is unreachable when no edge leaves the nodes it
+    reached (the row is the full search's); else the search runs in full."""
+    from unittest import mock
+
+    from scipy.sparse import csr_matrix
+
+    import twin.network.routing as routing
+
+    # two pieces: 0 - 1 - 2 (edges of 5), and 3 - 4 (the destination 4 is out of 0's reach)
+    rows, cols = [0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]
+    csr = csr_matrix((np.full(6, 5.0), (rows, cols)), shape=(5, 5))
+    calls = []
+    with mock.patch.object(routing, "dijkstra", wraps=routing.dijkstra) as search:
+        search.side_effect = lambda *a, **k: calls.append(k.get("limit")) or mock.DEFAULT
+        assert shortest_paths_between(csr, [(0, 4), (0, 2)], bounds=[20.0, 20.0]) == [
+            None, [0, 1, 2],
+        ]  # fmt: skip
+        assert calls == [20.0]  # the bounded search alone: 0, 1 and 2 were all it could reach
+        calls.clear()
+        # a bound short of node 2: the nodes reached (0, 1) have an edge out, so 0's row is
+        # not whole and the search runs again in full, finding the path past the bound
+        assert shortest_paths_between(csr, [(0, 2)], bounds=[6.0]) == [[0, 1, 2]]
+        assert calls == [6.0, None]
+    assert routing._whole_component(csr, np.array([0.0, 5.0, 10.0, np.inf, np.inf]))
+    assert not routing._whole_component(csr, np.array([0.0, 5.0, np.inf, np.inf, np.inf]))
+
+
 def test_float_sums_do_not_break_exact_ties():
     # 0.1 + 0.2 != 0.3 in floats; quantised to 1 ns both paths weigh the same, so the rule
     # decides, not the rounding
