@@ -902,11 +902,9 @@ def _name_tie_break_agrees(
     v = np.concatenate([x[1:] for x in nodes])  # each hop's head ...
     u = np.concatenate([x[:-1] for x in nodes])  # ... its predecessor on the path
     row = np.repeat([row_of[pairs[k][0]] for k in hopped], hops)
-    # every edge into each hop's head (its CSC column), the columns one after the other
-    lo, hi = incoming.indptr[v].astype(np.int64), incoming.indptr[v + 1].astype(np.int64)
-    width = hi - lo  # >= 1: the head was reached over some edge
-    first = np.cumsum(width) - width
-    entry = np.arange(width.sum()) - np.repeat(first - lo, width)
+    # every edge into each hop's head (its CSC column), the columns one after the other;
+    # each column has one at least: the head was reached over some edge
+    entry, width, first = _entries_of(incoming, v)
     tail = incoming.indices[entry].astype(np.int64)
     entry_row = np.repeat(row, width)
     tight = dist[entry_row, tail] + incoming.data[entry] == np.repeat(dist[row, v], width)
@@ -967,14 +965,18 @@ def _whole_component(m: csr_matrix, row: np.ndarray) -> bool:
     row is the full search's, and a destination it missed is unreachable; a keyed graph
     splits into pieces, and on mega the edge tier asked for a few flows a tick whose keyed
     path does not exist (2,855 searches in 720 ticks ran again in full to learn it)."""
-    reached = np.flatnonzero(np.isfinite(row))
-    lo, hi = m.indptr[reached], m.indptr[reached + 1]
-    width = hi - lo
-    if not width.any():
-        return True
+    entry, _, _ = _entries_of(m, np.flatnonzero(np.isfinite(row)))
+    return bool(np.isfinite(row[m.indices[entry]]).all())
+
+
+def _entries_of(m: csr_matrix | csc_matrix, lines: np.ndarray):
+    """The stored entries of ``m``'s rows (CSR; columns for CSC) ``lines``, one line after
+    the other: (their indices into ``m.indices`` and ``m.data``, each line's count, the
+    place of each line's first among them)."""
+    lo = m.indptr[lines].astype(np.int64)
+    width = m.indptr[lines + 1].astype(np.int64) - lo
     first = np.cumsum(width) - width
-    heads = m.indices[np.arange(width.sum()) - np.repeat(first - lo, width)]
-    return bool(np.isfinite(row[heads]).all())
+    return np.arange(width.sum()) - np.repeat(first - lo, width), width, first
 
 
 def path_from_predecessors(predecessors: np.ndarray, src: int, dst: int) -> list[int] | None:
