@@ -91,6 +91,7 @@ def _engine_s(scenario, controller, ticks: int) -> tuple[float, float]:
     start = time.perf_counter()
     engine.run(duration_s=ticks * scenario.time.tick_s)
     end = time.perf_counter()
+    engine.close()  # (ai-sdqn's planner process)
     return end - start, end - stamps[WARMUP_TICKS]
 
 

@@ -180,8 +180,11 @@ def _cmd_view(args: argparse.Namespace) -> int:
     engine = Engine(scenario, controller=args.controller, shield=args.shield or None)
     # whole ticks: the view is of the last closed tick's end
     ticks = round(args.at * NS_PER_S) // engine.dt_ns
-    engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
-    text = view_json(global_view(engine))
+    try:
+        engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
+        text = view_json(global_view(engine))
+    finally:
+        engine.close()  # (a planning controller's process)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -281,17 +284,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     engine.close()
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
-    return _run_engine(
-        args,
-        scenario,
-        Engine(
-            scenario,
-            controller=args.controller,
-            seed=args.seed,
-            shield=args.shield or None,
-            policy=policy,
-        ),
-    )
+    engine = Engine(
+        scenario, controller=args.controller, seed=args.seed, shield=args.shield or None,
+        policy=policy,
+    )  # fmt: skip
+    try:
+        return _run_engine(args, scenario, engine)
+    finally:
+        engine.close()  # (a planning controller's process)
 
 
 def _cmd_bus_keys(args: argparse.Namespace) -> int:
