@@ -4,17 +4,20 @@
 1. Inference: the shipped edge policy (twin.control.drl) over every flow of a ``mega`` tick,
    one batched torch call (``EdgePolicy.choose``), timed alone; beside it the whole edge
    decision (each flow's candidate paths, their features and the inference) as ``drl-only``
-   makes it, read inside the engine's run.
+   makes it, read inside one run of the engine with the decisions made in its process (the
+   runs of 2. make them on the controller's own, twin.control.controller_process).
 2. Engine speed: ``Engine.run`` on ``mega`` for ``ticks`` one-second ticks under ``static-sp``,
    ``drl-only`` and ``ai-sdqn``, one after the other in one process, :data:`ROUNDS` times
    over, wall time each (engine construction not counted), over the whole run and over the
    ticks after the first :data:`WARMUP_TICKS`; the speed ratio is each round's, the median of
-   the rounds' ratios is reported. ``ai-sdqn`` plans every minute on the MPC tier, on its own
-   thread while the ticks run (a plan takes effect a minute after it is asked for): the contact
-   plan every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S). Its first plan
-   is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole run's ratio
-   depends on how many minutes it spans, the second not; at least :data:`MIN_TICKS` ticks,
-   so that the second spans two warm re-solves of the QP (asked at ticks 300 and 600).
+   the rounds' ratios is reported. ``drl-only`` and ``ai-sdqn`` decide on a process of their
+   own, a tick ahead, while the ticks run. ``ai-sdqn`` plans every minute on the MPC tier, on
+   another process while the ticks run (a plan takes effect a minute after it is asked for):
+   the contact plan every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S).
+   Its first plan is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole
+   run's ratio depends on how many minutes it spans, the second not; at least
+   :data:`MIN_TICKS` ticks, so that the second spans two warm re-solves of the QP (asked at
+   ticks 300 and 600).
 
 Run with ``qntwin bench drl`` or ``python benchmarks/bench_drl.py``.
 """
@@ -58,6 +61,8 @@ def _timed_drl_only():
     from twin.control.drl import DrlOnly, shipped_policy
 
     class TimedDrlOnly(DrlOnly):
+        submit_decide = None  # (the engine then decides in its process: timed here)
+
         def __init__(self):
             super().__init__(_TimedPolicy(shipped_policy()))
             self.decide_s = []
@@ -79,39 +84,37 @@ def _engine_s(scenario, controller, ticks: int) -> tuple[float, float]:
 
     if isinstance(controller, str):
         controller = make_controller(controller)
-    stamps: list[float] = []
-    decide = controller.decide
+    stamps: dict[int, float] = {}
 
-    def stamped(view):
-        stamps.append(time.perf_counter())
-        return decide(view)
+    def stamped(done: int, total: int) -> None:
+        if done == WARMUP_TICKS:
+            stamps[done] = time.perf_counter()
 
-    controller.decide = stamped
     engine = Engine(scenario, controller=controller)
     start = time.perf_counter()
-    engine.run(duration_s=ticks * scenario.time.tick_s)
+    engine.run(duration_s=ticks * scenario.time.tick_s, progress=stamped)
     end = time.perf_counter()
-    engine.close()  # (ai-sdqn's planner process)
+    engine.close()  # (the controller's processes)
     return end - start, end - stamps[WARMUP_TICKS]
 
 
 def run(repeat: int = 200, rounds: int = ROUNDS) -> dict:
     """Engine speeds over ``max(MIN_TICKS, repeat)`` ticks each, ``rounds`` times in turn
     (static-sp, drl-only, ai-sdqn, again ...), each controller's median wall time; the
-    inference and edge decisions timed at every tick of drl-only's runs."""
+    inference and edge decisions timed at every tick of one more run of drl-only, deciding in
+    the engine's process."""
     from twin.scenarios import load_scenario
 
     ticks = max(MIN_TICKS, int(repeat))
     scenario = load_scenario("mega")
     runs: dict[str, list] = {"static-sp": [], "drl-only": [], "ai-sdqn": []}
-    infer_s, decide_s = [], []
+    timed = _timed_drl_only()
+    _engine_s(scenario, timed, ticks)
+    infer_s, decide_s = timed.policy.seconds[1:], timed.decide_s[1:]
     for _ in range(max(1, int(rounds))):
-        timed = _timed_drl_only()
         runs["static-sp"].append(_engine_s(scenario, "static-sp", ticks))
-        runs["drl-only"].append(_engine_s(scenario, timed, ticks))
+        runs["drl-only"].append(_engine_s(scenario, "drl-only", ticks))
         runs["ai-sdqn"].append(_engine_s(scenario, "ai-sdqn", ticks))
-        infer_s += timed.policy.seconds[1:]
-        decide_s += timed.decide_s[1:]
     speeds = {name: statistics.median(w for w, _ in walls) for name, walls in runs.items()}
     steady = {name: statistics.median(a for _, a in walls) for name, walls in runs.items()}
     inference = statistics.median(infer_s)

@@ -57,6 +57,7 @@ from twin.control.baselines import (
     latency_bounds,
     route_around,
 )
+from twin.control.controller_process import DecidesOnItsProcess
 from twin.network.traffic import requirements
 
 __all__ = [
@@ -452,14 +453,16 @@ def shipped_policy() -> EdgePolicy:
         return EdgePolicy.load(path)
 
 
-class DrlOnly:
+class DrlOnly(DecidesOnItsProcess):
     """``drl-only``: every flow takes the candidate path, the laser level, the relay level and
     the data level the edge policy picks; no energy plan and no shield (``ai-sdqn`` adds both,
-    twin.control.ai_sdqn.AiSdqn)."""
+    twin.control.ai_sdqn.AiSdqn). The single-process engine has it decide on a process of its
+    own (``submit_decide``, twin.control.controller_process), while the ticks run."""
 
     name = "drl-only"
     plan_every_ticks = 0
     reads_key_fill = True
+    _DECIDE_STATE = ("policy", "candidates")
 
     def __init__(self, policy: EdgePolicy | None = None) -> None:
         self.policy = policy or shipped_policy()

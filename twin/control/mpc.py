@@ -44,7 +44,7 @@ tests (not a dependency of the twin).
 
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
-process (twin.control.plan_process) while the engine ticks. With the energy plan (solved again
+process (twin.control.controller_process) while the engine ticks. With the energy plan (solved again
 every five minutes, carried on between) it carries the satellites in QKD turbo mode
 (:func:`turbo_satellites`), the OGS contact plan (:class:`ContactPlan`, for ``ai-sdqn``) and
 the pre-scheduled make-before-break handovers (:class:`HandoverSchedule`: the ground-space
@@ -827,7 +827,7 @@ class MpcOnly:
         self._topology = None  # the scenario's TopologyModel (bind)
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._elevations: dict = {}  # handover_schedule's cache of orbit samples
-        self._worker = None  # the PlanProcess that plans while the engine ticks
+        self._worker = None  # the ControllerProcess that plans while the engine ticks
         self._observer = None  # the observer of the contact plan, made when first needed
         self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
         self._bulk: dict[tuple[str, str], int] = {}  # (flow, event) -> delay ns, once decided
@@ -913,14 +913,14 @@ class MpcOnly:
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
         """:meth:`plan` for ``view`` on this controller's planner process
-        (twin.control.plan_process: forked at the first plan, it keeps the plan's state from
+        (twin.control.controller_process: forked at the first plan, it keeps the plan's state from
         then on); returns the callable that waits for it (the engine collects it a planning
         period later), so the ticks need not wait for it. One plan at a time, in order, so
         the planner's warm start is the previous plan's as in :meth:`plan` alone."""
-        from twin.control.plan_process import PlanProcess
+        from twin.control.controller_process import ControllerProcess
 
         if self._worker is None:
-            self._worker = PlanProcess(self, name=f"{self.name}-planner")
+            self._worker = ControllerProcess(self, name=f"{self.name}-planner")
         if getattr(view, "edge_lookup", None) is not None:  # (the routers', not the planner's:
             view = dataclasses.replace(view, edge_lookup=None)  # not sent to the process)
         return self._worker.submit("plan", view)

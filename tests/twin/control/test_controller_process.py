@@ -1,6 +1,6 @@
-"""The cloud tier's planner process (twin.control.plan_process): calls in order on a forked
-copy, failures raised where the result is awaited, and the controller's plans and checkpoints
-through it the same as without it."""
+"""A controller's processes (twin.control.controller_process): calls in order on a forked
+copy, failures raised where the result is awaited, and the controllers' plans, decisions and
+checkpoints through them the same as without them."""
 
 import os
 import pickle
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from twin.control.plan_process import PlanProcess
+from twin.control.baselines import NetworkView
+from twin.control.controller_process import ControllerProcess, DecidesOnItsProcess
 
 
 class Tally:
@@ -32,7 +33,7 @@ class Tally:
 def test_calls_run_in_the_order_sent_on_a_copy_in_another_process():
     tally = Tally()
     tally.total = 100  # the process starts from the planner as it is when forked
-    process = PlanProcess(tally, name="tally")
+    process = ControllerProcess(tally, name="tally")
     try:
         waits = [process.submit("add", x) for x in (1, 2, 3)]
         got = [wait() for wait in reversed(waits)]  # collected in any order
@@ -44,10 +45,10 @@ def test_calls_run_in_the_order_sent_on_a_copy_in_another_process():
 
 
 def test_a_failure_on_the_process_is_raised_where_its_result_is_awaited():
-    process = PlanProcess(Tally(), name="tally")
+    process = ControllerProcess(Tally(), name="tally")
     try:
         failed, after = process.submit("fail"), process.submit("add", 5)
-        with pytest.raises(RuntimeError, match=r"tally: planning failed(.|\n)*no plan for 42"):
+        with pytest.raises(RuntimeError, match=r"tally: a call failed(.|\n)*no plan for 42"):
             failed()
         assert after()[0] == 5  # the process plans on
         died = process.submit("die")
@@ -60,8 +61,8 @@ def test_a_failure_on_the_process_is_raised_where_its_result_is_awaited():
 def test_a_closed_process_ends_of_itself_and_takes_no_more_calls():
     """Closing ends the process cleanly (exit code 0, not killed), also while a planner
     process forked after it holds a copy of its pipe's end."""
-    process = PlanProcess(Tally(), name="tally")
-    later = PlanProcess(Tally(), name="later")
+    process = ControllerProcess(Tally(), name="tally")
+    later = ControllerProcess(Tally(), name="later")
     try:
         pending = process.submit("add", 1)
         process.close()
@@ -122,3 +123,75 @@ def test_ai_sdqn_plans_on_its_process_as_alone_and_its_checkpoints_carry_the_pla
                 plan.contacts.outage_probability, want.contacts.outage_probability
             )
     restored.close()  # (never planned on a process: nothing to end)
+
+
+class Recorder(DecidesOnItsProcess):
+    """Decides what it was given, remembering every view's time (its edge tier's state)."""
+
+    name = "recorder"
+    _DECIDE_STATE = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def decide(self, view):
+        self.seen.append(view.t_ns)
+        return list(self.seen), view.flows, view.plan, view.node_index, os.getpid()
+
+
+def _view(t_ns: int, flows, plan) -> NetworkView:
+    return NetworkView(
+        t_ns=t_ns, snapshot=None, flows=flows, node_index={"a": 0}, jurisdictions={},
+        flow_endpoints=(), plan=plan,
+    )  # fmt: skip
+
+
+def test_decisions_on_the_edge_process_see_the_whole_view_and_checkpoint_its_state():
+    """The parts of a view that stay the same are sent once and kept there; a checkpoint
+    carries the process's state; close brings it home."""
+    recorder = Recorder()
+    flows, plan, later_plan = ("f1", "f2"), {"plan": 1}, {"plan": 2}
+    views = [_view(t, flows, plan if t < 3 else later_plan) for t in range(6)]
+    decided = [recorder.submit_decide(v)() for v in views[:4]]
+    assert [d[0] for d in decided] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
+    assert [d[2] for d in decided] == [plan, plan, plan, later_plan]
+    assert all(d[1] == flows and d[3] == {"a": 0} for d in decided)
+    assert {d[4] for d in decided} != {os.getpid()} and recorder.seen == []
+    restored = pickle.loads(pickle.dumps(recorder))
+    assert restored.seen == [0, 1, 2, 3] and restored._decider is None
+    recorder.close()
+    assert recorder.seen == [0, 1, 2, 3] and recorder._decider is None
+    assert recorder.submit_decide(views[4])()[0] == [0, 1, 2, 3, 4]  # a new process
+    recorder.close()
+    assert restored.decide(views[5])[0] == [0, 1, 2, 3, 5]
+
+
+def test_drl_only_and_ai_sdqn_decide_on_their_processes_as_in_the_engines():
+    """The same metrics whether the edge tier decides on its process (the engine's default)
+    or in the engine's own (submit_decide removed)."""
+    from twin.control.ai_sdqn import AiSdqn
+    from twin.control.drl import DrlOnly
+    from twin.engine import Engine
+    from twin.metrics import compute_metrics
+    from twin.scenarios import load_scenario
+
+    scenario = load_scenario("case-munich-pretoria")
+
+    class DrlOnlyHere(DrlOnly):
+        submit_decide = None
+
+    class AiSdqnHere(AiSdqn):
+        submit_decide = None
+
+    for there, here in ((DrlOnly(), DrlOnlyHere()), (AiSdqn(), AiSdqnHere())):
+        metrics = []
+        for controller in (there, here):
+            engine = Engine(scenario, controller=controller)
+            try:
+                run = compute_metrics(engine.run(duration_s=150), engine)
+                run.pop("wall_seconds")  # (the one field identical runs differ in)
+                metrics.append(run)
+            finally:
+                engine.close()
+        assert there._decider is None  # (closed with its engine)
+        assert metrics[0] == metrics[1]
