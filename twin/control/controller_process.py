@@ -22,12 +22,17 @@ no better than the thread, its copy-on-write faults paid every plan.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import multiprocessing
+import pickle
 import traceback
 import weakref
 from collections.abc import Callable
 
 __all__ = ["ControllerProcess", "DecidesOnItsProcess"]
+
+SHARED_BYTES = 64 * 2**20
+"""the region a call's arrays travel in (memory only where touched: a mega view, ~0.5 MB)"""
 
 
 class ControllerProcess:
@@ -39,27 +44,54 @@ class ControllerProcess:
     see). An exception on the process is raised by the waiting callable, as a RuntimeError
     carrying the process's traceback; so is the process's end. :meth:`close` (or the object
     being collected) ends the process.
+
+    A call's arrays (pickle's out-of-band buffers) travel in a memory region the process
+    shares, and only the rest through the pipe: a mega view's 0.44 MB of edge arrays sent
+    through the pipe kept the caller ~0.75 ms a tick (the pipe holds 64 KB: the sender waits
+    for the reader chunk by chunk). The process copies them out before it calls (what it
+    keeps must not change under it), and the region is written again only once the call
+    that used it has returned; a call made before then, or too large, goes through the pipe.
     """
 
     def __init__(self, controller, name: str) -> None:
         context = multiprocessing.get_context("fork")
         self._conn, theirs = context.Pipe()
+        self._shared = mmap.mmap(-1, SHARED_BYTES)  # (anonymous, shared with the fork)
         self._process = context.Process(
-            target=_serve, args=(controller, theirs, self._conn), name=name, daemon=True
+            target=_serve,
+            args=(controller, theirs, self._conn, self._shared),
+            name=name,
+            daemon=True,
         )
         self._process.start()
         theirs.close()
         self._sent = 0  # calls sent
         self._received = 0  # replies read off the pipe
         self._replies: dict[int, tuple[bool, object]] = {}  # read, not yet collected
-        self._stop = weakref.finalize(self, _stop, self._conn, self._process)
+        self._shared_by = -1  # the last call whose arrays went through the shared region
+        self._stop = weakref.finalize(self, _stop, self._conn, self._process, self._shared)
 
     def submit(self, method: str, *args) -> Callable[[], object]:
         """Call ``controller.method(*args)`` on the process; returns the callable that waits
         for the result (call it once)."""
         if not self._stop.alive:
             raise RuntimeError(f"{self._process.name}: the controller's process was closed")
-        self._conn.send((method, args))
+        buffers: list[pickle.PickleBuffer] = []
+        call = pickle.dumps((method, args), protocol=5, buffer_callback=buffers.append)
+        spans = []
+        if buffers:
+            raws = [b.raw() for b in buffers]
+            # free once the call that used it returned (the process copied its arrays out)
+            if self._shared_by < self._received and sum(r.nbytes for r in raws) <= SHARED_BYTES:
+                at = 0
+                for raw in raws:
+                    self._shared[at : at + raw.nbytes] = raw
+                    spans.append((at, raw.nbytes))
+                    at += raw.nbytes
+                self._shared_by = self._sent
+            else:
+                call = pickle.dumps((method, args), protocol=5)  # (all through the pipe)
+        self._conn.send((call, spans))
         seq = self._sent
         self._sent += 1
         return lambda: self._reply(seq)
@@ -90,20 +122,27 @@ class ControllerProcess:
         self._stop()
 
 
-def _serve(controller, conn, callers) -> None:
-    """The process's loop: each (method, args) received is called on ``controller``, and
-    (True, result) or (False, traceback) sent back; None or the pipe's end ends it (its
-    caller's end, ``callers``, was forked with it: closed here, so the caller's exit, even
-    killed, is the pipe's end)."""
+def _serve(controller, conn, callers, shared) -> None:
+    """The process's loop: each (method, args) received (its arrays copied out of ``shared``)
+    is called on ``controller``, and (True, result) or (False, traceback) sent back; None or
+    the pipe's end ends it (its caller's end, ``callers``, was forked with it: closed here, so
+    the caller's exit, even killed, is the pipe's end)."""
     callers.close()
+    region = memoryview(shared)
     while True:
         try:
-            call = conn.recv()
+            received = conn.recv()
         except EOFError:
             return
-        if call is None:
+        if received is None:
             return
-        method, args = call
+        call, spans = received
+        buffers = []
+        for at, size in spans:
+            buffer = bytearray(size)  # (writable, as the caller's arrays were)
+            buffer[:] = region[at : at + size]
+            buffers.append(buffer)
+        method, args = pickle.loads(call, buffers=buffers)
         try:
             reply = (True, getattr(controller, method)(*args))
         except Exception:  # (sent back: the caller raises it)
@@ -111,7 +150,7 @@ def _serve(controller, conn, callers) -> None:
         conn.send(reply)
 
 
-def _stop(conn, process) -> None:
+def _stop(conn, process, shared) -> None:
     # told to stop, not left to see the pipe's end: a process forked after this one holds a
     # copy of this end of the pipe, which would keep it open
     try:
@@ -123,6 +162,7 @@ def _stop(conn, process) -> None:
     if process.is_alive():
         process.kill()
         process.join()
+    shared.close()
 
 
 _UNSENT = object()

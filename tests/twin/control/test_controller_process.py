@@ -77,6 +77,46 @@ def test_a_closed_process_ends_of_itself_and_takes_no_more_calls():
     assert later._process.exitcode == 0
 
 
+class Keeper:
+    """Keeps the arrays it is given (as the edge tier keeps a snapshot's)."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+
+    def keep(self, array: np.ndarray) -> bool:
+        self.arrays.append(array)
+        return bool(array.flags.writeable)
+
+    def kept(self) -> list[np.ndarray]:
+        return self.arrays
+
+
+def test_arrays_travel_in_the_shared_region_and_what_the_process_keeps_stays(monkeypatch):
+    """Arrays arrive whole and writable whether through the shared region (free: the last
+    call that used it returned), or the pipe (a call still out, or too large); the region
+    written again does not change what the process kept."""
+    from twin.control import controller_process
+
+    rng = np.random.default_rng(7)
+    given = [rng.normal(size=n) for n in (1000, 3, 50_000, 2000, 2000, 300)]
+    process = ControllerProcess(Keeper(), name="keeper")
+    try:
+        assert process.submit("keep", given[0])() and process.submit("keep", given[1])()
+        both = [process.submit("keep", a) for a in given[2:4]]  # the second: through the pipe
+        assert process._shared_by == 2  # (the first of the two took the region)
+        assert all(wait() for wait in both)
+        monkeypatch.setattr(controller_process, "SHARED_BYTES", 1000)
+        assert process.submit("keep", given[4])()  # too large: through the pipe
+        assert process._shared_by == 2
+        monkeypatch.undo()
+        assert process.submit("keep", given[5])() and process._shared_by == 5
+        kept = process.submit("kept")()
+        assert len(kept) == len(given)
+        assert all(np.array_equal(k, g) for k, g in zip(kept, given, strict=True))
+    finally:
+        process.close()
+
+
 @dataclass(frozen=True)
 class PlanningView:
     """What the planner reads of a planning view (a module's class: it is sent, pickled)."""
