@@ -184,7 +184,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
         text = view_json(global_view(engine))
     finally:
-        engine.close()  # (a planning controller's process)
+        engine.close()  # (the processes a controller plans or decides on)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -291,7 +291,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         return _run_engine(args, scenario, engine)
     finally:
-        engine.close()  # (a planning controller's process)
+        engine.close()  # (the processes a controller plans or decides on)
 
 
 def _cmd_bus_keys(args: argparse.Namespace) -> int:

@@ -309,8 +309,8 @@ class FlowPolicyNet(torch.nn.Module):
 @contextlib.contextmanager
 def _one_torch_thread():
     """Torch ops inside run on the calling thread alone. A batch of a few dozen flows is too
-    small to split, and torch's second thread spins on the core that ``ai-sdqn``'s planner
-    (OSQP; then on a thread, now on a process of its own) needs: on mega, ai-sdqn's minute of
+    small to split, and torch's second thread spins on the other core, which ``ai-sdqn``'s
+    planner (OSQP) needs: on mega, with the planner then on a thread, ai-sdqn's minute of
     ticks took 1.00-1.04 s with one thread against 1.29-1.44 s with two; alone, a 20-flow
     inference took 36 us on one, 64 us on two."""
     threads = torch.get_num_threads()

@@ -44,8 +44,8 @@ tests (not a dependency of the twin).
 
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
-process (twin.control.controller_process) while the engine ticks. With the energy plan (solved again
-every five minutes, carried on between) it carries the satellites in QKD turbo mode
+process (twin.control.controller_process) while the engine ticks. With the energy plan (solved
+again every five minutes, carried on between) it carries the satellites in QKD turbo mode
 (:func:`turbo_satellites`), the OGS contact plan (:class:`ContactPlan`, for ``ai-sdqn``) and
 the pre-scheduled make-before-break handovers (:class:`HandoverSchedule`: the ground-space
 links the orbits take below their mask, which the router leaves a lead ahead), all made afresh
@@ -913,8 +913,8 @@ class MpcOnly:
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
         """:meth:`plan` for ``view`` on this controller's planner process
-        (twin.control.controller_process: forked at the first plan, it keeps the plan's state from
-        then on); returns the callable that waits for it (the engine collects it a planning
+        (twin.control.controller_process: forked at the first plan, it keeps the plan's state
+        from then on); returns the callable that waits for it (the engine collects it a planning
         period later), so the ticks need not wait for it. One plan at a time, in order, so
         the planner's warm start is the previous plan's as in :meth:`plan` alone."""
         from twin.control.controller_process import ControllerProcess
