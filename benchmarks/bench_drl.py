@@ -5,19 +5,19 @@
    one batched torch call (``EdgePolicy.choose``), timed alone; beside it the whole edge
    decision (each flow's candidate paths, their features and the inference) as ``drl-only``
    makes it, read inside one run of the engine with the decisions made in its process (the
-   runs of 2. make them on the controller's own, twin.control.controller_process).
+   runs of 2. make them on the controller's own, as the local runtime does: actors.forked).
 2. Engine speed: ``Engine.run`` on ``mega`` for ``ticks`` one-second ticks under ``static-sp``,
-   ``drl-only`` and ``ai-sdqn``, one after the other in one process, :data:`ROUNDS` times
-   over, wall time each (engine construction not counted), over the whole run and over the
-   ticks after the first :data:`WARMUP_TICKS`; the speed ratio is each round's, the median of
-   the rounds' ratios is reported. ``drl-only`` and ``ai-sdqn`` decide on a process of their
-   own, a tick ahead, while the ticks run. ``ai-sdqn`` plans every minute on the MPC tier, on
-   another process while the ticks run (a plan takes effect a minute after it is asked for):
-   the contact plan every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S).
-   Its first plan is cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole
-   run's ratio depends on how many minutes it spans, the second not; at least
-   :data:`MIN_TICKS` ticks, so that the second spans two warm re-solves of the QP (asked at
-   ticks 300 and 600).
+   ``drl-only`` and ``ai-sdqn`` as the local runtime runs them (``qntwin run --runtime local``:
+   the controller's plans and edge decisions on processes of its own, actors.forked), one after
+   the other, :data:`ROUNDS` times over, wall time each (engine construction not counted), over
+   the whole run and over the ticks after the first :data:`WARMUP_TICKS`; the speed ratio is
+   each round's, the median of the rounds' ratios is reported. ``drl-only`` and ``ai-sdqn``
+   decide a tick ahead while the ticks run. ``ai-sdqn`` plans every minute on the MPC tier
+   while the ticks run (a plan takes effect a minute after it is asked for): the contact plan
+   every minute, the energy QP every five (twin.control.mpc.ENERGY_REPLAN_S). Its first plan is
+   cold (``qntwin bench mpc``) and is waited for at tick 60, so the whole run's ratio depends on
+   how many minutes it spans, the second not; at least :data:`MIN_TICKS` ticks, so that the
+   second spans two warm re-solves of the QP (asked at ticks 300 and 600).
 
 Run with ``qntwin bench drl`` or ``python benchmarks/bench_drl.py``.
 """
@@ -61,8 +61,6 @@ def _timed_drl_only():
     from twin.control.drl import DrlOnly, shipped_policy
 
     class TimedDrlOnly(DrlOnly):
-        submit_decide = None  # (the engine then decides in its process: timed here)
-
         def __init__(self):
             super().__init__(_TimedPolicy(shipped_policy()))
             self.decide_s = []
@@ -76,9 +74,10 @@ def _timed_drl_only():
     return TimedDrlOnly()
 
 
-def _engine_s(scenario, controller, ticks: int) -> tuple[float, float]:
-    """Wall time of ``ticks`` ticks, and of the ticks after the first :data:`WARMUP_TICKS`
-    (read at the controller's decisions, one per tick)."""
+def _engine_s(scenario, controller, ticks: int, forked: bool = True) -> tuple[float, float]:
+    """Wall time of ``ticks`` ticks, and of the ticks after the first :data:`WARMUP_TICKS`;
+    ``forked``: as the local runtime runs it (actors.forked), else all in this process."""
+    from actors.forked import forked_controllers
     from twin.control.baselines import make_controller
     from twin.engine import Engine
 
@@ -90,7 +89,9 @@ def _engine_s(scenario, controller, ticks: int) -> tuple[float, float]:
         if done == WARMUP_TICKS:
             stamps[done] = time.perf_counter()
 
-    engine = Engine(scenario, controller=controller)
+    engine = Engine(
+        scenario, controller=controller, controllers=forked_controllers if forked else None
+    )
     start = time.perf_counter()
     engine.run(duration_s=ticks * scenario.time.tick_s, progress=stamped)
     end = time.perf_counter()
@@ -109,7 +110,7 @@ def run(repeat: int = 200, rounds: int = ROUNDS) -> dict:
     scenario = load_scenario("mega")
     runs: dict[str, list] = {"static-sp": [], "drl-only": [], "ai-sdqn": []}
     timed = _timed_drl_only()
-    _engine_s(scenario, timed, ticks)
+    _engine_s(scenario, timed, ticks, forked=False)
     infer_s, decide_s = timed.policy.seconds[1:], timed.decide_s[1:]
     for _ in range(max(1, int(rounds))):
         runs["static-sp"].append(_engine_s(scenario, "static-sp", ticks))

@@ -135,11 +135,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
     else:
+        from actors.forked import forked_controllers
 
         def make(name: str, seed: int, shield: bool):
             return Engine(
-                scenario, controller=name, seed=seed, shield=shield or None, policy=policy_of(name)
-            )
+                scenario, controller=name, seed=seed, shield=shield or None,
+                policy=policy_of(name), controllers=forked_controllers,
+            )  # fmt: skip
 
         runs = run_comparison(controllers, seeds, make, duration_s, progress)
     written = write_comparison(out_dir, runs)
@@ -184,7 +186,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
         text = view_json(global_view(engine))
     finally:
-        engine.close()  # (the processes a controller plans or decides on)
+        engine.close()
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -284,14 +286,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     engine.close()
         except RuntimeUnavailable as err:
             raise CliError(str(err)) from None
+    from actors.forked import forked_controllers
+
     engine = Engine(
         scenario, controller=args.controller, seed=args.seed, shield=args.shield or None,
-        policy=policy,
+        policy=policy, controllers=forked_controllers,
     )  # fmt: skip
     try:
         return _run_engine(args, scenario, engine)
     finally:
-        engine.close()  # (the processes a controller plans or decides on)
+        engine.close()  # (the processes the controller plans and decides on)
 
 
 def _cmd_bus_keys(args: argparse.Namespace) -> int:

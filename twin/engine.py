@@ -97,13 +97,13 @@ level and its optical links make key faster (``Engine.turbo_skr_gain``). The edg
 flow's path at the turbo level the same way, plan or none, in the snapshot after the one decided on
 (the decision for G(t) is collected before G(t + dt) is scheduled, in both runtimes). A plan takes
 effect one planning period after the state it was computed from (the cloud tier plans while the
-network runs: ``submit_plan`` computes it on the controller's own process or the cloud actor, and
-the engine collects it a period later), so the first period runs without one; where and how fast it
-was computed changes nothing. A plan may put Type-IV forecast events off
-(``LaserSchedule.deferrals``, carbon-aware deferral): the engine takes each once, before the event
-starts, and the flow's forwarding updates carry the delay to its source, which sends the bulk that
-much later (``Flow.deferred``); controllers still see the flows as announced (the same in both
-runtimes).
+network runs: ``submit_plan`` computes it on the controller's own thread, on a process of its own
+(the local runtime's, actors.forked) or on the cloud actor, and the engine collects it a period
+later), so the first period runs without one; where and how fast it was computed changes nothing. A
+plan may put Type-IV forecast events off (``LaserSchedule.deferrals``, carbon-aware deferral): the
+engine takes each once, before the event starts, and the flow's forwarding updates carry the delay
+to its source, which sends the bulk that much later (``Flow.deferred``); controllers still see the
+flows as announced (the same in both runtimes).
 
 Everything is a function of (scenario, seed, code): time is integer nanoseconds, keys are
 integer bits, iteration is over sorted names or stable indices, and the only randomness would

@@ -14,25 +14,21 @@ The cloud tier also puts Type-IV bulk off to greener hours within its deadline
 
 from __future__ import annotations
 
-from twin.control.controller_process import DecidesOnItsProcess
 from twin.control.drl import DrlOnly, EdgePolicy
 from twin.control.mpc import LaserSchedule, MpcOnly
 
 __all__ = ["AiSdqn"]
 
 
-class AiSdqn(DecidesOnItsProcess, MpcOnly):
+class AiSdqn(MpcOnly):
     """MPC energy, handover and contact plans + DRL edge routing + shield: :class:`MpcOnly`
     with :class:`twin.control.drl.DrlOnly`'s routing in place of key-aware greedy's, around
     the stations the contact plan avoids and off the links the handover schedule says set,
-    shielded (the engine puts every decision through the shield, ``shielded``). The
-    single-process engine has it plan and decide on two processes of its own
-    (twin.control.controller_process), while the ticks run."""
+    shielded (the engine puts every decision through the shield, ``shielded``)."""
 
     name = "ai-sdqn"
     shielded = True
     plans_contacts = True
-    _DECIDE_STATE = ("_router",)
 
     def __init__(self, policy: EdgePolicy | None = None) -> None:
         super().__init__()

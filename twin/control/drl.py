@@ -57,7 +57,6 @@ from twin.control.baselines import (
     latency_bounds,
     route_around,
 )
-from twin.control.controller_process import DecidesOnItsProcess
 from twin.network.traffic import requirements
 
 __all__ = [
@@ -309,10 +308,9 @@ class FlowPolicyNet(torch.nn.Module):
 @contextlib.contextmanager
 def _one_torch_thread():
     """Torch ops inside run on the calling thread alone. A batch of a few dozen flows is too
-    small to split, and torch's second thread spins on the other core, which ``ai-sdqn``'s
-    planner (OSQP) needs: on mega, with the planner then on a thread, ai-sdqn's minute of
-    ticks took 1.00-1.04 s with one thread against 1.29-1.44 s with two; alone, a 20-flow
-    inference took 36 us on one, 64 us on two."""
+    small to split, and torch's second thread spins on the core that ``ai-sdqn``'s planner
+    thread (OSQP) needs: on mega, ai-sdqn's minute of ticks took 1.00-1.04 s with one thread
+    against 1.29-1.44 s with two; alone, a 20-flow inference took 36 us on one, 64 us on two."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -453,16 +451,14 @@ def shipped_policy() -> EdgePolicy:
         return EdgePolicy.load(path)
 
 
-class DrlOnly(DecidesOnItsProcess):
+class DrlOnly:
     """``drl-only``: every flow takes the candidate path, the laser level, the relay level and
     the data level the edge policy picks; no energy plan and no shield (``ai-sdqn`` adds both,
-    twin.control.ai_sdqn.AiSdqn). The single-process engine has it decide on a process of its
-    own (``submit_decide``, twin.control.controller_process), while the ticks run."""
+    twin.control.ai_sdqn.AiSdqn)."""
 
     name = "drl-only"
     plan_every_ticks = 0
     reads_key_fill = True
-    _DECIDE_STATE = ("policy", "candidates")
 
     def __init__(self, policy: EdgePolicy | None = None) -> None:
         self.policy = policy or shipped_policy()

@@ -44,14 +44,15 @@ tests (not a dependency of the twin).
 
 The plan of the cloud tier takes effect a planning period (a minute) after the state it is
 computed from (twin.engine): :meth:`MpcOnly.submit_plan` computes it on the controller's own
-process (twin.control.controller_process) while the engine ticks. With the energy plan (solved
-again every five minutes, carried on between) it carries the satellites in QKD turbo mode
-(:func:`turbo_satellites`), the OGS contact plan (:class:`ContactPlan`, for ``ai-sdqn``) and
-the pre-scheduled make-before-break handovers (:class:`HandoverSchedule`: the ground-space
-links the orbits take below their mask, which the router leaves a lead ahead), all made afresh
-every minute, and the Type-IV bulk transfers put off to greener hours (:func:`bulk_deferral`:
-each forecast event decided once, from the observer's carbon forecast, when it is announced and
-can still be moved). Without satellites there is no plan, and so no deferral either.
+thread while the engine ticks (the local runtime on a process of its own, actors.forked). With
+the energy plan (solved again every five minutes, carried on between) it carries the satellites
+in QKD turbo mode (:func:`turbo_satellites`), the OGS contact plan (:class:`ContactPlan`, for
+``ai-sdqn``) and the pre-scheduled make-before-break handovers (:class:`HandoverSchedule`: the
+ground-space links the orbits take below their mask, which the router leaves a lead ahead), all
+made afresh every minute, and the Type-IV bulk transfers put off to greener hours
+(:func:`bulk_deferral`: each forecast event decided once, from the observer's carbon forecast,
+when it is announced and can still be moved). Without satellites there is no plan, and so no
+deferral either.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -452,8 +454,8 @@ AWAKE_TOLERANCE = 0.01  # a duty this close to the contact share is the whole co
 # start (forward_backward_sweep) a warm re-solve on the mega shell took 0.6-0.9 s, more than
 # the engine's minute of ticks under ai-sdqn, and re-solving every minute held the run to the
 # planner's pace (the engine waits for a plan that is due). It takes 0.03-0.04 s now (with the
-# forecast's new step and the sweep, ~0.05 s of the planner's time, on its own process
-# beside the ticks: every 5 minutes, a fifth of that). The forecast it follows is the orbits'
+# forecast's new step and the sweep, ~0.05 s of the planner thread's time, which it shares
+# with the ticks: every 5 minutes, a fifth of that). The forecast it follows is the orbits'
 # own, so a plan holds between re-solves; on the packaged scenarios, whose batteries never
 # bind, the runs are the same either way (README, the MPC tier).
 ENERGY_REPLAN_S = 5 * PLAN_STEP_S
@@ -827,7 +829,7 @@ class MpcOnly:
         self._topology = None  # the scenario's TopologyModel (bind)
         self._forecasts: dict = {}  # energy_forecast's cache of steps
         self._elevations: dict = {}  # handover_schedule's cache of orbit samples
-        self._worker = None  # the ControllerProcess that plans while the engine ticks
+        self._worker: ThreadPoolExecutor | None = None  # plans while the engine ticks
         self._observer = None  # the observer of the contact plan, made when first needed
         self._energy: LaserSchedule | None = None  # the last solved energy plan's schedule
         self._bulk: dict[tuple[str, str], int] = {}  # (flow, event) -> delay ns, once decided
@@ -844,38 +846,16 @@ class MpcOnly:
         self._power = scenario.equipment.satellite.power_model()
         self._topology = TopologyModel(scenario)
 
-    _PLAN_STATE = ("_planner", "_observer", "_energy", "_bulk")
-    """what planning changes (the rest is the scenario's, from bind, or the router's)"""
-
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_topology"] = None  # (its propagator does not pickle; made again from the scenario)
         state["_forecasts"] = {}  # (computed again, to the same values)
         state["_elevations"] = {}
         state["_worker"] = None
-        if self._worker is not None:  # the plan's state is the planner process's
-            state.update(self._worker.submit("_plan_state")())
-        elif self._observer is not None:
-            state.update(self._plan_state())
-        return state
-
-    def _plan_state(self) -> dict:
-        """The state planning changes, as a checkpoint keeps it (the observer's filters
-        without its topology, made again from the scenario)."""
-        state = {key: getattr(self, key) for key in self._PLAN_STATE}
-        if self._observer is not None:
+        if self._observer is not None:  # its filters' state is kept, its topology made again
             state["_observer"] = copy.copy(self._observer)
             state["_observer"].topology = None
         return state
-
-    def close(self) -> None:
-        """End the planner process (after the run; twin.engine's close), taking the plan's
-        state back from it first, so this controller plans on as it would have."""
-        if self._worker is not None:
-            state = self._worker.submit("_plan_state")()
-            self._worker.close()
-            self._worker = None
-            self.__dict__.update(state)
 
     def _the_observer(self):
         """The observer (sensors and filters), made when first needed."""
@@ -912,27 +892,22 @@ class MpcOnly:
         return handover_schedule(self._topology, t_ns, window_ns, lead_ns, cache=self._elevations)
 
     def submit_plan(self, view) -> Callable[[], LaserSchedule | None]:
-        """:meth:`plan` for ``view`` on this controller's planner process
-        (twin.control.controller_process: forked at the first plan, it keeps the plan's state
-        from then on); returns the callable that waits for it (the engine collects it a planning
-        period later), so the ticks need not wait for it. One plan at a time, in order, so
-        the planner's warm start is the previous plan's as in :meth:`plan` alone."""
-        from twin.control.controller_process import ControllerProcess
-
+        """:meth:`plan` for ``view`` on this controller's own thread; returns the callable
+        that waits for it (the engine collects it a planning period later), so the ticks need
+        not wait for it. They pay for it all the same on this 2-core machine: on mega the
+        first (cold) plan, 0.47-0.49 s alone, slowed the 60 ticks it ran beside by as much
+        in total (README, "The DRL tier"; the local runtime plans on a process of its own,
+        actors.forked, calling :meth:`plan`). One plan at a time, in order, so the planner's
+        warm start is the previous plan's as in :meth:`plan` alone."""
         if self._worker is None:
-            self._worker = ControllerProcess(self, name=f"{self.name}-planner")
-        if getattr(view, "edge_lookup", None) is not None:  # (the routers', not the planner's:
-            view = dataclasses.replace(view, edge_lookup=None)  # not sent to the process)
-        return self._worker.submit("plan", view)
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        return self._worker.submit(self.plan, view).result
 
     def plan(self, view) -> LaserSchedule | None:
         """The flight plan from ``view``: the energy plan solved again if the last is
         :data:`ENERGY_REPLAN_S` old (else carried on), with the satellites in QKD turbo mode
         (:func:`turbo_satellites`) and a fresh contact plan for a router that reads it, both
-        made afresh every plan. A function of the views planned from, in order (on the
-        planner process once it runs: :meth:`submit_plan`)."""
-        if self._worker is not None:
-            return self.submit_plan(view)()
+        made afresh every plan. A function of the views planned from, in order."""
         if self._scenario is None:
             raise RuntimeError(f"{self.name} plans for a scenario: call bind(scenario) first")
         if self._topology is None:  # restored from a checkpoint (it does not pickle)

@@ -1,16 +1,15 @@
-"""A controller's processes (twin.control.controller_process): calls in order on a forked
-copy, failures raised where the result is awaited, and the controllers' plans, decisions and
-checkpoints through them the same as without them."""
+"""The local runtime's controller processes (actors.forked): calls in order on a forked copy,
+arrays through the shared region, failures raised where the result is awaited, and the
+controllers' plans and decisions through them the same as in the engine's process."""
 
 import os
-import pickle
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from actors.forked import ControllerProcess, ForkedController, forked_controllers
 from twin.control.baselines import NetworkView
-from twin.control.controller_process import ControllerProcess, DecidesOnItsProcess
 
 
 class Tally:
@@ -95,7 +94,7 @@ def test_arrays_travel_in_the_shared_region_and_what_the_process_keeps_stays(mon
     """Arrays arrive whole and writable whether through the shared region (free: the last
     call that used it returned), or the pipe (a call still out, or too large); the region
     written again does not change what the process kept."""
-    from twin.control import controller_process
+    from actors import forked
 
     rng = np.random.default_rng(7)
     given = [rng.normal(size=n) for n in (1000, 3, 50_000, 2000, 2000, 300)]
@@ -105,7 +104,7 @@ def test_arrays_travel_in_the_shared_region_and_what_the_process_keeps_stays(mon
         both = [process.submit("keep", a) for a in given[2:4]]  # the second: through the pipe
         assert process._shared_by == 2  # (the first of the two took the region)
         assert all(wait() for wait in both)
-        monkeypatch.setattr(controller_process, "SHARED_BYTES", 1000)
+        monkeypatch.setattr(forked, "SHARED_BYTES", 1000)
         assert process.submit("keep", given[4])()  # too large: through the pipe
         assert process._shared_by == 2
         monkeypatch.undo()
@@ -125,10 +124,9 @@ class PlanningView:
     battery_soc: np.ndarray
 
 
-def test_ai_sdqn_plans_on_its_process_as_alone_and_its_checkpoints_carry_the_plans_state():
-    """The plans a controller makes on its planner process are those it makes alone, a
-    checkpoint taken while the process plans carries the process's plan state, and after
-    ``close`` the controller plans on from where its process was."""
+def test_ai_sdqn_plans_on_its_process_as_alone():
+    """The plans ai-sdqn makes on its planner process are those it makes alone (the energy
+    plan re-solved at minutes 0 and 5, the observer's filters run forward plan by plan)."""
     from twin.control.ai_sdqn import AiSdqn
     from twin.network.topology import TopologyModel
     from twin.scenarios import load_scenario
@@ -136,40 +134,30 @@ def test_ai_sdqn_plans_on_its_process_as_alone_and_its_checkpoints_carry_the_pla
     scenario = load_scenario("storm")
     topology = TopologyModel(scenario)
     n_sats = topology.snapshot(0).n_nodes - topology.satellite_offset
-    # 0-9 minutes: the energy plan re-solved at 0 and 5, carried on between; the front's
-    # contact plan from the observer's filters, which run forward plan by plan
-    views = [PlanningView(m * 60 * 10**9, np.full(n_sats, 0.9 - 0.01 * m)) for m in range(10)]
+    views = [PlanningView(m * 60 * 10**9, np.full(n_sats, 0.9 - 0.01 * m)) for m in range(8)]
 
     alone = AiSdqn()
     alone.bind(scenario)
     expected = [alone.plan(v) for v in views]
-
-    planned = AiSdqn()
-    planned.bind(scenario)
-    got = [planned.submit_plan(v)() for v in views[:3]]
-    assert planned._worker is not None and planned._energy is None  # planned over there
-    restored = pickle.loads(pickle.dumps(planned))  # a checkpoint, the process still planning
-    got += [planned.plan(v) for v in views[3:6]]  # (plan: through the process too)
-    planned.close()
-    assert planned._worker is None and planned._energy is not None  # its state home again
-    got += [planned.plan(v) for v in views[6:]]
-    resumed = [restored.plan(v) for v in views[3:]]
-    for runs in (got, expected[:3] + resumed):
-        for plan, want in zip(runs, expected, strict=True):
-            assert plan.t0_ns == want.t0_ns
-            assert np.array_equal(plan.awake_ns, want.awake_ns)
-            assert plan.contacts.avoid == want.contacts.avoid
-            assert np.array_equal(
-                plan.contacts.outage_probability, want.contacts.outage_probability
-            )
-    restored.close()  # (never planned on a process: nothing to end)
+    forked_ = ForkedController(AiSdqn())
+    forked_.bind(scenario)
+    try:
+        got = [forked_.submit_plan(v)() for v in views[:4]] + [forked_.plan(v) for v in views[4:]]
+        assert forked_.controller._energy is None  # (planned over there)
+    finally:
+        forked_.close()
+    for plan, want in zip(got, expected, strict=True):
+        assert plan.t0_ns == want.t0_ns
+        assert np.array_equal(plan.awake_ns, want.awake_ns)
+        assert plan.contacts.avoid == want.contacts.avoid
+        assert np.array_equal(plan.contacts.outage_probability, want.contacts.outage_probability)
 
 
-class Recorder(DecidesOnItsProcess):
+class Recorder:
     """Decides what it was given, remembering every view's time (its edge tier's state)."""
 
     name = "recorder"
-    _DECIDE_STATE = ("seen",)
+    policy = object()  # (one that routes with a policy decides on its process)
 
     def __init__(self) -> None:
         self.seen: list[int] = []
@@ -186,52 +174,47 @@ def _view(t_ns: int, flows, plan) -> NetworkView:
     )  # fmt: skip
 
 
-def test_decisions_on_the_edge_process_see_the_whole_view_and_checkpoint_its_state():
-    """The parts of a view that stay the same are sent once and kept there; a checkpoint
-    carries the process's state; close brings it home."""
-    recorder = Recorder()
+def test_decisions_on_the_edge_process_see_the_whole_view():
+    """The parts of a view that stay the same are sent once and kept there; the controller in
+    the caller's process stays as it was forked."""
+    recorder = ForkedController(Recorder())
     flows, plan, later_plan = ("f1", "f2"), {"plan": 1}, {"plan": 2}
-    views = [_view(t, flows, plan if t < 3 else later_plan) for t in range(6)]
-    decided = [recorder.submit_decide(v)() for v in views[:4]]
-    assert [d[0] for d in decided] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]
-    assert [d[2] for d in decided] == [plan, plan, plan, later_plan]
+    views = [_view(t, flows, plan if t < 3 else later_plan) for t in range(5)]
+    try:
+        decided = [recorder.submit_decide(v)() for v in views[:4]] + [recorder.decide(views[4])]
+    finally:
+        recorder.close()
+    assert [d[0] for d in decided] == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    assert [d[2] for d in decided] == [plan, plan, plan, later_plan, later_plan]
     assert all(d[1] == flows and d[3] == {"a": 0} for d in decided)
-    assert {d[4] for d in decided} != {os.getpid()} and recorder.seen == []
-    restored = pickle.loads(pickle.dumps(recorder))
-    assert restored.seen == [0, 1, 2, 3] and restored._decider is None
-    recorder.close()
-    assert recorder.seen == [0, 1, 2, 3] and recorder._decider is None
-    assert recorder.submit_decide(views[4])()[0] == [0, 1, 2, 3, 4]  # a new process
-    recorder.close()
-    assert restored.decide(views[5])[0] == [0, 1, 2, 3, 5]
+    assert {d[4] for d in decided} != {os.getpid()} and recorder.controller.seen == []
+    assert recorder._sent["plan"] is later_plan and recorder._decider is None
 
 
-def test_drl_only_and_ai_sdqn_decide_on_their_processes_as_in_the_engines():
-    """The same metrics whether the edge tier decides on its process (the engine's default)
-    or in the engine's own (submit_decide removed)."""
-    from twin.control.ai_sdqn import AiSdqn
-    from twin.control.drl import DrlOnly
+def test_a_baseline_decides_in_the_engines_process():
+    recorder = Recorder()
+    recorder.policy = None
+    forked_ = ForkedController(recorder)
+    assert forked_.submit_decide(_view(0, (), None))()[4] == os.getpid()
+    assert forked_._decider is None and recorder.seen == [0]
+
+
+@pytest.mark.parametrize("name", ["drl-only", "mpc-only", "ai-sdqn"])
+def test_controllers_on_their_processes_run_as_in_the_engines(name):
+    """The same metrics whether the controller plans and decides on its processes (the local
+    runtime) or in the engine's own process."""
     from twin.engine import Engine
     from twin.metrics import compute_metrics
     from twin.scenarios import load_scenario
 
     scenario = load_scenario("case-munich-pretoria")
-
-    class DrlOnlyHere(DrlOnly):
-        submit_decide = None
-
-    class AiSdqnHere(AiSdqn):
-        submit_decide = None
-
-    for there, here in ((DrlOnly(), DrlOnlyHere()), (AiSdqn(), AiSdqnHere())):
-        metrics = []
-        for controller in (there, here):
-            engine = Engine(scenario, controller=controller)
-            try:
-                run = compute_metrics(engine.run(duration_s=150), engine)
-                run.pop("wall_seconds")  # (the one field identical runs differ in)
-                metrics.append(run)
-            finally:
-                engine.close()
-        assert there._decider is None  # (closed with its engine)
-        assert metrics[0] == metrics[1]
+    metrics = []
+    for hook in (forked_controllers, None):
+        engine = Engine(scenario, controller=name, controllers=hook)
+        try:
+            run = compute_metrics(engine.run(duration_s=150), engine)
+        finally:
+            engine.close()
+        run.pop("wall_seconds")  # (the one field identical runs differ in)
+        metrics.append(run)
+    assert metrics[0] == metrics[1]
