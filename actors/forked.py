@@ -170,7 +170,8 @@ def _stop(conn, process, shared) -> None:
 
 
 _VIEW_PARTS = ("flows", "node_index", "jurisdictions", "flow_endpoints", "plan")
-"""the parts of a controller's view that stay the same from tick to tick"""
+"""the parts of a controller's view that stay the same from tick to tick (the same objects: the
+engine's, which it does not change in place, and the plan in effect until the next)"""
 _UNSENT = object()
 
 
