@@ -29,6 +29,7 @@ import dataclasses
 import mmap
 import multiprocessing
 import pickle
+import signal
 import traceback
 import weakref
 from collections.abc import Callable
@@ -130,8 +131,10 @@ def _serve(callee, conn, callers, shared) -> None:
     """The process's loop: each (method, args) received (its arrays copied out of ``shared``)
     is called on ``callee``, and (True, result) or (False, traceback) sent back; None or the
     pipe's end ends it (its caller's end, ``callers``, was forked with it: closed here, so the
-    caller's exit, even killed, is the pipe's end)."""
+    caller's exit, even killed, is the pipe's end). Ctrl-C is the caller's to act on: it
+    stops this process (``close``) as it unwinds."""
     callers.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     region = memoryview(shared)
     while True:
         try:

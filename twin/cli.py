@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 # Lowest elevation ``link-budget`` accepts for a link with a ground end. The turbulence and
 # slant-path integrals use the flat-Earth sec(zenith) geometry of Andrews & Phillips (2005)
@@ -971,6 +972,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the field, the value and what is allowed); a traceback would only hide it.
         print(f"qntwin {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C: what the command started (Ray, the controller's processes) was stopped as
+        # the interrupt unwound it; outputs are written whole or not at all
+        print(f"qntwin {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

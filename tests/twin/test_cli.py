@@ -264,3 +264,31 @@ def test_policy_flag_errors_are_one_clear_line(capsys, tmp_path):
         code, out, err = run_cli(capsys, *argv)
         assert code == 2 and out == ""
         assert expected in err and "Traceback" not in err, err
+
+
+def test_ctrl_c_is_one_line_and_stops_the_controllers_processes(capsys, tmp_path, monkeypatch):
+    """An interrupted local run (ai-sdqn: its plans and decisions on processes of its own,
+    actors.forked) exits 130 with one line, writes nothing and leaves no process behind."""
+    import multiprocessing
+
+    from twin.engine import Engine
+
+    close_tick = Engine._close_tick
+    running = []
+
+    def interrupted_at_tick_5(self, unclosed, *args):
+        if unclosed[0] >= 5 * self.dt_ns:
+            running.extend(p.name for p in multiprocessing.active_children())
+            raise KeyboardInterrupt
+        return close_tick(self, unclosed, *args)
+
+    monkeypatch.setattr(Engine, "_close_tick", interrupted_at_tick_5)
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "run", "small", "--controller", "ai-sdqn", "--hours", "0.01",
+        "--runtime", "local", "--quiet", "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 130 and err == "qntwin run: interrupted\n" and out == ""
+    assert not out_dir.exists()
+    assert sorted(running) == ["ai-sdqn-edge", "ai-sdqn-planner"]
+    assert multiprocessing.active_children() == []
