@@ -132,9 +132,11 @@ def _serve(callee, conn, callers, shared) -> None:
     is called on ``callee``, and (True, result) or (False, traceback) sent back; None or the
     pipe's end ends it (its caller's end, ``callers``, was forked with it: closed here, so the
     caller's exit, even killed, is the pipe's end). Ctrl-C is the caller's to act on: it
-    stops this process (``close``) as it unwinds."""
+    stops this process (``close``) as it unwinds. (Blocked, not only ignored: OSQP sets a
+    handler of its own while it solves, and answered Ctrl-C with "Solver interrupted".)"""
     callers.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     region = memoryview(shared)
     while True:
         try:
