@@ -8,8 +8,9 @@ can be computed while the engine goes on, as the Ray runtime's cloud planner and
 compute them (actors.controllers). In the engine's process they cannot: the planner (the
 forecast from the orbits, the QP's setup, the sweep, the observer's filters) and the edge tier
 (candidate searches, features, inference) are Python and numpy that hold the interpreter's lock
-most of the time, so on mega a planner thread saved nothing: the ticks paid for every plan and
-decision all the same (README, "The DRL tier"). A process of its own runs them on the other core.
+most of the time: on mega a planner thread saved nothing (the ticks paid for every plan all the
+same, README, "The DRL tier"), and a decision made in the engine's process holds the tick up for
+its whole length. A process of its own runs them on the other core.
 
 A :class:`ControllerProcess` is forked from the controller when its first plan (or decision) is
 asked for, so it starts with the controller as it is, bound to its scenario, without pickling
