@@ -268,7 +268,11 @@ class ForkedController:
         self._planner = self._decider = None
 
 
-def forked_controllers(spec, engine) -> ForkedController:
+def forked_controllers(spec, engine):
     """The engine's ``controllers`` hook (twin.engine.Engine) of the local runtime: the
-    controller the engine made, on processes of its own."""
+    controller the engine made, on processes of its own; the controller itself where processes
+    cannot be forked (Windows: the engine's process then plans and decides, to the same
+    results, slower)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return engine.controller
     return ForkedController(engine.controller)

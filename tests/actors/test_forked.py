@@ -218,3 +218,15 @@ def test_controllers_on_their_processes_run_as_in_the_engines(name):
         run.pop("wall_seconds")  # (the one field identical runs differ in)
         metrics.append(run)
     assert metrics[0] == metrics[1]
+
+
+def test_without_fork_the_engines_process_keeps_the_controller(monkeypatch):
+    import multiprocessing
+
+    from twin.engine import Engine
+    from twin.scenarios import load_scenario
+
+    engine = Engine(load_scenario("small"), controller="drl-only")
+    assert isinstance(forked_controllers("drl-only", engine), ForkedController)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert forked_controllers("drl-only", engine) is engine.controller
