@@ -82,13 +82,17 @@ class ControllerProcess:
         the result (call it once)."""
         if not self._stop.alive:
             raise RuntimeError(f"{self._process.name}: the controller's process was closed")
+        # the region is free once the call that used it returned (the process copied its
+        # arrays out); else the arrays go through the pipe, pickled in band
+        free = self._shared_by < self._received
         buffers: list[pickle.PickleBuffer] = []
-        call = pickle.dumps((method, args), protocol=5, buffer_callback=buffers.append)
+        call = pickle.dumps(
+            (method, args), protocol=5, buffer_callback=buffers.append if free else None
+        )
         spans = []
         if buffers:
             raws = [b.raw() for b in buffers]
-            # free once the call that used it returned (the process copied its arrays out)
-            if self._shared_by < self._received and sum(r.nbytes for r in raws) <= SHARED_BYTES:
+            if sum(r.nbytes for r in raws) <= SHARED_BYTES:
                 at = 0
                 for raw in raws:
                     self._shared[at : at + raw.nbytes] = raw
@@ -96,7 +100,7 @@ class ControllerProcess:
                     at += raw.nbytes
                 self._shared_by = self._sent
             else:
-                call = pickle.dumps((method, args), protocol=5)  # (all through the pipe)
+                call = pickle.dumps((method, args), protocol=5)  # (too large: the pipe)
         self._conn.send((call, spans))
         seq = self._sent
         self._sent += 1
