@@ -702,6 +702,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"--heads {args.heads}: training some heads keeps the others and the network's "
             "body as they start, so give the policy to start from with --init POLICY"
         )
+    from twin.control.rl_env import CONTROLLERS
+
+    if args.controller not in CONTROLLERS:
+        raise CliError(
+            f"--controller {args.controller}: a policy trains in the loop of "
+            f"{' or '.join(CONTROLLERS)}"
+        )
     scenarios = [name.strip() for name in args.scenario.split(",") if name.strip()]
     if not scenarios:
         raise CliError(f"give a scenario to train on, got {args.scenario!r}")
@@ -741,12 +748,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         init=init,
         heads=heads,
+        controller=args.controller,
         progress=progress,
     )
     print(
         f"kept iteration {result.best_iteration}: return {result.trained_return:.1f} over "
         f"{result.episode_s:g} s{' of each scenario' if len(scenarios) > 1 else ''} "
-        f"({'the --init policy' if init else 'untrained'} "
+        f"in {result.controller}'s loop ({'the --init policy' if init else 'untrained'} "
         f"{result.initial_return:.1f}, uniformly random "
         f"{result.random_return:.1f}, always keyed {result.keyed_return:.1f}); "
         f"{result.env_steps} env steps in {result.wall_s:.0f} s"
@@ -927,6 +935,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the action heads PPO trains, comma-separated (default all: path,laser,relay,"
         "data); with fewer, the network's body and the other heads stay as --init has them "
         "(e.g. --heads relay,data learns the key relay and data split over a policy's paths)",
+    )
+    p.add_argument(
+        "--controller",
+        default="drl-only",
+        help="the loop the policy routes in while it trains: drl-only (default: its actions "
+        "alone) or ai-sdqn (the MPC tier's plans, routing around what they avoid, the shield: "
+        "as ai-sdqn deploys it)",
     )
     p.set_defaults(func=_cmd_train)
 

@@ -38,6 +38,14 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
 
 The engine runs in a worker thread and hands each decision over (queues): the env's ``step`` is
 the controller's ``decide``. Everything stays a function of (scenario, seed, actions).
+
+**The loop** the actions route in (``controller``): ``drl-only``'s (the actions alone) or
+``ai-sdqn``'s, the deployed one: its MPC tier plans every minute (energy, QKD turbo, the OGS
+contact plan, the handover schedule, Type-IV deferrals), the chosen paths are moved around the
+stations the contact plan avoids and off the links the schedule says set, and the shield
+stands between them and the network. A policy trained in the loop it is deployed in learns
+what its actions do there (trained in ``drl-only``'s, the shipped relay and data levels gave
+``ai-sdqn`` less than the hand-set ones on case-grid-eclipse: README, "The DRL tier").
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from twin.control.ai_sdqn import AiSdqn
 from twin.control.baselines import Decision, NetworkView
 from twin.control.drl import (
     ACTION_HEADS,
@@ -62,10 +71,12 @@ from twin.control.drl import (
     CandidatePaths,
     path_latencies_s,
 )
+from twin.control.mpc import MpcOnly
 from twin.control.shield import boosted_satellites
 from twin.network.traffic import TrafficClass
 
 __all__ = [
+    "CONTROLLERS",
     "DATA_LEVELS",
     "K_CANDIDATES",
     "LASER_LEVELS",
@@ -92,18 +103,19 @@ class _Stop(Exception):
     """The env was reset or closed: the engine's run ends here."""
 
 
-class _EnvController:
-    """The engine's controller: hands each view to the env and returns the env's choice."""
+class _EnvRouter:
+    """Routes as :class:`twin.control.drl.DrlOnly` does, with the env's choice in place of
+    the policy's: hands each view to the env and returns the decision the env's actions
+    make, around ``avoid`` and off ``setting`` where the controller it routes for gives them
+    (``ai-sdqn``'s contact plan and handover schedule)."""
 
-    name = "drl-env"
-    plan_every_ticks = 0
-    reads_key_fill = True
+    policy = None  # (the env's actions, not a policy, choose)
 
     def __init__(self, env: RoutingEnv) -> None:
         self.env = env
         self.candidates = CandidatePaths()
 
-    def decide(self, view: NetworkView) -> Decision:
+    def decide(self, view: NetworkView, avoid=(), setting=None) -> Decision:
         candidates = self.candidates.build(view)
         features = self.candidates.features(view, candidates)
         self.env._to_env.put(("decide", view, (candidates, features)))
@@ -111,7 +123,37 @@ class _EnvController:
         if message is None:
             raise _Stop
         choice = np.column_stack(message).astype(np.int64)  # (candidate, laser, relay, data)
-        return self.candidates.decision(view, candidates, choice)
+        decision = self.candidates.decision(view, candidates, choice, avoid, setting)
+        self.env._decided = decision.paths  # (read by the env once the next view is asked)
+        return decision
+
+
+class _EnvController(_EnvRouter):
+    """The engine's controller in ``drl-only``'s loop: the env's actions alone."""
+
+    name = "drl-env"
+    plan_every_ticks = 0
+    reads_key_fill = True
+
+
+class _PlannedEnvController(AiSdqn):
+    """The engine's controller in ``ai-sdqn``'s loop: its MPC tier plans (the energy plan,
+    turbo satellites, the contact plan and handover schedule, the Type-IV deferrals), the
+    env's actions route around what the plans avoid, and the engine shields every decision,
+    as deployed."""
+
+    name = "ai-sdqn-env"
+    # plans in the engine's thread (the engine's own ``plan`` path): the env's engine is a
+    # thread already, and a plan is the same wherever it is made
+    submit_plan = None
+
+    def __init__(self, env: RoutingEnv) -> None:
+        MpcOnly.__init__(self)
+        self._router = _EnvRouter(env)
+
+
+# the loops the env's actions can route in (``RoutingEnv(controller=...)``)
+CONTROLLERS = {"drl-only": _EnvController, "ai-sdqn": _PlannedEnvController}
 
 
 class RoutingEnv(ParallelEnv):
@@ -119,10 +161,22 @@ class RoutingEnv(ParallelEnv):
 
     metadata = {"name": "qntwin_routing_v0", "render_modes": []}
 
-    def __init__(self, scenario="small", *, duration_s: float = 300.0,
-                 weights: RewardWeights | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scenario="small",
+        *,
+        duration_s: float = 300.0,
+        weights: RewardWeights | None = None,
+        controller: str = "drl-only",
+    ) -> None:
         from twin.scenarios import load_scenario
 
+        if controller not in CONTROLLERS:
+            raise ValueError(
+                f"controller {controller!r}: the env's actions route in the loop of one of "
+                f"{', '.join(CONTROLLERS)}"
+            )
+        self.controller = controller
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         if not duration_s > 0:
             raise ValueError(f"duration_s must be > 0, got {duration_s}")
@@ -148,6 +202,7 @@ class RoutingEnv(ParallelEnv):
         self._from_env: queue.Queue = queue.Queue()
         self._engine = None
         self._last = None  # the decision being asked for: (view, (candidates, features))
+        self._decided: tuple = ()  # the paths of the last decision made (_EnvRouter)
         self._seen: dict[str, tuple[int, int]] = {}  # flow -> (secure ns, active ns) so far
 
     def observation_space(self, agent):
@@ -189,7 +244,8 @@ class RoutingEnv(ParallelEnv):
 
         self._stop()
         seed = self.scenario.seed if seed is None else int(seed)
-        self._engine = Engine(self.scenario, controller=_EnvController(self), seed=seed)
+        controller = CONTROLLERS[self.controller](self)
+        self._engine = Engine(self.scenario, controller=controller, seed=seed)
         self._seen = {}
         self.agents = list(self.possible_agents)
         self._thread = threading.Thread(target=self._run, name="qntwin-env-engine", daemon=True)
@@ -200,7 +256,7 @@ class RoutingEnv(ParallelEnv):
     def step(self, actions):
         if not self.agents:
             raise RuntimeError("step after the episode ended: call reset()")
-        view, (candidates, _) = self._last
+        view, _ = self._last
         choice = [0] * len(self._flows)
         boost = [False] * len(self._flows)
         relay_level = [0] * len(self._flows)
@@ -219,10 +275,10 @@ class RoutingEnv(ParallelEnv):
                 choice[k], boost[k] = int(action[slot, 0]), bool(action[slot, 1])
                 relay_level[k], data_level[k] = int(action[slot, 2]), int(action[slot, 3])
         self._from_env.put((choice, boost, relay_level, data_level))
-        chosen = [candidates[k][choice[k]] for k in range(len(self._flows))]
-        latency = path_latencies_s(view, chosen)
-        boost_w = self._boost_w(chosen, boost)
         done = self._next() is None
+        # the decision's paths (the chosen candidates, moved around what ai-sdqn's plans avoid)
+        latency = path_latencies_s(view, self._decided)
+        boost_w = self._boost_w(self._decided, boost)
         deltas = self._deltas()
         rewards = {a: self._reward(self._members[a], deltas, latency, boost_w) for a in self.agents}
         observations = {a: self._observe(a) for a in self.agents}

@@ -65,17 +65,21 @@ class TrainResult:
     keyed_return: float  # the fastest keyed path (key-aware's), no boost, key and data on it
     heads: tuple[str, ...]  # the heads trained (HEAD_NAMES); the others and the body kept
     init_policy: str | None  # the fingerprint of the policy training started from (None: fresh)
+    controller: str  # the loop the policy was trained in (twin.control.rl_env.CONTROLLERS)
     policy_path: str
     checkpoint_path: str
 
 
-def episode_return(scenario, episode_s: float, choose, *, seed: int | None = None) -> float:
-    """Total eq. (7) reward of every agent over one episode; ``choose(features)`` gives each
-    flow's (candidate, laser, relay and data level) from its (F, FLOW_FEATURES) features (an
-    agent's flows, padded): (F, 4) integers."""
+def episode_return(
+    scenario, episode_s: float, choose, *, seed: int | None = None, controller: str = "drl-only"
+) -> float:
+    """Total eq. (7) reward of every agent over one episode in ``controller``'s loop
+    (twin.control.rl_env); ``choose(features)`` gives each flow's (candidate, laser, relay and
+    data level) from its (F, FLOW_FEATURES) features (an agent's flows, padded): (F, 4)
+    integers."""
     from twin.control.rl_env import RoutingEnv
 
-    env = RoutingEnv(scenario, duration_s=episode_s)
+    env = RoutingEnv(scenario, duration_s=episode_s, controller=controller)
     try:
         obs, _ = env.reset(seed=seed)
         total = 0.0
@@ -88,7 +92,9 @@ def episode_return(scenario, episode_s: float, choose, *, seed: int | None = Non
         env.close()
 
 
-def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 0) -> float:
+def random_return(
+    scenario, episode_s: float, *, episodes: int = 3, seed: int = 0, controller: str = "drl-only"
+) -> float:
     """Mean return of the uniformly random policy over ``episodes`` seeded episodes."""
     totals = []
     for n in range(episodes):
@@ -97,7 +103,7 @@ def random_return(scenario, episode_s: float, *, episodes: int = 3, seed: int = 
         def uniform(features, rng=rng):
             return rng.integers(0, ACTION_HEADS, (len(features), len(ACTION_HEADS)))
 
-        totals.append(episode_return(scenario, episode_s, uniform))
+        totals.append(episode_return(scenario, episode_s, uniform, controller=controller))
     return float(np.mean(totals))
 
 
@@ -175,7 +181,10 @@ def _make_env(config):
         def __init__(self, config):
             super().__init__()
             names = config["scenarios"]
-            self.envs = [RoutingEnv(name, duration_s=config["episode_s"]) for name in names]
+            self.envs = [
+                RoutingEnv(name, duration_s=config["episode_s"], controller=config["controller"])
+                for name in names
+            ]
             # per scenario, each flow agent's (edge agent, slot); with several scenarios the
             # ids name the scenario too (<n>:<agent>/<slot>), as two may share an edge node
             self.slots_of = [
@@ -246,6 +255,7 @@ def train_policy(
     lr: float = 1e-3,
     init: EdgePolicy | None = None,
     heads: Sequence[str] = HEAD_NAMES,
+    controller: str = "drl-only",
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -264,7 +274,10 @@ def train_policy(
     net's weights; the value net starts afresh), e.g. a trained one to fine-tune; None: a
     fresh network. ``heads``: the heads PPO trains (of HEAD_NAMES); with fewer than all, the
     body and the other heads stay as ``init`` has them (:func:`freeze_all_but`), e.g. the
-    relay and data levels learned over a policy's paths. ``progress(iteration, sampled_return,
+    relay and data levels learned over a policy's paths. ``controller``: the loop the policy's
+    actions route in, ``drl-only``'s (the actions alone) or ``ai-sdqn``'s (its plans, the
+    contact plan's and handover schedule's moves, the shield: twin.control.rl_env), in
+    training and in every evaluation. ``progress(iteration, sampled_return,
     evaluated_return)`` is called after each iteration (sampled: RLlib's mean over its recent
     training episodes, exploring)."""
     import ray
@@ -273,11 +286,17 @@ def train_policy(
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.tune.registry import register_env
 
+    from twin.control.rl_env import CONTROLLERS
     from twin.scenarios import load_scenario
 
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     freeze_all_but(FlowPolicyNet(), heads)  # unknown heads fail here, before Ray starts
+    if controller not in CONTROLLERS:  # (so does an unknown loop)
+        raise ValueError(
+            f"controller {controller!r}: a policy trains in the loop of one of "
+            f"{', '.join(CONTROLLERS)}"
+        )
     heads = tuple(name for name in HEAD_NAMES if name in heads)  # in HEAD_NAMES' order
     if not episode_s >= 1:
         raise ValueError(f"episode_s must be >= 1 s (one decision a second), got {episode_s}")
@@ -288,7 +307,9 @@ def train_policy(
         load_scenario(name)  # an unknown scenario fails here, with the known names
 
     def scored(choose) -> float:  # one deterministic episode of each scenario, summed
-        return sum(episode_return(name, episode_s, choose) for name in scenarios)
+        return sum(
+            episode_return(name, episode_s, choose, controller=controller) for name in scenarios
+        )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +320,14 @@ def train_policy(
     register_env(ENV_NAME, _make_env)
     config = (
         PPOConfig()
-        .environment(ENV_NAME, env_config={"scenarios": scenarios, "episode_s": float(episode_s)})
+        .environment(
+            ENV_NAME,
+            env_config={
+                "scenarios": scenarios,
+                "episode_s": float(episode_s),
+                "controller": controller,
+            },
+        )
         .multi_agent(
             policies={MODULE_ID},
             policy_mapping_fn=lambda agent_id, *args, **kwargs: MODULE_ID,
@@ -373,11 +401,13 @@ def train_policy(
         trained_return=trained_return,
         best_iteration=best_iteration,
         random_return=sum(
-            random_return(name, episode_s, episodes=eval_episodes, seed=seed) for name in scenarios
+            random_return(name, episode_s, episodes=eval_episodes, seed=seed, controller=controller)
+            for name in scenarios
         ),
         keyed_return=scored(lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))),
         heads=heads,
         init_policy=None if init is None else init.fingerprint(),
+        controller=controller,
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),
     )

@@ -687,6 +687,29 @@ def test_training_on_two_scenarios_takes_turns_and_scores_their_sum(tmp_path):
     assert result.initial_return == pytest.approx(sum(each), abs=1e-9)
 
 
+def test_training_in_ai_sdqns_loop_scores_there_and_says_so(tmp_path):
+    """train_policy(controller="ai-sdqn"): the env routes its actions in ai-sdqn's loop (its
+    plans, the shield) in training and in every evaluation, and train.json and the policy's
+    meta name the loop; one that is not a loop is refused before Ray starts. (The first
+    90 s of case-grid-eclipse: the plan that takes effect at 60 s changes the return.)"""
+    pytest.importorskip("ray.rllib")
+    from twin.control import train
+
+    with pytest.raises(ValueError, match="'static-sp'.*drl-only, ai-sdqn"):
+        train.train_policy("small", tmp_path, controller="static-sp")
+    keyed = constant_policy(1, 0)
+    result = train.train_policy(
+        "case-grid-eclipse", tmp_path, iterations=1, episode_s=90, steps_per_iteration=200,
+        seed=2, init=keyed, lr=1e-12, eval_episodes=1, controller="ai-sdqn",
+    )  # fmt: skip
+    in_loop = train.episode_return("case-grid-eclipse", 90, keyed.choose, controller="ai-sdqn")
+    alone = train.episode_return("case-grid-eclipse", 90, keyed.choose)
+    assert result.initial_return == pytest.approx(in_loop, abs=1e-9)
+    assert in_loop != alone
+    assert json.loads((tmp_path / "train.json").read_text())["controller"] == "ai-sdqn"
+    assert EdgePolicy.load(result.policy_path).meta["controller"] == "ai-sdqn"
+
+
 def test_training_refuses_heads_it_does_not_have():
     from twin.control.train import freeze_all_but
 
@@ -704,3 +727,7 @@ def test_qntwin_train_refuses_an_init_that_is_no_policy(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--init:" in err and "not a qntwin edge policy" in err
     assert "Traceback" not in err
+    code = main(["train", "small", "--controller", "key-aware", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--controller key-aware" in err and "drl-only or ai-sdqn" in err
+    assert not (tmp_path / "o").exists()
