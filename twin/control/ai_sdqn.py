@@ -6,8 +6,11 @@ twin.control.drl) and the shield between them and the network (twin.control.shie
 The edge tier routes around the stations the contact plan predicts blocked (site diversity
 ahead of a cloud front: the flows move while their links are still up) and off the satellites
 whose links the handover schedule says set within its lead (make-before-break handovers
-planned ahead, as ``mpc-only``'s greedy routing does too); the observer's outage
-risk is not among the edge policy's own features (the shipped policy was trained without it).
+planned ahead, as ``mpc-only``'s greedy routing does too). The observer's outage risk is
+not among the edge policy's own features: in the packaged scenarios every station's predicted
+probability is under 0.01 or over 0.99 at each plan, so the stations avoided say all of it
+(README, "The DRL tier"). ``qntwin train --controller ai-sdqn`` trains the edge policy in
+this controller's loop (twin.control.rl_env).
 The cloud tier also puts Type-IV bulk off to greener hours within its deadline
 (twin.control.mpc.bulk_deferral), as ``mpc-only`` does.
 """

@@ -34,7 +34,9 @@ paper sec. III-A), named ``edge-<site>``. Each env step is one engine decision (
   of each boosted path; none where the terminals have no turbo mode). The carbon term (gamma)
   is left out, as the paths' carbon does not depend on the choice among these candidates in
   the packaged scenarios' grids (one region per country), and satellites run on solar power:
-  the boost's price is the battery's energy, which epsilon stands for.
+  the boost's price is the battery's energy, which epsilon stands for. ``zeta`` (0 unless
+  given: ``RewardWeights``) adds the share of the agent's flows' active time served, eq. (4)'s
+  availability term, which eq. (7) lacks.
 
 The engine runs in a worker thread and hands each decision over (queues): the env's ``step`` is
 the controller's ``decide``. Everything stays a function of (scenario, seed, actions).
@@ -91,12 +93,20 @@ class RewardWeights:
     """alpha, beta, delta of eq. (7) and epsilon of the boost's power; assumptions (the paper
     gives none): the key outage costs as much as the whole secure ratio, 10 ms of latency a
     tenth of it, and a satellite's turbo level (20 W over "on" with the default terminals) a
-    fiftieth of it per second: a boost pays where it keeps 2 % more of a flow keyed."""
+    fiftieth of it per second: a boost pays where it keeps 2 % more of a flow keyed.
+
+    ``zeta``: not eq. (7)'s, 0 by default: the weight of the share of the agent's flows'
+    active time served (their keys and their latency target met: eq. (4)'s A, which the
+    runs' J counts and eq. (7) does not; the data level's split serves more of it without
+    changing the path's latency, the only term of eq. (7) it could move). Trained with 1
+    (eq. (4)'s weight beside its secure ratio's) in ai-sdqn's loop, the relay and data levels
+    gained nothing the runs measure (README, "The DRL tier")."""
 
     alpha: float = 1.0
     beta: float = 0.01
     delta: float = 1.0
     epsilon_per_w: float = 1e-3
+    zeta: float = 0.0
 
 
 class _Stop(Exception):
@@ -313,15 +323,16 @@ class RoutingEnv(ParallelEnv):
             obs[: len(members)] = features[members]
         return obs.ravel()
 
-    def _deltas(self) -> list[tuple[int, int]]:
-        """Per flow, the (keyed, active) ns it gained since the last step."""
+    def _deltas(self) -> list[tuple[int, int, int]]:
+        """Per flow, the (keyed, active, served) ns it gained since the last step."""
         states = self._engine.flow_state
         out = []
         for flow in self._flows:
             state = states[flow.name]
-            was_secure, was_active = self._seen.get(flow.name, (0, 0))
-            out.append((state.secure_ns - was_secure, state.active_ns - was_active))
-            self._seen[flow.name] = (state.secure_ns, state.active_ns)
+            now = (state.secure_ns, state.active_ns, state.served_ns)
+            was = self._seen.get(flow.name, (0, 0, 0))
+            out.append(tuple(a - b for a, b in zip(now, was, strict=True)))
+            self._seen[flow.name] = now
         return out
 
     def _boost_w(self, paths, boost) -> list[float]:
@@ -340,19 +351,28 @@ class RoutingEnv(ParallelEnv):
 
     def _reward(self, members, deltas, latency, boost_w) -> float:
         """Eq. (7) over the flows ``members`` since the last step (module docstring)."""
-        secure = active = 0
+        secure = active = every_active = served = 0
         outage = False
         for k in members:
             flow = self._flows[k]
-            d_secure, d_active = deltas[k]
+            d_secure, d_active, d_served = deltas[k]
             if flow.traffic_class in (TrafficClass.TYPE_I, TrafficClass.TYPE_II):
                 secure += d_secure
                 active += d_active
             if flow.traffic_class is TrafficClass.TYPE_I and d_active > d_secure:
                 outage = True
+            every_active += d_active
+            served += d_served
         ratio = secure / active if active else 1.0
+        availability = served / every_active if every_active else 1.0
         mine = [latency[k] for k in members if latency[k] is not None]
         mean_latency_ms = 1e3 * float(np.mean(mine)) if mine else 0.0
         w = self.weights
         boost_cost = w.epsilon_per_w * sum(boost_w[k] for k in members)
-        return float(w.alpha * ratio - w.beta * mean_latency_ms - w.delta * outage - boost_cost)
+        return float(
+            w.alpha * ratio
+            - w.beta * mean_latency_ms
+            - w.delta * outage
+            - boost_cost
+            + w.zeta * availability
+        )

@@ -17,6 +17,11 @@ policy is kept rather than the last; and a policy kept for one scenario's window
 which is why several scenarios can take turns. Some heads can be trained alone over a given
 policy (:func:`freeze_all_but`): the shipped policy's relay and data levels were, over its paths.
 
+The policy's actions route alone (``drl-only``'s loop) or in ``ai-sdqn``'s (its plans, the
+moves around what they avoid, the shield: twin.control.rl_env), as ``controller`` says; the
+reward is eq. (7) with ``weights`` (twin.control.rl_env.RewardWeights). Both are in
+train.json and the policy's meta.
+
 Training is not bit-reproducible (RLlib's sampling and torch's threads); a trained policy is a
 file, and runs with a given policy file are (twin.control.drl).
 """
@@ -66,20 +71,28 @@ class TrainResult:
     heads: tuple[str, ...]  # the heads trained (HEAD_NAMES); the others and the body kept
     init_policy: str | None  # the fingerprint of the policy training started from (None: fresh)
     controller: str  # the loop the policy was trained in (twin.control.rl_env.CONTROLLERS)
+    reward_weights: dict  # eq. (7)'s weights it was trained and scored with (RewardWeights)
     policy_path: str
     checkpoint_path: str
 
 
 def episode_return(
-    scenario, episode_s: float, choose, *, seed: int | None = None, controller: str = "drl-only"
+    scenario,
+    episode_s: float,
+    choose,
+    *,
+    seed: int | None = None,
+    controller: str = "drl-only",
+    weights=None,
 ) -> float:
     """Total eq. (7) reward of every agent over one episode in ``controller``'s loop
     (twin.control.rl_env); ``choose(features)`` gives each flow's (candidate, laser, relay and
     data level) from its (F, FLOW_FEATURES) features (an agent's flows, padded): (F, 4)
-    integers."""
+    integers; ``weights``: eq. (7)'s (twin.control.rl_env.RewardWeights; None: the
+    defaults)."""
     from twin.control.rl_env import RoutingEnv
 
-    env = RoutingEnv(scenario, duration_s=episode_s, controller=controller)
+    env = RoutingEnv(scenario, duration_s=episode_s, controller=controller, weights=weights)
     try:
         obs, _ = env.reset(seed=seed)
         total = 0.0
@@ -93,7 +106,13 @@ def episode_return(
 
 
 def random_return(
-    scenario, episode_s: float, *, episodes: int = 3, seed: int = 0, controller: str = "drl-only"
+    scenario,
+    episode_s: float,
+    *,
+    episodes: int = 3,
+    seed: int = 0,
+    controller: str = "drl-only",
+    weights=None,
 ) -> float:
     """Mean return of the uniformly random policy over ``episodes`` seeded episodes."""
     totals = []
@@ -103,7 +122,9 @@ def random_return(
         def uniform(features, rng=rng):
             return rng.integers(0, ACTION_HEADS, (len(features), len(ACTION_HEADS)))
 
-        totals.append(episode_return(scenario, episode_s, uniform, controller=controller))
+        totals.append(
+            episode_return(scenario, episode_s, uniform, controller=controller, weights=weights)
+        )
     return float(np.mean(totals))
 
 
@@ -175,14 +196,19 @@ def _make_env(config):
     from gymnasium import spaces
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-    from twin.control.rl_env import RoutingEnv
+    from twin.control.rl_env import RewardWeights, RoutingEnv
 
     class FlowAgents(MultiAgentEnv):
         def __init__(self, config):
             super().__init__()
             names = config["scenarios"]
             self.envs = [
-                RoutingEnv(name, duration_s=config["episode_s"], controller=config["controller"])
+                RoutingEnv(
+                    name,
+                    duration_s=config["episode_s"],
+                    controller=config.get("controller", "drl-only"),
+                    weights=RewardWeights(**config.get("weights", {})),
+                )
                 for name in names
             ]
             # per scenario, each flow agent's (edge agent, slot); with several scenarios the
@@ -256,6 +282,7 @@ def train_policy(
     init: EdgePolicy | None = None,
     heads: Sequence[str] = HEAD_NAMES,
     controller: str = "drl-only",
+    weights=None,
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -286,11 +313,12 @@ def train_policy(
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.tune.registry import register_env
 
-    from twin.control.rl_env import CONTROLLERS
+    from twin.control.rl_env import CONTROLLERS, RewardWeights
     from twin.scenarios import load_scenario
 
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    weights = RewardWeights() if weights is None else weights
     freeze_all_but(FlowPolicyNet(), heads)  # unknown heads fail here, before Ray starts
     if controller not in CONTROLLERS:  # (so does an unknown loop)
         raise ValueError(
@@ -308,7 +336,8 @@ def train_policy(
 
     def scored(choose) -> float:  # one deterministic episode of each scenario, summed
         return sum(
-            episode_return(name, episode_s, choose, controller=controller) for name in scenarios
+            episode_return(name, episode_s, choose, controller=controller, weights=weights)
+            for name in scenarios
         )
 
     out = Path(out)
@@ -326,6 +355,7 @@ def train_policy(
                 "scenarios": scenarios,
                 "episode_s": float(episode_s),
                 "controller": controller,
+                "weights": asdict(weights),
             },
         )
         .multi_agent(
@@ -401,13 +431,21 @@ def train_policy(
         trained_return=trained_return,
         best_iteration=best_iteration,
         random_return=sum(
-            random_return(name, episode_s, episodes=eval_episodes, seed=seed, controller=controller)
+            random_return(
+                name,
+                episode_s,
+                episodes=eval_episodes,
+                seed=seed,
+                controller=controller,
+                weights=weights,
+            )
             for name in scenarios
         ),
         keyed_return=scored(lambda f: np.tile(np.array([1, 0, 0, 0], np.int64), (len(f), 1))),
         heads=heads,
         init_policy=None if init is None else init.fingerprint(),
         controller=controller,
+        reward_weights=asdict(weights),
         policy_path=str(out / "policy.pt"),
         checkpoint_path=str(checkpoint),
     )

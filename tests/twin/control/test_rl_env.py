@@ -8,7 +8,7 @@ pytest.importorskip("pettingzoo")
 from pettingzoo.test import parallel_api_test  # noqa: E402
 
 from twin.control.drl import ACTION_HEADS, FLOW_FEATURES, shipped_policy  # noqa: E402
-from twin.control.rl_env import RoutingEnv  # noqa: E402
+from twin.control.rl_env import RewardWeights, RoutingEnv  # noqa: E402
 from twin.engine import Engine  # noqa: E402
 from twin.scenarios import load_scenario  # noqa: E402
 
@@ -131,3 +131,27 @@ def test_a_new_inter_satellite_route_between_the_same_access_satellites_is_no_ha
     finally:
         env.close()
     assert len(seen) == 1 + 141  # the reset's observation, then one per 1 s decision to 140 s
+
+
+def test_the_availability_term_adds_the_share_of_the_agents_flows_time_served():
+    """RewardWeights.zeta (an addition to eq. 7, 0 by default): each step's reward gains
+    zeta times the share of the agent's flows' active time that was served (eq. 4's A), and
+    nothing else changes. Case-munich-pretoria's first 2 minutes, always the fastest path:
+    some of its flows go unserved (the share is below 1 at some steps)."""
+    gained = []
+    for zeta in (0.0, 2.0):
+        env = RoutingEnv("case-munich-pretoria", duration_s=120, weights=RewardWeights(zeta=zeta))
+        fastest = np.tile([2, 0, 0, 0], (env.max_flows, 1))
+        env.reset(seed=0)
+        rewards = []
+        while env.agents:
+            rewards.append(env.step({a: fastest for a in env.agents})[1])
+        env.close()
+        gained.append(rewards)
+    shares = [
+        (with_a[agent] - without[agent]) / 2.0
+        for without, with_a in zip(*gained, strict=True)
+        for agent in without
+    ]
+    assert all(0.0 <= share <= 1.0 + 1e-12 for share in shares)
+    assert min(shares) < 0.9 and max(shares) == pytest.approx(1.0)
