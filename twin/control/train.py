@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -48,6 +49,9 @@ from twin.control.drl import (
     EdgePolicy,
     FlowPolicyNet,
 )
+
+if TYPE_CHECKING:
+    from twin.control.rl_env import RewardWeights
 
 __all__ = ["TrainResult", "episode_return", "freeze_all_but", "random_return", "train_policy"]
 
@@ -83,7 +87,7 @@ def episode_return(
     *,
     seed: int | None = None,
     controller: str = "drl-only",
-    weights=None,
+    weights: RewardWeights | None = None,
 ) -> float:
     """Total eq. (7) reward of every agent over one episode in ``controller``'s loop
     (twin.control.rl_env); ``choose(features)`` gives each flow's (candidate, laser, relay and
@@ -112,7 +116,7 @@ def random_return(
     episodes: int = 3,
     seed: int = 0,
     controller: str = "drl-only",
-    weights=None,
+    weights: RewardWeights | None = None,
 ) -> float:
     """Mean return of the uniformly random policy over ``episodes`` seeded episodes."""
     totals = []
@@ -282,7 +286,7 @@ def train_policy(
     init: EdgePolicy | None = None,
     heads: Sequence[str] = HEAD_NAMES,
     controller: str = "drl-only",
-    weights=None,
+    weights: RewardWeights | None = None,
     progress=None,
 ) -> TrainResult:
     """Train the edge policy with RLlib's PPO on ``scenario`` (episodes of ``episode_s``
@@ -304,9 +308,10 @@ def train_policy(
     relay and data levels learned over a policy's paths. ``controller``: the loop the policy's
     actions route in, ``drl-only``'s (the actions alone) or ``ai-sdqn``'s (its plans, the
     contact plan's and handover schedule's moves, the shield: twin.control.rl_env), in
-    training and in every evaluation. ``progress(iteration, sampled_return,
-    evaluated_return)`` is called after each iteration (sampled: RLlib's mean over its recent
-    training episodes, exploring)."""
+    training and in every evaluation. ``weights``: eq. (7)'s weights
+    (twin.control.rl_env.RewardWeights; None: its defaults), there too.
+    ``progress(iteration, sampled_return, evaluated_return)`` is called after each iteration
+    (sampled: RLlib's mean over its recent training episodes, exploring)."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
