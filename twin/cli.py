@@ -7,6 +7,7 @@ stderr that names the value and the fix, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -74,6 +75,33 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         scenario = load_scenario(path)
         print(f"{path}: ok ({scenario.summary()})")
+    return 0
+
+
+def _cmd_intent(args: argparse.Namespace) -> int:
+    """The SDQN orchestrator: an intent's policy, and its traffic entry where it gives a rate."""
+    import yaml
+
+    from twin.control.orchestrator import compile_intent
+    from twin.scenarios import load_scenario
+
+    policy = compile_intent(args.intent, load_scenario(args.scenario))
+    entry = policy.traffic_entry() if policy.rate_bps is not None else None
+    if args.json:
+        fields = dataclasses.asdict(policy)
+        fields["traffic_class"] = policy.traffic_class.value
+        fields["forbid_transit"] = list(policy.forbid_transit)
+        print(json.dumps({"policy": fields, "traffic_entry": entry}, indent=2))
+        return 0
+    print(f"policy {policy.name}: {policy.src} -> {policy.dst}")
+    print(f"  traffic class   {policy.traffic_class.value} (security mode {policy.security_mode})")
+    never = ", ".join(policy.forbid_transit) or "none"
+    print(f"  no transit via  {never}")
+    if entry is None:
+        print("  (no rate given: add ', at RATE' for the scenario's traffic entry)")
+    else:
+        print("traffic entry (add under traffic.flows):")
+        print(yaml.safe_dump([entry], sort_keys=False).rstrip())
     return 0
 
 
@@ -878,6 +906,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shield", action="store_true", help="the shield in the run (see run)")
     p.add_argument("--out", help="file to write (default: standard output)")
     p.set_defaults(func=_cmd_view)
+
+    p = sub.add_parser(
+        "intent",
+        help="the SDQN orchestrator: an industrial intent as the network policy it asks for "
+        "(traffic class, security mode, residency) and the scenario traffic entry",
+        description="Turn an intent such as 'connect munich-automotive to toulouse-aerospace "
+        "with maximal security, EU only, at 64 kbit/s' into a network policy over the "
+        "scenario's sites (twin/control/orchestrator.py lists the clauses).",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument("intent", help="'connect SRC to DST[ with CLAUSE][, CLAUSE]...' (quoted)")
+    p.add_argument("--json", action="store_true", help="print the policy as JSON")
+    p.set_defaults(func=_cmd_intent)
 
     p = sub.add_parser(
         "bus-keys", help="write a CurveZMQ key set for the Ray runtime's bus (--bus-keys DIR)"
