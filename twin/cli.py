@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
@@ -223,6 +224,54 @@ def _cmd_view(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, text)
         print(f"wrote {out} (t = {ticks * engine.dt_ns / NS_PER_S:g} s)")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """Run the local engine to --at seconds and write the MPC tier's plan in effect then."""
+    from pathlib import Path
+
+    from twin.control.flight_plan import plan_document
+    from twin.engine import Engine
+    from twin.report import atomic_write_text
+    from twin.scenarios import load_scenario
+    from twin.units import NS_PER_S
+
+    scenario = load_scenario(args.scenario)
+    duration_s = scenario.time.duration_s
+    if not (0 <= args.at <= duration_s):
+        raise CliError(
+            f"--at must be within [0, {duration_s:g}] s (the scenario's duration), got {args.at:g}"
+        )
+    engine = Engine(scenario, controller=args.controller)
+    ticks = round(args.at * NS_PER_S) // engine.dt_ns
+    at_s = ticks * engine.dt_ns / NS_PER_S
+    try:
+        engine.run(duration_s=at_s)
+        document = plan_document(engine)
+    finally:
+        engine.close()
+    if document is None:
+        period_s = engine.controller.plan_every_ticks * engine.dt_ns / NS_PER_S
+        if at_s < period_s:
+            raise CliError(
+                f"no plan in effect at {at_s:g} s: {args.controller}'s first plan takes effect "
+                f"{period_s:g} s in; give --at {period_s:g} or later"
+            )
+        raise CliError(f"{scenario.name} has no satellites: the MPC tier has nothing to plan")
+    document = {"t_utc": (scenario.time.start_utc + timedelta(seconds=at_s)).isoformat()} | document
+    text = json.dumps(document, indent=1) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+        print(
+            f"wrote {out} (t = {at_s:g} s: {len(document['flight_plans'])} satellites' flight "
+            f"plans, {len((document['contact_plan'] or {}).get('stations', []))} stations' "
+            "contacts)"
+        )
     return 0
 
 
@@ -906,6 +955,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shield", action="store_true", help="the shield in the run (see run)")
     p.add_argument("--out", help="file to write (default: standard output)")
     p.set_defaults(func=_cmd_view)
+
+    p = sub.add_parser(
+        "plan",
+        help="the MPC tier's plan in effect at a time of a run, as JSON: a flight plan per "
+        "satellite, the contact plan per OGS, the handover schedule, the bulk deferrals",
+    )
+    p.add_argument("scenario", help="packaged scenario name or path to a YAML file")
+    p.add_argument(
+        "--at",
+        type=float,
+        default=60.0,
+        help="simulated seconds to run first (default 60: the first plan takes effect then)",
+    )
+    p.add_argument(
+        "--controller",
+        default="ai-sdqn",
+        choices=["ai-sdqn", "mpc-only"],
+        help="the planning controller of the run (default ai-sdqn; mpc-only makes no contact plan)",
+    )
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
         "intent",
