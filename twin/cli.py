@@ -193,13 +193,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 # --- view ----------------------------------------------------------------------------------
 
 
-def _cmd_view(args: argparse.Namespace) -> int:
-    """Run the local engine to --at seconds and write the SDQN controller's global view."""
-    from pathlib import Path
-
-    from twin.control.global_view import global_view, view_json
+def _run_until(args: argparse.Namespace, controller: str, shield: bool | None = None):
+    """``args.scenario`` run on the local engine to ``args.at`` seconds, in whole ticks (what
+    ``view`` and ``plan`` show is of the last closed tick's end): (engine, seconds run)."""
     from twin.engine import Engine
-    from twin.report import atomic_write_text
     from twin.scenarios import load_scenario
     from twin.units import NS_PER_S
 
@@ -209,48 +206,46 @@ def _cmd_view(args: argparse.Namespace) -> int:
         raise CliError(
             f"--at must be within [0, {duration_s:g}] s (the scenario's duration), got {args.at:g}"
         )
-    engine = Engine(scenario, controller=args.controller, shield=args.shield or None)
-    # whole ticks: the view is of the last closed tick's end
-    ticks = round(args.at * NS_PER_S) // engine.dt_ns
+    engine = Engine(scenario, controller=controller, shield=shield)
+    at_s = (round(args.at * NS_PER_S) // engine.dt_ns) * engine.dt_ns / NS_PER_S
     try:
-        engine.run(duration_s=ticks * engine.dt_ns / NS_PER_S)
-        text = view_json(global_view(engine))
+        engine.run(duration_s=at_s)
     finally:
         engine.close()
-    if args.out is None:
+    return engine, at_s
+
+
+def _write_or_print(text: str, out: str | None, what: str) -> None:
+    """``text`` to standard output, or written to the file ``out`` (``what``: said of it)."""
+    from pathlib import Path
+
+    from twin.report import atomic_write_text
+
+    if out is None:
         sys.stdout.write(text)
-    else:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, text)
-        print(f"wrote {out} (t = {ticks * engine.dt_ns / NS_PER_S:g} s)")
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    print(f"wrote {path} ({what})")
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    """Run the local engine to --at seconds and write the SDQN controller's global view."""
+    from twin.control.global_view import global_view, view_json
+
+    engine, at_s = _run_until(args, args.controller, args.shield or None)
+    _write_or_print(view_json(global_view(engine)), args.out, f"t = {at_s:g} s")
     return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     """Run the local engine to --at seconds and write the MPC tier's plan in effect then."""
-    from pathlib import Path
-
     from twin.control.flight_plan import plan_document
-    from twin.engine import Engine
-    from twin.report import atomic_write_text
-    from twin.scenarios import load_scenario
     from twin.units import NS_PER_S
 
-    scenario = load_scenario(args.scenario)
-    duration_s = scenario.time.duration_s
-    if not (0 <= args.at <= duration_s):
-        raise CliError(
-            f"--at must be within [0, {duration_s:g}] s (the scenario's duration), got {args.at:g}"
-        )
-    engine = Engine(scenario, controller=args.controller)
-    ticks = round(args.at * NS_PER_S) // engine.dt_ns
-    at_s = ticks * engine.dt_ns / NS_PER_S
-    try:
-        engine.run(duration_s=at_s)
-        document = plan_document(engine)
-    finally:
-        engine.close()
+    engine, at_s = _run_until(args, args.controller)
+    document = plan_document(engine)
     if document is None:
         period_s = engine.controller.plan_every_ticks * engine.dt_ns / NS_PER_S
         if at_s < period_s:
@@ -258,20 +253,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                 f"no plan in effect at {at_s:g} s: {args.controller}'s first plan takes effect "
                 f"{period_s:g} s in; give --at {period_s:g} or later"
             )
-        raise CliError(f"{scenario.name} has no satellites: the MPC tier has nothing to plan")
-    document = {"t_utc": (scenario.time.start_utc + timedelta(seconds=at_s)).isoformat()} | document
-    text = json.dumps(document, indent=1) + "\n"
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, text)
-        print(
-            f"wrote {out} (t = {at_s:g} s: {len(document['flight_plans'])} satellites' flight "
-            f"plans, {len((document['contact_plan'] or {}).get('stations', []))} stations' "
-            "contacts)"
-        )
+        raise CliError(f"{args.scenario} has no satellites: the MPC tier has nothing to plan")
+    start = engine.scenario.time.start_utc
+    document = {"t_utc": (start + timedelta(seconds=at_s)).isoformat()} | document
+    stations = len((document["contact_plan"] or {}).get("stations", []))
+    _write_or_print(
+        json.dumps(document, indent=1) + "\n",
+        args.out,
+        f"t = {at_s:g} s: {len(document['flight_plans'])} satellites' flight plans, "
+        f"{stations} stations' contacts",
+    )
     return 0
 
 
