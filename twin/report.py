@@ -394,10 +394,6 @@ def _generic(value: Any) -> str:
     return _fmt(value, ".6g")
 
 
-def _class_label(key: str) -> str:
-    return "Type-" + key.removeprefix("type_").upper()
-
-
 def _sub(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = metrics.get(key)
     return value if isinstance(value, Mapping) else {}
@@ -491,11 +487,11 @@ def render_report(metrics: Mapping[str, Any], plot_files: Sequence[str] = tuple(
             "%",
         ),
         *(
-            (f"Availability, {_class_label(c)}", _fmt(availability.get(c), ".3f"), "%")
+            (f"Availability, {TrafficClass(c).label}", _fmt(availability.get(c), ".3f"), "%")
             for c in _CLASS_KEYS
         ),
         *(
-            (f"Mean path latency, {_class_label(c)}", _fmt(latency.get(c), ".3f"), "ms")
+            (f"Mean path latency, {TrafficClass(c).label}", _fmt(latency.get(c), ".3f"), "ms")
             for c in _CLASS_KEYS
         ),
         ("Throughput (delivered)", _fmt(m.get("throughput_bps"), ".6g"), "bit/s"),

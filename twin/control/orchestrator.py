@@ -139,8 +139,8 @@ def compile_intent(text: str, scenario) -> Policy:
     if level is not None and traffic_class is not None and SECURITY_LEVELS[level] != traffic_class:
         implied = SECURITY_LEVELS[level]
         raise IntentError(
-            f"intent {text!r}: {level} security is {_class_label(implied)}'s "
-            f"({requirements(implied).security_mode}), not {_class_label(traffic_class)}'s "
+            f"intent {text!r}: {level} security is {implied.label}'s "
+            f"({requirements(implied).security_mode}), not {traffic_class.label}'s "
             f"({requirements(traffic_class).security_mode}): give one of the two"
         )
     if level is None and traffic_class is None:
@@ -236,7 +236,3 @@ def _rate_bps(text: str, number: str, unit: str) -> float:
             "bit/s, kbit/s, Mbit/s, Gbit/s (e.g. 'at 64 kbit/s')"
         )
     return value * scale
-
-
-def _class_label(traffic_class: TrafficClass) -> str:
-    return "Type-" + traffic_class.value.removeprefix("type_").upper()

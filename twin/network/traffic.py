@@ -79,6 +79,11 @@ class TrafficClass(enum.Enum):
     TYPE_III = "type_iii"  # massive IoT: tolerant > 1 s, AES-128 batch keys
     TYPE_IV = "type_iv"  # bulk: best effort, PQC/TLS, no quantum keys
 
+    @property
+    def label(self) -> str:
+        """The class as Table 1 writes it: ``Type-I`` .. ``Type-IV``."""
+        return "Type-" + self.value.removeprefix("type_").upper()
+
     @classmethod
     def parse(cls, text: str | TrafficClass) -> TrafficClass:
         """The class named by ``text``: ``type_i``, ``type-i``, ``Type-I`` or ``I`` (any case)."""
